@@ -1,0 +1,4 @@
+import { defineConfig } from 'tsup';
+import { packageBuild } from '@webattn/config/tsup';
+
+export default defineConfig(packageBuild());

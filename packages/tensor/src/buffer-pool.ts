@@ -1,0 +1,115 @@
+/**
+ * GPU buffer pool keyed by (bucketed size, usage). A released buffer is parked until the next queue submit:
+ * commands already encoded but not yet submitted may still read it, and anything written through the queue
+ * (writeBuffer) before that submit would land first. After the submit, queue order makes reuse safe.
+ */
+export interface BufferPoolStats {
+  /** Buffers created by the pool and not destroyed. */
+  readonly liveBuffers: number;
+  /** Bytes of those buffers. */
+  readonly liveBytes: number;
+  /** Bytes handed out and not yet released. */
+  readonly inUseBytes: number;
+  /** Bytes ready for reuse (and released ones waiting for the next submit). */
+  readonly freeBytes: number;
+  /** Acquisitions served from the free list. */
+  readonly reused: number;
+  /** Acquisitions that created a buffer. */
+  readonly created: number;
+}
+
+/** Sizes are rounded up to one of 2^k · {1, 1.25, 1.5, 1.75} (at least 256 bytes): ≤ 25% waste, good reuse. */
+export function bucketSize(bytes: number): number {
+  if (bytes <= 256) return 256;
+  const power = 2 ** Math.floor(Math.log2(bytes));
+  for (const step of [1, 1.25, 1.5, 1.75, 2]) {
+    const size = power * step;
+    if (size >= bytes) return size;
+  }
+  return power * 2;
+}
+
+export class BufferPool {
+  private readonly free = new Map<string, GPUBuffer[]>();
+  private pending: { key: string; buffer: GPUBuffer }[] = [];
+  private readonly sizes = new WeakMap<GPUBuffer, number>();
+  private counters = { liveBuffers: 0, liveBytes: 0, inUseBytes: 0, freeBytes: 0, reused: 0, created: 0 };
+
+  /** Free bytes kept above this are destroyed instead of parked. */
+  maxFreeBytes = 512 * 1024 * 1024;
+
+  constructor(private readonly device: GPUDevice) {}
+
+  acquire(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
+    const size = bucketSize(bytes);
+    const key = `${size}:${usage}`;
+    const list = this.free.get(key);
+    const buffer = list?.pop();
+    if (buffer) {
+      this.counters.reused++;
+      this.counters.freeBytes -= size;
+      this.counters.inUseBytes += size;
+      buffer.label = label;
+      return buffer;
+    }
+    const created = this.device.createBuffer({ size, usage, label });
+    this.sizes.set(created, size);
+    this.counters.created++;
+    this.counters.liveBuffers++;
+    this.counters.liveBytes += size;
+    this.counters.inUseBytes += size;
+    return created;
+  }
+
+  /** Gives a buffer back; it becomes reusable after the next submit. */
+  release(buffer: GPUBuffer): void {
+    const size = this.sizes.get(buffer);
+    if (size === undefined) {
+      buffer.destroy();
+      return;
+    }
+    this.counters.inUseBytes -= size;
+    this.counters.freeBytes += size;
+    this.pending.push({ key: `${size}:${buffer.usage}`, buffer });
+  }
+
+  /** Called by the device right after each queue submit. */
+  afterSubmit(): void {
+    for (const { key, buffer } of this.pending) {
+      if (this.counters.freeBytes > this.maxFreeBytes) {
+        this.destroyFree(buffer);
+        continue;
+      }
+      let list = this.free.get(key);
+      if (!list) this.free.set(key, (list = []));
+      list.push(buffer);
+    }
+    this.pending = [];
+  }
+
+  private destroyFree(buffer: GPUBuffer): void {
+    const size = this.sizes.get(buffer) ?? 0;
+    this.counters.freeBytes -= size;
+    this.counters.liveBytes -= size;
+    this.counters.liveBuffers--;
+    buffer.destroy();
+  }
+
+  /** Destroys every free buffer (in-use buffers stay with their owners). */
+  trim(): void {
+    this.afterSubmit();
+    for (const list of this.free.values()) for (const buffer of list) this.destroyFree(buffer);
+    this.free.clear();
+  }
+
+  /** Forgets everything (after device loss the buffers are gone anyway). */
+  invalidate(): void {
+    this.free.clear();
+    this.pending = [];
+    this.counters = { liveBuffers: 0, liveBytes: 0, inUseBytes: 0, freeBytes: 0, reused: 0, created: 0 };
+  }
+
+  stats(): BufferPoolStats {
+    return { ...this.counters };
+  }
+}

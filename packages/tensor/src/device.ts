@@ -1,0 +1,375 @@
+import { BufferPool } from './buffer-pool';
+import { DeviceLostError, KernelError, NoAdapterError } from './errors';
+import { pipelineCacheFor, type PipelineCache } from './pipeline-cache';
+
+/** One subgroup-matrix configuration the adapter supports (M×N×K, component → result type). */
+export interface SubgroupMatrixConfig {
+  readonly componentType: string;
+  readonly resultComponentType: string;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+}
+
+/** What kernels may rely on. On the CPU device, features are empty and limits are those of plain JS arrays. */
+export interface DeviceCaps {
+  readonly features: ReadonlySet<string>;
+  readonly shaderF16: boolean;
+  readonly subgroups: boolean;
+  readonly timestampQuery: boolean;
+  readonly subgroupMatrix: boolean;
+  readonly subgroupMinSize: number;
+  readonly subgroupMaxSize: number;
+  readonly subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
+  readonly maxComputeWorkgroupStorageSize: number;
+  readonly maxComputeInvocationsPerWorkgroup: number;
+  readonly maxComputeWorkgroupSizeX: number;
+  readonly maxComputeWorkgroupsPerDimension: number;
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxBufferSize: number;
+  readonly maxStorageBuffersPerShaderStage: number;
+}
+
+export interface DeviceInfo {
+  readonly kind: 'gpu' | 'cpu';
+  /** e.g. "nvidia hopper (NVIDIA H100 80GB HBM3)" or "cpu". */
+  readonly adapter: string;
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly description: string;
+  /** Why this device was chosen (e.g. why the CPU fallback). */
+  readonly reason: string;
+}
+
+export interface CreateDeviceOptions {
+  /** 'cpu' skips WebGPU entirely. Default 'gpu' (falling back to the CPU when there is no adapter). */
+  readonly prefer?: 'gpu' | 'cpu';
+  /** Throw NoAdapterError instead of falling back to the CPU. */
+  readonly requireGpu?: boolean;
+  /** A GPU object to use instead of navigator.gpu / the `webgpu` package. */
+  readonly gpu?: GPU;
+  readonly powerPreference?: GPUPowerPreference;
+  /** Dawn toggles for Node (default: allow_unsafe_apis, vulkan_enable_f16_on_nvidia). */
+  readonly dawnFeatures?: readonly string[];
+  /** Submit every kernel inside error scopes and report failures naming the kernel. Slow; for debugging. */
+  readonly debug?: boolean;
+}
+
+const OPTIONAL_FEATURES = [
+  'shader-f16',
+  'subgroups',
+  'timestamp-query',
+  'chromium-experimental-subgroup-matrix',
+  'subgroup-size-control',
+] as const;
+
+const LIMITS_WANTED = [
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+const CPU_CAPS: DeviceCaps = {
+  features: new Set(),
+  shaderF16: false,
+  subgroups: false,
+  timestampQuery: false,
+  subgroupMatrix: false,
+  subgroupMinSize: 0,
+  subgroupMaxSize: 0,
+  subgroupMatrixConfigs: [],
+  maxComputeWorkgroupStorageSize: 0,
+  maxComputeInvocationsPerWorkgroup: 0,
+  maxComputeWorkgroupSizeX: 0,
+  maxComputeWorkgroupsPerDimension: 0,
+  maxStorageBufferBindingSize: 2 ** 31,
+  maxBufferSize: 2 ** 31,
+  maxStorageBuffersPerShaderStage: 0,
+};
+
+/** Dispatches gathered into one command encoder before it is submitted automatically. */
+const MAX_PENDING_DISPATCHES = 64;
+
+/**
+ * A compute device: a WebGPU device with its buffer pool, pipeline cache and command batching, or the CPU.
+ * Ops encode into the shared encoder; `submit()` sends it (readbacks submit first). Loss of the GPU device
+ * invalidates the caches and makes every later use throw `DeviceLostError`.
+ */
+export class Device {
+  readonly kind: 'gpu' | 'cpu';
+  readonly info: DeviceInfo;
+  readonly caps: DeviceCaps;
+  readonly debug: boolean;
+  private readonly gpuDevice: GPUDevice | undefined;
+  private readonly bufferPool: BufferPool | undefined;
+  private encoder: GPUCommandEncoder | undefined;
+  private pendingDispatches = 0;
+  private lostReason: string | undefined;
+  private readonly kernelErrors: KernelError[] = [];
+  /** Keeps the `webgpu` package's GPU object alive exactly as long as the device (Node exits once both go). */
+  private gpuRoot: unknown;
+  private readonly lostListeners = new Set<(reason: string) => void>();
+
+  /** @internal Use `createDevice()`. */
+  constructor(init: {
+    kind: 'gpu' | 'cpu';
+    info: DeviceInfo;
+    caps: DeviceCaps;
+    gpuDevice?: GPUDevice;
+    gpuRoot?: unknown;
+    debug?: boolean;
+  }) {
+    this.kind = init.kind;
+    this.info = init.info;
+    this.caps = init.caps;
+    this.debug = init.debug ?? false;
+    this.gpuDevice = init.gpuDevice;
+    this.gpuRoot = init.gpuRoot;
+    if (init.gpuDevice) {
+      this.bufferPool = new BufferPool(init.gpuDevice);
+      void init.gpuDevice.lost.then((info) => this.markLost(info.message || info.reason || 'device lost'));
+      init.gpuDevice.addEventListener('uncapturederror', (event) => {
+        const error = (event as GPUUncapturedErrorEvent).error;
+        this.kernelErrors.push(new KernelError(`uncaptured WebGPU error: ${error.message}`, 'unknown'));
+      });
+    }
+  }
+
+  get isGpu(): boolean {
+    return this.kind === 'gpu';
+  }
+
+  get isLost(): boolean {
+    return this.lostReason !== undefined;
+  }
+
+  /** The raw GPUDevice (throws on the CPU device or after loss). */
+  get gpu(): GPUDevice {
+    this.assertUsable();
+    if (!this.gpuDevice) throw new DeviceLostError('the CPU device has no GPUDevice');
+    return this.gpuDevice;
+  }
+
+  get pool(): BufferPool {
+    this.assertUsable();
+    if (!this.bufferPool) throw new DeviceLostError('the CPU device has no buffer pool');
+    return this.bufferPool;
+  }
+
+  get pipelines(): PipelineCache {
+    return pipelineCacheFor(this.gpu);
+  }
+
+  /** Throws DeviceLostError once the GPU device is gone. */
+  assertUsable(): void {
+    if (this.lostReason !== undefined) {
+      throw new DeviceLostError(
+        `the WebGPU device (${this.info.adapter}) was lost: ${this.lostReason}. Create a new one with createDevice(); tensors on the old device cannot be used.`,
+      );
+    }
+  }
+
+  /** Called with the reason when the GPU device is lost or destroyed. Returns an unsubscribe function. */
+  onLost(listener: (reason: string) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  private markLost(reason: string): void {
+    if (this.lostReason !== undefined) return;
+    this.lostReason = reason;
+    this.encoder = undefined;
+    this.bufferPool?.invalidate();
+    if (this.gpuDevice) pipelineCacheFor(this.gpuDevice).invalidate();
+    for (const listener of this.lostListeners) listener(reason);
+  }
+
+  /** The shared command encoder that ops record into. */
+  commandEncoder(): GPUCommandEncoder {
+    this.assertUsable();
+    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder({ label: 'webattn ops' });
+    return this.encoder;
+  }
+
+  /**
+   * Records one compute dispatch into the shared encoder. In debug mode it is submitted on its own inside
+   * validation and out-of-memory error scopes, and a failure is reported (by `sync()`) naming the kernel.
+   */
+  dispatch(
+    kernel: string,
+    pipeline: GPUComputePipeline,
+    bindGroups: readonly GPUBindGroup[],
+    workgroups: readonly [number, number?, number?],
+  ): void {
+    if (this.debug) {
+      this.gpu.pushErrorScope('out-of-memory');
+      this.gpu.pushErrorScope('validation');
+    }
+    const pass = this.commandEncoder().beginComputePass({ label: kernel });
+    pass.setPipeline(pipeline);
+    bindGroups.forEach((group, index) => pass.setBindGroup(index, group));
+    pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+    pass.end();
+    this.pendingDispatches++;
+    if (this.debug) {
+      this.submit();
+      const gpu = this.gpu;
+      for (let scope = 0; scope < 2; scope++) {
+        void gpu.popErrorScope().then((error) => {
+          if (error) this.kernelErrors.push(new KernelError(`kernel ${kernel}: ${error.message}`, kernel));
+        });
+      }
+    } else if (this.pendingDispatches >= MAX_PENDING_DISPATCHES) {
+      this.submit();
+    }
+  }
+
+  /** Submits the recorded commands (if any); pooled buffers released before this become reusable. */
+  submit(): void {
+    if (this.kind === 'cpu' || this.isLost) return;
+    const encoder = this.encoder;
+    this.encoder = undefined;
+    this.pendingDispatches = 0;
+    if (encoder) this.gpu.queue.submit([encoder.finish()]);
+    this.bufferPool?.afterSubmit();
+  }
+
+  /** Submits and waits until the GPU is idle; throws the first kernel error seen (debug mode names the kernel). */
+  async sync(): Promise<void> {
+    if (this.kind === 'cpu') return;
+    this.assertUsable();
+    this.submit();
+    await this.gpu.queue.onSubmittedWorkDone();
+    this.assertUsable();
+    const error = this.kernelErrors.shift();
+    if (error) {
+      this.kernelErrors.length = 0;
+      throw error;
+    }
+  }
+
+  /** Destroys the GPU device (its buffers go with it) and lets Node exit. */
+  destroy(): void {
+    if (this.gpuDevice && !this.isLost) {
+      this.markLost('destroyed by device.destroy()');
+      this.gpuDevice.destroy();
+    }
+    this.gpuRoot = undefined;
+  }
+}
+
+let cpuSingleton: Device | undefined;
+
+/** The CPU device: tensors in typed arrays, every op in plain TypeScript. */
+export function cpuDevice(reason = 'requested with prefer: "cpu"'): Device {
+  if (cpuSingleton && reason === cpuSingleton.info.reason) return cpuSingleton;
+  const device = new Device({
+    kind: 'cpu',
+    info: { kind: 'cpu', adapter: 'cpu', vendor: 'cpu', architecture: 'cpu', description: 'JavaScript', reason },
+    caps: CPU_CAPS,
+  });
+  if (!cpuSingleton) cpuSingleton = device;
+  return device;
+}
+
+const DEFAULT_DAWN_FEATURES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
+
+async function findGpu(options: CreateDeviceOptions): Promise<{ gpu: GPU; root: unknown } | string> {
+  if (options.gpu) return { gpu: options.gpu, root: options.gpu };
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return { gpu: nav.gpu, root: nav.gpu };
+  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+  if (!isNode) return 'this browser has no navigator.gpu (WebGPU is not available or not enabled)';
+  try {
+    const moduleName = 'webgpu';
+    const webgpu = (await import(/* @vite-ignore */ moduleName)) as {
+      create: (flags: string[]) => GPU;
+      globals: Record<string, unknown>;
+    };
+    for (const [name, value] of Object.entries(webgpu.globals)) {
+      if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
+    }
+    const features = options.dawnFeatures ?? DEFAULT_DAWN_FEATURES;
+    const gpu = webgpu.create([`enable-dawn-features=${features.join(',')}`]);
+    return { gpu, root: gpu };
+  } catch (error) {
+    return `the optional 'webgpu' package could not be loaded in Node (${(error as Error).message}); install it with 'pnpm add webgpu'`;
+  }
+}
+
+function adapterName(info: GPUAdapterInfo): { adapter: string; vendor: string; architecture: string; description: string } {
+  const vendor = info.vendor ?? '';
+  const architecture = info.architecture ?? '';
+  const description = info.description ?? '';
+  const head = [vendor, architecture].filter(Boolean).join(' ');
+  const adapter = description ? (head ? `${head} (${description})` : description) : head || 'unknown adapter';
+  return { adapter, vendor, architecture, description };
+}
+
+/**
+ * Opens a compute device. In browsers it uses navigator.gpu; in Node the optional `webgpu` package (Dawn) with
+ * the toggles that expose shader-f16 on NVIDIA and subgroup matrices. Every optional feature the adapter has is
+ * requested, and the limits kernels need are raised to the adapter's maximum. Without an adapter (or with
+ * `prefer: 'cpu'`) it returns the CPU device, and `info.reason` says why.
+ */
+export async function createDevice(options: CreateDeviceOptions = {}): Promise<Device> {
+  if (options.prefer === 'cpu') return cpuDevice();
+  const found = await findGpu(options);
+  const fallback = (reason: string): Device => {
+    if (options.requireGpu) throw new NoAdapterError(`no WebGPU device: ${reason}`);
+    return cpuDevice(`fell back to the CPU: ${reason}`);
+  };
+  if (typeof found === 'string') return fallback(found);
+  const adapter = await found.gpu.requestAdapter(
+    options.powerPreference ? { powerPreference: options.powerPreference } : undefined,
+  );
+  if (!adapter) return fallback('requestAdapter() returned null (no WebGPU adapter on this machine)');
+  const requiredFeatures = OPTIONAL_FEATURES.filter((feature) => adapter.features.has(feature)) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const name of LIMITS_WANTED) {
+    const value = (adapter.limits as unknown as Record<string, number | undefined>)[name];
+    if (typeof value === 'number') requiredLimits[name] = value;
+  }
+  const gpuDevice = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'webattn' });
+  const info = adapter.info;
+  const rawConfigs = (info as unknown as { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] })
+    .subgroupMatrixConfigs;
+  const limits = gpuDevice.limits;
+  const caps: DeviceCaps = {
+    features: new Set(gpuDevice.features),
+    shaderF16: gpuDevice.features.has('shader-f16'),
+    subgroups: gpuDevice.features.has('subgroups'),
+    timestampQuery: gpuDevice.features.has('timestamp-query'),
+    subgroupMatrix: gpuDevice.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName),
+    subgroupMinSize: (info as unknown as { subgroupMinSize?: number }).subgroupMinSize ?? 0,
+    subgroupMaxSize: (info as unknown as { subgroupMaxSize?: number }).subgroupMaxSize ?? 0,
+    subgroupMatrixConfigs: (rawConfigs ?? []).map((config) => ({
+      componentType: config.componentType,
+      resultComponentType: config.resultComponentType,
+      M: config.M,
+      N: config.N,
+      K: config.K,
+    })),
+    maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
+    maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+    maxBufferSize: limits.maxBufferSize,
+    maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
+  };
+  return new Device({
+    kind: 'gpu',
+    info: { kind: 'gpu', ...adapterName(info), reason: 'WebGPU adapter found' },
+    caps,
+    gpuDevice,
+    gpuRoot: found.root,
+    debug: options.debug ?? false,
+  });
+}

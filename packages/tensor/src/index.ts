@@ -1,0 +1,51 @@
+export { BufferPool, bucketSize, type BufferPoolStats } from './buffer-pool';
+export { full, ones, rand, randn, tensor, zeros, type RandomOptions, type TensorOptions } from './creation';
+export {
+  Device,
+  cpuDevice,
+  createDevice,
+  type CreateDeviceOptions,
+  type DeviceCaps,
+  type DeviceInfo,
+  type SubgroupMatrixConfig,
+} from './device';
+export { DTYPES, assertDType, bytesPerElement, fromHalfBits, roundToHalf, toHalfBits, type DType } from './dtype';
+export {
+  AutogradError,
+  DTypeError,
+  DeviceLostError,
+  DeviceMismatchError,
+  DisposedTensorError,
+  InvalidArgumentError,
+  KernelError,
+  NoAdapterError,
+  ResourceLimitError,
+  ShapeError,
+  WebattnError,
+} from './errors';
+export { runKernel, workgroupGrid, type KernelRun } from './kernel';
+export {
+  PHILOX_WGSL,
+  attentionDropoutWord,
+  attentionKeep,
+  dropoutThreshold,
+  elementWord,
+  philox4x32,
+  seedKey,
+  wordToUniform,
+} from './philox';
+export { PipelineCache, pipelineCacheFor, type KernelSource } from './pipeline-cache';
+export {
+  assertShape,
+  broadcastShapes,
+  contiguousStrides,
+  formatShape,
+  normalizeDim,
+  numel,
+  sameShape,
+  type Shape,
+} from './shape';
+export { Storage, type CpuData } from './storage';
+export { Tensor, emptyTensor, fromValues, type GradFn } from './tensor';
+export { uniformLayout, type UniformLayout, type UniformScalar } from './uniforms';
+export { WgslPreprocessError, composeWgsl, preprocessWgsl, type WgslVariant } from './wgsl';
