@@ -49,3 +49,16 @@ export { Storage, type CpuData } from './storage';
 export { Tensor, emptyTensor, fromValues, type GradFn } from './tensor';
 export { uniformLayout, type UniformLayout, type UniformScalar } from './uniforms';
 export { WgslPreprocessError, composeWgsl, preprocessWgsl, type WgslVariant } from './wgsl';
+export {
+  alignedPosition,
+  attentionFlops,
+  bhndLayout,
+  bnhdLayout,
+  rejection,
+  type AttentionDropout,
+  type AttentionLayout,
+  type AttentionMask,
+  type AttentionProblem,
+  type CausalAlignment,
+  type Rejection,
+} from './attention-problem';
