@@ -72,9 +72,10 @@ export interface AttentionProblem {
   readonly keyLengths: boolean;
   /** Packed variable-length batches: sequence b has rows cuSeqlensQ[b]..cuSeqlensQ[b+1] (same for keys). */
   readonly varlen: boolean;
-  readonly causal: CausalAlignment | null;
-  /** Sliding window, −1 = unbounded; aligned like causal (causalAlignment, default 'top-left'). */
+  readonly causal: boolean;
+  /** Sliding window, −1 = unbounded; aligned like causal. */
   readonly window: { readonly left: number; readonly right: number } | null;
+  /** How causal and window align rows to keys when L ≠ S (default 'top-left', as PyTorch). */
   readonly causalAlignment: CausalAlignment;
   readonly softcap: number | null;
   readonly dropout: AttentionDropout | null;
