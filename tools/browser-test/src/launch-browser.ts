@@ -1,0 +1,66 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+
+/** Debian's Chromium (installed by scripts/setup-system.sh); WEBATTN_CHROMIUM overrides it. */
+export const DEFAULT_CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Flags for headless Chromium with WebGPU on a machine without a GPU: WebGPU runs on SwiftShader (Vulkan on
+ * the CPU, shipped with Chromium). The rest keep the browser quiet and offline: no component downloads, no
+ * sync, no first-run UI.
+ */
+export const WEBGPU_CHROMIUM_FLAGS: readonly string[] = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+export interface LaunchOptions {
+  /** Path of the Chromium binary (default: $WEBATTN_CHROMIUM or /usr/bin/chromium). */
+  readonly executablePath?: string;
+  /** Extra command-line flags, after WEBGPU_CHROMIUM_FLAGS. */
+  readonly extraFlags?: readonly string[];
+  /** Launch timeout in milliseconds (default 60 s: a busy 2-core machine starts Chromium slowly). */
+  readonly timeoutMs?: number;
+}
+
+export interface LaunchedBrowser {
+  /** The browser context (a fresh profile in a temporary --user-data-dir). */
+  readonly context: BrowserContext;
+  /** Closes the browser and deletes its profile directory. */
+  close(): Promise<void>;
+}
+
+/** Starts headless Chromium with WebGPU enabled and a fresh, temporary profile. */
+export async function launchBrowser(options: LaunchOptions = {}): Promise<LaunchedBrowser> {
+  const executablePath = options.executablePath ?? process.env.WEBATTN_CHROMIUM ?? DEFAULT_CHROMIUM;
+  const userDataDir = await mkdtemp(path.join(tmpdir(), 'webattn-chromium-'));
+  let context: BrowserContext;
+  try {
+    // A persistent context is how Playwright takes our own --user-data-dir; the directory is new and removed after.
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath,
+      headless: true,
+      args: [...WEBGPU_CHROMIUM_FLAGS, ...(options.extraFlags ?? [])],
+      timeout: options.timeoutMs ?? 60_000,
+    });
+  } catch (error) {
+    await rm(userDataDir, { recursive: true, force: true });
+    throw new Error(
+      `could not start Chromium at ${executablePath} (run 'bash scripts/setup-system.sh' to install it, or set WEBATTN_CHROMIUM): ${(error as Error).message}`,
+    );
+  }
+  return {
+    context,
+    async close() {
+      await context.close().catch(() => undefined);
+      await rm(userDataDir, { recursive: true, force: true });
+    },
+  };
+}

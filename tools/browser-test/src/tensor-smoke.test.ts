@@ -1,0 +1,58 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { freshSeed } from '@webattn/tensor/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CHROMIUM, launchBrowser, type LaunchedBrowser } from './launch-browser';
+import type { TensorSmokeResult } from './pages/tensor-smoke';
+import { runPage } from './run-page';
+import { servePage, type ServedPage } from './serve-page';
+
+const chromiumPath = process.env.WEBATTN_CHROMIUM ?? DEFAULT_CHROMIUM;
+const haveChromium = existsSync(chromiumPath);
+if (!haveChromium && process.env.WEBATTN_REQUIRE_GPU === '1') {
+  throw new Error(`WEBATTN_REQUIRE_GPU=1 but there is no Chromium at ${chromiumPath}: run 'bash scripts/setup-system.sh'`);
+}
+if (!haveChromium) console.warn(`[webattn] browser tests skipped: no Chromium at ${chromiumPath}`);
+
+/** CPU permute of a contiguous row-major array: the expected contents of `permute(order).contiguous()`. */
+function permuteOnCpu(input: readonly number[], shape: readonly number[], order: readonly number[]): number[] {
+  const strides = shape.map((_, axis) => shape.slice(axis + 1).reduce((product, size) => product * size, 1));
+  const outShape = order.map((axis) => shape[axis]!);
+  const out: number[] = [];
+  const index = new Array<number>(outShape.length).fill(0);
+  for (let flat = 0; flat < input.length; flat++) {
+    out.push(input[index.reduce((offset, value, axis) => offset + value * strides[order[axis]!]!, 0)]!);
+    for (let axis = outShape.length - 1; axis >= 0; axis--) {
+      if (++index[axis]! < outShape[axis]!) break;
+      index[axis] = 0;
+    }
+  }
+  return out;
+}
+
+describe.skipIf(!haveChromium)('@webattn/tensor in headless Chromium (WebGPU on SwiftShader)', () => {
+  let browser: LaunchedBrowser;
+  let served: ServedPage;
+  beforeAll(async () => {
+    served = await servePage({ entry: fileURLToPath(new URL('./pages/tensor-smoke.ts', import.meta.url)) });
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await served?.close();
+  });
+
+  it('copies a permuted view with a WGSL kernel, on a real adapter, without console errors', async () => {
+    const seed = freshSeed();
+    const run = await runPage<TensorSmokeResult>(browser.context, `${served.url}?seed=${seed}`);
+    const result = run.result;
+    const context = `seed ${seed} (replay with WEBATTN_SEED=${seed}); adapter ${result.vendor} ${result.architecture}`;
+    expect(result.kind, `${context}: ${result.reason}`).toBe('gpu');
+    expect(result.vendor, context).not.toBe('');
+    expect(result.viewWasContiguous, context).toBe(false);
+    expect(result.outputShape, context).toEqual(result.order.map((axis) => result.shape[axis]));
+    // A copy is exact: every element must match bit for bit, and none is a leftover of an uninitialised buffer.
+    expect(result.output, context).toEqual(permuteOnCpu(result.input, result.shape, result.order));
+    expect(run.consoleErrors, context).toEqual([]);
+  });
+});
