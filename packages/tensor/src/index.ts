@@ -62,3 +62,4 @@ export {
   type CausalAlignment,
   type Rejection,
 } from './attention-problem';
+export { describeAttention, type AttentionOptions } from './attention-options';
