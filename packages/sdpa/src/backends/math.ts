@@ -1,0 +1,22 @@
+/** Adapter: the materialising WGSL "math" attention of @webattn/reference (S = QKᵀ, softmax, PV; returns weights). */
+import { checkMath, mathAttention, mathAttentionBackward } from '@webattn/reference';
+import type { SdpaBackend } from '../backend';
+import { allowedCheck, deviceKindCheck, packageChecks } from '../checks';
+import { estimateMath } from '../cost-model';
+
+/** Math materialises [B, Hq, L, S] f32 scores; refuse problems whose scores would not fit this budget. */
+export const MATH_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024;
+
+export const mathBackend: SdpaBackend = {
+  name: 'math',
+  description: 'materialised WGSL attention (QKᵀ, softmax, PV): every feature, returns weights, O(L·S) memory',
+  checks: [
+    allowedCheck,
+    deviceKindCheck('gpu'),
+    packageChecks('kernelLimits', (problem, caps) => checkMath(problem, caps, { memoryBudgetBytes: MATH_MEMORY_BUDGET_BYTES })),
+  ],
+  producesWeights: true,
+  estimateMicroseconds: (problem) => estimateMath(problem).microseconds,
+  forward: (q, k, v, options) => mathAttention(q, k, v, options),
+  backward: (q, k, v, out, logsumexp, gradOut, options) => mathAttentionBackward(q, k, v, out, logsumexp, gradOut, options),
+};
