@@ -1,0 +1,179 @@
+import {
+  InvalidArgumentError,
+  Storage,
+  Tensor,
+  attentionKeep,
+  contiguousStrides,
+  cpuDevice,
+  describeAttention,
+  dropoutThreshold,
+  seedKey,
+  type AttentionOptions,
+  type AttentionProblem,
+  type CausalAlignment,
+} from '@webattn/tensor';
+import { sequenceBounds, type SequenceBounds } from './attention-geometry';
+import { assertHostTensor, hostStrides, isBoolHostTensor, type HostTensor } from './host-tensor';
+import { rounderFor, type ReferencePrecision } from './precision';
+
+/** AttentionOptions for plain arrays: the mask is a HostTensor; plus the precision to compute in. */
+export interface ReferenceOptions {
+  readonly attnMask?: HostTensor;
+  readonly dropoutP?: number;
+  readonly dropoutSeed?: number;
+  readonly dropoutOffset?: number;
+  readonly isCausal?: boolean;
+  readonly causalAlignment?: CausalAlignment;
+  readonly scale?: number;
+  readonly enableGqa?: boolean;
+  readonly window?: readonly [number, number];
+  readonly softcap?: number;
+  readonly keyLengths?: readonly number[] | Uint32Array;
+  readonly cuSeqlensQ?: readonly number[] | Uint32Array;
+  readonly cuSeqlensK?: readonly number[] | Uint32Array;
+  readonly needWeights?: boolean;
+  readonly requiresGrad?: boolean;
+  /** 'f64' (default): the oracle. 'f32'/'f16': the same-precision reference (inputs and intermediates rounded). */
+  readonly precision?: ReferencePrecision;
+}
+
+/** Reads element (b, h, row, d) of q, k, v (row counted from the sequence's start in the tensor). */
+type Reader = (b: number, head: number, row: number, d: number) => number;
+
+/** Everything the reference loops need, resolved once. */
+export interface ReferencePlan {
+  readonly problem: AttentionProblem;
+  readonly sequences: readonly SequenceBounds[];
+  readonly round: (x: number) => number;
+  readonly q: Reader;
+  readonly k: Reader;
+  readonly v: Reader;
+  /** The mask at (b, h, i, j): bool → 0/1, additive → value; undefined without a mask. */
+  readonly mask: ((b: number, head: number, row: number, column: number) => number) | undefined;
+  /** Index into a contiguous gradient of the mask's own shape (broadcast dims summed), for additive masks. */
+  readonly maskGradientIndex: ((b: number, head: number, row: number, column: number) => number) | undefined;
+  readonly maskShape: readonly number[] | undefined;
+  /** 0 for dropped elements, else the kept scale 1 / (1 − p) (1 without dropout). */
+  readonly dropoutFactor: (b: number, head: number, row: number, column: number) => number;
+  /** Shapes of the outputs. */
+  readonly qShape: readonly number[];
+  readonly kShape: readonly number[];
+  readonly vShape: readonly number[];
+  readonly outShape: readonly number[];
+}
+
+const SHAPE_ONLY = new Float32Array(0);
+
+/** A CPU tensor carrying only shape and strides, so describeAttention validates plain arrays exactly as tensors. */
+function shapeOnly(t: HostTensor, dtype: 'f32' | 'bool'): Tensor {
+  return new Tensor(
+    Storage.onCpu(cpuDevice(), dtype, dtype === 'bool' ? new Uint8Array(0) : SHAPE_ONLY),
+    t.shape,
+    hostStrides(t),
+    t.offset ?? 0,
+  );
+}
+
+function readerFor(t: HostTensor, problem: AttentionProblem, name: 'q' | 'k' | 'v', round: (x: number) => number): Reader {
+  const data = t.data;
+  const layout = problem.layout[name];
+  return (b, head, row, d) =>
+    round(data[layout.offset + b * layout.batch + head * layout.head + row * layout.sequence + d * layout.dim]!);
+}
+
+export function planReference(q: HostTensor, k: HostTensor, v: HostTensor, options: ReferenceOptions): ReferencePlan {
+  const names: [string, HostTensor][] = [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ];
+  if (options.attnMask) names.push(['attnMask', options.attnMask]);
+  for (const [name, t] of names) assertHostTensor(name, t);
+  const { attnMask, precision, ...rest } = options;
+  const tensorOptions: AttentionOptions = {
+    ...rest,
+    ...(attnMask ? { attnMask: shapeOnly(attnMask, isBoolHostTensor(attnMask) ? 'bool' : 'f32') } : {}),
+  };
+  const problem = describeAttention(shapeOnly(q, 'f32'), shapeOnly(k, 'f32'), shapeOnly(v, 'f32'), tensorOptions);
+  return planFromProblem(problem, q, k, v, options);
+}
+
+/** The plan for an already validated problem (the tensor entry points validate the tensors themselves). */
+export function planFromProblem(
+  problem: AttentionProblem,
+  q: HostTensor,
+  k: HostTensor,
+  v: HostTensor,
+  options: ReferenceOptions,
+): ReferencePlan {
+  const round = rounderFor(options.precision ?? 'f64');
+  const sequences = sequenceBounds(problem, options);
+  let mask: ReferencePlan['mask'];
+  let maskGradientIndex: ReferencePlan['maskGradientIndex'];
+  let maskShape: readonly number[] | undefined;
+  const maskTensor = options.attnMask;
+  if (problem.mask.kind !== 'none' && maskTensor) {
+    const { strides, offset } = problem.mask;
+    const data = maskTensor.data;
+    const bool = problem.mask.kind === 'bool';
+    mask = (b, head, row, column) => {
+      const value = data[offset + b * strides.batch + head * strides.head + row * strides.row + column * strides.column]!;
+      return bool ? (value ? 1 : 0) : round(value);
+    };
+    maskShape = maskTensor.shape;
+    const own = contiguousStrides(maskTensor.shape);
+    const lead = 4 - maskTensor.shape.length;
+    const gradient = [0, 1, 2, 3].map((axis) =>
+      axis < lead || maskTensor.shape[axis - lead] === 1 ? 0 : own[axis - lead]!,
+    ) as [number, number, number, number];
+    maskGradientIndex = (b, head, row, column) =>
+      b * gradient[0] + head * gradient[1] + row * gradient[2] + column * gradient[3];
+  }
+  let dropoutFactor: ReferencePlan['dropoutFactor'] = () => 1;
+  if (problem.dropout) {
+    const { p, seed, offset } = problem.dropout;
+    const key = seedKey(seed);
+    const threshold = dropoutThreshold(p);
+    const keptScale = round(1 / (1 - p));
+    const heads = problem.queryHeads;
+    dropoutFactor = (b, head, row, column) =>
+      attentionKeep(key, offset, threshold, b * heads + head, row, column) ? keptScale : 0;
+  }
+  if (options.precision !== undefined && !['f64', 'f32', 'f16'].includes(options.precision)) {
+    throw new InvalidArgumentError(`precision must be 'f64', 'f32' or 'f16', got ${String(options.precision)}`);
+  }
+  const { batch, queryHeads: hq, kvHeads: hkv, queryLength: l, keyLength: s, headDimQk: dqk, headDimV: dv } = problem;
+  const packed = problem.varlen;
+  const totalQ = packed ? q.shape[0]! : 0;
+  const totalK = packed ? k.shape[0]! : 0;
+  return {
+    problem,
+    sequences,
+    round,
+    q: readerFor(q, problem, 'q', round),
+    k: readerFor(k, problem, 'k', round),
+    v: readerFor(v, problem, 'v', round),
+    mask,
+    maskGradientIndex,
+    maskShape,
+    dropoutFactor,
+    qShape: packed ? [totalQ, hq, dqk] : [batch, hq, l, dqk],
+    kShape: packed ? [totalK, hkv, dqk] : [batch, hkv, s, dqk],
+    vShape: packed ? [totalK, hkv, dv] : [batch, hkv, s, dv],
+    outShape: packed ? [totalQ, hq, dv] : [batch, hq, l, dv],
+  };
+}
+
+/** Index of element (b, head, row, d) in a contiguous output of q's (or k's) logical shape. */
+export function outputIndex(
+  plan: ReferencePlan,
+  heads: number,
+  dim: number,
+  rowsPerBatch: number,
+  b: number,
+  head: number,
+  row: number,
+  d: number,
+): number {
+  return plan.problem.varlen ? (row * heads + head) * dim + d : ((b * heads + head) * rowsPerBatch + row) * dim + d;
+}
