@@ -63,3 +63,14 @@ export {
   type Rejection,
 } from './attention-problem';
 export { describeAttention, type AttentionOptions } from './attention-options';
+export { isGradEnabled, noGrad } from './autograd';
+export { add, copy, div, exp, gelu, log, mul, neg, relu, scale, sqrt, sub } from './ops/arithmetic';
+export { cast } from './ops/cast';
+export { cat, narrow } from './ops/cat';
+export { dropout, type DropoutOptions } from './ops/dropout';
+export { layerNorm } from './ops/layer-norm';
+export { matmul, type MatmulOptions } from './ops/matmul';
+export { mean, sum } from './ops/reduce';
+export { maskedFill, where } from './ops/select';
+export { logSoftmax, softmax } from './ops/softmax';
+export { type Operand } from './ops/operands';

@@ -1,12 +1,15 @@
 import type { Device } from './device';
 import { bytesPerElement, roundToHalf as roundToHalfValue, type DType } from './dtype';
-import { DeviceMismatchError, DisposedTensorError, ShapeError } from './errors';
+import { DeviceMismatchError, DisposedTensorError, InvalidArgumentError, ShapeError } from './errors';
 import { runKernel, workgroupGrid } from './kernel';
 import { contiguousStrides, formatShape, normalizeDim, numel, type Shape } from './shape';
 import { decodeFromGpu, encodeForGpu, Storage, type CpuData } from './storage';
 import { uniformLayout } from './uniforms';
 import copySource from './copy.wgsl?raw';
 import { preprocessWgsl } from './wgsl';
+import { record, runBackward } from './autograd';
+import { reduceToShape } from './ops/broadcast';
+import { narrowBackward } from './ops/cat';
 
 /** A recorded operation for autograd: its inputs and how to turn the output's gradient into theirs. */
 export interface GradFn {
@@ -14,6 +17,8 @@ export interface GradFn {
   readonly inputs: readonly Tensor[];
   /** Gradients for each input (null where an input needs none), given the output's gradient. */
   backward(gradOutput: Tensor): readonly (Tensor | null)[];
+  /** Frees what the node saved for backward (called by autograd once the node's backward ran). Optional. */
+  release?(): void;
 }
 
 const MAX_RANK = 6;
@@ -129,10 +134,13 @@ export class Tensor {
         `permute needs each of the ${this.rank} dims exactly once, got [${order.join(', ')}] for shape ${formatShape(this.shape)}`,
       );
     }
-    return this.view(
+    const out = this.view(
       dims.map((dim) => this.shape[dim]!),
       dims.map((dim) => this.strides[dim]!),
     );
+    const inverse = new Array<number>(dims.length);
+    dims.forEach((dim, i) => (inverse[dim] = i));
+    return record(out, 'permute', [this], [], (grad) => [grad.permute(inverse)]);
   }
 
   /** Same elements, new shape: a view when contiguous, else a contiguous copy. One size may be -1. */
@@ -151,11 +159,15 @@ export class Tensor {
         `cannot reshape ${formatShape(this.shape)} (${this.size} elements) to ${formatShape(shape)} (${numel(resolved)} elements)`,
       );
     }
-    if (this.isContiguous()) return this.view(resolved, contiguousStrides(resolved));
-    const copy = this.contiguous();
-    const reshaped = copy.view(resolved, contiguousStrides(resolved));
-    copy.dispose();
-    return reshaped;
+    let reshaped: Tensor;
+    if (this.isContiguous()) reshaped = this.view(resolved, contiguousStrides(resolved));
+    else {
+      const copy = this.denseCopy();
+      reshaped = copy.view(resolved, contiguousStrides(resolved));
+      copy.dispose();
+    }
+    const inputShape = this.shape;
+    return record(reshaped, 'reshape', [this], [], (grad) => [grad.reshape(inputShape)]);
   }
 
   /** Broadcasts size-1 dims (and new leading dims) to `shape` with stride 0 (a view). -1 keeps a size. */
@@ -176,7 +188,8 @@ export class Tensor {
       strides.push(i < lead || (own === 1 && target !== 1) ? 0 : this.strides[i - lead]!);
       return target;
     });
-    return this.view(resolved, strides);
+    const inputShape = this.shape;
+    return record(this.view(resolved, strides), 'expand', [this], [], (grad) => [reduceToShape(grad, inputShape)]);
   }
 
   /** Inserts a size-1 dimension at `dim` (a view). */
@@ -189,11 +202,46 @@ export class Tensor {
     const strides = [...this.strides];
     shape.splice(at, 0, 1);
     strides.splice(at, 0, 0);
-    return this.view(shape, strides);
+    const inputShape = this.shape;
+    return record(this.view(shape, strides), 'unsqueeze', [this], [], (grad) => [grad.reshape(inputShape)]);
+  }
+
+  /** Elements `start .. start + length - 1` along `dim` (a view, no copy). */
+  narrow(dim: number, start: number, length: number): Tensor {
+    const d = normalizeDim(dim, this.rank, 'narrow dim');
+    const size = this.shape[d]!;
+    if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > size) {
+      throw new InvalidArgumentError(
+        `narrow(dim ${dim}, start ${start}, length ${length}) does not fit dim ${d} of size ${size} in ${formatShape(this.shape)}; need 0 <= start and start + length <= ${size}`,
+      );
+    }
+    const shape = [...this.shape];
+    shape[d] = length;
+    const out = this.view(shape, this.strides, this.offset + start * this.strides[d]!);
+    const inputShape = this.shape;
+    return record(out, 'narrow', [this], [], (grad) => [narrowBackward(grad, inputShape, d, start)]);
+  }
+
+  /** A view of the same values that is cut from the graph: no gradFn, requiresGrad false. */
+  detach(): Tensor {
+    return this.view(this.shape, this.strides);
+  }
+
+  /**
+   * Backpropagates from this tensor, accumulating into the `.grad` of every leaf that requires grad.
+   * `gradient` (same shape) defaults to 1 for a one-element tensor; other shapes need one (AutogradError).
+   */
+  backward(gradient?: Tensor): void {
+    runBackward(this, gradient);
   }
 
   /** Row-major copy (or a new reference to the same storage when already contiguous and offset 0). */
   contiguous(): Tensor {
+    return record(this.denseCopy(), 'contiguous', [this], [], (grad) => [grad]);
+  }
+
+  /** contiguous() without autograd. */
+  private denseCopy(): Tensor {
     this.assertUsable();
     if (this.isContiguous() && this.offset === 0 && this.storage.length === this.size) {
       return this.view(this.shape, contiguousStrides(this.shape));
@@ -203,7 +251,7 @@ export class Tensor {
 
   private cpuCopy(): Tensor {
     const source = this.data;
-    const out = source instanceof Uint8Array ? new Uint8Array(this.size) : new Float32Array(this.size);
+    const out = new (source.constructor as Float32ArrayConstructor)(this.size); // keeps float64 gradient-check data
     const index = new Array<number>(this.rank).fill(0);
     for (let i = 0; i < this.size; i++) {
       let element = this.offset;
@@ -247,7 +295,7 @@ export class Tensor {
    */
   async toArray(): Promise<CpuData> {
     this.assertUsable();
-    const dense = this.contiguous();
+    const dense = this.denseCopy();
     try {
       if (!dense.device.isGpu) {
         const data = dense.data;
@@ -283,7 +331,7 @@ export class Tensor {
   async to(device: Device): Promise<Tensor> {
     this.assertUsable();
     const values = this.device === device ? null : await this.toArray();
-    if (!values) return this.contiguous();
+    if (!values) return this.denseCopy();
     return fromValues(device, this.dtype, values, this.shape);
   }
 
