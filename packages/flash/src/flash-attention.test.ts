@@ -1,0 +1,77 @@
+import { tensor } from '@webattn/tensor';
+import { expectNoGpuErrors, openTestDevice, randomValues } from '@webattn/tensor/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
+import { flashAttention, flashAttentionGrad } from './flash-attention';
+
+const gpu = await openTestDevice();
+afterAll(() => gpu?.destroy());
+
+const causalMask = (l: number, s: number) => Array.from({ length: l * s }, (_, e) => (Math.floor(e / s) >= e % s ? 1 : 0));
+
+const CASES: [string, FlashCase][] = [
+  ['basic f32', { batch: 2, queryHeads: 2, queryLength: 17, keyLength: 23, headDimQk: 40 }],
+  ['head dim 59, Dv 24, BLHD layout', { batch: 1, queryHeads: 3, queryLength: 9, keyLength: 70, headDimQk: 59, headDimV: 24, layout: 'blhd' }],
+  ['head dim 111, single row', { batch: 1, queryHeads: 1, queryLength: 1, keyLength: 97, headDimQk: 111 }],
+  ['head dim 256', { batch: 1, queryHeads: 1, queryLength: 5, keyLength: 33, headDimQk: 256, headDimV: 200 }],
+  ['causal top-left L < S', { batch: 1, queryHeads: 2, queryLength: 19, keyLength: 45, headDimQk: 32, options: { isCausal: true } }],
+  ['causal bottom-right L < S', { batch: 1, queryHeads: 2, queryLength: 19, keyLength: 45, headDimQk: 32, options: { isCausal: true, causalAlignment: 'bottom-right' } }],
+  ['causal bottom-right L > S (fully masked rows)', { batch: 1, queryHeads: 1, queryLength: 30, keyLength: 12, headDimQk: 16, options: { isCausal: true, causalAlignment: 'bottom-right' } }],
+  ['sliding window + causal', { batch: 1, queryHeads: 2, queryLength: 80, keyLength: 80, headDimQk: 24, options: { isCausal: true, window: [7, 0] } }],
+  ['window both sides', { batch: 1, queryHeads: 1, queryLength: 40, keyLength: 70, headDimQk: 24, options: { window: [5, 9], causalAlignment: 'bottom-right' } }],
+  ['softcap, custom scale', { batch: 1, queryHeads: 2, queryLength: 21, keyLength: 21, headDimQk: 48, options: { softcap: 2.5, scale: 0.9 } }],
+  ['GQA 6q/2kv', { batch: 2, queryHeads: 6, kvHeads: 2, queryLength: 13, keyLength: 29, headDimQk: 32, layout: 'blhd' }],
+  ['MQA 4q/1kv causal', { batch: 1, queryHeads: 4, kvHeads: 1, queryLength: 17, keyLength: 17, headDimQk: 20, options: { isCausal: true } }],
+  ['bool mask [L, S] broadcast', { batch: 2, queryHeads: 2, queryLength: 11, keyLength: 11, headDimQk: 16, mask: { shape: [11, 11], dtype: 'bool', data: causalMask(11, 11) } }],
+  ['bool mask [B,1,1,S] with a fully masked batch', { batch: 2, queryHeads: 2, queryLength: 7, keyLength: 13, headDimQk: 16, mask: { shape: [2, 1, 1, 13], dtype: 'bool', data: [...Array(13).fill(0), ...Array.from({ length: 13 }, (_, j) => (j % 3 === 0 ? 1 : 0))] } }],
+  ['additive f32 mask [B,H,L,S] with -inf', { batch: 1, queryHeads: 2, queryLength: 9, keyLength: 14, headDimQk: 16, mask: { shape: [1, 2, 9, 14], dtype: 'f32', data: Array.from(randomValues(252, 7, -3, 1), (x) => (x < -2 ? Number.NEGATIVE_INFINITY : x)) } }],
+  ['key lengths', { batch: 3, queryHeads: 2, queryLength: 10, keyLength: 37, headDimQk: 16, options: { keyLengths: [37, 5, 0] } }],
+  ['key lengths + causal bottom-right', { batch: 2, queryHeads: 1, queryLength: 10, keyLength: 37, headDimQk: 16, options: { keyLengths: [20, 33], isCausal: true, causalAlignment: 'bottom-right' } }],
+  ['varlen packed', { batch: 3, queryHeads: 2, queryLength: 0, keyLength: 0, headDimQk: 16, options: { cuSeqlensQ: [0, 5, 5, 19], cuSeqlensK: [0, 9, 12, 40], isCausal: true, causalAlignment: 'bottom-right' } }],
+  ['dropout', { batch: 1, queryHeads: 2, queryLength: 18, keyLength: 35, headDimQk: 16, options: { dropoutP: 0.3, dropoutSeed: 1234567, dropoutOffset: 5 } }],
+  ['f16 basic', { batch: 1, queryHeads: 2, queryLength: 17, keyLength: 40, headDimQk: 40, dtype: 'f16' }],
+  ['f16 causal GQA dropout BLHD', { batch: 1, queryHeads: 4, kvHeads: 2, queryLength: 15, keyLength: 15, headDimQk: 64, dtype: 'f16', layout: 'blhd', options: { isCausal: true, dropoutP: 0.2, dropoutSeed: 99 } }],
+  ['f16 additive f16 mask', { batch: 1, queryHeads: 1, queryLength: 6, keyLength: 10, headDimQk: 8, dtype: 'f16', mask: { shape: [6, 10], dtype: 'f16', data: randomValues(60, 3, -2, 2) } }],
+];
+
+describe.skipIf(!gpu)('flashAttention and flashAttentionGrad match the float64 reference', () => {
+  for (const [name, spec] of CASES) {
+    it(name, async () => {
+      const device = gpu!;
+      if (spec.dtype === 'f16' && !device.caps.shaderF16) return;
+      const dtype = spec.dtype ?? 'f32';
+      const prepared = prepare(device, spec);
+      const context = describeCase(spec, prepared.seed);
+      const outCount = prepared.q.size / spec.headDimQk * (spec.headDimV ?? spec.headDimQk);
+      await poisonPool(device, [outCount, prepared.q.size, prepared.k.size, prepared.v.size]);
+      const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(prepared.q, prepared.k, prepared.v, prepared.options));
+      const forward = forwardReferences(prepared, dtype);
+      const outValues = await out.toArray();
+      const lseValues = await logsumexp.toArray();
+      const lseExpected = forward.exact.logsumexp;
+      for (const c of [
+        compare('out', outValues, forward.exact.out, forward.same.out, dtype),
+        compare('logsumexp', lseValues, lseExpected, forward.same.logsumexp, dtype),
+      ]) {
+        expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+      }
+      const gradValues = randomValues(outValues.length, prepared.seed + 3, -1, 1);
+      const gradOut = tensor(device, gradValues, out.shape, { dtype });
+      const hostGrad = { data: dtype === 'f16' ? await gradOut.toArray() : gradValues, shape: out.shape };
+      await poisonPool(device, [prepared.q.size, prepared.k.size, prepared.v.size]);
+      const grads = await expectNoGpuErrors(device, () =>
+        flashAttentionGrad(prepared.q, prepared.k, prepared.v, out, logsumexp, gradOut, prepared.options),
+      );
+      const backward = backwardReferences(prepared, hostGrad, dtype);
+      for (const c of [
+        compare('dq', await grads.dq.toArray(), backward.exact.dq, backward.same.dq, dtype),
+        compare('dk', await grads.dk.toArray(), backward.exact.dk, backward.same.dk, dtype),
+        compare('dv', await grads.dv.toArray(), backward.exact.dv, backward.same.dv, dtype),
+      ]) {
+        expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+      }
+      for (const t of [out, logsumexp, gradOut, grads.dq, grads.dk, grads.dv, prepared.q, prepared.k, prepared.v]) t.dispose();
+      prepared.attnMask?.dispose();
+    });
+  }
+});

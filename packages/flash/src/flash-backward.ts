@@ -1,0 +1,144 @@
+import type { AttentionLayout, AttentionProblem } from '@webattn/tensor';
+import { checkFlash, layoutSpan } from './check-flash';
+import {
+  assertBufferHolds,
+  assertProblemBuffers,
+  assertRunnable,
+  optionalBindings,
+  type FlashForwardBuffers,
+  type FlashRecordOptions,
+  type FlashRecording,
+} from './flash-forward';
+import { BINDING, flashKernel, variantOf } from './flash-kernels';
+import { chooseTiles, capsOfGpuDevice, type FlashCaps } from './flash-tiles';
+import { packFlashUniforms, type GradientLayouts } from './flash-uniforms';
+import { rawRecorder, type KernelRecorder } from './recorder';
+import deltaSource from './flash-backward-delta.wgsl?raw';
+import keyValueSource from './flash-backward-key-value.wgsl?raw';
+import querySource from './flash-backward-query.wgsl?raw';
+
+/**
+ * Buffers of a flash backward pass: the forward's inputs, out and logsumexp, plus gradOut (read) and dq, dk, dv
+ * (written, dtype `problem.dtype`). gradOut, dq, dk and dv use the layouts in `layouts` (default: those of out,
+ * q, k and v in `problem.layout`). dk/dv rows of padded keys (≥ keyLengths[b]) are written as 0.
+ */
+export interface FlashBackwardBuffers extends FlashForwardBuffers {
+  readonly gradOut: GPUBuffer;
+  readonly dq: GPUBuffer;
+  readonly dk: GPUBuffer;
+  readonly dv: GPUBuffer;
+  readonly layouts?: Partial<GradientLayouts>;
+}
+
+export function gradientLayouts(problem: AttentionProblem, layouts: Partial<GradientLayouts> = {}): GradientLayouts {
+  return {
+    gradOut: layouts.gradOut ?? problem.layout.out,
+    dq: layouts.dq ?? problem.layout.q,
+    dk: layouts.dk ?? problem.layout.k,
+    dv: layouts.dv ?? problem.layout.v,
+  };
+}
+
+/**
+ * Records the three backward kernels (no checks): delta = rowsum(dO ∘ O) into a temporary [B, Hq, L] f32 buffer
+ * (the only extra memory), then dK/dV over key tiles and dQ over query tiles, both recomputing P from q, k and
+ * the logsumexp (no N×N buffer, no atomics: the same bits on every run).
+ */
+export function recordFlashBackward(
+  recorder: KernelRecorder,
+  caps: FlashCaps,
+  problem: AttentionProblem,
+  buffers: FlashBackwardBuffers,
+): void {
+  const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
+  if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
+  const tiles = chooseTiles(problem, caps)!;
+  const variant = variantOf(problem);
+  const uniforms = packFlashUniforms(problem, gradientLayouts(problem, buffers.layouts));
+  const optional = optionalBindings(problem, buffers);
+  const delta = recorder.temporary(
+    Math.max(4, batch * queryHeads * queryLength * 4),
+    GPUBufferUsage.STORAGE,
+    'flash backward delta',
+  );
+  if (queryLength > 0) {
+    recorder.dispatch(
+      flashKernel('flash-backward-delta', deltaSource, variant, tiles, { BLOCK_M: tiles.rows }),
+      [
+        ...optional.filter(([binding]) => binding !== BINDING.mask),
+        [BINDING.first, buffers.out],
+        [BINDING.first + 1, buffers.gradOut],
+        [BINDING.first + 2, delta],
+      ],
+      uniforms,
+      [Math.ceil(queryLength / tiles.rows), queryHeads, batch],
+    );
+  }
+  const shared: [number, GPUBuffer][] = [
+    ...optional,
+    [BINDING.first, buffers.q],
+    [BINDING.first + 1, buffers.k],
+    [BINDING.first + 2, buffers.v],
+    [BINDING.first + 3, buffers.gradOut],
+    [BINDING.first + 4, buffers.logsumexp],
+    [BINDING.first + 5, delta],
+  ];
+  if (keyLength > 0) {
+    recorder.dispatch(
+      flashKernel('flash-backward-key-value', keyValueSource, variant, tiles, {
+        BLOCK_M: tiles.backwardRows,
+        BLOCK_N: tiles.backwardKeys,
+      }),
+      [...shared, [BINDING.first + 6, buffers.dk], [BINDING.first + 7, buffers.dv]],
+      uniforms,
+      [Math.ceil(keyLength / tiles.backwardKeys), kvHeads, batch],
+    );
+  }
+  if (queryLength > 0) {
+    recorder.dispatch(
+      flashKernel('flash-backward-query', querySource, variant, tiles, { BLOCK_M: tiles.rows, BLOCK_N: tiles.keys }),
+      [...shared, [BINDING.first + 6, buffers.dq]],
+      uniforms,
+      [Math.ceil(queryLength / tiles.rows), queryHeads, batch],
+    );
+  }
+}
+
+function assertGradientBuffers(problem: AttentionProblem, buffers: FlashBackwardBuffers): void {
+  if (problem.varlen || problem.batch === 0) return;
+  const layouts = gradientLayouts(problem, buffers.layouts);
+  const bytes = problem.dtype === 'f16' ? 2 : 4;
+  const { batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
+  const check = (name: string, buffer: GPUBuffer, layout: AttentionLayout, heads: number, length: number, dim: number) => {
+    if (length > 0) assertBufferHolds(name, buffer, layoutSpan(layout, batch, heads, length, dim), bytes);
+  };
+  check('gradOut', buffers.gradOut, layouts.gradOut, queryHeads, queryLength, headDimV);
+  check('dq', buffers.dq, layouts.dq, queryHeads, queryLength, headDimQk);
+  check('dk', buffers.dk, layouts.dk, kvHeads, keyLength, headDimQk);
+  check('dv', buffers.dv, layouts.dv, kvHeads, keyLength, headDimV);
+}
+
+/**
+ * FlashAttention-2 backward on plain GPUBuffers: dq, dk, dv of sum(out ∘ gradOut), from the forward's out and
+ * logsumexp. GQA gradients are summed over the query heads sharing a kv head; dropout bits are regenerated from
+ * the same seed/offset; rows without any allowed key get zero gradients. Recording and release as
+ * `flashAttentionForward`.
+ */
+export function flashAttentionBackward(
+  device: GPUDevice,
+  problem: AttentionProblem,
+  buffers: FlashBackwardBuffers,
+  options: FlashRecordOptions = {},
+): FlashRecording {
+  const caps = capsOfGpuDevice(device);
+  assertRunnable(checkFlash({ ...problem, requiresGrad: true }, caps), 'flashAttentionBackward');
+  assertProblemBuffers(problem, buffers);
+  assertGradientBuffers(problem, buffers);
+  const encoder = options.encoder ?? device.createCommandEncoder({ label: 'flash backward' });
+  const recorder = rawRecorder(device, encoder);
+  recordFlashBackward(recorder, caps, problem, buffers);
+  if (options.encoder) return { release: () => recorder.finish() };
+  device.queue.submit([encoder.finish()]);
+  recorder.finish();
+  return { release: () => undefined };
+}

@@ -1,0 +1,129 @@
+// Shared by every flash kernel: uniforms, optional inputs (mask, key lengths, varlen offsets), the sequence
+// bounds of a batch entry, the allowed key range of a row (causal, window, padding) and the score of one
+// (row, key) pair (scale, softcap, additive or bool mask). Semantics: attention-problem.ts in @webattn/tensor.
+
+${UNIFORMS}
+
+@group(0) @binding(0) var<uniform> params: Params;
+#if MASK
+@group(0) @binding(1) var<storage, read> mask_words: array<u32>;
+#endif
+#if KEY_LENGTHS
+@group(0) @binding(2) var<storage, read> key_lengths: array<u32>;
+#endif
+#if VARLEN
+@group(0) @binding(3) var<storage, read> cu_seqlens_q: array<u32>;
+@group(0) @binding(4) var<storage, read> cu_seqlens_k: array<u32>;
+#endif
+
+// One batch entry: its first query/key row in memory, its lengths, and how many keys may be attended.
+struct Sequence {
+  q_start: u32,
+  q_len: u32,
+  k_start: u32,
+  k_len: u32,
+  k_valid: u32,
+}
+
+fn load_sequence(b: u32) -> Sequence {
+  var sequence = Sequence(0u, params.query_length, 0u, params.key_length, params.key_length);
+#if VARLEN
+  sequence.q_start = cu_seqlens_q[b];
+  sequence.q_len = cu_seqlens_q[b + 1u] - cu_seqlens_q[b];
+  sequence.k_start = cu_seqlens_k[b];
+  sequence.k_len = cu_seqlens_k[b + 1u] - cu_seqlens_k[b];
+  sequence.k_valid = sequence.k_len;
+#endif
+#if KEY_LENGTHS
+  sequence.k_valid = min(key_lengths[b], params.key_length);
+#endif
+  return sequence;
+}
+
+// Inclusive range [x, y] of keys row i may attend (x > y: none), from causal, window and key padding.
+fn key_bounds(i: i32, sequence: Sequence) -> vec2<i32> {
+  var lo = 0;
+  var hi = i32(sequence.k_valid) - 1;
+  var position = i;
+  if (params.bottom_right == 1u) {
+    position = i + i32(sequence.k_len) - i32(sequence.q_len);
+  }
+  if (params.causal == 1u) {
+    hi = min(hi, position);
+  }
+  if (params.window_right >= 0) {
+    hi = min(hi, position + params.window_right);
+  }
+  if (params.window_left >= 0) {
+    lo = max(lo, position - params.window_left);
+  }
+  return vec2<i32>(lo, hi);
+}
+
+// Inclusive range [x, y] of rows that may attend some key in [first_key, last_key] (rows may still be masked
+// by their own bounds; this is for skipping whole tiles).
+fn row_bounds(first_key: i32, last_key: i32, sequence: Sequence) -> vec2<i32> {
+  var shift = 0;
+  if (params.bottom_right == 1u) {
+    shift = i32(sequence.k_len) - i32(sequence.q_len);
+  }
+  var lo = 0;
+  var hi = i32(sequence.q_len) - 1;
+  // j <= position + right  <=>  position >= j - right (causal: right = 0).
+  var right = -1;
+  if (params.causal == 1u) {
+    right = 0;
+  }
+  if (params.window_right >= 0) {
+    right = select(params.window_right, min(right, params.window_right), right >= 0);
+  }
+  if (right >= 0) {
+    lo = max(lo, first_key - right - shift);
+  }
+  if (params.window_left >= 0) {
+    hi = min(hi, last_key + params.window_left - shift);
+  }
+  return vec2<i32>(lo, hi);
+}
+
+#if MASK
+fn mask_index(b: u32, h: u32, i: u32, j: u32) -> u32 {
+  return params.mask_offset + b * params.mask_batch + h * params.mask_head + i * params.mask_row + j * params.mask_column;
+}
+#endif
+
+// The capped score and d(score)/d(scale * q·k): softcap c gives c * tanh(x / c), derivative 1 - tanh².
+fn capped_score(dot_product: f32) -> vec2<f32> {
+  let x = dot_product * params.scale;
+  if (params.softcap > 0.0) {
+    let t = tanh(x / params.softcap);
+    return vec2<f32>(params.softcap * t, 1.0 - t * t);
+  }
+  return vec2<f32>(x, 1.0);
+}
+
+// Adds the additive mask or removes the pair for a false bool mask (returns -inf).
+fn masked_score(score: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
+#if MASK_BOOL
+  let index = mask_index(b, h, i, j);
+  let byte = (mask_words[index >> 2u] >> (8u * (index & 3u))) & 0xffu;
+  return select(score, params.negative_infinity, byte == 0u);
+#elif MASK_F32
+  return score + bitcast<f32>(mask_words[mask_index(b, h, i, j)]);
+#elif MASK_F16
+  let index = mask_index(b, h, i, j);
+  let pair = unpack2x16float(mask_words[index >> 1u]);
+  return score + select(pair.x, pair.y, (index & 1u) == 1u);
+#else
+  return score;
+#endif
+}
+
+// Kept-element multiplier for dropout: 1 / (1 - p) when kept, 0 when dropped.
+fn dropout_factor(word: u32) -> f32 {
+  return select(0.0, params.dropout_scale, word >= params.dropout_threshold);
+}
+
+fn dropout_key() -> vec2<u32> {
+  return vec2<u32>(params.dropout_key0, params.dropout_key1);
+}

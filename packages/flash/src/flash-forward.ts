@@ -1,0 +1,143 @@
+import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection } from '@webattn/tensor';
+import { checkFlash, layoutSpan } from './check-flash';
+import { BINDING, flashKernel, variantOf } from './flash-kernels';
+import { chooseTiles, capsOfGpuDevice, type FlashCaps } from './flash-tiles';
+import { packFlashUniforms } from './flash-uniforms';
+import { rawRecorder, type KernelRecorder } from './recorder';
+import forwardSource from './flash-forward.wgsl?raw';
+
+/**
+ * Buffers of a flash forward pass. q, k, v and out are read and written through `problem.layout` (element
+ * strides and offsets, dtype `problem.dtype`); logsumexp is f32, contiguous [B, Hq, L] (for varlen, L is the
+ * longest query sequence and row i of sequence b sits at (b·Hq + h)·L + i). Optional inputs: mask (bool: one
+ * byte per element, f32 or f16 additive; indexed through `problem.mask`), keyLengths (u32 per batch entry),
+ * cuSeqlensQ/cuSeqlensK (u32, B + 1 offsets). Every buffer needs STORAGE usage.
+ */
+export interface FlashForwardBuffers {
+  readonly q: GPUBuffer;
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly out: GPUBuffer;
+  readonly logsumexp: GPUBuffer;
+  readonly mask?: GPUBuffer;
+  readonly keyLengths?: GPUBuffer;
+  readonly cuSeqlensQ?: GPUBuffer;
+  readonly cuSeqlensK?: GPUBuffer;
+}
+
+export interface FlashRecordOptions {
+  /**
+   * Record into this encoder instead of submitting. The caller submits it, then calls `release()` on the
+   * returned recording (it destroys the small uniform/scratch buffers the kernels use).
+   */
+  readonly encoder?: GPUCommandEncoder;
+}
+
+/** What a raw-buffer call leaves behind: `release()` frees its temporaries (already done when it submitted itself). */
+export interface FlashRecording {
+  release(): void;
+}
+
+/** Throws one error listing every rejection. */
+export function assertRunnable(rejections: readonly Rejection[], what: string): void {
+  if (rejections.length > 0) {
+    throw new InvalidArgumentError(`${what} cannot run this problem:\n${rejections.map((r) => `  - ${r.message}`).join('\n')}`);
+  }
+}
+
+/** Checks that a buffer holds `elements` elements of `bytes` bytes. */
+export function assertBufferHolds(name: string, buffer: GPUBuffer, elements: number, bytes: number): void {
+  if (buffer.size < elements * bytes) {
+    throw new ShapeError(
+      `${name} buffer has ${buffer.size} bytes but the problem's layout reaches element ${elements - 1} (${elements * bytes} bytes); pass a larger buffer or fix the layout`,
+    );
+  }
+}
+
+export function optionalBindings(problem: AttentionProblem, buffers: FlashForwardBuffers): [number, GPUBuffer][] {
+  const bindings: [number, GPUBuffer][] = [];
+  const need = (name: keyof FlashForwardBuffers, binding: number) => {
+    const buffer = buffers[name];
+    if (!buffer) throw new InvalidArgumentError(`the problem needs buffers.${name}, but none was given`);
+    bindings.push([binding, buffer]);
+  };
+  if (problem.mask.kind !== 'none') need('mask', BINDING.mask);
+  if (problem.keyLengths) need('keyLengths', BINDING.keyLengths);
+  if (problem.varlen) {
+    need('cuSeqlensQ', BINDING.cuSeqlensQ);
+    need('cuSeqlensK', BINDING.cuSeqlensK);
+  }
+  return bindings;
+}
+
+export function assertProblemBuffers(problem: AttentionProblem, buffers: FlashForwardBuffers): void {
+  const bytes = problem.dtype === 'f16' ? 2 : 4;
+  const { layout, batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
+  if (!problem.varlen && batch > 0 && queryLength > 0) {
+    assertBufferHolds('q', buffers.q, layoutSpan(layout.q, batch, queryHeads, queryLength, headDimQk), bytes);
+    assertBufferHolds('out', buffers.out, layoutSpan(layout.out, batch, queryHeads, queryLength, headDimV), bytes);
+  }
+  if (!problem.varlen && batch > 0 && keyLength > 0) {
+    assertBufferHolds('k', buffers.k, layoutSpan(layout.k, batch, kvHeads, keyLength, headDimQk), bytes);
+    assertBufferHolds('v', buffers.v, layoutSpan(layout.v, batch, kvHeads, keyLength, headDimV), bytes);
+  }
+  assertBufferHolds('logsumexp', buffers.logsumexp, batch * queryHeads * queryLength, 4);
+  if (problem.keyLengths && buffers.keyLengths) assertBufferHolds('keyLengths', buffers.keyLengths, batch, 4);
+  if (problem.varlen) {
+    if (buffers.cuSeqlensQ) assertBufferHolds('cuSeqlensQ', buffers.cuSeqlensQ, batch + 1, 4);
+    if (buffers.cuSeqlensK) assertBufferHolds('cuSeqlensK', buffers.cuSeqlensK, batch + 1, 4);
+  }
+}
+
+/** Records the forward kernels (no checks): shared by the raw-buffer and Tensor-level entry points. */
+export function recordFlashForward(
+  recorder: KernelRecorder,
+  caps: FlashCaps,
+  problem: AttentionProblem,
+  buffers: FlashForwardBuffers,
+): void {
+  if (problem.batch === 0 || problem.queryHeads === 0 || problem.queryLength === 0) return;
+  const tiles = chooseTiles(problem, caps)!;
+  const source = flashKernel('flash-forward', forwardSource, variantOf(problem), tiles, {
+    BLOCK_M: tiles.rows,
+    BLOCK_N: tiles.keys,
+  });
+  recorder.dispatch(
+    source,
+    [
+      ...optionalBindings(problem, buffers),
+      [BINDING.first, buffers.q],
+      [BINDING.first + 1, buffers.k],
+      [BINDING.first + 2, buffers.v],
+      [BINDING.first + 3, buffers.out],
+      [BINDING.first + 4, buffers.logsumexp],
+    ],
+    packFlashUniforms(problem),
+    [Math.ceil(problem.queryLength / tiles.rows), problem.queryHeads, problem.batch],
+  );
+}
+
+/**
+ * FlashAttention forward on plain GPUBuffers: out = softmax(scale · q kᵀ + masks) v and the row logsumexp
+ * (f32, −∞ for rows without any allowed key, whose output is 0). Semantics: `AttentionProblem`'s header in
+ * @webattn/tensor. Without `options.encoder` it submits to `device.queue` itself; with one it only records, and
+ * the caller submits and then calls `release()`. Throws InvalidArgumentError listing every `checkFlash` rejection,
+ * and ShapeError when a buffer is smaller than the layout needs.
+ */
+export function flashAttentionForward(
+  device: GPUDevice,
+  problem: AttentionProblem,
+  buffers: FlashForwardBuffers,
+  options: FlashRecordOptions = {},
+): FlashRecording {
+  const caps = capsOfGpuDevice(device);
+  assertRunnable(checkFlash({ ...problem, requiresGrad: false }, caps), 'flashAttentionForward');
+  assertProblemBuffers(problem, buffers);
+  const encoder = options.encoder ?? device.createCommandEncoder({ label: 'flash forward' });
+  const recorder = rawRecorder(device, encoder);
+  recordFlashForward(recorder, caps, problem, buffers);
+  if (options.encoder) return { release: () => recorder.finish() };
+  device.queue.submit([encoder.finish()]);
+  recorder.finish();
+  return { release: () => undefined };
+}

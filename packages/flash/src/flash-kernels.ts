@@ -1,0 +1,72 @@
+import { PHILOX_WGSL, composeWgsl, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import common from './flash-common.wgsl?raw';
+import { FLASH_UNIFORMS } from './flash-uniforms';
+import type { FlashTiles } from './flash-tiles';
+
+/** Setup-time facts of a problem that change the generated WGSL (never its sizes). */
+export interface FlashVariant {
+  readonly f16: boolean;
+  readonly mask: 'none' | 'bool' | 'f32' | 'f16';
+  readonly keyLengths: boolean;
+  readonly varlen: boolean;
+  readonly dropout: boolean;
+}
+
+export function variantOf(problem: AttentionProblem): FlashVariant {
+  const mask = problem.mask.kind === 'none' ? 'none' : problem.mask.kind === 'bool' ? 'bool' : problem.mask.dtype;
+  return {
+    f16: problem.dtype === 'f16',
+    mask: mask as FlashVariant['mask'],
+    keyLengths: problem.keyLengths,
+    varlen: problem.varlen,
+    dropout: problem.dropout !== null && problem.dropout.p > 0,
+  };
+}
+
+/** Binding numbers of flash-common.wgsl's optional inputs; kernels' own buffers start at 5. */
+export const BINDING = { uniforms: 0, mask: 1, keyLengths: 2, cuSeqlensQ: 3, cuSeqlensK: 4, first: 5 } as const;
+
+export function flashKernel(
+  name: string,
+  source: string,
+  variant: FlashVariant,
+  tiles: FlashTiles,
+  constants: Readonly<Record<string, number>>,
+): KernelSource {
+  const key = [
+    variant.f16 ? 'f16' : 'f32',
+    `qk${tiles.headDimQk}`,
+    `v${tiles.headDimV}`,
+    `mask=${variant.mask}`,
+    variant.keyLengths ? 'key-lengths' : '',
+    variant.varlen ? 'varlen' : '',
+    variant.dropout ? 'dropout' : '',
+    ...Object.entries(constants).map(([constant, value]) => `${constant}=${value}`),
+  ]
+    .filter(Boolean)
+    .join('|');
+  return {
+    name,
+    variant: key,
+    constants,
+    code: () =>
+      composeWgsl([variant.f16 ? 'enable f16;' : '', PHILOX_WGSL, common, source], {
+        flags: {
+          F16: variant.f16,
+          MASK: variant.mask !== 'none',
+          MASK_BOOL: variant.mask === 'bool',
+          MASK_F32: variant.mask === 'f32',
+          MASK_F16: variant.mask === 'f16',
+          KEY_LENGTHS: variant.keyLengths,
+          VARLEN: variant.varlen,
+          DROPOUT: variant.dropout,
+        },
+        replacements: {
+          UNIFORMS: FLASH_UNIFORMS.wgslStruct('Params'),
+          T: variant.f16 ? 'f16' : 'f32',
+          HEAD_DIM_QK: String(tiles.headDimQk),
+          HEAD_DIM_V: String(tiles.headDimV),
+        },
+      }),
+  };
+}

@@ -1,0 +1,113 @@
+import {
+  dropoutThreshold,
+  seedKey,
+  uniformLayout,
+  type AttentionLayout,
+  type AttentionProblem,
+} from '@webattn/tensor';
+
+const LAYOUT_FIELDS = (prefix: string) =>
+  (['batch', 'head', 'seq', 'dim', 'offset'] as const).map((field) => [`${prefix}_${field}`, 'u32'] as const);
+
+/** The uniforms every flash kernel reads (flash-common.wgsl's `Params`): sizes, strides, mask, alignment, dropout. */
+export const FLASH_UNIFORMS = uniformLayout([
+  ['batch', 'u32'],
+  ['q_heads', 'u32'],
+  ['kv_heads', 'u32'],
+  ['query_length', 'u32'],
+  ['key_length', 'u32'],
+  ['head_dim_qk', 'u32'],
+  ['head_dim_v', 'u32'],
+  ['scale', 'f32'],
+  ['softcap', 'f32'],
+  ['negative_infinity', 'f32'],
+  ['causal', 'u32'],
+  ['bottom_right', 'u32'],
+  ['window_left', 'i32'],
+  ['window_right', 'i32'],
+  ['dropout_threshold', 'u32'],
+  ['dropout_key0', 'u32'],
+  ['dropout_key1', 'u32'],
+  ['dropout_offset', 'u32'],
+  ['dropout_scale', 'f32'],
+  ['mask_batch', 'u32'],
+  ['mask_head', 'u32'],
+  ['mask_row', 'u32'],
+  ['mask_column', 'u32'],
+  ['mask_offset', 'u32'],
+  ['split_count', 'u32'],
+  ['split_length', 'u32'],
+  ...LAYOUT_FIELDS('q'),
+  ...LAYOUT_FIELDS('k'),
+  ...LAYOUT_FIELDS('v'),
+  ...LAYOUT_FIELDS('o'),
+  ...LAYOUT_FIELDS('g'),
+  ...LAYOUT_FIELDS('dq'),
+  ...LAYOUT_FIELDS('dk'),
+  ...LAYOUT_FIELDS('dv'),
+]);
+
+/** Layouts of the gradient tensors (backward); forward-only kernels receive the forward layouts there. */
+export interface GradientLayouts {
+  readonly gradOut: AttentionLayout;
+  readonly dq: AttentionLayout;
+  readonly dk: AttentionLayout;
+  readonly dv: AttentionLayout;
+}
+
+function layoutValues(prefix: string, layout: AttentionLayout): Record<string, number> {
+  return {
+    [`${prefix}_batch`]: layout.batch,
+    [`${prefix}_head`]: layout.head,
+    [`${prefix}_seq`]: layout.sequence,
+    [`${prefix}_dim`]: layout.dim,
+    [`${prefix}_offset`]: layout.offset,
+  };
+}
+
+export function packFlashUniforms(
+  problem: AttentionProblem,
+  gradients?: GradientLayouts,
+  split: { count: number; length: number } = { count: 1, length: problem.keyLength },
+): ArrayBuffer {
+  const mask = problem.mask.kind === 'none' ? null : problem.mask;
+  const dropout = problem.dropout && problem.dropout.p > 0 ? problem.dropout : null;
+  const key = dropout ? seedKey(dropout.seed) : [0, 0];
+  const layout = problem.layout;
+  return FLASH_UNIFORMS.pack({
+    batch: problem.batch,
+    q_heads: problem.queryHeads,
+    kv_heads: problem.kvHeads,
+    query_length: problem.queryLength,
+    key_length: problem.keyLength,
+    head_dim_qk: problem.headDimQk,
+    head_dim_v: problem.headDimV,
+    scale: problem.scale,
+    softcap: problem.softcap ?? 0,
+    negative_infinity: Number.NEGATIVE_INFINITY,
+    causal: problem.causal ? 1 : 0,
+    bottom_right: problem.causalAlignment === 'bottom-right' ? 1 : 0,
+    window_left: problem.window?.left ?? -1,
+    window_right: problem.window?.right ?? -1,
+    dropout_threshold: dropout ? dropoutThreshold(dropout.p) : 0,
+    dropout_key0: key[0]!,
+    dropout_key1: key[1]!,
+    dropout_offset: dropout ? dropout.offset >>> 0 : 0,
+    dropout_scale: dropout ? 1 / (1 - dropout.p) : 1,
+    mask_batch: mask?.strides.batch ?? 0,
+    mask_head: mask?.strides.head ?? 0,
+    mask_row: mask?.strides.row ?? 0,
+    mask_column: mask?.strides.column ?? 0,
+    mask_offset: mask?.offset ?? 0,
+    split_count: split.count,
+    split_length: split.length,
+    ...layoutValues('q', layout.q),
+    ...layoutValues('k', layout.k),
+    ...layoutValues('v', layout.v),
+    ...layoutValues('o', layout.out),
+    ...layoutValues('g', gradients?.gradOut ?? layout.out),
+    ...layoutValues('dq', gradients?.dq ?? layout.q),
+    ...layoutValues('dk', gradients?.dk ?? layout.k),
+    ...layoutValues('dv', gradients?.dv ?? layout.v),
+  } as Parameters<typeof FLASH_UNIFORMS.pack>[0]);
+}

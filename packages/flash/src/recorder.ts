@@ -1,0 +1,75 @@
+import { pipelineCacheFor, type Device, type KernelSource } from '@webattn/tensor';
+
+/**
+ * Where flash kernels record: into a caller's GPUCommandEncoder on a raw GPUDevice (temporary buffers are
+ * created and destroyed by `finish`), or into a webattn `Device`'s shared encoder (temporaries come from and go
+ * back to its buffer pool, dispatches go through `Device.dispatch` so debug mode names the kernel).
+ */
+export interface KernelRecorder {
+  readonly gpu: GPUDevice;
+  temporary(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer;
+  dispatch(source: KernelSource, bindings: readonly (readonly [number, GPUBuffer])[], uniforms: ArrayBuffer, workgroups: readonly [number, number, number]): void;
+  /** Gives the temporaries back (raw: destroys them — only after the commands were submitted). */
+  finish(): void;
+}
+
+function bindGroup(gpu: GPUDevice, pipeline: GPUComputePipeline, name: string, bindings: readonly (readonly [number, GPUBuffer])[], uniforms: GPUBuffer, uniformBytes: number): GPUBindGroup {
+  return gpu.createBindGroup({
+    label: name,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: uniforms, size: uniformBytes } },
+      ...bindings.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+    ],
+  });
+}
+
+export function rawRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
+  const temporaries: GPUBuffer[] = [];
+  const temporary = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
+    const buffer = gpu.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage, label });
+    temporaries.push(buffer);
+    return buffer;
+  };
+  return {
+    gpu,
+    temporary,
+    dispatch(source, bindings, uniforms, workgroups) {
+      const pipeline = pipelineCacheFor(gpu).get(source);
+      const uniformBuffer = temporary(uniforms.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, `${source.name} uniforms`);
+      gpu.queue.writeBuffer(uniformBuffer, 0, uniforms);
+      const pass = encoder.beginComputePass({ label: source.name });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup(gpu, pipeline, source.name, bindings, uniformBuffer, uniforms.byteLength));
+      pass.dispatchWorkgroups(...workgroups);
+      pass.end();
+    },
+    finish() {
+      for (const buffer of temporaries.splice(0)) buffer.destroy();
+    },
+  };
+}
+
+export function deviceRecorder(device: Device): KernelRecorder {
+  const temporaries: GPUBuffer[] = [];
+  const gpu = device.gpu;
+  const temporary = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
+    const buffer = device.pool.acquire(bytes, usage, label);
+    temporaries.push(buffer);
+    return buffer;
+  };
+  return {
+    gpu,
+    temporary,
+    dispatch(source, bindings, uniforms, workgroups) {
+      const pipeline = device.pipelines.get(source);
+      const uniformBuffer = temporary(uniforms.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, `${source.name} uniforms`);
+      gpu.queue.writeBuffer(uniformBuffer, 0, uniforms);
+      device.dispatch(source.name, pipeline, [bindGroup(gpu, pipeline, source.name, bindings, uniformBuffer, uniforms.byteLength)], workgroups);
+    },
+    finish() {
+      // The pool reuses a released buffer only after the next submit, so releasing right away is safe.
+      for (const buffer of temporaries.splice(0)) device.pool.release(buffer);
+    },
+  };
+}

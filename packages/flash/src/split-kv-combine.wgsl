@@ -1,0 +1,49 @@
+// Split-KV pass 2: merges the chunks of one (row, head, batch): m = max m_s, l = Σ l_s e^{m_s − m},
+// out = Σ acc_s e^{m_s − m} / l, logsumexp = m + log l (out 0 and −∞ for a row without any allowed key).
+
+override THREADS: u32 = 64u;
+
+@group(0) @binding(5) var<storage, read> partial_stats: array<f32>;
+@group(0) @binding(6) var<storage, read> partial_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<${T}>;
+@group(0) @binding(8) var<storage, read_write> logsumexp: array<f32>;
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let i = wid.x;
+  let h = wid.y;
+  let b = wid.z;
+  let sequence = load_sequence(b);
+  if (i >= sequence.q_len) {
+    return;
+  }
+  let negative_infinity = params.negative_infinity;
+  let row = (b * params.q_heads + h) * params.query_length + i;
+  let first = row * params.split_count;
+  var m = negative_infinity;
+  for (var s = 0u; s < params.split_count; s++) {
+    m = max(m, partial_stats[(first + s) * 2u]);
+  }
+  var l = 0.0;
+  for (var s = 0u; s < params.split_count; s++) {
+    let m_s = partial_stats[(first + s) * 2u];
+    if (m_s > negative_infinity) {
+      l += partial_stats[(first + s) * 2u + 1u] * exp(m_s - m);
+    }
+  }
+  let inverse = select(0.0, 1.0 / l, l > 0.0);
+  let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
+  for (var d = lid; d < params.head_dim_v; d += THREADS) {
+    var acc = 0.0;
+    for (var s = 0u; s < params.split_count; s++) {
+      let m_s = partial_stats[(first + s) * 2u];
+      if (m_s > negative_infinity) {
+        acc += partial_out[(first + s) * params.head_dim_v + d] * exp(m_s - m);
+      }
+    }
+    out[o_base + d * params.o_dim] = ${T}(acc * inverse);
+  }
+  if (lid == 0u) {
+    logsumexp[row] = select(negative_infinity, m + log(l), l > 0.0);
+  }
+}

@@ -1,0 +1,100 @@
+// Split-KV (flash-decoding) forward, pass 1: one workgroup per (key chunk, query row · head, batch). Its threads
+// score the chunk's keys for that row (causal, window, key padding, masks, softcap as every flash kernel), reduce
+// the chunk's max m and sum l, and write the chunk's unnormalised output Σ_j exp(s_j − m) v_j with (m, l). Chunks
+// outside the row's allowed key range are not loaded. Pass 2 (split-kv-combine.wgsl) merges the chunks.
+
+override THREADS: u32 = 64u;
+const MAX_CHUNK: u32 = 512u;
+const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
+
+@group(0) @binding(5) var<storage, read> q: array<${T}>;
+@group(0) @binding(6) var<storage, read> k: array<${T}>;
+@group(0) @binding(7) var<storage, read> v: array<${T}>;
+@group(0) @binding(8) var<storage, read_write> partial_stats: array<f32>;
+@group(0) @binding(9) var<storage, read_write> partial_out: array<f32>;
+
+var<workgroup> q_row: array<f32, HEAD_DIM_QK>;
+var<workgroup> scores: array<f32, MAX_CHUNK>;
+var<workgroup> reduction: array<f32, THREADS>;
+
+fn reduce(lid: u32, value: f32, is_max: bool) -> f32 {
+  reduction[lid] = value;
+  workgroupBarrier();
+  for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+    if (lid < stride) {
+      let other = reduction[lid + stride];
+      reduction[lid] = select(reduction[lid] + other, max(reduction[lid], other), is_max);
+    }
+    workgroupBarrier();
+  }
+  let result = reduction[0];
+  workgroupBarrier();
+  return result;
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let split = wid.x;
+  let i = wid.y / params.q_heads;
+  let h = wid.y % params.q_heads;
+  let b = wid.z;
+  let kv_head = h / (params.q_heads / params.kv_heads);
+  let sequence = load_sequence(b);
+  let negative_infinity = params.negative_infinity;
+  let dqk = params.head_dim_qk;
+  let dv = params.head_dim_v;
+
+  let chunk0 = split * params.split_length;
+  let chunk_end = min(chunk0 + params.split_length, params.key_length);
+  let bounds = key_bounds(i32(i), sequence);
+  let lo = u32(max(bounds.x, i32(chunk0)));
+  let hi_signed = min(bounds.y, i32(chunk_end) - 1);
+  let any_key = hi_signed >= i32(lo);
+  let hi = select(lo, u32(max(hi_signed, 0)) + 1u, any_key); // exclusive
+
+  for (var d = lid; d < dqk; d += THREADS) {
+    let q_address = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
+    q_row[d] = f32(q[q_address + d * params.q_dim]);
+  }
+  workgroupBarrier();
+
+  let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
+  var local_max = negative_infinity;
+  for (var j = lo + lid; j < hi; j += THREADS) {
+    let k_address = k_base + (sequence.k_start + j) * params.k_seq;
+    var dot_product = 0.0;
+    for (var d = 0u; d < dqk; d++) {
+      dot_product += q_row[d] * f32(k[k_address + d * params.k_dim]);
+    }
+    let score = masked_score(capped_score(dot_product).x, b, h, i, j);
+    scores[j - chunk0] = score;
+    local_max = max(local_max, score);
+  }
+  let m = reduce(lid, local_max, true);
+
+  var local_sum = 0.0;
+  for (var j = lo + lid; j < hi; j += THREADS) {
+    let score = scores[j - chunk0];
+    let p = select(exp(score - m), 0.0, score == negative_infinity);
+    scores[j - chunk0] = p;
+    local_sum += p;
+  }
+  let l = reduce(lid, local_sum, false);
+
+  let partial = ((b * params.q_heads + h) * params.query_length + i) * params.split_count + split;
+  let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
+  for (var d = lid; d < dv; d += THREADS) {
+    var acc = 0.0;
+    for (var j = lo; j < hi; j++) {
+      let p = scores[j - chunk0];
+      if (p != 0.0) {
+        acc += p * f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
+      }
+    }
+    partial_out[partial * dv + d] = acc;
+  }
+  if (lid == 0u) {
+    partial_stats[partial * 2u] = m;
+    partial_stats[partial * 2u + 1u] = l;
+  }
+}
