@@ -1,21 +1,8 @@
-import { emptyTensor, preprocessWgsl, runKernel, tensor, uniformLayout, type Device } from '@webattn/tensor';
+import { matmul, tensor, type Device } from '@webattn/tensor';
 import { freshSeed, randomValues } from '@webattn/tensor/testing';
-import source from './matmul-check.wgsl?raw';
-
-const layout = uniformLayout([
-  ['m', 'u32'],
-  ['k', 'u32'],
-  ['n', 'u32'],
-]);
-
-const kernel = {
-  name: 'bench-matmul-check',
-  variant: 'f32',
-  code: () => preprocessWgsl(source, { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } }),
-};
 
 export interface MatmulCheck {
-  /** 'gpu' (the WGSL kernel) or 'cpu' (float32 in JavaScript, on the CPU device). */
+  /** Where @webattn/tensor's matmul ran: 'gpu' (its WGSL kernel) or 'cpu' (the CPU device). */
   readonly where: 'gpu' | 'cpu';
   readonly seed: number;
   readonly shape: readonly [number, number, number];
@@ -61,30 +48,19 @@ function maxError(values: ArrayLike<number>, exact: Float64Array): number {
 }
 
 /**
- * Multiplies random m×k and k×n matrices on the device (output poisoned with NaN first) and compares with
+ * Multiplies random m×k and k×n matrices with @webattn/tensor's `matmul` on the device and compares with
  * float64 on the CPU. Tolerance: 4× the float32 CPU product's own error plus 2⁻²⁴ of the largest Σ|a·b| (one rounding).
  */
 export async function checkMatmul(device: Device, m: number, k: number, n: number, seed = freshSeed()): Promise<MatmulCheck> {
   const a = randomValues(m * k, seed);
   const b = randomValues(k * n, seed + 1);
   const { exact, single, largestAbsSum } = cpuProducts(a, b, m, k, n);
-  let result: ArrayLike<number>;
-  if (device.isGpu) {
-    const left = tensor(device, a, [m, k]);
-    const right = tensor(device, b, [k, n]);
-    const out = emptyTensor(device, 'f32', [m, n], 'matmul check');
-    device.gpu.queue.writeBuffer(out.buffer, 0, new Float32Array(m * n).fill(Number.NaN));
-    runKernel(device, kernel, {
-      buffers: [left.buffer, right.buffer, out.buffer],
-      uniforms: layout.pack({ m, k, n }),
-      workgroups: [Math.ceil(n / 8), Math.ceil(m / 8)],
-    });
-    result = await out.toArray();
-    await device.sync();
-    for (const t of [left, right, out]) t.dispose();
-  } else {
-    result = single;
-  }
+  const left = tensor(device, a, [m, k]);
+  const right = tensor(device, b, [k, n]);
+  const product = matmul(left, right);
+  const result = await product.toArray();
+  await device.sync();
+  for (const t of [left, right, product]) t.dispose();
   const float32ReferenceError = maxError(single, exact);
   const tolerance = 4 * float32ReferenceError + 2 ** -24 * largestAbsSum;
   const maxAbsError = maxError(result, exact);

@@ -1,6 +1,7 @@
 // Page module for tensor-smoke.test.ts: opens a WebGPU device through navigator.gpu, makes a strided view of a
-// random tensor and copies it with contiguous() (a WGSL kernel), and reports the numbers for the test to check.
-import { createDevice, tensor } from '@webattn/tensor';
+// random tensor and copies it with contiguous() (a WGSL kernel), multiplies two matrices with matmul, and reports
+// the numbers for the test to check against the CPU.
+import { createDevice, matmul, tensor } from '@webattn/tensor';
 import { randomValues } from '@webattn/tensor/testing';
 import { reportResult } from '../page-result';
 
@@ -17,6 +18,8 @@ export interface TensorSmokeResult {
   readonly viewWasContiguous: boolean;
   readonly outputShape: readonly number[];
   readonly output: readonly number[];
+  /** matmul of a [m, k] by a [k, n] matrix (row-major values). */
+  readonly matmul: { readonly m: number; readonly k: number; readonly n: number; readonly a: number[]; readonly b: number[]; readonly product: number[] };
 }
 
 reportResult(async (): Promise<TensorSmokeResult> => {
@@ -29,6 +32,10 @@ reportResult(async (): Promise<TensorSmokeResult> => {
     const view = tensor(device, input, shape).permute(order);
     const copy = view.contiguous();
     const output = await copy.toArray();
+    const [m, k, n] = [9, 40, 17];
+    const a = randomValues(m * k, seed + 1);
+    const b = randomValues(k * n, seed + 2);
+    const product = await matmul(tensor(device, a, [m, k]), tensor(device, b, [k, n])).toArray();
     await device.sync();
     return {
       seed,
@@ -43,6 +50,7 @@ reportResult(async (): Promise<TensorSmokeResult> => {
       viewWasContiguous: view.isContiguous(),
       outputShape: [...copy.shape],
       output: Array.from(output),
+      matmul: { m, k, n, a: Array.from(a), b: Array.from(b), product: Array.from(product) },
     };
   } finally {
     device.destroy();
