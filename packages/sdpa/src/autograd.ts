@@ -4,16 +4,16 @@
  * backend that ran the forward — or, when that backend has no backward (split-KV), on math (GPU) or cpu (CPU),
  * which the dispatch log reports.
  */
-import { AutogradError, type AttentionOptions, type Tensor } from '@webattn/tensor';
+import { AutogradError, isGradEnabled, type AttentionOptions, type Tensor } from '@webattn/tensor';
 import type { AttentionOutputs, BackendOptions, SdpaBackend, SdpaRequest } from './backend';
 import { emitSdpaDispatch, summarizeProblem } from './dispatch-log';
 import { NoEligibleBackendError } from './errors';
 import { explainRequest } from './explain';
 import { SDPA_BACKENDS } from './registry';
 
-/** Gradients are wanted when any input requires them. */
+/** Gradients are wanted when any input requires them and recording is on (not inside noGrad). */
 export function wantsGrad(inputs: readonly Tensor[]): boolean {
-  return inputs.some((input) => input.requiresGrad);
+  return isGradEnabled() && inputs.some((input) => input.requiresGrad);
 }
 
 function backwardBackend(forward: SdpaBackend, request: SdpaRequest): { backend: SdpaBackend; reason: string } {
@@ -37,18 +37,22 @@ export function recordAttentionGrad(saved: {
   readonly request: SdpaRequest;
   readonly options: BackendOptions & AttentionOptions;
 }): void {
-  const { q, k, v, outputs, request, options } = saved;
-  const out = outputs.out;
+  const { request, outputs } = saved;
+  const inputs = [saved.q, saved.k, saved.v] as const;
+  // Detached views keep the storage alive until the backward ran (the caller may dispose its own handles).
+  const [q, k, v, out] = [...inputs, outputs.out].map((t) => t.detach()) as [Tensor, Tensor, Tensor, Tensor];
+  const mask = saved.options.attnMask?.detach();
+  const options = mask ? { ...saved.options, attnMask: mask } : saved.options;
   let logsumexp = outputs.logsumexp;
   let used = false;
-  out.requiresGrad = true;
-  out.gradFn = {
+  outputs.out.requiresGrad = true;
+  outputs.out.gradFn = {
     name: `scaledDotProductAttention(${saved.backend.name})`,
-    inputs: [q, k, v],
+    inputs,
     backward(gradOutput: Tensor): readonly (Tensor | null)[] {
       if (used) {
         throw new AutogradError(
-          'scaledDotProductAttention backward ran twice: its saved logsumexp was freed after the first backward; run the forward again',
+          'backward through scaledDotProductAttention a second time: its saved tensors were freed after the first backward(); run the forward pass again',
         );
       }
       const { backend, reason } = backwardBackend(saved.backend, request);
@@ -62,15 +66,17 @@ export function recordAttentionGrad(saved: {
       });
       // The logsumexp has one meaning for every backend (natural log, f32 [B, Hq, L]), so a fallback may use it.
       const { dq, dk, dv } = backend.backward!(q, k, v, out, logsumexp, gradOutput, options);
-      used = true;
-      logsumexp?.dispose();
-      logsumexp = undefined;
-      return [q, k, v].map((input, index) => {
-        const grad = [dq, dk, dv][index]!;
-        if (input.requiresGrad) return grad;
+      return [dq, dk, dv].map((grad, index) => {
+        if (inputs[index]!.requiresGrad) return grad;
         grad.dispose();
         return null;
       });
+    },
+    release() {
+      if (used) return;
+      used = true;
+      for (const t of [q, k, v, out, mask, logsumexp]) t?.dispose();
+      logsumexp = undefined;
     },
   };
 }

@@ -47,28 +47,6 @@ export const weightsCheck: SdpaCheck = {
   },
 };
 
-/** Decode shapes: few queries over long keys, where splitting the keys gives the GPU enough parallel work. */
-export const DECODE_MAX_QUERY_LENGTH = 16;
-export const DECODE_MIN_KEY_LENGTH = 1024;
-
-export const decodeShapeCheck: SdpaCheck = {
-  name: 'decodeShape',
-  check(backend, { problem }) {
-    const rejections: Rejection[] = [];
-    if (problem.queryLength > DECODE_MAX_QUERY_LENGTH) {
-      rejections.push(
-        rejection(backend, 'query length', problem.queryLength, `≤ ${DECODE_MAX_QUERY_LENGTH}`, 'split-KV is for decode shapes'),
-      );
-    }
-    if (problem.keyLength < DECODE_MIN_KEY_LENGTH) {
-      rejections.push(
-        rejection(backend, 'key length', problem.keyLength, `≥ ${DECODE_MIN_KEY_LENGTH}`, 'split-KV pays off only over long keys'),
-      );
-    }
-    return rejections.length ? rejections : null;
-  },
-};
-
 /** Wraps a backend package's own check function (kernel limits) as one named check of the list. */
 export function packageChecks(
   name: string,

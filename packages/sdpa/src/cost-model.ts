@@ -44,9 +44,8 @@ export const CALIBRATION: CostCalibration = {
   cpu: { launchMicroseconds: 0, flopsPerMicrosecond: 100, bytesPerMicrosecond: 4000 },
 };
 
-/** Rows per flash workgroup (the query tile); split-KV chunk of keys per workgroup. */
+/** Rows per flash workgroup (the query tile: one thread per row, 64 threads). */
 export const FLASH_QUERY_TILE = 64;
-export const SPLIT_KV_CHUNK = 256;
 
 export interface CostEstimate {
   readonly flops: number;
@@ -107,14 +106,24 @@ export function estimateFlash(problem: AttentionProblem, calibration = CALIBRATI
   });
 }
 
+/** Keys per split-KV chunk: as many chunks as fill ~256 workgroups, 64..512 keys each (@webattn/flash's plan). */
+export function splitKvChunks(problem: AttentionProblem): number {
+  const rows = Math.max(1, problem.batch * problem.queryHeads * problem.queryLength);
+  const fewest = Math.ceil(problem.keyLength / 512);
+  const most = Math.max(1, Math.ceil(problem.keyLength / 64));
+  return Math.min(most, Math.max(fewest, Math.ceil(256 / rows)));
+}
+
 export function estimateSplitKv(problem: AttentionProblem, calibration = CALIBRATION): CostEstimate {
   const io = ioBytes(problem);
-  const splits = Math.ceil(problem.keyLength / SPLIT_KV_CHUNK);
-  const partials = problem.batch * problem.queryHeads * problem.queryLength * splits * (problem.headDimV + 2) * 4;
+  const chunks = splitKvChunks(problem);
+  const rows = problem.batch * problem.queryHeads * problem.queryLength;
+  const partials = rows * chunks * (problem.headDimV + 2) * 4;
   return roofline(calibration, calibration.efficient, {
     flops: attentionMatmulFlops(problem),
-    bytes: io.q + io.out + io.kv * (problem.queryHeads / problem.kvHeads) + 2 * partials,
-    workgroups: problem.batch * problem.queryHeads * splits,
+    // Each (row, chunk) workgroup reads its chunk of keys and values: K and V once per query row.
+    bytes: io.q + io.out + io.kv * (problem.queryHeads / problem.kvHeads) * problem.queryLength + 2 * partials,
+    workgroups: rows * chunks,
     launches: 2,
   });
 }

@@ -4,8 +4,20 @@
  * explain-table.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import type { SdpaBackend, SdpaBackendName } from './backend';
-import { allowedCheck, decodeShapeCheck, deviceKindCheck, weightsCheck } from './checks';
+import type { SdpaBackend, SdpaBackendName, SdpaCheck } from './backend';
+import { allowedCheck, deviceKindCheck, weightsCheck } from './checks';
+import { rejection } from '@webattn/tensor';
+
+/** The decode-shape policy as a check of its own (the real one lives in @webattn/flash's checkSplitKv). */
+const decodeShapeCheck: SdpaCheck = {
+  name: 'decodeShape',
+  check(backend, { problem }) {
+    const out = [];
+    if (problem.queryLength > 16) out.push(rejection(backend, 'query length', problem.queryLength, '≤ 16'));
+    if (problem.keyLength < 1024) out.push(rejection(backend, 'key length', problem.keyLength, '≥ 1024'));
+    return out.length ? out : null;
+  },
+};
 import { estimateCpu, estimateFlash, estimateMath, estimateSplitKv } from './cost-model';
 import { explainRequest } from './explain';
 import { GPU_TARGET, describeShape } from './test-problems';

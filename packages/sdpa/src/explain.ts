@@ -23,13 +23,17 @@ export interface SdpaExplanation {
   readonly backends: readonly SdpaBackendReport[];
 }
 
+/** Every check in order; a condition reported twice (dispatcher check and package check) is kept once. */
 function runChecks(backend: SdpaBackend, request: SdpaRequest): Rejection[] {
   const rejections: Rejection[] = [];
+  const add = (item: Rejection) => {
+    if (!rejections.some((seen) => seen.check === item.check)) rejections.push(item);
+  };
   for (const item of backend.checks) {
     const result = item.check(backend.name, request);
     if (!result) continue;
-    if (Array.isArray(result)) rejections.push(...(result as readonly Rejection[]));
-    else rejections.push(result as Rejection);
+    if (Array.isArray(result)) (result as readonly Rejection[]).forEach(add);
+    else add(result as Rejection);
   }
   return rejections;
 }

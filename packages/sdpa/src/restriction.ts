@@ -67,7 +67,7 @@ export function stackStore(): ScopeStore {
         throw error;
       }
       if (result && typeof (result as { then?: unknown }).then === 'function') {
-        (result as PromiseLike<unknown>).then(leave, leave);
+        (result as unknown as PromiseLike<unknown>).then(leave, leave);
       } else {
         leave();
       }

@@ -13,15 +13,17 @@ export interface ProblemShape {
   readonly keyLength?: number;
   readonly headDim?: number;
   readonly headDimV?: number;
+  readonly dtype?: 'f32' | 'f16';
 }
 
 /** Describes a problem with describeAttention on zero-filled CPU tensors (cheap; nothing runs). */
 export function describeShape(shape: ProblemShape = {}, options: AttentionOptions = {}): AttentionProblem {
   const device = cpuDevice();
   const { batch = 1, queryHeads = 2, kvHeads = queryHeads, queryLength = 8, keyLength = 8, headDim = 16 } = shape;
-  const q = zeros(device, [batch, queryHeads, queryLength, headDim]);
-  const k = zeros(device, [batch, kvHeads, keyLength, headDim]);
-  const v = zeros(device, [batch, kvHeads, keyLength, shape.headDimV ?? headDim]);
+  const dtype = shape.dtype ?? 'f32';
+  const q = zeros(device, [batch, queryHeads, queryLength, headDim], { dtype });
+  const k = zeros(device, [batch, kvHeads, keyLength, headDim], { dtype });
+  const v = zeros(device, [batch, kvHeads, keyLength, shape.headDimV ?? headDim], { dtype });
   return describeAttention(q, k, v, { enableGqa: queryHeads !== kvHeads, ...options });
 }
 

@@ -7,13 +7,18 @@ import { estimateMath } from '../cost-model';
 /** Math materialises [B, Hq, L, S] f32 scores; refuse problems whose scores would not fit this budget. */
 export const MATH_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024;
 
+/** Math's kernel limits (also asked by 'efficient', whose backward runs on math). */
+export const mathKernelLimits = packageChecks('kernelLimits', (problem, caps) =>
+  checkMath(problem, caps, { memoryBudgetBytes: MATH_MEMORY_BUDGET_BYTES }),
+);
+
 export const mathBackend: SdpaBackend = {
   name: 'math',
   description: 'materialised WGSL attention (QKᵀ, softmax, PV): every feature, returns weights, O(L·S) memory',
   checks: [
     allowedCheck,
     deviceKindCheck('gpu'),
-    packageChecks('kernelLimits', (problem, caps) => checkMath(problem, caps, { memoryBudgetBytes: MATH_MEMORY_BUDGET_BYTES })),
+    mathKernelLimits,
   ],
   producesWeights: true,
   estimateMicroseconds: (problem) => estimateMath(problem).microseconds,
