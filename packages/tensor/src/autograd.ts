@@ -66,7 +66,9 @@ export function record(
   backward: (gradOutput: Tensor, saved: readonly Tensor[]) => readonly (Tensor | null)[],
 ): Tensor {
   if (!tracks(inputs)) return output;
-  const tensorInputs = inputs.filter((x): x is Tensor => typeof x === 'object' && x !== null);
+  // Numbers and absent inputs get no gradient: keep the backward's results of tensor positions only.
+  const positions = inputs.flatMap((x, i) => (typeof x === 'object' && x !== null ? [i] : []));
+  const tensorInputs = positions.map((i) => inputs[i] as Tensor);
   const saved = save.map((t) => t.detach());
   const gradFn: ReleasableGradFn = {
     name,
@@ -78,7 +80,11 @@ export function record(
           `backward through ${name} a second time: its saved tensors were freed after the first backward(); run the forward pass again`,
         );
       }
-      return backward(gradOutput, saved);
+      const grads = backward(gradOutput, saved);
+      grads.forEach((grad, i) => {
+        if (grad && !positions.includes(i)) grad.dispose();
+      });
+      return positions.map((i) => grads[i] ?? null);
     },
     release() {
       this.released = true;
