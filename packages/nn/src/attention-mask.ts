@@ -20,6 +20,7 @@ import {
   where,
   type Tensor,
 } from '@webattn/tensor';
+import { Scratch } from './scratch';
 
 export interface MultiheadMaskInput {
   /** [B, S]: true (or −∞) hides key s of batch b. */
@@ -42,20 +43,29 @@ export function multiheadMaskToSdpa(input: MultiheadMaskInput): Tensor | undefin
   const attention = input.attnMask ? attentionView(input.attnMask, batch, heads, queryLength, keyLength) : null;
   if (!padding && !attention) return undefined;
   const masks = [padding, attention].filter((mask): mask is Tensor => mask !== null);
-  let merged: Tensor;
-  if (masks.every((mask) => mask.dtype === 'bool')) {
-    // allowed = not(padding) and not(attention), as 0/1 floats multiplied, then cast back to bool.
-    const allowed = masks.map((mask) => where(mask, 0, 1));
-    merged = cast(allowed.length === 2 ? mul(allowed[0]!, allowed[1]!) : allowed[0]!, 'bool');
-  } else {
-    const additive = masks.map((mask) => (mask.dtype === 'bool' ? where(mask, Number.NEGATIVE_INFINITY, 0) : mask));
-    merged = additive.length === 2 ? add(additive[0]!, additive[1]!) : additive[0]!;
+  const scratch = new Scratch();
+  masks.forEach((mask) => scratch.own(mask));
+  try {
+    let merged: Tensor;
+    if (masks.every((mask) => mask.dtype === 'bool')) {
+      // allowed = not(padding) and not(attention): 0/1 floats multiplied, then cast back to bool.
+      const allowed = masks.map((mask) => scratch.own(where(mask, 0, 1)));
+      merged = cast(allowed.length === 2 ? scratch.own(mul(allowed[0]!, allowed[1]!)) : allowed[0]!, 'bool');
+    } else {
+      const additive = masks.map((mask) =>
+        mask.dtype === 'bool' ? scratch.own(where(mask, Number.NEGATIVE_INFINITY, 0)) : mask,
+      );
+      merged = additive.length === 2 ? add(additive[0]!, additive[1]!) : additive[0]!.reshape(additive[0]!.shape);
+    }
+    if (input.extraKeys === 0) return merged;
+    // The appended keys are visible to every query (PyTorch pads the masks with False / 0 columns).
+    scratch.own(merged);
+    const padShape = [...merged.shape.slice(0, -1), input.extraKeys];
+    const pad = scratch.own(full(merged.device, padShape, merged.dtype === 'bool' ? 1 : 0, { dtype: merged.dtype }));
+    return cat([merged, pad], -1);
+  } finally {
+    scratch.dispose();
   }
-  if (input.extraKeys === 0) return merged;
-  // The appended keys are visible to every query (PyTorch pads the masks with False / 0 columns).
-  const padShape = [...merged.shape.slice(0, -1), input.extraKeys];
-  const pad = full(merged.device, padShape, merged.dtype === 'bool' ? 1 : 0, { dtype: merged.dtype });
-  return cat([merged, pad], -1);
 }
 
 function checkMaskDtype(mask: Tensor, name: string): void {

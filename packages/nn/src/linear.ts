@@ -48,8 +48,13 @@ export function linear(input: Tensor, weight: Tensor, bias: Tensor | null = null
   const leading = input.shape.slice(0, -1);
   const flat = input.rank === 2 ? input : input.reshape([-1, inFeatures]);
   const product = matmul(flat, weight, { transposeB: true });
+  if (flat !== input) flat.dispose();
   const out = bias ? add(product, bias) : product;
-  return input.rank === 2 ? out : out.reshape([...leading, weight.shape[0]!]);
+  if (out !== product) product.dispose();
+  if (input.rank === 2) return out;
+  const shaped = out.reshape([...leading, weight.shape[0]!]);
+  out.dispose();
+  return shaped;
 }
 
 export function checkFeatures(layer: string, sizes: Record<string, number>): void {

@@ -15,6 +15,7 @@ import { SeedSequence, constantParameter, normalParameter, uniformParameter } fr
 import { Linear, checkFeatures, linear } from './linear';
 import { multiheadMaskToSdpa } from './attention-mask';
 import { Module } from './module';
+import { Scratch } from './scratch';
 
 export interface MultiheadAttentionOptions {
   /** Dropout on the attention weights in training mode (default 0). */
@@ -155,77 +156,87 @@ export class MultiheadAttention extends Module {
       );
     }
 
-    let [q, k, v] = this.project(q0, k0, v0, query === key && key === value);
-    if (this.biasK && this.biasV) {
-      k = cat([k, this.biasK.expand([B, 1, E])], 1);
-      v = cat([v, this.biasV.expand([B, 1, E])], 1);
-    }
-    // [B, L, E] → [B, H, L, D] views: SDPA reads any strides.
-    const heads = (x: Tensor) => x.reshape([B, x.shape[1]!, H, D]).transpose(1, 2);
-    let qh = heads(q);
-    let kh = heads(k);
-    let vh = heads(v);
-    if (this.addZeroAttn) {
-      const zero = zeros(this.device, [B, H, 1, D]);
-      kh = cat([kh, zero], 2);
-      vh = cat([vh, zero], 2);
-    }
-    const extraKeys = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
-    const keyPaddingMask = call.keyPaddingMask && unbatched ? call.keyPaddingMask.unsqueeze(0) : call.keyPaddingMask;
-    const attnMask = multiheadMaskToSdpa({
-      keyPaddingMask,
-      attnMask: call.attnMask,
-      batch: B,
-      heads: H,
-      queryLength: L,
-      keyLength: S,
-      extraKeys,
-    });
-    const dropoutP = this.training ? this.dropout : 0;
-    const options = {
-      ...(attnMask ? { attnMask } : {}),
-      ...(call.isCausal ? { isCausal: true } : {}),
-      ...(dropoutP > 0 ? { dropoutP, dropoutSeed: this.dropoutSeeds.take() } : {}),
-    };
-    const needWeights = call.needWeights ?? true;
-    let attended: Tensor;
-    let weights: Tensor | null = null;
-    if (needWeights) {
-      const result = scaledDotProductAttentionWithWeights(qh, kh, vh, options);
-      attended = result.output;
-      let perCall = result.weights;
-      if (call.averageAttnWeights !== false) {
-        perCall = mean(result.weights, [1]);
-        result.weights.dispose();
+    const scratch = new Scratch();
+    try {
+      let [q, k, v] = this.project(q0, k0, v0).map((t) => scratch.own(t)) as [Tensor, Tensor, Tensor];
+      if (this.biasK && this.biasV) {
+        k = scratch.own(cat([k, scratch.own(this.biasK.expand([B, 1, E]))], 1));
+        v = scratch.own(cat([v, scratch.own(this.biasV.expand([B, 1, E]))], 1));
       }
-      weights = unbatched ? perCall.reshape(perCall.shape.slice(1)) : perCall;
-    } else {
-      attended = scaledDotProductAttention(qh, kh, vh, options);
+      // [B, L, E] → [B, H, L, D] views: SDPA reads any strides.
+      const heads = (x: Tensor) => scratch.own(scratch.own(x.reshape([B, x.shape[1]!, H, D])).transpose(1, 2));
+      let qh = heads(q);
+      let kh = heads(k);
+      let vh = heads(v);
+      if (this.addZeroAttn) {
+        const zero = scratch.own(zeros(this.device, [B, H, 1, D]));
+        kh = scratch.own(cat([kh, zero], 2));
+        vh = scratch.own(cat([vh, zero], 2));
+      }
+      const extraKeys = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
+      const keyPaddingMask =
+        call.keyPaddingMask && unbatched ? scratch.own(call.keyPaddingMask.unsqueeze(0)) : call.keyPaddingMask;
+      const attnMask = multiheadMaskToSdpa({
+        keyPaddingMask,
+        attnMask: call.attnMask,
+        batch: B,
+        heads: H,
+        queryLength: L,
+        keyLength: S,
+        extraKeys,
+      });
+      if (attnMask) scratch.own(attnMask);
+      const dropoutP = this.training ? this.dropout : 0;
+      const options = {
+        ...(attnMask ? { attnMask } : {}),
+        ...(call.isCausal ? { isCausal: true } : {}),
+        ...(dropoutP > 0 ? { dropoutP, dropoutSeed: this.dropoutSeeds.take() } : {}),
+      };
+      let attended: Tensor;
+      let weights: Tensor | null = null;
+      if (call.needWeights ?? true) {
+        const result = scaledDotProductAttentionWithWeights(qh, kh, vh, options);
+        attended = scratch.own(result.output);
+        let perCall = result.weights;
+        if (call.averageAttnWeights !== false) {
+          perCall = mean(result.weights, [1]);
+          result.weights.dispose();
+        }
+        weights = unbatched ? perCall.reshape(perCall.shape.slice(1)) : perCall;
+        if (weights !== perCall) perCall.dispose();
+      } else {
+        attended = scratch.own(scaledDotProductAttention(qh, kh, vh, options));
+      }
+      // [B, H, L, D] → [B, L, E], then the output projection.
+      const merged = scratch.own(scratch.own(attended.transpose(1, 2)).reshape([B, L, E]));
+      const projected = this.outProj.forward(merged);
+      if (!unbatched && this.batchFirst) return { output: projected, weights };
+      const output = unbatched ? projected.reshape([L, E]) : projected.transpose(0, 1);
+      projected.dispose();
+      return { output, weights };
+    } finally {
+      scratch.dispose();
+      for (const view of [q0, k0, v0]) if (view !== query && view !== key && view !== value) view.dispose();
     }
-    // [B, H, L, D] → [B, L, E], then the output projection.
-    const merged = attended.transpose(1, 2).reshape([B, L, E]);
-    const projected = this.outProj.forward(merged);
-    const output = unbatched ? projected.reshape([L, E]) : this.batchFirst ? projected : projected.transpose(0, 1);
-    return { output, weights };
   }
 
-  /** The q, k, v projections ([B, L|S, E]); self-attention runs one [3E, E] matmul. */
-  private project(query: Tensor, key: Tensor, value: Tensor, selfAttention: boolean): [Tensor, Tensor, Tensor] {
+  /**
+   * The q, k, v projections ([B, L|S, E]): three matmuls on row slices of in_proj_weight (views), so each result
+   * is contiguous and splits into heads without a copy.
+   */
+  private project(query: Tensor, key: Tensor, value: Tensor): [Tensor, Tensor, Tensor] {
     const E = this.embedDim;
     const bias = (index: number) => (this.inProjBias ? narrow(this.inProjBias, 0, index * E, E) : null);
-    if (this.inProjWeight) {
-      if (selfAttention) {
-        const qkv = linear(query, this.inProjWeight, this.inProjBias);
-        return [narrow(qkv, 2, 0, E), narrow(qkv, 2, E, E), narrow(qkv, 2, 2 * E, E)];
-      }
-      const weight = (index: number) => narrow(this.inProjWeight!, 0, index * E, E);
-      return [linear(query, weight(0), bias(0)), linear(key, weight(1), bias(1)), linear(value, weight(2), bias(2))];
-    }
-    return [
-      linear(query, this.qProjWeight!, bias(0)),
-      linear(key, this.kProjWeight!, bias(1)),
-      linear(value, this.vProjWeight!, bias(2)),
-    ];
+    const weight = (index: number) =>
+      this.inProjWeight ? narrow(this.inProjWeight, 0, index * E, E) : [this.qProjWeight!, this.kProjWeight!, this.vProjWeight!][index]!;
+    return [query, key, value].map((input, index) => {
+      const w = weight(index);
+      const b = bias(index);
+      const out = linear(input, w, b);
+      if (this.inProjWeight) w.dispose();
+      b?.dispose();
+      return out;
+    }) as [Tensor, Tensor, Tensor];
   }
 
   private checkInputs(query: Tensor, key: Tensor, value: Tensor, unbatched: boolean): void {

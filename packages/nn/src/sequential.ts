@@ -23,7 +23,12 @@ export class Sequential extends Module {
 
   forward(input: Tensor): Tensor {
     let x = input;
-    for (const layer of this.layers) x = layer.forward(x);
+    for (const layer of this.layers) {
+      const next = layer.forward(x);
+      // Intermediates are freed as soon as the next layer has consumed them (autograd keeps what it needs).
+      if (next !== x && x !== input) x.dispose();
+      x = next;
+    }
     return x;
   }
 }

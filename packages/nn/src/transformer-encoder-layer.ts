@@ -83,11 +83,23 @@ export class TransformerEncoderLayer extends Module {
 
   forward(source: Tensor, call: EncoderCall = {}): Tensor {
     if (this.normFirst) {
-      const attended = add(source, this.selfAttentionBlock(this.norm1.forward(source), call));
-      return add(attended, this.feedforwardBlock(this.norm2.forward(attended)));
+      const normed1 = this.norm1.forward(source);
+      const attended = addAndFree(source, this.selfAttentionBlock(normed1, call));
+      normed1.dispose();
+      const normed2 = this.norm2.forward(attended);
+      const out = addAndFree(attended, this.feedforwardBlock(normed2));
+      normed2.dispose();
+      attended.dispose();
+      return out;
     }
-    const attended = this.norm1.forward(add(source, this.selfAttentionBlock(source, call)));
-    return this.norm2.forward(add(attended, this.feedforwardBlock(attended)));
+    const residual1 = addAndFree(source, this.selfAttentionBlock(source, call));
+    const attended = this.norm1.forward(residual1);
+    residual1.dispose();
+    const residual2 = addAndFree(attended, this.feedforwardBlock(attended));
+    attended.dispose();
+    const out = this.norm2.forward(residual2);
+    residual2.dispose();
+    return out;
   }
 
   private selfAttentionBlock(x: Tensor, call: EncoderCall): Tensor {
@@ -97,11 +109,27 @@ export class TransformerEncoderLayer extends Module {
       isCausal: call.isCausal ?? false,
       needWeights: false,
     });
-    return this.dropout1.forward(output);
+    return thenFree(output, this.dropout1.forward(output));
   }
 
   private feedforwardBlock(x: Tensor): Tensor {
-    const hidden = this.dropoutInner.forward(this.activation(this.linear1.forward(x)));
-    return this.dropout2.forward(this.linear2.forward(hidden));
+    const hidden = this.linear1.forward(x);
+    const activated = thenFree(hidden, this.activation(hidden));
+    const dropped = thenFree(activated, this.dropoutInner.forward(activated));
+    const projected = thenFree(dropped, this.linear2.forward(dropped));
+    return thenFree(projected, this.dropout2.forward(projected));
   }
+}
+
+/** a + b, disposing b (an intermediate). */
+function addAndFree(a: Tensor, b: Tensor): Tensor {
+  const sum = add(a, b);
+  b.dispose();
+  return sum;
+}
+
+/** Returns `next`, disposing `previous` unless it is the same tensor (a layer that passed its input through). */
+function thenFree(previous: Tensor, next: Tensor): Tensor {
+  if (next !== previous) previous.dispose();
+  return next;
 }

@@ -44,7 +44,14 @@ export class TransformerEncoder extends Module {
 
   forward(source: Tensor, call: EncoderCall = {}): Tensor {
     let x = source;
-    for (const layer of this.layers) x = layer.forward(x, call);
-    return this.norm ? this.norm.forward(x) : x;
+    for (const layer of this.layers) {
+      const next = layer.forward(x, call);
+      if (x !== source) x.dispose();
+      x = next;
+    }
+    if (!this.norm) return x;
+    const out = this.norm.forward(x);
+    if (x !== source) x.dispose();
+    return out;
   }
 }
