@@ -8,11 +8,14 @@
 //   node scripts/test-summary.mjs           summarise
 //   node scripts/test-summary.mjs --clean   delete the reports first (run before the tests, so none is stale)
 //   --failed-step NAME                      count a failed step of scripts/test.sh (build, typecheck...) as a failure
+//   --root DIR                              the workspace root (default: this script's repository)
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const rootArgument = process.argv.indexOf('--root');
+const root =
+  rootArgument >= 0 ? path.resolve(process.argv[rootArgument + 1]) : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REPORT = 'test-results.json';
 
 /** Package folders from pnpm-workspace.yaml's `packages:` globs (only the `dir/*` and `dir` forms are used here). */
