@@ -63,7 +63,7 @@ export {
   type Rejection,
 } from './attention-problem';
 export { describeAttention, type AttentionOptions } from './attention-options';
-export { isGradEnabled, noGrad } from './autograd';
+export { isGradEnabled, noGrad, record as recordGradFn } from './autograd';
 export { add, copy, div, exp, gelu, log, mul, neg, relu, scale, sqrt, sub } from './ops/arithmetic';
 export { cast } from './ops/cast';
 export { cat, narrow } from './ops/cat';
@@ -74,3 +74,4 @@ export { mean, sum } from './ops/reduce';
 export { maskedFill, where } from './ops/select';
 export { logSoftmax, softmax } from './ops/softmax';
 export { type Operand } from './ops/operands';
+export { reduceToShape } from './ops/broadcast';

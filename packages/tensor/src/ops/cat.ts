@@ -54,11 +54,13 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     const values = first.dtype === 'bool' ? new Uint8Array(numel(shape)) : new (cpuFloatArray(inputs))(numel(shape));
     let start = 0;
     for (const t of inputs) {
-      const dense = elementwise('identity', [t], t.dtype).data;
+      const dense = elementwise('identity', [t], t.dtype);
+      const source = dense.data;
       const piece = t.shape[d]! * inner;
       for (let row = 0; row < outer; row++) {
-        for (let col = 0; col < piece; col++) values[row * total * inner + start + col] = dense[row * piece + col]!;
+        for (let col = 0; col < piece; col++) values[row * total * inner + start + col] = source[row * piece + col]!;
       }
+      dense.dispose();
       start += piece;
     }
     out = cpuTensor(device, first.dtype, values, shape);

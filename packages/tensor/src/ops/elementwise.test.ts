@@ -98,7 +98,15 @@ describe.skipIf(!gpu)('elementwise ops: GPU matches CPU', () => {
         F32,
         `maskedFill seed ${seed}`,
       );
+      // Beyond ±65504 rounds to ±inf in f16 on both devices.
       await expectGpuMatchesCpu(gpu!, (d) => [permuted(d, seed + 6, -70000, 70000)], (x) => cast(x!, 'f16'), F16, `cast f16 seed ${seed}`);
+      await expectGpuMatchesCpu(
+        gpu!,
+        (d) => [fromValues(d, 'f32', [65519, 65520, -1e9, Number.POSITIVE_INFINITY, Number.NaN, 6e-8, -0, 1 / 3], [8])],
+        (x) => cast(x!, 'f16'),
+        { rtol: 0, atol: 0 },
+        'cast f16 special values',
+      );
       await expectGpuMatchesCpu(gpu!, (d) => [random(d, [3, 5, 7], seed + 7, -2, 2, 'f16')], (x) => cast(x!, 'f32'), { rtol: 0, atol: 0 }, `cast f32 seed ${seed}`);
       await expectGpuMatchesCpu(gpu!, (d) => [mask(d, [3, 5, 7], seed + 8).permute([2, 0, 1])], (x) => cast(x!, 'f32'), { rtol: 0, atol: 0 }, `cast bool seed ${seed}`);
       await expectGpuMatchesCpu(gpu!, (d) => [mask(d, [3, 5, 7], seed + 9).permute([2, 0, 1])], (x) => copy(x!), { rtol: 0, atol: 0 }, `copy bool seed ${seed}`);

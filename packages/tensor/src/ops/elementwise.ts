@@ -64,8 +64,11 @@ const layout = uniformLayout([
   ['threshold', 'u32'],
 ]);
 
-const wgsl = () =>
-  composeWgsl([PHILOX_WGSL, elementwiseSource], { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } });
+const wgsl = (dropout: boolean) => () =>
+  composeWgsl(dropout ? [PHILOX_WGSL, elementwiseSource] : [elementwiseSource], {
+    flags: { DROPOUT: dropout },
+    replacements: { UNIFORMS: layout.wgslStruct('Uniforms') },
+  });
 
 /** Exact erf for float64 (series below 2.5, continued fraction of erfc above): the CPU twin of erf_approx. */
 export function erf(x: number): number {
@@ -225,7 +228,7 @@ export function elementwise(
     {
       name: 'elementwise',
       variant: `${op}|in=${bytes.join(',')}|out=${outBytes}`,
-      code: wgsl,
+      code: wgsl(op === 'dropout'),
       constants: { OP: code, BYTES_A: bytes[0]!, BYTES_B: bytes[1]!, BYTES_C: bytes[2]!, OUT_BYTES: outBytes },
     },
     {

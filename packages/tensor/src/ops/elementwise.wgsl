@@ -2,7 +2,7 @@
 // uniforms) and one contiguous output. The op and the element sizes are override constants; shapes and strides
 // (rank <= 6, padded with leading size-1 dims) are uniforms. Each invocation writes one whole 32-bit output word
 // (1 f32, 2 f16 or 4 bool elements), so f16 and bool outputs need no atomics. Math runs in f32.
-// Requires PHILOX_WGSL (composed before this source) for dropout.
+// The dropout variant (flag DROPOUT) is composed after PHILOX_WGSL; the others leave Philox out.
 
 ${UNIFORMS}
 
@@ -105,12 +105,28 @@ fn apply(a: f32, b: f32, c: f32, index: u32) -> f32 {
     case 14u: { return select(0.0, a, b > 0.0); }
     case 15u: { return a * gelu_derivative(b); }
     case 20u: { return select(c, b, a != 0.0); }
+#if DROPOUT
     case 30u: {
       let word = element_word(vec2<u32>(u.key0, u.key1), u.philox_offset, index);
       return select(0.0, a * u.alpha, word >= u.threshold);
     }
+#endif
     default: { return a; }
   }
+}
+
+// IEEE half bits of x, round to nearest even; overflow gives ±inf and NaN stays NaN (pack2x16float leaves
+// out-of-range values undefined).
+fn half_bits(x: f32) -> u32 {
+  let bits = bitcast<u32>(x);
+  let sign_bit = (bits >> 16u) & 0x8000u;
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    return sign_bit | 0x7e00u;
+  }
+  if (abs(x) >= 65520.0) {
+    return sign_bit | 0x7c00u;
+  }
+  return pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu;
 }
 
 fn value_at(index: u32) -> f32 {
@@ -134,7 +150,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (first + 1u < u.count) {
       high = value_at(first + 1u);
     }
-    word = pack2x16float(vec2<f32>(value_at(first), high));
+    word = half_bits(value_at(first)) | (half_bits(high) << 16u);
   } else {
     for (var i = 0u; i < 4u; i++) {
       if (first + i < u.count && value_at(first + i) != 0.0) {
