@@ -6,7 +6,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-export CI="${CI:-}"
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1 TURBO_NO_UPDATE_NOTIFIER=1
 export WEBATTN_REQUIRE_GPU=1
 # Dawn's Vulkan loader and Chromium want a runtime directory; a fresh private one if the session has none.
