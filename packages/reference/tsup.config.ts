@@ -1,4 +1,4 @@
 import { defineConfig } from 'tsup';
 import { packageBuild } from '@webattn/config/tsup';
 
-export default defineConfig(packageBuild());
+export default defineConfig(packageBuild({ index: 'src/index.ts', testing: 'src/testing.ts' }));

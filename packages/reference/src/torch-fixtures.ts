@@ -37,7 +37,8 @@ function decode(raw: RawArray): HostTensor {
 export async function torchFixturesFolder(): Promise<string> {
   const { fileURLToPath } = await import('node:url');
   const path = await import('node:path');
-  if (process.env.WEBATTN_FIXTURES) return process.env.WEBATTN_FIXTURES;
+  const override = typeof process !== 'undefined' ? process.env.WEBATTN_FIXTURES : undefined;
+  if (override) return override;
   const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
   return path.resolve(repoRoot, '../shared/fixtures/torch-sdpa');
 }
@@ -51,7 +52,7 @@ export async function loadTorchSdpaFixtures(): Promise<TorchSdpaFixture[] | null
   const path = await import('node:path');
   const folder = await torchFixturesFolder();
   if (!fs.existsSync(folder)) {
-    if (process.env.CI === 'true') {
+    if (typeof process !== 'undefined' && process.env.CI === 'true') {
       throw new Error(`PyTorch fixtures folder ${folder} is missing (CI=true); check out ../shared next to the repo`);
     }
     console.warn(`[webattn] PyTorch fixture tests skipped: ${folder} is missing`);

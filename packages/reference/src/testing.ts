@@ -1,0 +1,29 @@
+/**
+ * Test utilities every attention backend shares (subpath '@webattn/reference/testing'): the conformance cases,
+ * the tolerance rule, tensors and expectations for a case, and the PyTorch fixtures loader.
+ */
+export { attentionCases, type AttentionCase, type AttentionCaseInputs, type AttentionFeature } from './attention-cases';
+export {
+  caseExpectation,
+  caseTensors,
+  checkCaseBackward,
+  checkCaseForward,
+  type AttentionBackwardValues,
+  type AttentionCaseExpectation,
+  type AttentionCaseTensors,
+  type AttentionForwardValues,
+} from './attention-case-check';
+export {
+  ATTENTION_TOLERANCE,
+  attentionTolerance,
+  compareAttention,
+  expectAttentionClose,
+  type AttentionComparison,
+  type AttentionToleranceRule,
+} from './attention-tolerance';
+export {
+  fixtureOptions,
+  loadTorchSdpaFixtures,
+  torchFixturesFolder,
+  type TorchSdpaFixture,
+} from './torch-fixtures';
