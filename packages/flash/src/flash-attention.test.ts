@@ -1,10 +1,10 @@
+import { gpu } from '../test/test-device';
 import { tensor } from '@webattn/tensor';
-import { expectNoGpuErrors, openTestDevice, randomValues } from '@webattn/tensor/testing';
+import { expectNoGpuErrors, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 
-const gpu = await openTestDevice();
 afterAll(() => gpu?.destroy());
 
 const causalMask = (l: number, s: number) => Array.from({ length: l * s }, (_, e) => (Math.floor(e / s) >= e % s ? 1 : 0));

@@ -1,13 +1,14 @@
 import {
   DeviceMismatchError,
   ShapeError,
+  Tensor,
   describeAttention,
   emptyTensor,
   type AttentionLayout,
   type AttentionOptions,
   type AttentionProblem,
   type Device,
-  type Tensor,
+  type Storage,
 } from '@webattn/tensor';
 import { checkFlash } from './check-flash';
 import { recordFlashBackward } from './flash-backward';
@@ -25,6 +26,19 @@ export function layoutOfTensor(t: Tensor, varlen: boolean): AttentionLayout {
   const s = t.strides;
   if (varlen) return { batch: 0, sequence: s[0]!, head: s[1]!, dim: s[2]!, offset: t.offset };
   return { batch: s[0]!, head: s[1]!, sequence: s[2]!, dim: s[3]!, offset: t.offset };
+}
+
+/** Storages of logsumexp tensors made by flashAttention: they hold the rounding residuals after the values. */
+const RESIDUAL_STORAGES = new WeakSet<Storage>();
+
+/** A contiguous f32 logsumexp tensor whose storage has room for the residuals (see FlashForwardBuffers). */
+function logsumexpWithResidual(device: Device, shape: readonly number[]): Tensor {
+  const count = shape.reduce((a, b) => a * b, 1);
+  const whole = emptyTensor(device, 'f32', [2 * count], 'flash logsumexp');
+  const view = new Tensor(whole.storage.retain(), shape);
+  whole.dispose();
+  RESIDUAL_STORAGES.add(view.storage);
+  return view;
 }
 
 function u32Buffer(recorder: KernelRecorder, values: readonly number[] | Uint32Array, label: string): GPUBuffer {
@@ -73,7 +87,7 @@ export function flashAttention(
     ? [q.shape[0]!, problem.queryHeads, problem.headDimV]
     : [problem.batch, problem.queryHeads, problem.queryLength, problem.headDimV];
   const out = emptyTensor(device, problem.dtype, outShape, 'flash out');
-  const logsumexp = emptyTensor(device, 'f32', [problem.batch, problem.queryHeads, problem.queryLength], 'flash logsumexp');
+  const logsumexp = logsumexpWithResidual(device, [problem.batch, problem.queryHeads, problem.queryLength]);
   const recorder = deviceRecorder(device);
   const withOut = { ...problem, layout: { ...problem.layout, out: layoutOfTensor(out, problem.varlen) } };
   recordFlashForward(recorder, device.caps, withOut, {
@@ -82,6 +96,7 @@ export function flashAttention(
     v: v.buffer,
     out: out.buffer,
     logsumexp: logsumexp.buffer,
+    logsumexpResidual: true,
     ...optionalInputs(recorder, problem, options),
   });
   recorder.finish();
@@ -134,6 +149,7 @@ export function flashAttentionGrad(
     v: v.buffer,
     out: out.buffer,
     logsumexp: logsumexp.buffer,
+    logsumexpResidual: RESIDUAL_STORAGES.has(logsumexp.storage),
     gradOut: gradOut.buffer,
     dq: dq.buffer,
     dk: dk.buffer,

@@ -21,6 +21,7 @@ const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 var<workgroup> q_tile: array<f32, BLOCK_M * HEAD_DIM_QK>;
 var<workgroup> do_tile: array<f32, BLOCK_M * HEAD_DIM_V>;
 var<workgroup> lse_tile: array<f32, BLOCK_M>;
+var<workgroup> residual_tile: array<f32, BLOCK_M>;
 var<workgroup> delta_tile: array<f32, BLOCK_M>;
 var<workgroup> sequence_shared: Sequence;
 
@@ -110,11 +111,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let i = row0 + r;
         var lse = negative_infinity;
         var row_delta = 0.0;
+        var residual = 0.0;
         if (i < sequence.q_len) {
           lse = logsumexp[batch_head * params.query_length + i];
           row_delta = delta[batch_head * params.query_length + i];
+          if (params.lse_residual == 1u) {
+            residual = logsumexp[params.lse_count + batch_head * params.query_length + i];
+          }
         }
         lse_tile[r] = lse;
+        residual_tile[r] = residual;
         delta_tile[r] = row_delta;
       }
       workgroupBarrier();
@@ -135,7 +141,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           if (score == negative_infinity) {
             continue;
           }
-          let p = exp(score - lse);
+          let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
           let keep = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, batch_head, i, j));
 #else

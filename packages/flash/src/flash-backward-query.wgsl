@@ -56,6 +56,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var dq_acc: array<f32, HEAD_DIM_QK>;
   var lse = negative_infinity;
   var row_delta = 0.0;
+  var lse_residual = 0.0;
   for (var d = 0u; d < dqk; d++) {
     dq_acc[d] = 0.0;
   }
@@ -69,6 +70,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       do_row[d] = f32(grad_out[g_address + d * params.g_dim]);
     }
     lse = logsumexp[batch_head * params.query_length + i];
+    if (params.lse_residual == 1u) {
+      lse_residual = logsumexp[params.lse_count + batch_head * params.query_length + i];
+    }
     row_delta = delta[batch_head * params.query_length + i];
   }
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
@@ -121,7 +125,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (score == negative_infinity) {
           continue;
         }
-        let p = exp(score - lse);
+        let p = exp((score - lse) - lse_residual);
 #if DROPOUT
         let keep = dropout_factor(words[c & 3u]);
 #else

@@ -54,7 +54,12 @@ export function recordFlashBackward(
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
   const tiles = chooseTiles(problem, caps)!;
   const variant = variantOf(problem);
-  const uniforms = packFlashUniforms(problem, gradientLayouts(problem, buffers.layouts));
+  const uniforms = packFlashUniforms(
+    problem,
+    gradientLayouts(problem, buffers.layouts),
+    undefined,
+    buffers.logsumexpResidual ?? false,
+  );
   const optional = optionalBindings(problem, buffers);
   const delta = recorder.temporary(
     Math.max(4, batch * queryHeads * queryLength * 4),

@@ -23,6 +23,12 @@ export interface FlashForwardBuffers {
   readonly keyLengths?: GPUBuffer;
   readonly cuSeqlensQ?: GPUBuffer;
   readonly cuSeqlensK?: GPUBuffer;
+  /**
+   * The logsumexp buffer holds 2·B·Hq·L floats: forward writes each row's f32 rounding residual after the
+   * logsumexp values, and backward subtracts it too, so recomputed probabilities stay exact even for huge logits
+   * (scores ~1e4, where one f32 ulp of the logsumexp is ~1e-3). Pass the same value to forward and backward.
+   */
+  readonly logsumexpResidual?: boolean;
 }
 
 export interface FlashRecordOptions {
@@ -56,7 +62,7 @@ export function assertBufferHolds(name: string, buffer: GPUBuffer, elements: num
 
 export function optionalBindings(problem: AttentionProblem, buffers: FlashForwardBuffers): [number, GPUBuffer][] {
   const bindings: [number, GPUBuffer][] = [];
-  const need = (name: keyof FlashForwardBuffers, binding: number) => {
+  const need = (name: 'mask' | 'keyLengths' | 'cuSeqlensQ' | 'cuSeqlensK', binding: number) => {
     const buffer = buffers[name];
     if (!buffer) throw new InvalidArgumentError(`the problem needs buffers.${name}, but none was given`);
     bindings.push([binding, buffer]);
@@ -81,7 +87,7 @@ export function assertProblemBuffers(problem: AttentionProblem, buffers: FlashFo
     assertBufferHolds('k', buffers.k, layoutSpan(layout.k, batch, kvHeads, keyLength, headDimQk), bytes);
     assertBufferHolds('v', buffers.v, layoutSpan(layout.v, batch, kvHeads, keyLength, headDimV), bytes);
   }
-  assertBufferHolds('logsumexp', buffers.logsumexp, batch * queryHeads * queryLength, 4);
+  assertBufferHolds('logsumexp', buffers.logsumexp, batch * queryHeads * queryLength * (buffers.logsumexpResidual ? 2 : 1), 4);
   if (problem.keyLengths && buffers.keyLengths) assertBufferHolds('keyLengths', buffers.keyLengths, batch, 4);
   if (problem.varlen) {
     if (buffers.cuSeqlensQ) assertBufferHolds('cuSeqlensQ', buffers.cuSeqlensQ, batch + 1, 4);
@@ -112,7 +118,7 @@ export function recordFlashForward(
       [BINDING.first + 3, buffers.out],
       [BINDING.first + 4, buffers.logsumexp],
     ],
-    packFlashUniforms(problem),
+    packFlashUniforms(problem, undefined, undefined, buffers.logsumexpResidual ?? false),
     [Math.ceil(problem.queryLength / tiles.rows), problem.queryHeads, problem.batch],
   );
 }

@@ -2,7 +2,8 @@
 // thread per row. Key/value tiles of BLOCK_N rows are staged in workgroup memory; each row keeps an online
 // softmax (running max m, running sum l, unnormalised output) in f32. Key tiles that no row of the tile may
 // attend (causal, window, key padding, varlen bounds) are never loaded. Writes out and logsumexp = m + log l
-// (−∞ and out = 0 for a row without any allowed key).
+// (−∞ and out = 0 for a row without any allowed key). When the logsumexp buffer has room for 2·B·Hq·L floats
+// (params.lse_residual), the second half receives each row's rounding residual (m − lse) + log l.
 
 override BLOCK_M: u32 = 64u;
 override BLOCK_N: u32 = 16u;
@@ -157,7 +158,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var d = 0u; d < dv; d++) {
       out[o_base + d * params.o_dim] = ${T}(acc[d] * inverse);
     }
-    logsumexp[batch_head * params.query_length + i] = select(negative_infinity, m + log(l), l > 0.0);
+    let lse_index = batch_head * params.query_length + i;
+    let log_sum = log(l);
+    let lse = m + log_sum;
+    logsumexp[lse_index] = select(negative_infinity, lse, l > 0.0);
+    if (params.lse_residual == 1u) {
+      // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits.
+      logsumexp[params.lse_count + lse_index] = select(0.0, (m - lse) + log_sum, l > 0.0);
+    }
   } else if (i < params.query_length) {
     logsumexp[batch_head * params.query_length + i] = negative_infinity;
   }

@@ -61,7 +61,7 @@ export function chooseTiles(problem: Pick<AttentionProblem, 'headDimQk' | 'headD
   const storage = caps.maxComputeWorkgroupStorageSize;
   const threads = Math.min(64, caps.maxComputeInvocationsPerWorkgroup || 64);
   const keys = largestTile((headDimQk + headDimV) * 4, storage, MIN_TILE);
-  const backwardRows = largestTile((headDimQk + headDimV + 2) * 4, storage, 1);
+  const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
   if (keys === null || backwardRows === null) return null;
   return { headDimQk, headDimV, rows: threads, keys, backwardKeys: threads, backwardRows };
 }

@@ -36,6 +36,8 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['mask_column', 'u32'],
   ['mask_offset', 'u32'],
   ['split_count', 'u32'],
+  ['lse_residual', 'u32'],
+  ['lse_count', 'u32'],
   ['split_length', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
@@ -69,6 +71,7 @@ export function packFlashUniforms(
   problem: AttentionProblem,
   gradients?: GradientLayouts,
   split: { count: number; length: number } = { count: 1, length: problem.keyLength },
+  logsumexpResidual = false,
 ): ArrayBuffer {
   const mask = problem.mask.kind === 'none' ? null : problem.mask;
   const dropout = problem.dropout && problem.dropout.p > 0 ? problem.dropout : null;
@@ -100,6 +103,8 @@ export function packFlashUniforms(
     mask_column: mask?.strides.column ?? 0,
     mask_offset: mask?.offset ?? 0,
     split_count: split.count,
+    lse_residual: logsumexpResidual ? 1 : 0,
+    lse_count: problem.batch * problem.queryHeads * problem.queryLength,
     split_length: split.length,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),

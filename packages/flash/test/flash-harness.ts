@@ -5,7 +5,8 @@ import {
   type Device,
   type Tensor,
 } from '@webattn/tensor';
-import { freshSeed, maxAbsDiff, randomValues } from '@webattn/tensor/testing';
+import { freshSeed, randomValues } from '@webattn/tensor/testing';
+import { compareAttention } from '@webattn/reference/testing';
 import { attentionReference, attentionReferenceBackward, type HostTensor } from './oracle';
 
 /** A test case: sizes, dtype, memory layout of q/k/v and the attention options (mask given as host data). */
@@ -93,14 +94,6 @@ export function prepare(device: Device, spec: FlashCase, seed = freshSeed()): Pr
   };
 }
 
-/**
- * Error bound: the kernel's max error vs float64 must be within `factor` times the same-precision reference's
- * own error, plus a floor for the tiny errors of near-exact cases.
- */
-export function tolerance(sameError: number, dtype: 'f32' | 'f16'): number {
-  return 4 * sameError + (dtype === 'f16' ? 2e-3 : 2e-5);
-}
-
 export interface Comparison {
   readonly name: string;
   readonly error: number;
@@ -108,12 +101,10 @@ export interface Comparison {
   readonly index: number;
 }
 
+/** The shared tolerance rule of @webattn/reference/testing (a multiple of the same-precision reference's error). */
 export function compare(name: string, actual: ArrayLike<number>, exact: ArrayLike<number>, same: ArrayLike<number>, dtype: 'f32' | 'f16'): Comparison {
-  const finite = (a: ArrayLike<number>) => Array.from(a, (x) => (x === Number.NEGATIVE_INFINITY ? -1e30 : x));
-  const exactFinite = finite(exact);
-  const { value, index } = maxAbsDiff(finite(actual), exactFinite);
-  const sameError = maxAbsDiff(finite(same), exactFinite).value;
-  return { name, error: value, allowed: tolerance(sameError, dtype), index };
+  const result = compareAttention(actual, exact, same, dtype);
+  return { name, error: result.error, allowed: result.tolerance, index: result.index };
 }
 
 export function forwardReferences(prepared: Prepared, dtype: 'f32' | 'f16') {
