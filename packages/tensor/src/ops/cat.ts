@@ -9,7 +9,7 @@ import { full } from '../creation';
 import { cast } from './cast';
 import catSource from './cat.wgsl?raw';
 import { elementwise } from './elementwise';
-import { checkTensor, commonDevice, cpuFloatArray, cpuTensor } from './operands';
+import { assertBindable, checkTensor, commonDevice, cpuFloatArray, cpuTensor } from './operands';
 
 const layout = uniformLayout([
   ['count', 'u32'],
@@ -74,6 +74,7 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
       const piece = t.shape[d]! * inner;
       const count = outer * piece;
       if (count > 0) {
+        assertBindable('cat', [dense, result]);
         runKernel(device, kernel, {
           buffers: [dense.buffer, result.buffer],
           uniforms: layout.pack({ count, piece, total: total * inner, start }),

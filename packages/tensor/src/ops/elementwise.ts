@@ -8,7 +8,7 @@ import { uniformLayout } from '../uniforms';
 import { composeWgsl } from '../wgsl';
 import { broadcastAll, broadcastStrides } from './broadcast';
 import elementwiseSource from './elementwise.wgsl?raw';
-import { commonDevice, cpuFloatArray, cpuTensor, type Operand } from './operands';
+import { assertBindable, commonDevice, cpuFloatArray, cpuTensor, type Operand } from './operands';
 
 /**
  * The one elementwise mechanism behind every pointwise op (arithmetic, unary math, where, cast, copy, dropout):
@@ -221,6 +221,7 @@ export function elementwise(
     bytes.push(operand instanceof Tensor ? bytesPerElement(operand.dtype) : 0);
     buffers.push((operand instanceof Tensor ? operand : tensors[0]!).buffer);
   });
+  assertBindable(op, [...tensors, out]);
   const outBytes = bytesPerElement(dtype);
   const code = ELEMENTWISE_OPS[op];
   runKernel(

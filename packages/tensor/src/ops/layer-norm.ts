@@ -9,7 +9,15 @@ import { add, mul } from './arithmetic';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
 import layerNormSource from './layer-norm.wgsl?raw';
-import { assertFiniteNumber, assertFloat, checkTensor, commonDevice, cpuFloatArray, cpuTensor } from './operands';
+import {
+  assertBindable,
+  assertFiniteNumber,
+  assertFloat,
+  checkTensor,
+  commonDevice,
+  cpuFloatArray,
+  cpuTensor,
+} from './operands';
 import { mean } from './reduce';
 import { asRows } from './rows';
 
@@ -63,6 +71,7 @@ function normalize(x: Tensor, dims: number, eps: number): Tensor {
     normalized = emptyTensor(x.device, 'f32', [rows, cols], 'layer-norm');
     inverseStd = emptyTensor(x.device, 'f32', [rows, 1], 'layer-norm rstd');
     if (rows * cols > 0) {
+      assertBindable('layerNorm', [matrix, normalized]);
       runKernel(x.device, kernel, {
         buffers: [matrix.buffer, normalized.buffer, inverseStd.buffer],
         uniforms: layout.pack({ rows, cols, eps }),

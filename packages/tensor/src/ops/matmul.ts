@@ -1,5 +1,5 @@
 import { noGrad, record } from '../autograd';
-import { ShapeError } from '../errors';
+import { ResourceLimitError, ShapeError } from '../errors';
 import { runKernel } from '../kernel';
 import { formatShape, numel } from '../shape';
 import { emptyTensor, type Tensor } from '../tensor';
@@ -9,7 +9,7 @@ import { broadcastAll, broadcastStrides, reduceToShape } from './broadcast';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
 import matmulSource from './matmul.wgsl?raw';
-import { assertFloat, checkTensor, commonDevice, cpuFloatArray, cpuTensor, promoteFloat } from './operands';
+import { assertBindable, assertFloat, checkTensor, commonDevice, cpuFloatArray, cpuTensor, promoteFloat } from './operands';
 
 export interface MatmulOptions {
   /** Use a's last two dims transposed: a is [..., K, M]. */
@@ -131,6 +131,14 @@ function matmulForward(a: Tensor, b: Tensor): Tensor {
     values[`b_batch${dim}`] = dim < pad ? 0 : bBatchStrides[dim - pad]!;
   }
   const limit = device.caps.maxComputeWorkgroupsPerDimension || 65535;
+  if (Math.ceil(n / TILE) > limit || Math.ceil(m / TILE) > limit) {
+    throw new ResourceLimitError(
+      `matmul: an output of ${m}×${n} needs more than ${limit} workgroups along one dimension (64×64 tiles); split it`,
+      m * n * 4,
+      limit * TILE * 4,
+    );
+  }
+  assertBindable('matmul', [a, b, out]);
   for (let start = 0; start < batches; start += limit) {
     values.batch_start = start;
     runKernel(device, kernel, {

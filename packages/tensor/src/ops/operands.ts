@@ -1,6 +1,6 @@
 import type { Device } from '../device';
 import type { DType } from '../dtype';
-import { DTypeError, DeviceMismatchError, InvalidArgumentError, ShapeError } from '../errors';
+import { DTypeError, DeviceMismatchError, InvalidArgumentError, ResourceLimitError, ShapeError } from '../errors';
 import { formatShape } from '../shape';
 import { Storage, type CpuData } from '../storage';
 import { Tensor } from '../tensor';
@@ -92,4 +92,19 @@ export function cpuTensor(
   shape: readonly number[],
 ): Tensor {
   return new Tensor(Storage.onCpu(device, dtype, data as CpuData), shape);
+}
+
+/** Throws ResourceLimitError when a tensor's buffer is larger than one storage binding may be. */
+export function assertBindable(op: string, tensors: readonly Tensor[]): void {
+  for (const t of tensors) {
+    const bytes = t.buffer.size;
+    const limit = t.device.caps.maxStorageBufferBindingSize;
+    if (bytes > limit) {
+      throw new ResourceLimitError(
+        `${op}: ${t.toString()} needs a ${bytes}-byte storage binding but this device allows ${limit}; split the work into smaller tensors`,
+        bytes,
+        limit,
+      );
+    }
+  }
 }

@@ -6,7 +6,7 @@ import { uniformLayout } from '../uniforms';
 import { preprocessWgsl } from '../wgsl';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
-import { checkTensor, cpuFloatArray, cpuTensor } from './operands';
+import { assertBindable, checkTensor, cpuFloatArray, cpuTensor } from './operands';
 import reduceSource from './reduce.wgsl?raw';
 import { asRows, orderWithLast } from './rows';
 
@@ -55,6 +55,7 @@ function reduce(op: 'sum' | 'mean', x: Tensor, dims: number | readonly number[] 
   } else {
     out = emptyTensor(input.device, 'f32', outShape, op);
     if (rows > 0) {
+      assertBindable(op, [matrix, out]);
       runKernel(input.device, kernel, {
         buffers: [matrix.buffer, out.buffer],
         uniforms: layout.pack({ rows, cols, alpha }),

@@ -6,7 +6,7 @@ import { uniformLayout } from '../uniforms';
 import { preprocessWgsl } from '../wgsl';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
-import { assertFloat, checkTensor, cpuFloatArray, cpuTensor } from './operands';
+import { assertBindable, assertFloat, checkTensor, cpuFloatArray, cpuTensor } from './operands';
 import { sum } from './reduce';
 import { asRows, inverseOrder } from './rows';
 import softmaxSource from './softmax.wgsl?raw';
@@ -56,6 +56,7 @@ function softmaxAlong(op: 'softmax' | 'logSoftmax', x: Tensor, dim: number): Ten
   } else {
     dense = emptyTensor(input.device, 'f32', shape, op);
     if (rows * cols > 0) {
+      assertBindable(op, [matrix, dense]);
       runKernel(
         input.device,
         { name: 'softmax', variant: logarithm ? 'log' : 'plain', code, constants: { LOG_SOFTMAX: logarithm ? 1 : 0 } },
