@@ -2,7 +2,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isGradEnabled, noGrad } from './autograd';
 import { cpuDevice, type Device } from './device';
 import { AutogradError, ShapeError } from './errors';
-import { add, mul, relu, scale } from './ops/arithmetic';
+import { add, div, exp, gelu, log, mul, relu, scale, sqrt, sub } from './ops/arithmetic';
+import { cast } from './ops/cast';
+import { cat } from './ops/cat';
+import { dropout } from './ops/dropout';
+import { maskedFill, where } from './ops/select';
+import { logSoftmax } from './ops/softmax';
 import { matmul } from './ops/matmul';
 import { mean, sum } from './ops/reduce';
 import { softmax } from './ops/softmax';
@@ -118,6 +123,33 @@ describe('autograd', () => {
       };
       const [onGpu, onCpu] = [await grads(gpu!), await grads(cpuDevice())];
       for (let i = 0; i < 2; i++) onGpu[i]!.forEach((v, j) => expect(v, `seed ${seed}`).toBeCloseTo(onCpu[i]![j]!, 5));
+    });
+  });
+
+  it.skipIf(!gpu)('returns every intermediate buffer to the pool after backward (no leaks)', async () => {
+    const seed = freshSeed();
+    await expectNoGpuErrors(gpu!, async () => {
+      const device = gpu!;
+      const x = leaf(device, Array.from(randomValues(4 * 6, seed)), [4, 6]);
+      const w = leaf(device, Array.from(randomValues(6 * 6, seed + 1)), [6, 6]);
+      const flags = fromValues(device, 'bool', [1, 0, 1, 1, 0, 1], [6]);
+      await device.sync();
+      const baseline = device.pool.stats().inUseBytes;
+      const made: Tensor[] = [];
+      const keep = (t: Tensor) => (made.push(t), t);
+      const h = keep(gelu(keep(matmul(x, w, { transposeB: true }))));
+      const positive = keep(add(keep(exp(h)), 1));
+      const mixed = keep(sub(keep(div(keep(sqrt(positive)), keep(log(positive)))), keep(mul(h, 0.5))));
+      const masked = keep(where(flags, keep(maskedFill(mixed, flags, 0)), h));
+      const joined = keep(cat([masked, keep(cast(keep(cast(h, 'f16')), 'f32'))], 1));
+      const normalized = keep(layerNorm(keep(dropout(joined, 0.25, { seed })), 12));
+      const loss = keep(mean(keep(logSoftmax(keep(scale(keep(normalized.narrow(1, 2, 8)), 2)), -1))));
+      loss.backward();
+      for (const t of made) t.dispose();
+      x.grad!.dispose();
+      w.grad!.dispose();
+      await device.sync();
+      expect(device.pool.stats().inUseBytes, `seed ${seed}`).toBe(baseline);
     });
   });
 });

@@ -6,7 +6,7 @@ import { fromValues } from '../tensor';
 import { expectNoGpuErrors, freshSeed, openTestDevice, randomValues } from '../testing';
 import { mul } from './arithmetic';
 import { cat, narrow } from './cat';
-import { checkGradients, expectGpuMatchesCpu, float64Tensor, valuesOf } from './test-support';
+import { checkGradients, expectGpuGradientsMatchCpu, expectGpuMatchesCpu, float64Tensor, valuesOf } from './test-support';
 
 const gpu = await openTestDevice();
 afterAll(() => gpu?.destroy());
@@ -66,6 +66,14 @@ describe('cat and narrow', () => {
       const bools = (d: Device, n: number, s: number) => fromValues(d, 'bool', Array.from(randomValues(n, s), (v) => (v > 0 ? 1 : 0)), [n]);
       await expectGpuMatchesCpu(gpu!, (d) => [bools(d, 5, seed), bools(d, 6, seed + 1)], (a, b) => cat([a!, b!], 0), { rtol: 0, atol: 0 }, `bool seed ${seed}`);
       await expectGpuMatchesCpu(gpu!, (d) => [random(d, [5, 9], seed)], (a) => narrow(a!, 1, 3, 4).transpose(0, 1), { rtol: 0, atol: 0 }, `narrow seed ${seed}`);
+      await expectGpuGradientsMatchCpu(
+        gpu!,
+        (d) => [random(d, [3, 5, 7], seed), random(d, [7, 2, 3], seed + 1).permute([2, 1, 0])],
+        (a, b) => cat([a!.narrow(2, 1, 3), b!.narrow(2, 0, 3)], 1),
+        { rtol: 0, atol: 0 },
+        seed,
+        'cat of narrowed views',
+      );
     });
   });
 });

@@ -5,7 +5,7 @@ import { dropoutThreshold, elementWord, seedKey } from '../philox';
 import { fromValues } from '../tensor';
 import { expectNoGpuErrors, freshSeed, openTestDevice, randomValues } from '../testing';
 import { dropout } from './dropout';
-import { checkGradients } from './test-support';
+import { checkGradients, expectGpuGradientsMatchCpu } from './test-support';
 
 const gpu = await openTestDevice();
 afterAll(() => gpu?.destroy());
@@ -63,6 +63,14 @@ describe('dropout', () => {
         expect(onGpu.map((v) => (v === 0 ? 0 : 1)), `${dtype} seed ${seed}`).toEqual(onCpu.map((v) => (v === 0 ? 0 : 1)));
         onGpu.forEach((v, i) => expect(Math.abs(v - onCpu[i]!), `${dtype} seed ${seed}`).toBeLessThanOrEqual(Math.abs(onCpu[i]!) * 2 ** -10));
       }
+      await expectGpuGradientsMatchCpu(
+        gpu!,
+        (d) => [fromValues(d, 'f32', randomValues(5 * 7, seed), [5, 7]).transpose(0, 1)],
+        (x) => dropout(x!, 0.5, { seed, offset: 3 }),
+        { rtol: 1e-6, atol: 0 },
+        seed,
+        'dropout gradient',
+      );
     });
   });
 });

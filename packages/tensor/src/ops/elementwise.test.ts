@@ -8,7 +8,7 @@ import { add, copy, div, exp, gelu, log, mul, neg, relu, scale, sqrt, sub } from
 import { cast } from './cast';
 import { erf } from './elementwise';
 import { maskedFill, where } from './select';
-import { checkGradients, expectGpuMatchesCpu } from './test-support';
+import { checkGradients, expectGpuGradientsMatchCpu, expectGpuMatchesCpu } from './test-support';
 
 const gpu = await openTestDevice();
 afterAll(() => gpu?.destroy());
@@ -111,6 +111,44 @@ describe.skipIf(!gpu)('elementwise ops: GPU matches CPU', () => {
       await expectGpuMatchesCpu(gpu!, (d) => [mask(d, [3, 5, 7], seed + 8).permute([2, 0, 1])], (x) => cast(x!, 'f32'), { rtol: 0, atol: 0 }, `cast bool seed ${seed}`);
       await expectGpuMatchesCpu(gpu!, (d) => [mask(d, [3, 5, 7], seed + 9).permute([2, 0, 1])], (x) => copy(x!), { rtol: 0, atol: 0 }, `copy bool seed ${seed}`);
       await expectGpuMatchesCpu(gpu!, (d) => [random(d, [3, 5, 7], seed + 10, -2, 2, 'f16').transpose(0, 2)], (x) => copy(x!), { rtol: 0, atol: 0 }, `copy f16 seed ${seed}`);
+    });
+  });
+});
+
+describe.skipIf(!gpu)('elementwise gradients: GPU matches CPU', () => {
+  it('for every op, with broadcasting, scalars, strided views and f16', async () => {
+    const seed = freshSeed();
+    const cases: [string, (d: Device) => Tensor[], (...t: Tensor[]) => Tensor][] = [
+      ['add', (d) => [permuted(d, seed), random(d, [5, 1], seed + 1)], (a, b) => add(a!, b!)],
+      ['sub', (d) => [random(d, [7], seed), permuted(d, seed + 1)], (a, b) => sub(a!, b!)],
+      ['mul', (d) => [permuted(d, seed), random(d, [3, 1, 7], seed + 1)], (a, b) => mul(a!, b!)],
+      ['div', (d) => [permuted(d, seed), random(d, [5, 7], seed + 1, 0.5, 2)], (a, b) => div(a!, b!)],
+      ['div scalar', (d) => [random(d, [5, 7], seed, 0.5, 2)], (a) => div(3, a!)],
+      ['neg', (d) => [permuted(d, seed)], (a) => neg(a!)],
+      ['exp', (d) => [permuted(d, seed)], (a) => exp(a!)],
+      ['log', (d) => [permuted(d, seed, 0.1, 3)], (a) => log(a!)],
+      ['sqrt', (d) => [permuted(d, seed, 0.1, 3)], (a) => sqrt(a!)],
+      ['relu', (d) => [permuted(d, seed)], (a) => relu(a!)],
+      ['gelu', (d) => [permuted(d, seed, -5, 5)], (a) => gelu(a!)],
+      ['scale', (d) => [permuted(d, seed)], (a) => scale(a!, 0.3)],
+      ['copy', (d) => [permuted(d, seed)], (a) => copy(a!)],
+      ['where', (d) => [mask(d, [3, 5, 7], seed), permuted(d, seed + 1), random(d, [7], seed + 2)], (c, a, b) => where(c!, a!, b!)],
+      ['maskedFill', (d) => [permuted(d, seed), mask(d, [5, 1], seed + 1)], (a, m) => maskedFill(a!, m!, -1)],
+      ['cast f32 → f16 → f32', (d) => [permuted(d, seed)], (a) => cast(cast(a!, 'f16'), 'f32')],
+    ];
+    await expectNoGpuErrors(gpu!, async () => {
+      for (const [name, make, op] of cases) {
+        const tolerance = name.startsWith('cast') ? F16 : { rtol: 1e-5, atol: 1e-6 };
+        await expectGpuGradientsMatchCpu(gpu!, make, op, tolerance, seed, name);
+      }
+      await expectGpuGradientsMatchCpu(
+        gpu!,
+        (d) => [random(d, [3, 5, 7], seed, -2, 2, 'f16'), random(d, [7], seed + 1, -2, 2, 'f16')],
+        (a, b) => mul(a!, b!),
+        F16,
+        seed,
+        'mul f16',
+      );
     });
   });
 });

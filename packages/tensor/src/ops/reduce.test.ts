@@ -6,7 +6,7 @@ import { fromValues, type Tensor } from '../tensor';
 import { expectNoGpuErrors, freshSeed, openTestDevice, randomValues } from '../testing';
 import { mean, sum } from './reduce';
 import { logSoftmax, softmax } from './softmax';
-import { checkGradients, expectGpuMatchesCpu, float64Tensor, valuesOf } from './test-support';
+import { checkGradients, expectGpuGradientsMatchCpu, expectGpuMatchesCpu, float64Tensor, valuesOf } from './test-support';
 
 const gpu = await openTestDevice();
 afterAll(() => gpu?.destroy());
@@ -52,6 +52,7 @@ describe('sum and mean', () => {
       ];
       for (const [name, make, op] of cases) {
         await expectGpuMatchesCpu(gpu!, (d) => [make(d)], (t) => op(t!), { rtol: 2e-5, atol: 1e-5 }, `${name} seed ${seed}`);
+        await expectGpuGradientsMatchCpu(gpu!, (d) => [make(d)], (t) => op(t!), { rtol: 1e-5, atol: 1e-6 }, seed, name);
       }
     });
   });

@@ -154,3 +154,36 @@ export async function expectGpuMatchesCpu(
   if (mismatch) throw new Error(`${label}: ${mismatch}`);
   gpuResult.dispose();
 }
+
+/**
+ * Builds leaves with `make` on the GPU and on the CPU, backpropagates the same random output gradient through
+ * `op` on each, and expects every leaf gradient to agree within atol + rtol·|cpu|.
+ */
+export async function expectGpuGradientsMatchCpu(
+  gpu: Device,
+  make: (device: Device) => Tensor[],
+  op: (...inputs: Tensor[]) => Tensor,
+  tolerance: { rtol: number; atol: number },
+  seed: number,
+  context: string,
+): Promise<void> {
+  const gradients = async (device: Device) => {
+    const leaves = make(device);
+    for (const t of leaves) if (t.dtype !== 'bool') t.requiresGrad = true;
+    const out = op(...leaves);
+    const upstream = randomValues(out.size, seed ^ 0x5bd1e995, -1, 1);
+    out.backward(fromValues(device, out.dtype, upstream, out.shape));
+    return Promise.all(leaves.map((t) => (t.grad ? t.grad.toArray() : null)));
+  };
+  const onCpu = await gradients(cpuDevice());
+  const onGpu = await gradients(gpu);
+  onCpu.forEach((expected, i) => {
+    const actual = onGpu[i];
+    if (!expected || !actual) {
+      if (expected !== actual) throw new Error(`${context}: input ${i} has a gradient on one device only`);
+      return;
+    }
+    const mismatch = worstMismatch(actual, expected, tolerance.rtol, tolerance.atol);
+    if (mismatch) throw new Error(`${context} (seed ${seed}): gradient of input ${i}: ${mismatch}`);
+  });
+}
