@@ -107,11 +107,11 @@ for name, kwargs in [
 
 enc_layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, batch_first=True, dtype=torch.float64)
 encoder = quantize(torch.nn.TransformerEncoder(enc_layer, num_layers=2, norm=torch.nn.LayerNorm(16, dtype=torch.float64), enable_nested_tensor=False)).eval()
-x = f32(2, 5, 16)
+encoder_input = f32(2, 5, 16)
 causal = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
-out = encoder(x.double(), mask=causal, is_causal=True)
+encoder_output = encoder(encoder_input.double(), mask=causal, is_causal=True)
 cases.append({"name": "encoder_two_layers_causal", "op": "transformer_encoder", "params": {"d_model": 16, "nhead": 4, "dim_feedforward": 32, "num_layers": 2, "final_norm": True},
-              "inputs": {"src": enc(x)}, "state_dict": state(encoder), "expected": {"output": enc(out)}})
+              "inputs": {"src": enc(encoder_input)}, "state_dict": state(encoder), "expected": {"output": enc(encoder_output)}})
 
 # --- losses ---
 logits = f32(6, 5).double().requires_grad_()
@@ -193,6 +193,6 @@ except ImportError:
     write_safetensors(sd, f"{OUT}/encoder.safetensors")
     writer = "write_safetensors (safetensors package not installed)"
 with open(f"{OUT}/encoder-safetensors.json", "w") as fh:
-    json.dump({"torch": torch.__version__, "writer": writer, "inputs": {"src": enc(x)}, "params": {"d_model": 16, "nhead": 4, "dim_feedforward": 32, "num_layers": 2, "final_norm": True, "is_causal": True},
-               "expected": {"output": enc(out)}}, fh)
+    json.dump({"torch": torch.__version__, "writer": writer, "inputs": {"src": enc(encoder_input)}, "params": {"d_model": 16, "nhead": 4, "dim_feedforward": 32, "num_layers": 2, "final_norm": True, "is_causal": True},
+               "expected": {"output": enc(encoder_output)}}, fh)
 print("wrote", OUT, writer)

@@ -1,8 +1,9 @@
 import type { Command } from '../command';
 import { infoCommand } from './info';
+import { seedCommand } from './seed';
 
 /** Every CLI command, in the order --help lists them. Add a command: write commands/<name>.ts, list it here. */
-export const COMMANDS: readonly Command[] = [infoCommand];
+export const COMMANDS: readonly Command[] = [infoCommand, seedCommand];
 
 export function findCommand(name: string): Command | undefined {
   return COMMANDS.find((command) => command.name === name);

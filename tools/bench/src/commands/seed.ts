@@ -1,0 +1,25 @@
+import type { Command } from '../command';
+import { progressBar } from '../seed/progress-bar';
+import { runSeed } from '../seed/run-seed';
+import { SEED_USAGE, parseSeedArgs } from '../seed/seed-args';
+import { formatSeedTable } from '../seed/seed-table';
+
+/**
+ * `seed`: the seed's mini-test — a batch-32, length-500, width-128 (8 heads) model trained for 100 steps with four
+ * attention variants under six option sets; prints ms/step, the ratio to naive and the backend the dispatch log
+ * recorded. Shrink it with --steps/--batch/--seq (CI runs a tiny version).
+ */
+export const seedCommand: Command = {
+  name: 'seed',
+  summary: 'seed mini-test: train a B32 L500 E128 H8 model 100 steps with naive / MHA / SDPA / flash attention',
+  usage: SEED_USAGE,
+  async run({ device, args, print }) {
+    const { config, variants, optionSets } = parseSeedArgs(args);
+    const deviceName = device.isGpu ? device.info.adapter : `CPU (${device.info.reason})`;
+    const results = await runSeed(device, config, variants, optionSets, progressBar(variants.length * optionSets.length * (config.steps + 1)));
+    for (const line of formatSeedTable(results, config, deviceName)) print(line);
+    // Flash forced on a device without flash (the CPU) is expected to fail; any other failure is a real one.
+    const unexpected = results.filter((r) => r.error && !(r.variant === 'flash' && !device.isGpu));
+    return { ok: unexpected.length === 0, device: deviceName, config, results };
+  },
+};

@@ -1,0 +1,27 @@
+import { VARIANT_LABELS, type SeedConfig } from './seed-config';
+import type { SeedResult } from './run-seed';
+
+/** The results as an aligned text table: ms/step, ratio to naive (naive ms / variant ms) and backend. */
+export function formatSeedTable(results: readonly SeedResult[], config: SeedConfig, deviceName: string): string[] {
+  const header = ['options', 'variant', 'ms/step', 'vs naive', 'backend (dispatch log)', 'loss first→last'];
+  const rows = results.map((r) => [
+    r.options,
+    VARIANT_LABELS[r.variant],
+    r.msPerStep === null ? 'failed' : r.msPerStep.toFixed(1),
+    r.speedupVsNaive === null ? '—' : `${r.speedupVsNaive.toFixed(2)}×`,
+    r.error ? `${r.backend === '—' ? '' : `${r.backend}; `}${r.error.slice(0, 80)}` : r.backend,
+    r.firstLoss === null || r.lastLoss === null ? '—' : `${r.firstLoss.toFixed(4)}→${r.lastLoss.toFixed(4)}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [
+    `seed mini-test on ${deviceName}: batch ${config.batch}, sequence ${config.seq}, embedding ${config.embed}, ` +
+      `${config.heads} heads, ${config.steps} timed steps (+1 warm-up), f32, Adam`,
+    '',
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    '',
+    '"vs naive" = naive ms/step ÷ variant ms/step with the same options (above 1: faster than naive).',
+  ];
+}
