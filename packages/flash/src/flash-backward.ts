@@ -5,12 +5,13 @@ import {
   assertProblemBuffers,
   assertRunnable,
   optionalBindings,
+  recordingCaps,
   type FlashForwardBuffers,
   type FlashRecordOptions,
   type FlashRecording,
 } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
-import { chooseTiles, capsOfGpuDevice, type FlashCaps } from './flash-tiles';
+import { chooseTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import deltaSource from './flash-backward-delta.wgsl?raw';
@@ -135,7 +136,7 @@ export function flashAttentionBackward(
   buffers: FlashBackwardBuffers,
   options: FlashRecordOptions = {},
 ): FlashRecording {
-  const caps = capsOfGpuDevice(device);
+  const caps = recordingCaps(device, options);
   assertRunnable(checkFlash({ ...problem, requiresGrad: true }, caps), 'flashAttentionBackward');
   assertProblemBuffers(problem, buffers);
   assertGradientBuffers(problem, buffers);

@@ -37,6 +37,18 @@ export interface FlashRecordOptions {
    * returned recording (it destroys the small uniform/scratch buffers the kernels use).
    */
   readonly encoder?: GPUCommandEncoder;
+  /**
+   * Use at most this many bytes of workgroup storage (default: the device's limit). Tiles shrink to fit; e.g.
+   * 16384 runs the tiles every WebGPU device supports.
+   */
+  readonly workgroupStorageLimit?: number;
+}
+
+/** The device's caps, with the workgroup storage limited as `options` asks. */
+export function recordingCaps(device: GPUDevice, options: FlashRecordOptions): FlashCaps {
+  const caps = capsOfGpuDevice(device);
+  const limit = options.workgroupStorageLimit;
+  return limit === undefined ? caps : { ...caps, maxComputeWorkgroupStorageSize: Math.min(limit, caps.maxComputeWorkgroupStorageSize) };
 }
 
 /** What a raw-buffer call leaves behind: `release()` frees its temporaries (already done when it submitted itself). */
@@ -136,7 +148,7 @@ export function flashAttentionForward(
   buffers: FlashForwardBuffers,
   options: FlashRecordOptions = {},
 ): FlashRecording {
-  const caps = capsOfGpuDevice(device);
+  const caps = recordingCaps(device, options);
   assertRunnable(checkFlash({ ...problem, requiresGrad: false }, caps), 'flashAttentionForward');
   assertProblemBuffers(problem, buffers);
   const encoder = options.encoder ?? device.createCommandEncoder({ label: 'flash forward' });

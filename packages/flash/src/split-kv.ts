@@ -9,9 +9,9 @@ import {
 } from '@webattn/tensor';
 import { checkCommon } from './check-flash';
 import { layoutOfTensor, optionalInputs, requireGpu } from './flash-attention';
-import { assertProblemBuffers, assertRunnable, optionalBindings, type FlashForwardBuffers, type FlashRecordOptions, type FlashRecording } from './flash-forward';
+import { assertProblemBuffers, assertRunnable, optionalBindings, recordingCaps, type FlashForwardBuffers, type FlashRecordOptions, type FlashRecording } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
-import { capsOfGpuDevice, chooseTiles, type FlashCaps } from './flash-tiles';
+import { chooseTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { deviceRecorder, rawRecorder, type KernelRecorder } from './recorder';
 import partialSource from './split-kv-partial.wgsl?raw';
@@ -93,7 +93,7 @@ export function splitKvAttentionForward(
   buffers: FlashForwardBuffers,
   options: FlashRecordOptions = {},
 ): FlashRecording {
-  const caps = capsOfGpuDevice(device);
+  const caps = recordingCaps(device, options);
   assertRunnable(checkSplitKv(problem, caps), 'splitKvAttentionForward');
   assertProblemBuffers(problem, buffers);
   const encoder = options.encoder ?? device.createCommandEncoder({ label: 'split-kv attention' });
