@@ -4,7 +4,7 @@
  * backend that ran the forward — or, when that backend has no backward (split-KV), on math (GPU) or cpu (CPU),
  * which the dispatch log reports.
  */
-import { AutogradError, isGradEnabled, type AttentionOptions, type Tensor } from '@webattn/tensor';
+import { isGradEnabled, recordGradFn, type AttentionOptions, type Tensor } from '@webattn/tensor';
 import type { AttentionOutputs, BackendOptions, SdpaBackend, SdpaRequest } from './backend';
 import { emitSdpaDispatch, summarizeProblem } from './dispatch-log';
 import { NoEligibleBackendError } from './errors';
@@ -37,24 +37,17 @@ export function recordAttentionGrad(saved: {
   readonly request: SdpaRequest;
   readonly options: BackendOptions & AttentionOptions;
 }): void {
-  const { request, outputs } = saved;
-  const inputs = [saved.q, saved.k, saved.v] as const;
-  // Detached views keep the storage alive until the backward ran (the caller may dispose its own handles).
-  const [q, k, v, out] = [...inputs, outputs.out].map((t) => t.detach()) as [Tensor, Tensor, Tensor, Tensor];
-  const mask = saved.options.attnMask?.detach();
-  const options = mask ? { ...saved.options, attnMask: mask } : saved.options;
-  let logsumexp = outputs.logsumexp;
-  let used = false;
-  outputs.out.requiresGrad = true;
-  outputs.out.gradFn = {
-    name: `scaledDotProductAttention(${saved.backend.name})`,
-    inputs,
-    backward(gradOutput: Tensor): readonly (Tensor | null)[] {
-      if (used) {
-        throw new AutogradError(
-          'backward through scaledDotProductAttention a second time: its saved tensors were freed after the first backward(); run the forward pass again',
-        );
-      }
+  const { request, outputs, options } = saved;
+  const mask = options.attnMask;
+  // recordGradFn keeps detached views of what backward reads (the caller may dispose its own handles) and frees
+  // them after the one backward pass, as every other op does.
+  recordGradFn(
+    outputs.out,
+    `scaledDotProductAttention(${saved.backend.name})`,
+    [saved.q, saved.k, saved.v],
+    [saved.q, saved.k, saved.v, outputs.out, outputs.logsumexp, ...(mask ? [mask] : [])],
+    (gradOutput, kept) => {
+      const [q, k, v, out, logsumexp, keptMask] = kept as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
       const { backend, reason } = backwardBackend(saved.backend, request);
       emitSdpaDispatch({
         phase: 'backward',
@@ -64,19 +57,12 @@ export function recordAttentionGrad(saved: {
         problem: request.problem,
         rejections: [],
       });
-      // The logsumexp has one meaning for every backend (natural log, f32 [B, Hq, L]), so a fallback may use it.
-      const { dq, dk, dv } = backend.backward!(q, k, v, out, logsumexp, gradOutput, options);
-      return [dq, dk, dv].map((grad, index) => {
-        if (inputs[index]!.requiresGrad) return grad;
-        grad.dispose();
-        return null;
-      });
+      const backwardOptions = keptMask ? { ...options, attnMask: keptMask } : options;
+      // The logsumexp means the same for every backend (natural log, f32 [B, Hq, L]), so a fallback may use it.
+      const { dq, dk, dv } = backend.backward!(q, k, v, out, logsumexp, gradOutput, backwardOptions);
+      return [dq, dk, dv];
     },
-    release() {
-      if (used) return;
-      used = true;
-      for (const t of [q, k, v, out, mask, logsumexp]) t?.dispose();
-      logsumexp = undefined;
-    },
-  };
+  );
+  // The node holds its own view of the logsumexp; this handle is no longer needed.
+  outputs.logsumexp.dispose();
 }

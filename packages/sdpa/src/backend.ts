@@ -37,7 +37,8 @@ export interface SdpaCheck {
 /** Forward result of the tensor-level attention contract. */
 export interface AttentionOutputs {
   readonly out: Tensor;
-  readonly logsumexp?: Tensor | undefined;
+  /** f32 [B, Hq, L], natural log; every backend returns it (backward needs it). */
+  readonly logsumexp: Tensor;
   readonly weights?: Tensor | undefined;
 }
 
@@ -68,7 +69,7 @@ export interface SdpaBackend {
         k: Tensor,
         v: Tensor,
         out: Tensor,
-        logsumexp: Tensor | undefined,
+        logsumexp: Tensor,
         gradOut: Tensor,
         options: BackendOptions,
       ) => AttentionGradients)

@@ -108,7 +108,7 @@ function run(q: Tensor, k: Tensor, v: Tensor, options: SdpaOptions, needWeights:
   if (prepared.request.problem.requiresGrad) {
     recordAttentionGrad({ q, k, v, outputs, backend, request: prepared.request, options: prepared.options });
   } else {
-    outputs.logsumexp?.dispose();
+    outputs.logsumexp.dispose();
   }
   return outputs;
 }

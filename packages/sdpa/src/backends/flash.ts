@@ -7,9 +7,14 @@ import { estimateFlash } from '../cost-model';
 export const flashBackend: SdpaBackend = {
   name: 'flash',
   description: 'tiled FlashAttention (WGSL): online softmax, no L×S buffer; forward and backward',
-  checks: [allowedCheck, deviceKindCheck('gpu'), weightsCheck, packageChecks('kernelLimits', (problem, caps) => checkFlash(problem, caps))],
+  checks: [
+    allowedCheck,
+    deviceKindCheck('gpu'),
+    weightsCheck,
+    packageChecks('kernelLimits', (problem, caps) => checkFlash(problem, caps)),
+  ],
   producesWeights: false,
   estimateMicroseconds: (problem) => estimateFlash(problem).microseconds,
   forward: (q, k, v, options) => flashAttention(q, k, v, options),
-  backward: (q, k, v, out, logsumexp, gradOut, options) => flashAttentionGrad(q, k, v, out, logsumexp!, gradOut, options),
+  backward: (q, k, v, out, logsumexp, gradOut, options) => flashAttentionGrad(q, k, v, out, logsumexp, gradOut, options),
 };

@@ -4,13 +4,11 @@ import type { SdpaBackend } from '../backend';
 import { allowedCheck, deviceKindCheck, packageChecks } from '../checks';
 import { estimateMath } from '../cost-model';
 
-/** Math materialises [B, Hq, L, S] f32 scores; refuse problems whose scores would not fit this budget. */
-export const MATH_MEMORY_BUDGET_BYTES = 512 * 1024 * 1024;
-
-/** Math's kernel limits (also asked by 'efficient', whose backward runs on math). */
-export const mathKernelLimits = packageChecks('kernelLimits', (problem, caps) =>
-  checkMath(problem, caps, { memoryBudgetBytes: MATH_MEMORY_BUDGET_BYTES }),
-);
+/**
+ * Math's limits (also asked by 'efficient', whose backward runs on math): storage buffers, the f32 scores
+ * [B, Hq, L, S] within one binding, and reference's default memory budget (1 GiB) for the whole call.
+ */
+export const mathKernelLimits = packageChecks('kernelLimits', (problem, caps) => checkMath(problem, caps));
 
 export const mathBackend: SdpaBackend = {
   name: 'math',
