@@ -6,7 +6,6 @@ import { emptyTensor, type Tensor } from '../tensor';
 import { uniformLayout } from '../uniforms';
 import { preprocessWgsl } from '../wgsl';
 import { full } from '../creation';
-import { cast } from './cast';
 import catSource from './cat.wgsl?raw';
 import { elementwise } from './elementwise';
 import { assertBindable, checkTensor, commonDevice, cpuFloatArray, cpuTensor } from './operands';

@@ -65,7 +65,7 @@ describe.skipIf(!gpu)('matmul on the GPU matches the CPU', () => {
   it('on odd shapes, tile edges and strided views', async () => {
     const seed = freshSeed();
     await expectNoGpuErrors(gpu!, async () => {
-      for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [65, 17, 63], [64, 40, 129]] as const) {
+      for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [65, 17, 63], [64, 40, 129], [17, 1025, 9]] as const) {
         await expectGpuMatchesCpu(
           gpu!,
           (d) => [random(d, [m, k], seed), random(d, [k, n], seed + 1)],
