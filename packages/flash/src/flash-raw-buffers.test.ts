@@ -15,9 +15,9 @@ afterAll(() => gpu?.destroy());
 
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
-function upload(device: GPUDevice, values: Float32Array<ArrayBuffer> | Uint32Array<ArrayBuffer>): GPUBuffer {
+function upload(device: GPUDevice, values: Float32Array | Uint32Array): GPUBuffer {
   const buffer = device.createBuffer({ size: Math.max(16, values.byteLength), usage: USAGE });
-  device.queue.writeBuffer(buffer, 0, values);
+  device.queue.writeBuffer(buffer, 0, values as Float32Array<ArrayBuffer>);
   return buffer;
 }
 

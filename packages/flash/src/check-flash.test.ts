@@ -1,0 +1,77 @@
+import { bhndLayout, type AttentionProblem } from '@webattn/tensor';
+import { describe, expect, it } from 'vitest';
+import { checkFlash } from './check-flash';
+import { chooseTiles, type FlashCaps } from './flash-tiles';
+
+const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem => ({
+  batch: 2,
+  queryHeads: 4,
+  kvHeads: 2,
+  queryLength: 100,
+  keyLength: 120,
+  headDimQk: 64,
+  headDimV: 64,
+  dtype: 'f32',
+  scale: 0.125,
+  layout: { q: bhndLayout(4, 100, 64), k: bhndLayout(2, 120, 64), v: bhndLayout(2, 120, 64), out: bhndLayout(4, 100, 64) },
+  mask: { kind: 'none' },
+  keyLengths: false,
+  varlen: false,
+  causal: true,
+  window: null,
+  causalAlignment: 'top-left',
+  softcap: null,
+  dropout: null,
+  needWeights: false,
+  requiresGrad: true,
+  ...overrides,
+});
+
+const caps = (overrides: Partial<FlashCaps> = {}): FlashCaps => ({
+  shaderF16: true,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBufferBindingSize: 2 ** 27,
+  maxStorageBuffersPerShaderStage: 10,
+  ...overrides,
+});
+
+describe('checkFlash', () => {
+  it('accepts what flash runs: GQA, causal, dims up to 256 on the 16 KiB WebGPU minimum', () => {
+    expect(checkFlash(problem(), caps())).toEqual([]);
+    expect(checkFlash(problem({ headDimQk: 256, headDimV: 256, dtype: 'f16' }), caps())).toEqual([]);
+  });
+
+  it('returns every rejection, each naming what it got and what it needs', () => {
+    const rejections = checkFlash(
+      problem({ headDimQk: 320, dtype: 'f16', needWeights: true, kvHeads: 3, mask: { kind: 'bool', dtype: 'bool', strides: { batch: 0, head: 0, row: 0, column: 1 }, offset: 0 }, varlen: true }),
+      caps({ shaderF16: false }),
+    );
+    expect(rejections.map((r) => r.check).sort()).toEqual(['dtype', 'head dim qk', 'heads', 'mask with varlen', 'needWeights', 'storage buffers'].sort());
+    const headDim = rejections.find((r) => r.check === 'head dim qk')!;
+    expect(headDim).toMatchObject({ backend: 'flash', got: 320, need: '1..256' });
+    expect(headDim.message).toBe('flash: head dim qk 320, need 1..256');
+  });
+
+  it('rejects head dims whose smallest tile does not fit the workgroup storage', () => {
+    const rejections = checkFlash(problem({ headDimQk: 256, headDimV: 256 }), caps({ maxComputeWorkgroupStorageSize: 8192 }));
+    expect(rejections.map((r) => r.check)).toEqual(['workgroup storage']);
+    expect(rejections[0]!.message).toContain('8192');
+  });
+
+  it('rejects more storage buffers than the device allows', () => {
+    const withMask = problem({ mask: { kind: 'additive', dtype: 'f32', strides: { batch: 0, head: 0, row: 120, column: 1 }, offset: 0 }, keyLengths: true });
+    expect(checkFlash(withMask, caps({ maxStorageBuffersPerShaderStage: 8 })).map((r) => r.check)).toEqual(['storage buffers']);
+    expect(checkFlash({ ...withMask, requiresGrad: false }, caps({ maxStorageBuffersPerShaderStage: 8 }))).toEqual([]);
+  });
+});
+
+describe('chooseTiles', () => {
+  it('picks the largest key tile that fits the workgroup storage', () => {
+    expect(chooseTiles({ headDimQk: 64, headDimV: 64 }, caps({ maxComputeWorkgroupStorageSize: 32768 }))).toMatchObject({ keys: 32, headDimQk: 64 });
+    expect(chooseTiles({ headDimQk: 40, headDimV: 24 }, caps({ maxComputeWorkgroupStorageSize: 49152 }))).toMatchObject({ keys: 64, headDimQk: 64, headDimV: 32 });
+    expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps())).toMatchObject({ keys: 4, backwardRows: 4 });
+    expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps({ maxComputeWorkgroupStorageSize: 4096 }))).toBeNull();
+  });
+});
