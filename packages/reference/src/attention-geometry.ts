@@ -45,15 +45,25 @@ export function sequenceBounds(problem: AttentionProblem, options: SequenceOptio
   return bounds;
 }
 
-/** Whether row i may see key j by causal, window and key-length rules (masks are applied separately). */
-export function keyAllowed(problem: AttentionProblem, sequence: SequenceBounds, row: number, column: number): boolean {
-  if (column >= sequence.keyValid) return false;
+/**
+ * The keys row i may see by key-length, causal and window rules, as a half-open range [start, end) (empty when
+ * start ≥ end). Masks are applied separately.
+ */
+export function allowedKeyRange(problem: AttentionProblem, sequence: SequenceBounds, row: number): [number, number] {
+  let start = 0;
+  let end = Math.min(sequence.keyValid, sequence.keyRows);
   const position = row + sequence.diagonalShift;
-  if (problem.causal && column > position) return false;
+  if (problem.causal) end = Math.min(end, position + 1);
   const window = problem.window;
   if (window) {
-    if (window.left >= 0 && column < position - window.left) return false;
-    if (window.right >= 0 && column > position + window.right) return false;
+    if (window.left >= 0) start = Math.max(start, position - window.left);
+    if (window.right >= 0) end = Math.min(end, position + window.right + 1);
   }
-  return true;
+  return [start, end];
+}
+
+/** Whether row i may see key j by key-length, causal and window rules (masks are applied separately). */
+export function keyAllowed(problem: AttentionProblem, sequence: SequenceBounds, row: number, column: number): boolean {
+  const [start, end] = allowedKeyRange(problem, sequence, row);
+  return column >= start && column < end;
 }

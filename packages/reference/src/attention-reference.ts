@@ -1,6 +1,6 @@
 import { ShapeError, contiguousStrides } from '@webattn/tensor';
 import type { SequenceBounds } from './attention-geometry';
-import { keyAllowed } from './attention-geometry';
+import { allowedKeyRange } from './attention-geometry';
 import type { HostTensor } from './host-tensor';
 import { outputIndex, planReference, type ReferenceOptions, type ReferencePlan } from './reference-plan';
 
@@ -45,26 +45,30 @@ function rowState(plan: ReferencePlan, b: number, head: number, row: number, seq
   const { problem, round } = plan;
   const kvHead = Math.floor((head * problem.kvHeads) / problem.queryHeads);
   const queryRow = sequence.queryStart + row;
+  const dim = problem.headDimQk;
+  const qValues = plan.q.values;
+  const kValues = plan.k.values;
+  const qOffset = plan.q.rowOffset(b, head, queryRow);
   const columns: number[] = [];
   const scores: number[] = [];
   const capSlope: number[] = [];
-  for (let j = 0; j < sequence.keyRows; j++) {
-    if (!keyAllowed(problem, sequence, row, j)) continue;
-    const maskValue = plan.mask?.(b, head, row, j);
-    if (problem.mask.kind === 'bool' && maskValue === 0) continue;
-    const keyRow = sequence.keyStart + j;
-    let dot = 0;
-    for (let d = 0; d < problem.headDimQk; d++) {
-      dot = round(dot + round(plan.q(b, head, queryRow, d) * plan.k(b, kvHead, keyRow, d)));
-    }
-    let score = round(problem.scale * dot);
+  const [start, end] = allowedKeyRange(problem, sequence, row);
+  const boolMask = problem.mask.kind === 'bool';
+  const additive = problem.mask.kind === 'additive';
+  const { scale, softcap } = problem;
+  for (let j = start; j < end; j++) {
+    const maskValue = plan.mask ? plan.mask(b, head, row, j) : 0;
+    if (boolMask && maskValue === 0) continue;
+    const kOffset = plan.k.rowOffset(b, kvHead, sequence.keyStart + j);
+    const dot = plan.dot(qValues, qOffset, kValues, kOffset, dim);
+    let score = round(scale * dot);
     let slope = 1;
-    if (problem.softcap !== null) {
-      const t = round(Math.tanh(round(score / problem.softcap)));
-      score = round(problem.softcap * t);
+    if (softcap !== null) {
+      const t = round(Math.tanh(round(score / softcap)));
+      score = round(softcap * t);
       slope = round(1 - round(t * t));
     }
-    if (problem.mask.kind === 'additive') score = round(score + maskValue!);
+    if (additive) score = round(score + maskValue);
     if (score === Number.NEGATIVE_INFINITY) continue;
     columns.push(j);
     scores.push(score);
@@ -79,7 +83,7 @@ function rowState(plan: ReferencePlan, b: number, head: number, row: number, seq
   let sum = 0;
   for (const e of exps) sum = round(sum + e);
   const probabilities = exps.map((e) => round(e / sum));
-  const dropout = columns.map((j) => plan.dropoutFactor(b, head, row, j));
+  const dropout = problem.dropout ? columns.map((j) => plan.dropoutFactor(b, head, row, j)) : columns.map(() => 1);
   return { columns, probabilities, dropout, capSlope, logsumexp: round(max + round(Math.log(sum))) };
 }
 
@@ -103,13 +107,10 @@ function forward(plan: ReferencePlan, needWeights: boolean) {
         logsumexp[rowIndex] = state.logsumexp;
         const kept = state.probabilities.map((p, n) => round(p * state.dropout[n]!));
         if (weights) state.columns.forEach((j, n) => (weights[rowIndex * keyLength + j] = kept[n]!));
-        for (let d = 0; d < headDimV; d++) {
-          let sum = 0;
-          state.columns.forEach((j, n) => {
-            sum = round(sum + round(kept[n]! * plan.v(b, kvHead, sequence.keyStart + j, d)));
-          });
-          out[outputIndex(plan, queryHeads, headDimV, queryLength, b, head, sequence.queryStart + i, d)] = sum;
-        }
+        const outOffset = outputIndex(plan, queryHeads, headDimV, queryLength, b, head, sequence.queryStart + i, 0);
+        const vValues = plan.v.values;
+        const vOffsets = state.columns.map((j) => plan.v.rowOffset(b, kvHead, sequence.keyStart + j));
+        for (let n = 0; n < vOffsets.length; n++) plan.accumulate(out, outOffset, kept[n]!, vValues, vOffsets[n]!, headDimV);
       }
     }
   }
@@ -161,7 +162,7 @@ export function attentionReferenceBackward(
 /** @internal Backward from a resolved plan. */
 export function referenceBackward(plan: ReferencePlan, gradOut: HostTensor): AttentionReferenceGradients {
   const { problem, round } = plan;
-  const { batch, queryHeads, queryLength, headDimQk, headDimV, kvHeads, keyLength } = problem;
+  const { batch, queryHeads, queryLength, headDimQk, headDimV, kvHeads } = problem;
   const expectedShape = plan.outShape;
   if (gradOut.shape.length !== expectedShape.length || gradOut.shape.some((size, axis) => size !== expectedShape[axis])) {
     throw new ShapeError(`gradOut [${gradOut.shape.join(', ')}] must have out's shape [${expectedShape.join(', ')}]`);
@@ -178,6 +179,9 @@ export function referenceBackward(plan: ReferencePlan, gradOut: HostTensor): Att
             : b * gradStrides[0]! + head * gradStrides[1]! + row * gradStrides[2]! + d * gradStrides[3]!)
       ]!,
     );
+  const qValues = plan.q.values;
+  const kValues = plan.k.values;
+  const vValues = plan.v.values;
   const dq = new Float64Array(plan.qShape.reduce((a, b) => a * b, 1));
   const dk = new Float64Array(plan.kShape.reduce((a, b) => a * b, 1));
   const dv = new Float64Array(plan.vShape.reduce((a, b) => a * b, 1));
@@ -194,23 +198,19 @@ export function referenceBackward(plan: ReferencePlan, gradOut: HostTensor): Att
         const state = headRows[i]!;
         if (state.columns.length === 0) continue;
         const queryRow = sequence.queryStart + i;
-        const gradRow = Array.from({ length: headDimV }, (_, d) => gradAt(b, head, queryRow, d));
-        let delta = 0;
-        for (let d = 0; d < headDimV; d++) {
-          const o = out[outputIndex(plan, queryHeads, headDimV, queryLength, b, head, queryRow, d)]!;
-          delta = round(delta + round(gradRow[d]! * o));
-        }
+        const gradRow = Float64Array.from({ length: headDimV }, (_, d) => gradAt(b, head, queryRow, d));
+        const outOffset = outputIndex(plan, queryHeads, headDimV, queryLength, b, head, queryRow, 0);
+        const delta = plan.dot(gradRow, 0, out, outOffset, headDimV);
+        const qOffset = plan.q.rowOffset(b, head, queryRow);
         state.columns.forEach((j, n) => {
           const keyRow = sequence.keyStart + j;
+          const kOffset = plan.k.rowOffset(b, kvHead, keyRow);
+          const vOffset = plan.v.rowOffset(b, kvHead, keyRow);
           const p = state.probabilities[n]!;
           const factor = state.dropout[n]!;
           const kept = round(p * factor);
-          let gradKept = 0;
-          for (let d = 0; d < headDimV; d++) {
-            const vIndex = outputIndex(plan, kvHeads, headDimV, keyLength, b, kvHead, keyRow, d);
-            dv[vIndex] = round(dv[vIndex]! + round(kept * gradRow[d]!));
-            gradKept = round(gradKept + round(gradRow[d]! * plan.v(b, kvHead, keyRow, d)));
-          }
+          plan.accumulate(dv, vOffset, kept, gradRow, 0, headDimV);
+          const gradKept = plan.dot(gradRow, 0, vValues, vOffset, headDimV);
           const gradProbability = round(gradKept * factor);
           const gradScore = round(p * round(gradProbability - delta));
           if (dMask && plan.maskGradientIndex) {
@@ -218,12 +218,8 @@ export function referenceBackward(plan: ReferencePlan, gradOut: HostTensor): Att
             dMask[index] = round(dMask[index]! + gradScore);
           }
           const gradRaw = round(round(gradScore * state.capSlope[n]!) * problem.scale);
-          for (let d = 0; d < headDimQk; d++) {
-            const qIndex = outputIndex(plan, queryHeads, headDimQk, queryLength, b, head, queryRow, d);
-            const kIndex = outputIndex(plan, kvHeads, headDimQk, keyLength, b, kvHead, keyRow, d);
-            dq[qIndex] = round(dq[qIndex]! + round(gradRaw * plan.k(b, kvHead, keyRow, d)));
-            dk[kIndex] = round(dk[kIndex]! + round(gradRaw * plan.q(b, head, queryRow, d)));
-          }
+          plan.accumulate(dq, qOffset, gradRaw, kValues, kOffset, headDimQk);
+          plan.accumulate(dk, kOffset, gradRaw, qValues, qOffset, headDimQk);
         });
       }
     }

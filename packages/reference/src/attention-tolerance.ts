@@ -17,8 +17,8 @@ export interface AttentionToleranceRule {
 }
 
 export const ATTENTION_TOLERANCE: Readonly<Record<'f32' | 'f16', AttentionToleranceRule>> = {
-  f32: { multiple: 3, floor: 2 ** -20 },
-  f16: { multiple: 3, floor: 2 ** -12 },
+  f32: { multiple: 3, floor: 2 ** -22 },
+  f16: { multiple: 3, floor: 2 ** -14 },
 };
 
 export interface AttentionComparison {

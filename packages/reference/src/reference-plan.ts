@@ -14,7 +14,14 @@ import {
 } from '@webattn/tensor';
 import { sequenceBounds, type SequenceBounds } from './attention-geometry';
 import { assertHostTensor, hostStrides, isBoolHostTensor, type HostTensor } from './host-tensor';
-import { rounderFor, type ReferencePrecision } from './precision';
+import {
+  roundedAccumulateFor,
+  roundedDotFor,
+  rounderFor,
+  type ReferencePrecision,
+  type RoundedAccumulate,
+  type RoundedDot,
+} from './precision';
 
 /** AttentionOptions for plain arrays: the mask is a HostTensor; plus the precision to compute in. */
 export interface ReferenceOptions {
@@ -37,17 +44,25 @@ export interface ReferenceOptions {
   readonly precision?: ReferencePrecision;
 }
 
-/** Reads element (b, h, row, d) of q, k, v (row counted from the sequence's start in the tensor). */
-type Reader = (b: number, head: number, row: number, d: number) => number;
+/**
+ * q, k or v copied into row-major order of its logical shape ([B, H, N, D], or packed [total, H, D]), rounded to
+ * the precision. `rowOffset(b, head, row)` gives the index of element d = 0 (row counted in the tensor).
+ */
+export interface PlannedInput {
+  readonly values: Float64Array;
+  readonly rowOffset: (b: number, head: number, row: number) => number;
+}
 
 /** Everything the reference loops need, resolved once. */
 export interface ReferencePlan {
   readonly problem: AttentionProblem;
   readonly sequences: readonly SequenceBounds[];
   readonly round: (x: number) => number;
-  readonly q: Reader;
-  readonly k: Reader;
-  readonly v: Reader;
+  readonly dot: RoundedDot;
+  readonly accumulate: RoundedAccumulate;
+  readonly q: PlannedInput;
+  readonly k: PlannedInput;
+  readonly v: PlannedInput;
   /** The mask at (b, h, i, j): bool → 0/1, additive → value; undefined without a mask. */
   readonly mask: ((b: number, head: number, row: number, column: number) => number) | undefined;
   /** Index into a contiguous gradient of the mask's own shape (broadcast dims summed), for additive masks. */
@@ -74,11 +89,30 @@ function shapeOnly(t: HostTensor, dtype: 'f32' | 'bool'): Tensor {
   );
 }
 
-function readerFor(t: HostTensor, problem: AttentionProblem, name: 'q' | 'k' | 'v', round: (x: number) => number): Reader {
-  const data = t.data;
+function planInput(
+  t: HostTensor,
+  problem: AttentionProblem,
+  name: 'q' | 'k' | 'v',
+  round: (x: number) => number,
+): PlannedInput {
   const layout = problem.layout[name];
-  return (b, head, row, d) =>
-    round(data[layout.offset + b * layout.batch + head * layout.head + row * layout.sequence + d * layout.dim]!);
+  const packed = problem.varlen;
+  const [batches, heads, rows, dim] = packed ? [1, t.shape[1]!, t.shape[0]!, t.shape[2]!] : (t.shape as [number, number, number, number]);
+  const values = new Float64Array(batches * heads * rows * dim);
+  const data = t.data;
+  const rowOffset = packed
+    ? (_b: number, head: number, row: number) => (row * heads + head) * dim
+    : (b: number, head: number, row: number) => ((b * heads + head) * rows + row) * dim;
+  for (let b = 0; b < batches; b++) {
+    for (let head = 0; head < heads; head++) {
+      for (let row = 0; row < rows; row++) {
+        const target = rowOffset(b, head, row);
+        const source = layout.offset + b * layout.batch + head * layout.head + row * layout.sequence;
+        for (let d = 0; d < dim; d++) values[target + d] = round(data[source + d * layout.dim]!);
+      }
+    }
+  }
+  return { values, rowOffset };
 }
 
 export function planReference(q: HostTensor, k: HostTensor, v: HostTensor, options: ReferenceOptions): ReferencePlan {
@@ -150,9 +184,11 @@ export function planFromProblem(
     problem,
     sequences,
     round,
-    q: readerFor(q, problem, 'q', round),
-    k: readerFor(k, problem, 'k', round),
-    v: readerFor(v, problem, 'v', round),
+    dot: roundedDotFor(options.precision ?? 'f64'),
+    accumulate: roundedAccumulateFor(options.precision ?? 'f64'),
+    q: planInput(q, problem, 'q', round),
+    k: planInput(k, problem, 'k', round),
+    v: planInput(v, problem, 'v', round),
     mask,
     maskGradientIndex,
     maskShape,
