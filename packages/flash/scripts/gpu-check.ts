@@ -1,0 +1,91 @@
+/**
+ * Flash on a real GPU (the H100/H200 machine): the conformance suite forward + backward against the float64
+ * reference, the split-KV decode path, and rough timings. Bundle with
+ *   node tools/bench/scripts/bundle.mjs packages/flash/scripts/gpu-check.ts .gpu/flash-check.mjs
+ * and run there: bash .gpu/remote.sh node .gpu/flash-check.mjs $OUT/flash-check.json
+ */
+import { writeFileSync } from 'node:fs';
+import { createDevice, tensor, type Tensor } from '@webattn/tensor';
+import { attentionCases, caseExpectation, caseTensors, compareAttention } from '@webattn/reference/testing';
+import { randomValues } from '@webattn/tensor/testing';
+import { flashAttention, flashAttentionGrad, splitKvAttention } from '../src/index';
+
+const device = await createDevice({ requireGpu: true });
+const report: Record<string, unknown> = { adapter: device.info.adapter, storage: device.caps.maxComputeWorkgroupStorageSize };
+console.log('device', device.info.adapter, 'f16', device.caps.shaderF16);
+const conformance: unknown[] = [];
+for (const kase of attentionCases) {
+  const seed = 1234;
+  const generated = kase.generate(seed);
+  const { needWeights: _w, ...options } = generated.options;
+  const inputs = { ...generated, options };
+  const t = caseTensors(device, inputs);
+  const expected = caseExpectation(kase, inputs);
+  const forward = flashAttention(t.q, t.k, t.v, t.options);
+  const results: Record<string, { error: number; tolerance: number; pass: boolean }> = {};
+  const check = (name: string, actual: ArrayLike<number>, oracle: ArrayLike<number>, same: ArrayLike<number>) => {
+    const c = compareAttention(actual, oracle, same, kase.dtype);
+    results[name] = { error: c.error, tolerance: c.tolerance, pass: c.pass };
+  };
+  check('out', await forward.out.toArray(), expected.oracle.out, expected.samePrecision.out);
+  check('logsumexp', await forward.logsumexp.toArray(), expected.oracle.logsumexp, expected.samePrecision.logsumexp);
+  if (kase.backward) {
+    const g = flashAttentionGrad(t.q, t.k, t.v, forward.out, forward.logsumexp, t.gradOut, t.options);
+    check('dq', await g.dq.toArray(), expected.oracleGradients!.dq, expected.samePrecisionGradients!.dq);
+    check('dk', await g.dk.toArray(), expected.oracleGradients!.dk, expected.samePrecisionGradients!.dk);
+    check('dv', await g.dv.toArray(), expected.oracleGradients!.dv, expected.samePrecisionGradients!.dv);
+  }
+  const pass = Object.values(results).every((r) => r.pass);
+  console.log(pass ? 'PASS' : 'FAIL', kase.name, pass ? '' : JSON.stringify(results));
+  conformance.push({ name: kase.name, pass, results });
+  t.dispose();
+}
+report.conformance = conformance;
+
+async function time(run: () => Tensor[], iterations = 3): Promise<number> {
+  for (const x of run()) x.dispose();
+  await device.sync();
+  const start = performance.now();
+  for (let i = 0; i < iterations; i++) for (const x of run()) x.dispose();
+  await device.sync();
+  return (performance.now() - start) / iterations;
+}
+
+const timings: unknown[] = [];
+for (const [B, H, N, D, dtype, causal] of [
+  [4, 16, 4096, 64, 'f32', false],
+  [4, 16, 4096, 64, 'f16', false],
+  [4, 16, 4096, 128, 'f16', true],
+] as const) {
+  const make = (seed: number) => tensor(device, randomValues(B * H * N * D, seed), [B, H, N, D], { dtype });
+  const [q, k, v, gradOut] = [make(1), make(2), make(3), make(4)];
+  const options = { isCausal: causal };
+  const forwardMs = await time(() => {
+    const r = flashAttention(q, k, v, options);
+    return [r.out, r.logsumexp];
+  });
+  const { out, logsumexp } = flashAttention(q, k, v, options);
+  const backwardMs = await time(() => {
+    const g = flashAttentionGrad(q, k, v, out, logsumexp, gradOut, options);
+    return [g.dq, g.dk, g.dv];
+  }, 2);
+  const flops = 4 * B * H * N * N * D * (causal ? 0.5 : 1);
+  const entry = { B, H, N, D, dtype, causal, forwardMs, backwardMs, forwardTflops: flops / forwardMs / 1e9, backwardTflops: (2.5 * flops) / backwardMs / 1e9 };
+  console.log(JSON.stringify(entry));
+  timings.push(entry);
+  for (const x of [q, k, v, gradOut, out, logsumexp]) x.dispose();
+}
+{
+  const [B, H, S, D] = [1, 32, 8192, 128];
+  const q = tensor(device, randomValues(B * H * D, 5), [B, H, 1, D], { dtype: 'f16' });
+  const k = tensor(device, randomValues(B * H * S * D, 6), [B, H, S, D], { dtype: 'f16' });
+  const v = tensor(device, randomValues(B * H * S * D, 7), [B, H, S, D], { dtype: 'f16' });
+  const splitMs = await time(() => Object.values(splitKvAttention(q, k, v)));
+  const flashMs = await time(() => Object.values(flashAttention(q, k, v)));
+  const entry = { decode: `B${B} H${H} L1 S${S} D${D} f16`, splitMs, flashMs };
+  console.log(JSON.stringify(entry));
+  timings.push(entry);
+}
+report.timings = timings;
+writeFileSync(process.argv[2] ?? 'flash-check.json', JSON.stringify(report, null, 2));
+device.destroy();
