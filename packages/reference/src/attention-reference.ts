@@ -1,7 +1,8 @@
-import { ShapeError, contiguousStrides } from '@webattn/tensor';
+import { ShapeError, contiguousStrides, describeAttention, type AttentionOptions, type Tensor } from '@webattn/tensor';
 import type { SequenceBounds } from './attention-geometry';
 import { allowedKeyRange } from './attention-geometry';
-import type { HostTensor } from './host-tensor';
+import { hostTensorFrom, type HostTensor } from './host-tensor';
+import type { ReferencePrecision } from './precision';
 import { outputIndex, planReference, type ReferenceOptions, type ReferencePlan } from './reference-plan';
 
 export interface AttentionReferenceResult {
@@ -233,4 +234,27 @@ export function referenceBackward(plan: ReferencePlan, gradOut: HostTensor): Att
     dvShape: plan.vShape,
     ...(dMask && plan.maskShape ? { dMask, dMaskShape: plan.maskShape } : {}),
   };
+}
+
+/**
+ * The oracle on Tensors from any device (GPU tensors are read back): the same validation as every backend
+ * (`describeAttention`), results in float64.
+ */
+export async function attentionReferenceForTensors(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions & { readonly precision?: ReferencePrecision } = {},
+): Promise<AttentionReferenceResult> {
+  const problem = describeAttention(q, k, v, options);
+  const { attnMask, ...rest } = options;
+  const [hq, hk, hv, mask] = await Promise.all([
+    hostTensorFrom(q),
+    hostTensorFrom(k),
+    hostTensorFrom(v),
+    attnMask ? hostTensorFrom(attnMask) : undefined,
+  ]);
+  // The host copies are contiguous, so describe them again for their own strides.
+  const plan = planReference(hq, hk, hv, { ...rest, ...(mask ? { attnMask: mask } : {}), ...(problem.dropout ? { dropoutSeed: problem.dropout.seed } : {}) });
+  return referenceForward(plan, problem.needWeights);
 }

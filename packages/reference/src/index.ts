@@ -1,10 +1,11 @@
 export {
   attentionReference,
   attentionReferenceBackward,
+  attentionReferenceForTensors,
   type AttentionReferenceGradients,
   type AttentionReferenceResult,
 } from './attention-reference';
-export { keyAllowed, sequenceBounds, type SequenceBounds, type SequenceOptions } from './attention-geometry';
+export { allowedKeyRange, keyAllowed, sequenceBounds, type SequenceBounds, type SequenceOptions } from './attention-geometry';
 export {
   DEFAULT_MATH_MEMORY_BUDGET_BYTES,
   checkMath,
@@ -20,5 +21,5 @@ export {
   type MathAttentionGradients,
   type MathAttentionResult,
 } from './math-attention';
-export { rounderFor, type ReferencePrecision } from './precision';
+export { fastRoundToHalf, rounderFor, type ReferencePrecision } from './precision';
 export type { ReferenceOptions } from './reference-plan';

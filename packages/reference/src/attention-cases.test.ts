@@ -1,0 +1,46 @@
+import { roundToHalf } from '@webattn/tensor';
+import { freshSeed } from '@webattn/tensor/testing';
+import { describe, expect, it } from 'vitest';
+import { attentionCases } from './attention-cases';
+
+describe('attention conformance cases', () => {
+  it('cover the head dims, lengths and features every backend must handle', () => {
+    const seed = freshSeed();
+    const dims = new Set<number>();
+    const lengths = new Set<number>();
+    let unequal = false;
+    for (const kase of attentionCases) {
+      const { q, k, options } = kase.generate(seed);
+      dims.add(q.shape.at(-1)!);
+      if (q.shape.length === 4) {
+        lengths.add(q.shape[2]!).add(k.shape[2]!);
+        unequal ||= q.shape[2] !== k.shape[2];
+      }
+      if (kase.exercises.includes('dropout')) expect(options.dropoutP).toBeGreaterThan(0);
+    }
+    for (const dim of [8, 40, 59, 64, 111, 128, 256]) expect(dims).toContain(dim);
+    for (const length of [1, 2, 17, 97, 130, 1025]) expect(lengths).toContain(length);
+    expect(unequal).toBe(true);
+    const features = new Set(attentionCases.flatMap((kase) => kase.exercises));
+    for (const feature of [
+      'bool-mask', 'additive-mask', 'mask-broadcast', 'causal-top-left', 'causal-bottom-right', 'gqa', 'window',
+      'softcap', 'key-lengths', 'varlen', 'fully-masked-rows', 'large-logits', 'dropout', 'f16', 'backward',
+    ] as const) {
+      expect(features).toContain(feature);
+    }
+    expect(new Set(attentionCases.map((kase) => kase.name)).size).toBe(attentionCases.length);
+  });
+
+  it('generate the same inputs from the same seed, new ones from another, representable in their dtype', () => {
+    const seed = freshSeed();
+    for (const kase of attentionCases) {
+      const a = kase.generate(seed);
+      const b = kase.generate(seed);
+      const c = kase.generate(seed + 1);
+      expect(Array.from(a.q.data)).toEqual(Array.from(b.q.data));
+      expect(Array.from(a.q.data)).not.toEqual(Array.from(c.q.data));
+      const round = kase.dtype === 'f16' ? roundToHalf : Math.fround;
+      for (const value of Array.from(a.k.data).slice(0, 64)) expect(round(value)).toBe(value);
+    }
+  });
+});
