@@ -1,6 +1,7 @@
 import { gpu } from '../test/test-device';
 import { tensor } from '@webattn/tensor';
-import { expectNoGpuErrors, randomValues } from '@webattn/tensor/testing';
+import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
+import { attentionReference, attentionReferenceBackward } from '@webattn/reference';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
@@ -74,4 +75,48 @@ describe.skipIf(!gpu)('flashAttention and flashAttentionGrad match the float64 r
       prepared.attnMask?.dispose();
     });
   }
+});
+
+describe.skipIf(!gpu)('flash never reads keys past keyLengths', () => {
+  it('NaN in padded keys and values leaves out, logsumexp and gradients finite and right', async () => {
+    const device = gpu!;
+    const [B, H, L, S, D] = [2, 2, 12, 40, 16];
+    const keyLengths = [9, 40];
+    const seed = freshSeed();
+    const padded = (values: Float32Array) => {
+      for (let h = 0; h < H; h++) for (let j = keyLengths[0]!; j < S; j++) for (let d = 0; d < D; d++) values[(h * S + j) * D + d] = Number.NaN;
+      return values;
+    };
+    const qValues = randomValues(B * H * L * D, seed);
+    const kValues = padded(randomValues(B * H * S * D, seed + 1));
+    const vValues = padded(randomValues(B * H * S * D, seed + 2));
+    const gradValues = randomValues(B * H * L * D, seed + 3);
+    const [q, k, v, gradOut] = [
+      tensor(device, qValues, [B, H, L, D]),
+      tensor(device, kValues, [B, H, S, D]),
+      tensor(device, vValues, [B, H, S, D]),
+      tensor(device, gradValues, [B, H, L, D]),
+    ];
+    const options = { keyLengths, isCausal: true, causalAlignment: 'bottom-right' as const };
+    const { out, logsumexp, dq, dk, dv } = await expectNoGpuErrors(device, () => {
+      const forward = flashAttention(q, k, v, options);
+      return { ...forward, ...flashAttentionGrad(q, k, v, forward.out, forward.logsumexp, gradOut, options) };
+    });
+    const host = (data: Float32Array, n: number) => ({ data, shape: [B, H, n, D] });
+    const inputs = [host(qValues, L), host(kValues, S), host(vValues, S)] as const;
+    const exact = attentionReference(...inputs, options);
+    const same = attentionReference(...inputs, { ...options, precision: 'f32' });
+    const exactGrads = attentionReferenceBackward(...inputs, host(gradValues, L), options);
+    const sameGrads = attentionReferenceBackward(...inputs, host(gradValues, L), { ...options, precision: 'f32' });
+    const checks = [
+      compare('out', await out.toArray(), exact.out, same.out, 'f32'),
+      compare('logsumexp', await logsumexp.toArray(), exact.logsumexp, same.logsumexp, 'f32'),
+      compare('dq', await dq.toArray(), exactGrads.dq, sameGrads.dq, 'f32'),
+      // Padded keys get zero gradients (the reference's NaN-free zeros there too).
+      compare('dk', await dk.toArray(), exactGrads.dk, sameGrads.dk, 'f32'),
+      compare('dv', await dv.toArray(), exactGrads.dv, sameGrads.dv, 'f32'),
+    ];
+    for (const c of checks) expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}; seed ${seed}`).toBeLessThanOrEqual(c.allowed);
+    for (const t of [q, k, v, gradOut, out, logsumexp, dq, dk, dv]) t.dispose();
+  });
 });
