@@ -1,4 +1,14 @@
-import { ResourceLimitError, tensor, type Device } from '@webattn/tensor';
+import {
+  DTypeError,
+  DeviceMismatchError,
+  DisposedTensorError,
+  InvalidArgumentError,
+  ResourceLimitError,
+  ShapeError,
+  cpuDevice,
+  tensor,
+  type Device,
+} from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, openTestDevice, randomValues, relativeL2 } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { attentionCases } from './attention-cases';
@@ -126,5 +136,42 @@ describe.skipIf(!gpu)('WGSL math backend: resource limits', () => {
     const rejections = checkMath(problem as never, { ...device.caps, maxStorageBufferBindingSize: 1024 }, { memoryBudgetBytes: 100 });
     expect(rejections.map((r) => r.check)).toEqual(['scoresBytes', 'memoryBytes']);
     expect(rejections[0]!.message).toMatch(/math: scoresBytes 16384, need ≤ 1024/);
+  });
+});
+
+describe.skipIf(!gpu)('WGSL math backend: bad input gets typed errors naming the shapes', () => {
+  const device = gpu!;
+  const random = (shape: number[], dtype: 'f32' | 'bool' = 'f32') =>
+    tensor(device, randomValues(shape.reduce((a, b) => a * b, 1), freshSeed()), shape, { dtype });
+
+  it('rejects masks, heads, head dims, dropout, dtypes, devices and disposed tensors', () => {
+    const q = random([2, 4, 5, 8]);
+    const k = random([2, 4, 7, 8]);
+    expect(() => mathAttention(q, k, k, { attnMask: random([5, 6], 'bool') })).toThrow(ShapeError);
+    expect(() => mathAttention(q, k, k, { attnMask: random([5, 6], 'bool') })).toThrow(/attnMask \[5, 6\]/);
+    const kv3 = random([2, 3, 7, 8]);
+    expect(() => mathAttention(q, kv3, kv3, { enableGqa: true })).toThrow(/Hq = 4 is not a multiple of kv heads Hkv = 3/);
+    const wide = random([2, 4, 7, 16]);
+    expect(() => mathAttention(q, wide, k)).toThrow(/same head dim.*k \[2, 4, 7, 16\]/);
+    expect(() => mathAttention(q, k, k, { dropoutP: 1.5 })).toThrow(InvalidArgumentError);
+    const flags = random([2, 4, 5, 8], 'bool');
+    expect(() => mathAttention(flags, k, k)).toThrow(DTypeError);
+    const onCpu = tensor(cpuDevice(), new Float32Array(2 * 4 * 7 * 8), [2, 4, 7, 8]);
+    expect(() => mathAttention(q, onCpu, k)).toThrow(DeviceMismatchError);
+    expect(() => mathAttention(onCpu, onCpu, onCpu)).toThrow(/use cpuAttention/);
+    const gone = random([2, 4, 7, 8]);
+    gone.dispose();
+    expect(() => mathAttention(q, gone, k)).toThrow(DisposedTensorError);
+  });
+
+  it('checks the shapes backward receives', async () => {
+    await expectNoGpuErrors(device, async () => {
+      const q = random([1, 2, 5, 8]);
+      const { out, logsumexp } = mathAttention(q, q, q);
+      expect(() => mathAttentionBackward(q, q, q, out, logsumexp, random([1, 2, 5, 4]))).toThrow(
+        /gradOut \[1, 2, 5, 4\] must have shape \[1, 2, 5, 8\]/,
+      );
+      expect(() => mathAttentionBackward(q, q, q, out, random([1, 2, 4]), random([1, 2, 5, 8]))).toThrow(ShapeError);
+    });
   });
 });
