@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { cpuDevice } from '@webattn/tensor';
 import { openTestDevice } from '@webattn/tensor/testing';
 import { main } from '../main';
 import { runSeed } from './run-seed';
@@ -26,6 +27,22 @@ describe('seed arguments', () => {
     expect(() => parseSeedArgs(['--steps', '0'])).toThrow(/positive integer/);
     expect(() => parseSeedArgs(['--options', 'bogus'])).toThrow(/unknown "bogus"/);
     expect(() => parseSeedArgs(['--embed', '30', '--heads', '4'])).toThrow(/divisible/);
+  });
+});
+
+describe('seed mini-test on the CPU device (no WebGPU adapter)', () => {
+  it('runs naive, MultiheadAttention and SDPA on the cpu backend; flash forced reports why it cannot', async () => {
+    const results = await runSeed(cpuDevice('seed test'), { ...SMALL, seq: 8, steps: 1 }, VARIANTS, ['none', 'key-padding']);
+    for (const result of results) {
+      const where = `${result.variant}/${result.options}`;
+      if (result.variant === 'flash') {
+        expect(result.error, where).toMatch(/unavailable \(flash: .*gpu/);
+        continue;
+      }
+      expect(result.error, where).toBeUndefined();
+      expect(result.backend, where).toBe(result.variant === 'naive' ? '—' : 'cpu');
+      expect(Number.isFinite(result.lastLoss), where).toBe(true);
+    }
   });
 });
 

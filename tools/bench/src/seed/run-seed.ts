@@ -79,7 +79,7 @@ export async function runSeedCase(
       backend: summarizeBackends(events),
       firstLoss: null,
       lastLoss: null,
-      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      error: shortError(error),
     };
   } finally {
     stop();
@@ -135,4 +135,12 @@ export async function runSeed(
       speedupVsNaive: naive !== null && result.msPerStep !== null ? naive / result.msPerStep : null,
     };
   });
+}
+
+/** One line for a table cell: the flash rejection when a forced backend could not run, else the first line. */
+export function shortError(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  const lines = text.split('\n').map((line) => line.trim());
+  const rejection = lines.find((line) => /^flash: /.test(line));
+  return rejection ? `unavailable (${rejection})` : lines[0]!;
 }

@@ -9,7 +9,7 @@ export function formatSeedTable(results: readonly SeedResult[], config: SeedConf
     VARIANT_LABELS[r.variant],
     r.msPerStep === null ? 'failed' : r.msPerStep.toFixed(1),
     r.speedupVsNaive === null ? '—' : `${r.speedupVsNaive.toFixed(2)}×`,
-    r.error ? `${r.backend === '—' ? '' : `${r.backend}; `}${r.error.slice(0, 80)}` : r.backend,
+    r.error ? `${r.backend === '—' ? '' : `${r.backend}; `}${r.error.slice(0, 90)}` : r.backend,
     r.firstLoss === null || r.lastLoss === null ? '—' : `${r.firstLoss.toFixed(4)}→${r.lastLoss.toFixed(4)}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
