@@ -3,11 +3,13 @@
  * none of its cases reaches the split-KV ('efficient') backend. These follow the shared case format
  * (AttentionCase of @webattn/reference/testing) and are checked by the same tolerance rule.
  */
-import type { AttentionCase, AttentionCaseInputs } from '@webattn/reference/testing';
+import type { AttentionCase, AttentionCaseInputs, AttentionFeature } from '@webattn/reference/testing';
+import { roundToHalf } from '@webattn/tensor';
 import { randomValues } from '@webattn/tensor/testing';
 
-function decodeCase(spec: {
+interface DecodeSpec {
   name: string;
+  dtype?: 'f32' | 'f16';
   batch: number;
   heads: number;
   kvHeads: number;
@@ -16,26 +18,44 @@ function decodeCase(spec: {
   headDim: number;
   keyLengths?: number[];
   causal?: boolean;
-}): AttentionCase {
+  window?: [number, number];
+  softcap?: number;
+  /** A bool key-padding mask [B, 1, 1, S] (about 1 key in 8 hidden, never all). */
+  boolMask?: boolean;
+}
+
+function decodeCase(spec: DecodeSpec): AttentionCase {
+  const dtype = spec.dtype ?? 'f32';
+  const exercises: AttentionFeature[] = ['backward'];
+  if (dtype === 'f16') exercises.push('f16');
+  if (spec.kvHeads !== spec.heads) exercises.push('gqa');
+  if (spec.keyLengths) exercises.push('key-lengths');
+  if (spec.causal) exercises.push('causal-bottom-right');
+  if (spec.window) exercises.push('window');
+  if (spec.softcap) exercises.push('softcap');
+  if (spec.boolMask) exercises.push('bool-mask', 'mask-broadcast');
   return {
     name: spec.name,
-    dtype: 'f32',
+    dtype,
     backward: true,
-    exercises: [
-      'backward',
-      ...(spec.kvHeads !== spec.heads ? (['gqa'] as const) : []),
-      ...(spec.keyLengths ? (['key-lengths'] as const) : []),
-      ...(spec.causal ? (['causal-bottom-right'] as const) : []),
-    ],
+    exercises,
     generate(seed): AttentionCaseInputs {
       let stream = 0;
-      const values = (count: number) => randomValues(count, (seed + 0x51ed * ++stream) >>> 0).map(Math.fround);
+      const round = dtype === 'f16' ? roundToHalf : Math.fround;
+      const values = (count: number) => randomValues(count, (seed + 0x51ed * ++stream) >>> 0).map(round);
       const tensorOf = (heads: number, length: number) => {
         const shape = [spec.batch, heads, length, spec.headDim];
-        return { data: values(shape.reduce((a, b) => a * b)), shape, dtype: 'f32' as const };
+        return { data: values(shape.reduce((a, b) => a * b)), shape, dtype };
       };
+      const mask = spec.boolMask
+        ? {
+            data: Uint8Array.from(values(spec.batch * spec.keyLength), (x, j) => (j % spec.keyLength === 0 || x > -0.75 ? 1 : 0)),
+            shape: [spec.batch, 1, 1, spec.keyLength],
+            dtype: 'bool' as const,
+          }
+        : undefined;
       return {
-        dtype: 'f32',
+        dtype,
         q: tensorOf(spec.heads, spec.queryLength),
         k: tensorOf(spec.kvHeads, spec.keyLength),
         v: tensorOf(spec.kvHeads, spec.keyLength),
@@ -44,7 +64,11 @@ function decodeCase(spec: {
         options: {
           enableGqa: spec.kvHeads !== spec.heads,
           ...(spec.keyLengths ? { keyLengths: spec.keyLengths } : {}),
-          ...(spec.causal ? { isCausal: true, causalAlignment: 'bottom-right' as const } : {}),
+          ...(spec.causal || spec.window ? { causalAlignment: 'bottom-right' as const } : {}),
+          ...(spec.causal ? { isCausal: true } : {}),
+          ...(spec.window ? { window: spec.window } : {}),
+          ...(spec.softcap ? { softcap: spec.softcap } : {}),
+          ...(mask ? { attnMask: mask } : {}),
         },
       };
     },
@@ -63,5 +87,18 @@ export const DECODE_CASES: readonly AttentionCase[] = [
     headDim: 40,
     keyLengths: [1031, 700],
     causal: true,
+  }),
+  decodeCase({
+    name: 'decode f16: L2 S1024 D59, bool mask [B, 1, 1, S], window (300, 0), softcap 20',
+    dtype: 'f16',
+    batch: 1,
+    heads: 2,
+    kvHeads: 1,
+    queryLength: 2,
+    keyLength: 1024,
+    headDim: 59,
+    boolMask: true,
+    window: [300, 0],
+    softcap: 20,
   }),
 ];
