@@ -35,9 +35,15 @@ bash scripts/setup-system.sh || give_up "system setup"
 echo "== install: pnpm install --frozen-lockfile  ($(($(date +%s) - started)) s)"
 pnpm install --frozen-lockfile --reporter=append-only || give_up "pnpm install"
 
-step build pnpm build
-step typecheck pnpm typecheck
-step lint pnpm lint
+# --continue: one package's failure must not hide the others' errors.
+step build pnpm exec turbo run build --continue
+step typecheck pnpm exec turbo run typecheck --continue
+lint() {
+  pnpm exec turbo run lint --continue
+  local status=$?
+  node scripts/check-package-types.mjs && return "$status"
+}
+step lint lint
 
 echo "== test: every package's vitest suite, one package at a time  ($(($(date +%s) - started)) s)"
 node scripts/test-summary.mjs --clean
