@@ -1,7 +1,7 @@
 import { roundToHalf } from '@webattn/tensor';
 import { freshSeed } from '@webattn/tensor/testing';
 import { describe, expect, it } from 'vitest';
-import { attentionCases } from './attention-cases';
+import { attentionCases, selectAttentionCases } from './attention-cases';
 
 describe('attention conformance cases', () => {
   it('cover the head dims, lengths and features every backend must handle', () => {
@@ -42,5 +42,15 @@ describe('attention conformance cases', () => {
       const round = kase.dtype === 'f16' ? roundToHalf : Math.fround;
       for (const value of Array.from(a.k.data).slice(0, 64)) expect(round(value)).toBe(value);
     }
+  });
+});
+
+describe('selectAttentionCases', () => {
+  it('skips every case exercising an unsupported feature, with the reason', () => {
+    const { run, skipped } = selectAttentionCases({ dropout: 'no dropout yet', f16: 'no shader-f16' });
+    expect(run.length + skipped.length).toBe(attentionCases.length);
+    expect(run.some((kase) => kase.exercises.includes('dropout') || kase.exercises.includes('f16'))).toBe(false);
+    expect(skipped.map((entry) => entry.reason)).toContain('dropout: no dropout yet');
+    expect(skipped.filter((entry) => entry.reason.startsWith('f16')).length).toBe(2);
   });
 });

@@ -348,3 +348,27 @@ export const attentionCases: readonly AttentionCase[] = [
     options: (values) => ({ attnMask: { data: values(17 * 33, -1, 1), shape: [17, 33], dtype: 'f16' } }),
   }),
 ];
+
+export interface AttentionCaseSelection {
+  readonly run: readonly AttentionCase[];
+  /** Each skipped case with the reason of the first unsupported feature it exercises. */
+  readonly skipped: readonly { readonly case: AttentionCase; readonly reason: string }[];
+}
+
+/**
+ * Splits the suite for a backend that lacks some features: `unsupported` maps a feature to the reason
+ * (e.g. { dropout: 'flash v1 has no dropout yet' }), so every skip is listed with why.
+ */
+export function selectAttentionCases(
+  unsupported: Readonly<Partial<Record<AttentionFeature, string>>>,
+  cases: readonly AttentionCase[] = attentionCases,
+): AttentionCaseSelection {
+  const run: AttentionCase[] = [];
+  const skipped: { case: AttentionCase; reason: string }[] = [];
+  for (const kase of cases) {
+    const feature = kase.exercises.find((name) => unsupported[name] !== undefined);
+    if (feature) skipped.push({ case: kase, reason: `${feature}: ${unsupported[feature]}` });
+    else run.push(kase);
+  }
+  return { run, skipped };
+}

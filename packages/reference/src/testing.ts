@@ -2,7 +2,14 @@
  * Test utilities every attention backend shares (subpath '@webattn/reference/testing'): the conformance cases,
  * the tolerance rule, tensors and expectations for a case, and the PyTorch fixtures loader.
  */
-export { attentionCases, type AttentionCase, type AttentionCaseInputs, type AttentionFeature } from './attention-cases';
+export {
+  attentionCases,
+  selectAttentionCases,
+  type AttentionCase,
+  type AttentionCaseInputs,
+  type AttentionCaseSelection,
+  type AttentionFeature,
+} from './attention-cases';
 export {
   caseExpectation,
   caseTensors,

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { describeAttention } from './attention-options';
 import { zeros } from './creation';
 import { cpuDevice, Device } from './device';
+import { Storage } from './storage';
+import { Tensor } from './tensor';
 import {
   DTypeError,
   DeviceMismatchError,
@@ -122,6 +124,17 @@ describe('describeAttention', () => {
     expect(other).toBeInstanceOf(Device);
     const elsewhere = zeros(other, [1, 1, 4, 8]);
     expect(() => describeAttention(f, elsewhere, f)).toThrow(DeviceMismatchError);
+  });
+
+  it('refuses f16 on a GPU device without shader-f16, naming the fix', () => {
+    const noF16 = new Device({
+      kind: 'gpu',
+      info: { kind: 'gpu', adapter: 'test adapter', vendor: '', architecture: '', description: '', reason: 'test' },
+      caps: { ...cpu.caps, shaderF16: false },
+    });
+    const half = new Tensor(Storage.onCpu(noF16, 'f16', new Float32Array(32)), [1, 1, 4, 8]);
+    expect(() => describeAttention(half, half, half)).toThrow(DTypeError);
+    expect(() => describeAttention(half, half, half)).toThrow(/shader-f16.*test adapter lacks; use f32/);
   });
 
   it('checks key lengths and packed varlen offsets', () => {
