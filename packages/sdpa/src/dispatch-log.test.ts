@@ -55,4 +55,18 @@ describe('dispatch log', () => {
       '[webattn:sdpa] forward B2 Hq8 Hkv2 L17 S23 D16/16 f32 gpu causal(top-left) dropout=0.1 → flash: flash: the only eligible backend',
     );
   });
+
+  it('falls back to localStorage WEBATTN_DEBUG when the environment has none (browsers)', () => {
+    const host = globalThis as { localStorage?: unknown };
+    const env = process.env;
+    delete env.WEBATTN_DEBUG;
+    host.localStorage = { getItem: (key: string) => (key === 'WEBATTN_DEBUG' ? 'sdpa' : null) };
+    try {
+      expect(sdpaDebugEnabled()).toBe(true);
+      host.localStorage = { getItem: () => { throw new Error('sandboxed'); } };
+      expect(sdpaDebugEnabled()).toBe(false);
+    } finally {
+      delete host.localStorage;
+    }
+  });
 });

@@ -4,10 +4,10 @@
  * Numerical conformance of every backend is conformance.test.ts; PyTorch goldens are torch-fixtures.test.ts.
  */
 import { attentionReference, attentionReferenceBackward, type HostTensor } from '@webattn/reference';
-import { InvalidArgumentError, ShapeError, tensor, type Device, type Tensor } from '@webattn/tensor';
+import { AutogradError, InvalidArgumentError, ShapeError, cpuDevice, noGrad, tensor, type Device, type Tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, maxAbsDiff, openTestDevice, randomValues } from '@webattn/tensor/testing';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { onSdpaDispatch, type SdpaDispatchEvent } from './dispatch-log';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { onSdpaDispatch, resetSdpaDebugLog, type SdpaDispatchEvent } from './dispatch-log';
 import { NoEligibleBackendError } from './errors';
 import { withSdpaBackends } from './restriction';
 import { explainSdpa, scaledDotProductAttention, scaledDotProductAttentionWithWeights } from './sdpa';
@@ -167,6 +167,85 @@ describe.skipIf(!gpu)('scaledDotProductAttention on WebGPU', () => {
     expect(maxAbsDiff(await data.q.grad!.toArray(), expected.dq).value, `seed ${seed}`).toBeLessThan(1e-4);
     expect(maxAbsDiff(await data.v.grad!.toArray(), expected.dv).value, `seed ${seed}`).toBeLessThan(1e-4);
     [first, second, gradOut].forEach((t) => t.dispose());
+    data.dispose();
+  });
+
+  it('split-KV has no backward: autograd runs math for it and the log says so', async () => {
+    const seed = freshSeed();
+    const data = inputs(device, { b: 1, h: 1, l: 2, s: 1024, d: 16 }, seed, true);
+    const gradValues = randomValues(2 * 16, seed + 7);
+    const gradOut = tensor(device, gradValues, [1, 1, 2, 16]);
+    const out = scaledDotProductAttention(data.q, data.k, data.v, { backends: ['efficient'] });
+    await expectNoGpuErrors(device, () => out.backward(gradOut));
+    expect(events.map((event) => `${event.phase}:${event.backend}`)).toEqual(['forward:efficient', 'backward:math']);
+    expect(events[1]!.reason).toBe('math: efficient has no backward; math computes the gradients');
+    const expected = attentionReferenceBackward(data.host.q, data.host.k, data.host.v, { data: gradValues, shape: [1, 1, 2, 16] });
+    expect(maxAbsDiff(await data.k.grad!.toArray(), expected.dk).value, `seed ${seed}`).toBeLessThan(1e-4);
+    out.dispose();
+    gradOut.dispose();
+    data.dispose();
+  });
+
+  it('records no autograd node inside noGrad or when no input requires grad', () => {
+    const data = inputs(device, { b: 1, h: 1, l: 3, s: 5, d: 8 }, 3, true);
+    const inside = noGrad(() => scaledDotProductAttention(data.q, data.k, data.v));
+    expect(inside.gradFn).toBeNull();
+    expect(inside.requiresGrad).toBe(false);
+    expect(events[0]!.problem.requiresGrad).toBe(false);
+    const plain = inputs(device, { b: 1, h: 1, l: 3, s: 5, d: 8 }, 4);
+    expect(scaledDotProductAttention(plain.q, plain.k, plain.v).gradFn).toBeNull();
+    inside.dispose();
+    data.dispose();
+    plain.dispose();
+  });
+});
+
+describe('scaledDotProductAttention on CPU tensors', () => {
+  it('WEBATTN_DEBUG=sdpa prints each distinct choice once; a second backward is an AutogradError', () => {
+    const info = vi.spyOn(console, 'info').mockImplementation(() => {});
+    const saved = process.env.WEBATTN_DEBUG;
+    process.env.WEBATTN_DEBUG = 'sdpa';
+    resetSdpaDebugLog();
+    try {
+      const data = inputs(cpuDevice(), { b: 1, h: 1, l: 2, s: 3, d: 4 }, 5, true);
+      const first = scaledDotProductAttention(data.q, data.k, data.v);
+      scaledDotProductAttention(data.q, data.k, data.v).dispose();
+      scaledDotProductAttention(data.q, data.k, data.v, { isCausal: true }).dispose();
+      expect(info.mock.calls.map((call) => call[0])).toEqual([
+        '[webattn:sdpa] forward B1 Hq1 Hkv1 L2 S3 D4/4 f32 cpu grad → cpu: cpu: the only eligible backend',
+        '[webattn:sdpa] forward B1 Hq1 Hkv1 L2 S3 D4/4 f32 cpu causal(top-left) grad → cpu: cpu: the only eligible backend',
+      ]);
+      const gradOut = tensor(cpuDevice(), randomValues(8, 6), [1, 1, 2, 4]);
+      first.backward(gradOut);
+      expect(() => first.backward(gradOut)).toThrow(AutogradError);
+      data.dispose();
+    } finally {
+      if (saved === undefined) delete process.env.WEBATTN_DEBUG;
+      else process.env.WEBATTN_DEBUG = saved;
+      resetSdpaDebugLog();
+      info.mockRestore();
+    }
+  });
+
+  it('runs the cpu backend, with autograd, and refuses GPU backends by name', async () => {
+    const seed = freshSeed();
+    const data = inputs(cpuDevice(), { b: 2, h: 2, l: 5, s: 7, d: 8 }, seed, true);
+    const options = { isCausal: true, causalAlignment: 'bottom-right' as const };
+    const out = scaledDotProductAttention(data.q, data.k, data.v, options);
+    expect(events[0]).toMatchObject({ backend: 'cpu', reason: 'cpu: the only eligible backend' });
+    const expected = attentionReference(data.host.q, data.host.k, data.host.v, options);
+    expect(maxAbsDiff(await out.toArray(), expected.out).value, `seed ${seed}`).toBeLessThan(1e-5);
+    const gradValues = randomValues(2 * 2 * 5 * 8, seed + 9);
+    out.backward(tensor(cpuDevice(), gradValues, [2, 2, 5, 8]));
+    expect(events[1]).toMatchObject({ phase: 'backward', backend: 'cpu' });
+    const grads = attentionReferenceBackward(data.host.q, data.host.k, data.host.v, { data: gradValues, shape: [2, 2, 5, 8] }, options);
+    expect(maxAbsDiff(await data.v.grad!.toArray(), grads.dv).value, `seed ${seed}`).toBeLessThan(1e-5);
+    expect(() => scaledDotProductAttention(data.q, data.k, data.v, { backends: ['flash', 'math'] })).toThrow(
+      /Rejected backends:\nflash: device cpu tensors, need gpu tensors \(move them with tensor.to\(gpuDevice\)\)\nmath: device cpu tensors/,
+    );
+    const { weights } = scaledDotProductAttentionWithWeights(data.q, data.k, data.v);
+    expect(weights.shape).toEqual([2, 2, 5, 7]);
+    out.dispose();
     data.dispose();
   });
 });
