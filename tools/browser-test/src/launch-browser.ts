@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,6 +21,19 @@ export const WEBGPU_CHROMIUM_FLAGS: readonly string[] = [
   '--disable-sync',
   '--no-first-run',
 ];
+
+/**
+ * For browser test files: whether Chromium is there. Without it they skip with a warning — unless
+ * WEBATTN_REQUIRE_GPU=1 (CI), where a missing browser is an error: browser tests never skip silently in CI.
+ */
+export function browserAvailable(executablePath = process.env.WEBATTN_CHROMIUM ?? DEFAULT_CHROMIUM): boolean {
+  if (existsSync(executablePath)) return true;
+  if (process.env.WEBATTN_REQUIRE_GPU === '1') {
+    throw new Error(`WEBATTN_REQUIRE_GPU=1 but there is no Chromium at ${executablePath}: run 'bash scripts/setup-system.sh'`);
+  }
+  console.warn(`[webattn] browser tests skipped: no Chromium at ${executablePath}`);
+  return false;
+}
 
 export interface LaunchOptions {
   /** Path of the Chromium binary (default: $WEBATTN_CHROMIUM or /usr/bin/chromium). */

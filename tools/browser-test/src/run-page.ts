@@ -20,12 +20,23 @@ export async function runPage<T>(context: BrowserContext, url: string, timeoutMs
     if (message.type() === 'error') consoleErrors.push(message.text());
     if (message.type() === 'warning') consoleWarnings.push(message.text());
   });
-  page.on('pageerror', (error) => consoleErrors.push(`uncaught: ${error.message}`));
+  // An uncaught exception before the page reports would otherwise only show up as a timeout.
+  let failEarly: (error: Error) => void = () => undefined;
+  const crashed = new Promise<never>((_, reject) => {
+    failEarly = reject;
+  });
+  crashed.catch(() => undefined);
+  page.on('pageerror', (error) => {
+    consoleErrors.push(`uncaught: ${error.message}`);
+    failEarly(new Error(`uncaught exception in the page: ${error.message}`));
+  });
   try {
     await page.goto(url);
-    const handle = await page.waitForFunction(() => (globalThis as { __webattnResult?: unknown }).__webattnResult, null, {
+    const waiting = page.waitForFunction(() => (globalThis as { __webattnResult?: unknown }).__webattnResult, null, {
       timeout: timeoutMs,
     });
+    waiting.catch(() => undefined);
+    const handle = await Promise.race([waiting, crashed]);
     const outcome = (await handle.jsonValue()) as { ok: true; value: T } | { ok: false; error: string };
     if (!outcome.ok) throw new Error(`the page failed: ${outcome.error}`);
     return { result: outcome.value, consoleErrors, consoleWarnings };

@@ -1,18 +1,12 @@
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freshSeed } from '@webattn/tensor/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CHROMIUM, launchBrowser, type LaunchedBrowser } from './launch-browser';
+import { browserAvailable, launchBrowser, type LaunchedBrowser } from './launch-browser';
 import type { TensorSmokeResult } from './pages/tensor-smoke';
 import { runPage } from './run-page';
 import { servePage, type ServedPage } from './serve-page';
 
-const chromiumPath = process.env.WEBATTN_CHROMIUM ?? DEFAULT_CHROMIUM;
-const haveChromium = existsSync(chromiumPath);
-if (!haveChromium && process.env.WEBATTN_REQUIRE_GPU === '1') {
-  throw new Error(`WEBATTN_REQUIRE_GPU=1 but there is no Chromium at ${chromiumPath}: run 'bash scripts/setup-system.sh'`);
-}
-if (!haveChromium) console.warn(`[webattn] browser tests skipped: no Chromium at ${chromiumPath}`);
+const haveChromium = browserAvailable();
 
 /** CPU permute of a contiguous row-major array: the expected contents of `permute(order).contiguous()`. */
 function permuteOnCpu(input: readonly number[], shape: readonly number[], order: readonly number[]): number[] {
