@@ -13,7 +13,13 @@ import {
   type Tensor,
 } from '@webattn/tensor';
 import { sequenceBounds } from './attention-geometry';
-import { checkMath, mathMemoryBytes, mathScoresBytes, type MathLimits } from './check-math';
+import {
+  DEFAULT_MATH_MEMORY_BUDGET_BYTES,
+  checkMath,
+  mathMemoryBytes,
+  mathScoresBytes,
+  type MathLimits,
+} from './check-math';
 import {
   encodePackHalf,
   encodeRowStatistics,
@@ -49,12 +55,11 @@ function assertRunnable(problem: AttentionProblem, device: Device, limits: MathL
   const rejections = checkMath(problem, device.caps, limits);
   const memory = rejections.find((r) => r.check === 'scoresBytes' || r.check === 'memoryBytes');
   if (memory) {
-    const limit =
-      memory.check === 'scoresBytes' ? device.caps.maxStorageBufferBindingSize : (limits.memoryBudgetBytes ?? Number(memory.need.replace(/[^0-9]/g, '')));
+    const scores = memory.check === 'scoresBytes';
     throw new ResourceLimitError(
-      `${memory.message}`,
-      memory.check === 'scoresBytes' ? mathScoresBytes(problem) : mathMemoryBytes(problem),
-      limit,
+      memory.message,
+      scores ? mathScoresBytes(problem) : mathMemoryBytes(problem),
+      scores ? device.caps.maxStorageBufferBindingSize : (limits.memoryBudgetBytes ?? DEFAULT_MATH_MEMORY_BUDGET_BYTES),
     );
   }
   if (rejections.length > 0) throw new InvalidArgumentError(rejections.map((r) => r.message).join('; '));
