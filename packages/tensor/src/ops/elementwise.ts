@@ -2,7 +2,7 @@ import { bytesPerElement, roundToHalf, type DType } from '../dtype';
 import { ShapeError } from '../errors';
 import { runKernel, workgroupGrid } from '../kernel';
 import { elementWord, PHILOX_WGSL } from '../philox';
-import { formatShape, numel, type Shape } from '../shape';
+import { contiguousStrides, formatShape, numel, type Shape } from '../shape';
 import { emptyTensor, Tensor } from '../tensor';
 import { uniformLayout } from '../uniforms';
 import { composeWgsl } from '../wgsl';
@@ -211,6 +211,8 @@ export function elementwise(
   };
   for (let dim = 0; dim < MAX_RANK; dim++) values[`size${dim}`] = dim < pad ? 1 : shape[dim - pad]!;
   const bytes: number[] = [];
+  const dense: boolean[] = [];
+  const rowMajor = contiguousStrides(shape);
   const buffers: GPUBuffer[] = [];
   INPUTS.forEach((name, i) => {
     const operand = operands[i];
@@ -219,6 +221,8 @@ export function elementwise(
     values[`offset_${name}`] = operand instanceof Tensor ? operand.offset : 0;
     values[`scalar_${name}`] = typeof operand === 'number' ? operand : 0;
     bytes.push(operand instanceof Tensor ? bytesPerElement(operand.dtype) : 0);
+    // Scalars count as dense: their load ignores the offset.
+    dense.push(!(operand instanceof Tensor) || strides.every((stride, dim) => shape[dim] === 1 || stride === rowMajor[dim]));
     buffers.push((operand instanceof Tensor ? operand : tensors[0]!).buffer);
   });
   assertBindable(op, [...tensors, out]);
@@ -228,9 +232,18 @@ export function elementwise(
     device,
     {
       name: 'elementwise',
-      variant: `${op}|in=${bytes.join(',')}|out=${outBytes}`,
+      variant: `${op}|in=${bytes.join(',')}|out=${outBytes}|dense=${dense.map(Number).join('')}`,
       code: wgsl(op === 'dropout'),
-      constants: { OP: code, BYTES_A: bytes[0]!, BYTES_B: bytes[1]!, BYTES_C: bytes[2]!, OUT_BYTES: outBytes },
+      constants: {
+        OP: code,
+        BYTES_A: bytes[0]!,
+        BYTES_B: bytes[1]!,
+        BYTES_C: bytes[2]!,
+        OUT_BYTES: outBytes,
+        DENSE_A: Number(dense[0]),
+        DENSE_B: Number(dense[1]),
+        DENSE_C: Number(dense[2]),
+      },
     },
     {
       buffers: [...buffers, out.buffer],

@@ -12,6 +12,10 @@ override BYTES_A: u32 = 4u;
 override BYTES_B: u32 = 0u;
 override BYTES_C: u32 = 0u;
 override OUT_BYTES: u32 = 4u;
+// An input is dense when its element for output position i is simply offset + i (no index arithmetic needed).
+override DENSE_A: bool = false;
+override DENSE_B: bool = false;
+override DENSE_C: bool = false;
 
 @group(0) @binding(0) var<storage, read> input_a: array<u32>;
 @group(0) @binding(1) var<storage, read> input_b: array<u32>;
@@ -130,7 +134,11 @@ fn half_bits(x: f32) -> u32 {
 }
 
 fn value_at(index: u32) -> f32 {
-  let at = offsets(index);
+  var at = vec3<u32>(u.offset_a, u.offset_b, u.offset_c) + index;
+  if (!(DENSE_A && DENSE_B && DENSE_C)) {
+    let strided = offsets(index);
+    at = select(strided, at, vec3<bool>(DENSE_A, DENSE_B, DENSE_C));
+  }
   return apply(load_a(at.x), load_b(at.y), load_c(at.z), index);
 }
 
