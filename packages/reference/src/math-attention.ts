@@ -94,17 +94,24 @@ function tensorLayout(t: Tensor, varlen: boolean): AttentionLayout {
     : { batch: s[0]!, head: s[1]!, sequence: s[2]!, dim: s[3]!, offset: t.offset };
 }
 
-/** A q-dtype result tensor filled from an f32 staging buffer (packed to f16 when needed). */
-function finish(device: Device, problem: AttentionProblem, staging: GPUBuffer, shape: number[], label: string): Tensor {
-  if (problem.dtype === 'f32') {
-    const result = emptyTensor(device, 'f32', shape, label);
-    const count = shape.reduce((a, b) => a * b, 1);
-    device.commandEncoder().copyBufferToBuffer(staging, 0, result.buffer, 0, count * 4);
-    return result;
-  }
-  const result = emptyTensor(device, 'f16', shape, label);
-  encodePackHalf(device, staging, result.buffer, shape.reduce((a, b) => a * b, 1));
-  return result;
+/**
+ * A result tensor in q's dtype that kernels write as f32: f32 results are written in place; f16 results go
+ * through a pooled f32 buffer that `complete()` packs into the tensor.
+ */
+function resultTarget(device: Device, problem: AttentionProblem, shape: number[], label: string) {
+  const tensor = emptyTensor(device, problem.dtype, shape, label);
+  if (problem.dtype === 'f32') return { tensor, staging: tensor.buffer, complete: () => tensor };
+  const count = shape.reduce((a, b) => a * b, 1);
+  const staging = device.pool.acquire(count * 4, storageUsage(), `${label} f32`);
+  return {
+    tensor,
+    staging,
+    complete: () => {
+      encodePackHalf(device, staging, tensor.buffer, count);
+      device.pool.release(staging);
+      return tensor;
+    },
+  };
 }
 
 function shapes(problem: AttentionProblem, totals: { q: number; k: number }) {
@@ -143,19 +150,17 @@ export function mathAttention(
   const logsumexp = emptyTensor(device, 'f32', [batch, queryHeads, queryLength], 'math logsumexp');
   encodeScores(device, problem, { q: q.buffer, k: k.buffer, mask: mask.buffer, sequences, scores: weights.buffer });
   encodeSoftmax(device, problem, { scores: weights.buffer, logsumexp: logsumexp.buffer });
-  const outCount = sizes.out.reduce((a, b) => a * b, 1);
-  const staging = device.pool.acquire(outCount * 4, storageUsage(), 'math out f32');
+  const target = resultTarget(device, problem, sizes.out, 'math out');
   encodeWeightsTimes(device, problem, {
     weights: weights.buffer,
     x: v.buffer,
     xLayout: problem.layout.v,
     dim: problem.headDimV,
     sequences,
-    out: staging,
+    out: target.staging,
     outLayout: problem.layout.out,
   });
-  const out = finish(device, problem, staging, sizes.out, 'math out');
-  device.pool.release(staging);
+  const out = target.complete();
   device.pool.release(sequences);
   if (mask.pooled) device.pool.release(mask.buffer);
   if (!problem.needWeights) {
@@ -208,10 +213,9 @@ export function mathAttentionBackward(
   const scores = device.pool.acquire(rows * keyLength * 4, storageUsage(), 'math backward scores');
   const scratchLse = device.pool.acquire(rows * 4, storageUsage(), 'math backward logsumexp');
   const stats = device.pool.acquire(rows * 8, storageUsage(), 'math backward row statistics');
-  const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-  const dqStaging = device.pool.acquire(count(sizes.q) * 4, storageUsage(), 'math dq f32');
-  const dkStaging = device.pool.acquire(count(sizes.k) * 4, storageUsage(), 'math dk f32');
-  const dvStaging = device.pool.acquire(count(sizes.v) * 4, storageUsage(), 'math dv f32');
+  const dqTarget = resultTarget(device, problem, sizes.q, 'math dq');
+  const dkTarget = resultTarget(device, problem, sizes.k, 'math dk');
+  const dvTarget = resultTarget(device, problem, sizes.v, 'math dv');
   const outLayout = tensorLayout(out, problem.varlen);
   const gradLayout = tensorLayout(gradOut, problem.varlen);
   const qLayoutOut = contiguousLayout(problem, queryHeads, queryLength, headDimQk);
@@ -225,7 +229,7 @@ export function mathAttentionBackward(
     xLayout: gradLayout,
     dim: headDimV,
     sequences,
-    out: dvStaging,
+    out: dvTarget.staging,
     outLayout: contiguousLayout(problem, kvHeads, keyLength, headDimV),
   });
   encodeRowStatistics(
@@ -246,7 +250,7 @@ export function mathAttentionBackward(
     xLayout: problem.layout.k,
     dim: headDimQk,
     sequences,
-    out: dqStaging,
+    out: dqTarget.staging,
     outLayout: qLayoutOut,
   });
   encodeWeightsTransposedTimes(device, problem, {
@@ -255,13 +259,13 @@ export function mathAttentionBackward(
     xLayout: problem.layout.q,
     dim: headDimQk,
     sequences,
-    out: dkStaging,
+    out: dkTarget.staging,
     outLayout: contiguousLayout(problem, kvHeads, keyLength, headDimQk),
   });
-  const dq = finish(device, problem, dqStaging, sizes.q, 'math dq');
-  const dk = finish(device, problem, dkStaging, sizes.k, 'math dk');
-  const dv = finish(device, problem, dvStaging, sizes.v, 'math dv');
-  for (const buffer of [sequences, scores, scratchLse, stats, dqStaging, dkStaging, dvStaging]) device.pool.release(buffer);
+  const dq = dqTarget.complete();
+  const dk = dkTarget.complete();
+  const dv = dvTarget.complete();
+  for (const buffer of [sequences, scores, scratchLse, stats]) device.pool.release(buffer);
   if (mask.pooled) device.pool.release(mask.buffer);
   return { dq, dk, dv };
 }
