@@ -4,7 +4,19 @@
  * Numerical conformance of every backend is conformance.test.ts; PyTorch goldens are torch-fixtures.test.ts.
  */
 import { attentionReference, attentionReferenceBackward, type HostTensor } from '@webattn/reference';
-import { AutogradError, InvalidArgumentError, ShapeError, cpuDevice, noGrad, tensor, type Device, type Tensor } from '@webattn/tensor';
+import {
+  AutogradError,
+  DTypeError,
+  DeviceMismatchError,
+  DisposedTensorError,
+  InvalidArgumentError,
+  ShapeError,
+  cpuDevice,
+  noGrad,
+  tensor,
+  type Device,
+  type Tensor,
+} from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, maxAbsDiff, openTestDevice, randomValues } from '@webattn/tensor/testing';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { onSdpaDispatch, resetSdpaDebugLog, type SdpaDispatchEvent } from './dispatch-log';
@@ -114,7 +126,17 @@ describe.skipIf(!gpu)('scaledDotProductAttention on WebGPU', () => {
     );
     expect(() => scaledDotProductAttention(data.q, data.k.transpose(2, 3), data.v)).toThrow(ShapeError);
     expect(() => scaledDotProductAttention(data.q, data.k, data.v, { dropoutP: 1 })).toThrow(InvalidArgumentError);
+    expect(() => scaledDotProductAttention(data.q, data.k, data.v, { backends: [] })).toThrow(/is empty/);
+    const onCpu = tensor(cpuDevice(), randomValues(24, 1), [1, 1, 3, 8]);
+    expect(() => scaledDotProductAttention(data.q, onCpu, data.v)).toThrow(DeviceMismatchError);
+    const boolQuery = tensor(device, new Uint8Array(24), [1, 1, 3, 8]);
+    expect(() => scaledDotProductAttention(boolQuery, data.k, data.v)).toThrow(DTypeError);
+    const disposed = tensor(device, randomValues(24, 2), [1, 1, 3, 8]);
+    disposed.dispose();
+    expect(() => scaledDotProductAttention(disposed, data.k, data.v)).toThrow(DisposedTensorError);
+    expect(() => explainSdpa(data.q, data.k, data.v, { backends: ['flash', 'nope' as 'flash'] })).toThrow(InvalidArgumentError);
     expect(events).toHaveLength(0);
+    [onCpu, boolQuery].forEach((t) => t.dispose());
     data.dispose();
   });
 
