@@ -1,0 +1,54 @@
+/**
+ * Every variant of every flash kernel compiles (f32/f16 × mask kind × key lengths × varlen × dropout), not only
+ * those the feature tests happen to run; and pipeline keys carry setup-time facts only, never shapes.
+ */
+import { gpu } from '../test/test-device';
+import { afterAll, describe, expect, it } from 'vitest';
+import { flashKernel, type FlashVariant } from './flash-kernels';
+import { chooseTiles } from './flash-tiles';
+import forwardSource from './flash-forward.wgsl?raw';
+import deltaSource from './flash-backward-delta.wgsl?raw';
+import keyValueSource from './flash-backward-key-value.wgsl?raw';
+import querySource from './flash-backward-query.wgsl?raw';
+import partialSource from './split-kv-partial.wgsl?raw';
+import combineSource from './split-kv-combine.wgsl?raw';
+
+afterAll(() => gpu?.destroy());
+
+const KERNELS = { forwardSource, deltaSource, keyValueSource, querySource, partialSource, combineSource };
+
+function* variants(f16Available: boolean): Generator<FlashVariant> {
+  for (const f16 of f16Available ? [false, true] : [false]) {
+    for (const mask of ['none', 'bool', 'f32', 'f16'] as const) {
+      for (const keyLengths of [false, true]) {
+        for (const varlen of [false, true]) {
+          for (const dropout of [false, true]) yield { f16, mask, keyLengths, varlen, dropout };
+        }
+      }
+    }
+  }
+}
+
+describe.skipIf(!gpu)('flash kernel variants', () => {
+  it('all compile without errors', async () => {
+    const device = gpu!;
+    const tiles = chooseTiles({ headDimQk: 40, headDimV: 100 }, device.caps)!;
+    const failures: string[] = [];
+    for (const variant of variants(device.caps.shaderF16)) {
+      for (const [name, source] of Object.entries(KERNELS)) {
+        const kernel = flashKernel(name, source, variant, tiles, {});
+        const module = device.gpu.createShaderModule({ code: kernel.code(), label: kernel.variant });
+        const info = await module.getCompilationInfo();
+        const errors = info.messages.filter((message) => message.type === 'error');
+        if (errors.length > 0) failures.push(`${name} ${kernel.variant}: ${errors.map((e) => `${e.lineNum}: ${e.message}`).join('; ')}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('keys pipelines by dtype, head-dim bucket, features and tiles only', () => {
+    const tiles = { headDimQk: 64, headDimV: 64, rows: 64, keys: 32, backwardKeys: 64, backwardRows: 16 };
+    const kernel = flashKernel('flash-forward', forwardSource, { f16: true, mask: 'bool', keyLengths: true, varlen: false, dropout: true }, tiles, { BLOCK_M: 64, BLOCK_N: 32 });
+    expect(kernel.variant).toBe('f16|qk64|v64|mask=bool|key-lengths|dropout|BLOCK_M=64|BLOCK_N=32');
+  });
+});
