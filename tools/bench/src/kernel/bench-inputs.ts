@@ -1,0 +1,59 @@
+import { tensor, type AttentionOptions, type Device, type Tensor } from '@webattn/tensor';
+import { randomValues } from '@webattn/tensor/testing';
+import type { BenchDType, BenchShape } from './kernel-args';
+import type { OptionSet } from './option-sets';
+
+/** q, k, v, an upstream gradient and the attention options of one benchmark case, on the device. */
+export interface BenchInputs {
+  readonly q: Tensor;
+  readonly k: Tensor;
+  readonly v: Tensor;
+  readonly gradOut: Tensor;
+  readonly options: AttentionOptions;
+  /** Per-batch key lengths when the option set pads (for the table and JSON). */
+  readonly keyLengths: readonly number[] | null;
+  dispose(): void;
+}
+
+/** Key lengths in [ceil(N/2), N], one per batch entry, the last one always N (some batch is unpadded). */
+export function benchKeyLengths(batch: number, length: number, seed: number): number[] {
+  const draws = randomValues(batch, seed, 0, 1);
+  const shortest = Math.ceil(length / 2);
+  return Array.from(draws, (draw, b) => (b === batch - 1 ? length : shortest + Math.floor(draw * (length - shortest + 1))));
+}
+
+/** Random inputs in [−1, 1) of one shape and dtype, with the option set's masks and dropout. */
+export function benchInputs(device: Device, shape: BenchShape, dtype: BenchDType, set: OptionSet, seed: number): BenchInputs {
+  const dims = [shape.batch, shape.heads, shape.length, shape.headDim];
+  const count = dims.reduce((a, b) => a * b, 1);
+  const make = (offset: number) => tensor(device, randomValues(count, seed + offset), dims, { dtype });
+  const q = make(1);
+  const k = make(2);
+  const v = make(3);
+  const gradOut = make(4);
+  const padded = set.keyLengths || set.boolMask;
+  const keyLengths = padded ? benchKeyLengths(shape.batch, shape.length, seed + 5) : null;
+  let mask: Tensor | undefined;
+  if (set.boolMask && keyLengths) {
+    const allowed = new Uint8Array(shape.batch * shape.length);
+    keyLengths.forEach((keys, b) => allowed.fill(1, b * shape.length, b * shape.length + keys));
+    mask = tensor(device, allowed, [shape.batch, 1, 1, shape.length], { dtype: 'bool' });
+  }
+  const options: AttentionOptions = {
+    ...(set.keyLengths && keyLengths ? { keyLengths } : {}),
+    ...(mask ? { attnMask: mask } : {}),
+    ...(set.dropout > 0 ? { dropoutP: set.dropout, dropoutSeed: seed + 6, dropoutOffset: 0 } : {}),
+    ...(set.causal ? { isCausal: true } : {}),
+  };
+  return {
+    q,
+    k,
+    v,
+    gradOut,
+    options,
+    keyLengths,
+    dispose() {
+      for (const t of [q, k, v, gradOut, mask]) t?.dispose();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { kernelCommand } from '../commands/kernel';
+import { parseKernelArgs } from './kernel-args';
+import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
+import { runKernelBench, type KernelRecord } from './run-kernel-bench';
+
+const gpu = await openTestDevice();
+afterAll(() => gpu?.destroy());
+
+/** Structure and sanity of one record; no speed is asserted. */
+function expectWellFormed(record: KernelRecord): void {
+  const label = `${record.backend} ${record.pass} ${record.option}`;
+  const expectedFlops = forwardFlops(record.shape, parseOptionSet(record.option)) * (record.pass === 'backward' ? BACKWARD_FLOP_FACTOR : 1);
+  expect(record.flops, label).toBe(expectedFlops);
+  if (record.status === 'ok') {
+    expect(Number.isFinite(record.ms) && record.ms! > 0, `${label}: ms ${record.ms}`).toBe(true);
+    expect(Number.isFinite(record.tflops) && record.tflops! > 0, `${label}: TFLOP/s ${record.tflops}`).toBe(true);
+    expect(record.tflops! * record.ms! * 1e9, label).toBeCloseTo(record.flops, -1);
+    expect(record.repeats! >= 1 && record.samplesMs!.every((ms) => Number.isFinite(ms) && ms >= 0), label).toBe(true);
+  } else {
+    expect(record.status, label).toMatch(/^refused: \S/);
+    expect(record.ms, label).toBeNull();
+    expect(record.tflops, label).toBeNull();
+  }
+}
+
+describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
+  it('--quick times flash and math, records efficient as refused, and writes one record per combination', async () => {
+    const folder = mkdtempSync(path.join(tmpdir(), 'kernel-bench-'));
+    const recordsFile = path.join(folder, 'records.jsonl');
+    const lines: string[] = [];
+    try {
+      const result = await expectNoGpuErrors(gpu!, () =>
+        kernelCommand.run({
+          device: gpu!,
+          args: ['--quick', '--backends', 'flash,math,efficient', '--records', recordsFile],
+          print: (line = '') => lines.push(line),
+        }),
+      );
+      const records = result.records as KernelRecord[];
+      const config = parseKernelArgs(['--quick']);
+      const keys = records.map((r) => [r.shape.length, r.dtype, r.option, r.backend, r.pass].join(' '));
+      expect(new Set(keys).size).toBe(keys.length);
+      expect(records).toHaveLength(config.shapes.length * config.dtypes.length * config.optionSets.length * 3 * 2);
+      for (const record of records) expectWellFormed(record);
+      for (const record of records.filter((r) => r.backend !== 'efficient')) {
+        expect(record.status, `${record.backend} ${record.pass} ${record.option}`).toBe('ok');
+      }
+      for (const record of records.filter((r) => r.backend === 'efficient')) {
+        expect(record.status).toMatch(record.pass === 'backward' ? /forward only/ : /query length/);
+      }
+      for (const record of records.filter((r) => r.backend === 'flash')) {
+        expect(record.speedupVsMath! > 0 && Number.isFinite(record.speedupVsMath), record.option).toBe(true);
+        if (record.pass === 'forward') expect(record.maxAbsDiffVsMath!, `flash vs math out, ${record.option}`).toBeLessThan(1e-4);
+        else expect(record.maxAbsDiffVsMath).toBeNull();
+      }
+      for (const record of records.filter((r) => r.backend === 'math')) expect(record.speedupVsMath).toBeNull();
+      const padded = records.find((r) => r.option === 'padding')!;
+      expect(padded.keyLengths).toHaveLength(padded.shape.batch);
+      expect(result.ok).toBe(true);
+      expect(JSON.parse(JSON.stringify(result)).records).toHaveLength(records.length);
+      expect(readFileSync(recordsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as KernelRecord)).toEqual(records);
+      expect(lines.some((line) => line.startsWith('device: gpu'))).toBe(true);
+      expect(lines.some((line) => /^flash tiles f32 D16: forward\/dQ \d+ query rows × \d+ keys/.test(line))).toBe(true);
+      expect(lines.filter((line) => /^B2 H2 N37 D16 /.test(line))).toHaveLength(records.length);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  it('records the math backend\'s ResourceLimitError as "refused", and times with the wall clock when asked', async () => {
+    const config = { ...parseKernelArgs(['--quick', '--options', 'causal', '--timing', 'wall-clock']), mathBudgetBytes: 1024 };
+    const result = await expectNoGpuErrors(gpu!, () => runKernelBench(gpu!, config));
+    expect(result.timing).toBe('wall-clock');
+    expect(result.records).toHaveLength(4);
+    for (const record of result.records) expectWellFormed(record);
+    const math = result.records.filter((r) => r.backend === 'math');
+    for (const record of math) expect(record.status).toMatch(/^refused: .*memory budget/);
+    const flash = result.records.filter((r) => r.backend === 'flash');
+    for (const record of flash) {
+      expect(record.status).toBe('ok');
+      expect(record.speedupVsMath).toBeNull();
+      expect(record.maxAbsDiffVsMath).toBeNull();
+    }
+  });
+});

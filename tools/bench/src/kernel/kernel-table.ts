@@ -1,0 +1,51 @@
+/** The kernel benchmark's lines for a terminal: tile choices, then one table row per record. */
+import type { BenchShape } from './kernel-args';
+import type { KernelRecord, TileReport } from './run-kernel-bench';
+
+export const formatShape = (shape: BenchShape) => `B${shape.batch} H${shape.heads} N${shape.length} D${shape.headDim}`;
+
+export function formatTiles(reports: readonly TileReport[]): string[] {
+  return reports.map(({ dtype, headDim, tiles }) =>
+    tiles
+      ? `flash tiles ${dtype} D${headDim}: forward/dQ ${tiles.rows} query rows × ${tiles.keys} keys per tile, ` +
+        `dK/dV ${tiles.backwardKeys} keys × ${tiles.backwardRows} query rows (head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`
+      : `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`,
+  );
+}
+
+const COLUMNS = [
+  ['shape', 22],
+  ['dtype', 6],
+  ['option', 20],
+  ['backend', 10],
+  ['pass', 9],
+  ['ms', 11],
+  ['TFLOP/s', 9],
+  ['vs math', 9],
+  ['max|Δ| vs math', 14],
+] as const;
+
+export function tableHeader(): string {
+  return COLUMNS.map(([name, width], index) => (index < 5 ? name.padEnd(width) : name.padStart(width))).join(' ');
+}
+
+function tflopsText(value: number): string {
+  return value >= 100 ? value.toFixed(0) : value >= 1 ? value.toFixed(2) : value.toPrecision(3);
+}
+
+export function formatRecord(record: KernelRecord, maxReasonLength = 110): string {
+  const head = [formatShape(record.shape), record.dtype, record.option, record.backend, record.pass].map((text, index) =>
+    text.padEnd(COLUMNS[index]![1]),
+  );
+  if (record.status !== 'ok' || record.ms === null || record.tflops === null) {
+    const reason = record.status.length > maxReasonLength ? `${record.status.slice(0, maxReasonLength - 1)}…` : record.status;
+    return `${head.join(' ')} ${reason}`;
+  }
+  const cells = [
+    record.ms.toFixed(record.ms >= 100 ? 1 : 3),
+    tflopsText(record.tflops),
+    record.speedupVsMath === null ? '' : `×${record.speedupVsMath.toFixed(2)}`,
+    record.maxAbsDiffVsMath === null ? '' : record.maxAbsDiffVsMath.toExponential(1),
+  ].map((text, index) => text.padStart(COLUMNS[index + 5]![1]));
+  return `${head.join(' ')} ${cells.join(' ')}`.trimEnd();
+}
