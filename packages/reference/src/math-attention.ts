@@ -143,7 +143,6 @@ export function mathAttention(
   assertRunnable(problem, device, limits);
   const { batch, queryHeads, queryLength, keyLength } = problem;
   const sizes = shapes(problem, { q: q.shape[0]!, k: k.shape[0]! });
-  const rows = batch * queryHeads * queryLength;
   const sequences = uploadSequences(device, problem, options);
   const mask = maskBuffer(device, options);
   const weights = emptyTensor(device, 'f32', [batch, queryHeads, queryLength, keyLength], 'math weights');
