@@ -69,7 +69,8 @@ function buildMask(config: PlaygroundConfig): { host: HostTensor | null; keyLeng
 /** Draws the inputs on the CPU (seeded) and moves them to `device`. */
 export async function buildAttentionInputs(device: Device, config: PlaygroundConfig): Promise<AttentionInputs> {
   const { batch: B, heads: H, queryLength: L, keyLength: S, headDim: D, dtype } = config;
-  const cpu = cpuDevice();
+  // Drawn on the CPU (the page's own CPU device when there is no GPU, so every tensor shares one device).
+  const cpu = device.isGpu ? cpuDevice() : device;
   const hostTensors = [
     randn(cpu, [B, H, L, D], { dtype, seed: config.seed }),
     randn(cpu, [B, H, S, D], { dtype, seed: config.seed + 1 }),

@@ -72,7 +72,7 @@ export function devicePanel(device: Device): HTMLElement {
     el(
       'table',
       { class: 'limits' },
-      el('tbody', {}, limitRows(device).map(([name, value]) => el('tr', {}, el('th', { scope: 'row' }, name), el('td', {}, value)))),
+      el('tbody', {}, limitRows(device).map(([name, value]) => el('tr', {}, el('th', { scope: 'row' }, name.replace(/([a-z])([A-Z])/g, '$1\u200b$2')), el('td', {}, value)))),
     ),
   );
 }

@@ -42,8 +42,8 @@ export function card(id: string, title: string, subtitle: string, ...body: reado
 }
 
 /** A labelled form field around `control`. */
-export function field(label: string, control: HTMLElement, hint?: string): HTMLLabelElement {
-  return el('label', { class: 'field' }, el('span', { class: 'field-label' }, label), control, hint ? el('span', { class: 'field-hint' }, hint) : null);
+export function field(label: string, control: HTMLElement): HTMLLabelElement {
+  return el('label', { class: 'field' }, el('span', { class: 'field-label' }, label), control);
 }
 
 export function numberInput(name: string, value: number, min: number, max: number, step = 1): HTMLInputElement {

@@ -1,6 +1,7 @@
 /**
  * The attention heatmap: one [L, S] matrix of weights drawn on a canvas, one pixel per cell scaled up without
- * smoothing. Allowed cells use a viridis-like colour ramp (square-root scale, so small weights stay visible);
+ * smoothing. Allowed cells use a viridis-like colour ramp (square-root scale up to the 99th percentile, so a few
+ * rows with one or two allowed keys — the first causal rows — do not wash out the rest);
  * cells the mask, causal, window or key lengths remove are drawn in a light neutral, so the mask's effect is
  * visible at a glance (a dropped-out cell is allowed but zero: it shows as the ramp's dark end).
  */
@@ -26,11 +27,19 @@ export function rampColour(t: number): [number, number, number] {
   return [0, 1, 2].map((c) => Math.round(a[c]! + (b[c]! - a[c]!) * f)) as [number, number, number];
 }
 
+/** The top of the colour scale: the 99th percentile of the allowed cells' weights (0 when there are none). */
+export function colourScaleTop(data: HeatmapData): number {
+  const values: number[] = [];
+  for (let i = 0; i < data.weights.length; i++) if (data.allowed[i]) values.push(data.weights[i]!);
+  if (!values.length) return 0;
+  values.sort((a, b) => a - b);
+  return values[Math.floor(0.99 * (values.length - 1))]!;
+}
+
 /** Draws `data` into a new canvas of about `size` CSS pixels on its longer side. */
 export function drawHeatmap(data: HeatmapData, size = 360): HTMLCanvasElement {
   const { rows, columns, weights, allowed } = data;
-  let largest = 0;
-  for (let i = 0; i < weights.length; i++) if (allowed[i] && weights[i]! > largest) largest = weights[i]!;
+  const largest = colourScaleTop(data);
   const image = new ImageData(columns, rows);
   for (let cell = 0; cell < rows * columns; cell++) {
     const [r, g, b] = allowed[cell] ? rampColour(largest > 0 ? Math.sqrt(weights[cell]! / largest) : 0) : MASKED_COLOUR;
@@ -64,12 +73,9 @@ export function drawHeatmap(data: HeatmapData, size = 360): HTMLCanvasElement {
 
 /** The colour legend: the ramp from 0 to the largest weight, and the masked colour. */
 export function heatmapLegend(data: HeatmapData): HTMLElement {
-  let largest = 0;
+  const largest = colourScaleTop(data);
   let maskedCells = 0;
-  for (let i = 0; i < data.weights.length; i++) {
-    if (data.allowed[i]) largest = Math.max(largest, data.weights[i]!);
-    else maskedCells++;
-  }
+  for (let i = 0; i < data.weights.length; i++) if (!data.allowed[i]) maskedCells++;
   const stops = Array.from({ length: 11 }, (_, i) => `rgb(${rampColour(i / 10).join(',')}) ${i * 10}%`).join(', ');
   const bar = el('span', { class: 'legend-ramp' });
   bar.style.background = `linear-gradient(to right, ${stops})`;
@@ -79,7 +85,7 @@ export function heatmapLegend(data: HeatmapData): HTMLElement {
   return el(
     'div',
     { class: 'heatmap-legend' },
-    el('span', { class: 'legend-item' }, '0', bar, largest.toPrecision(3), el('span', { class: 'muted' }, ' (√ scale)')),
+    el('span', { class: 'legend-item' }, '0', bar, `≥ ${largest.toPrecision(3)}`, el('span', { class: 'muted' }, ' (√ scale, top = 99th percentile)')),
     el('span', { class: 'legend-item' }, swatch, `masked: ${maskedCells.toLocaleString()} cells (${share} %)`),
   );
 }

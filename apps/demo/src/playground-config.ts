@@ -6,9 +6,9 @@ export type MaskKind = (typeof MASK_KINDS)[number];
 
 export const MASK_LABELS: Record<MaskKind, string> = {
   none: 'none',
-  'key-padding': 'key padding (per-batch key lengths)',
-  bool: 'bool mask (random, true = may attend)',
-  additive: 'additive mask (ALiBi-style bias per head)',
+  'key-padding': 'key padding (key lengths per batch)',
+  bool: 'bool (random, true = may attend)',
+  additive: 'additive (ALiBi bias per head)',
 };
 
 /** 'auto' lets the dispatcher choose; a backend name forces it (the call fails, with every reason, if it cannot run). */

@@ -30,39 +30,41 @@ function buildForm(initial: PlaygroundConfig): HTMLFormElement {
       el('legend', {}, 'Shape'),
       el(
         'div',
-        { class: 'field-row' },
+        { class: 'field-grid five' },
         field('B', sizeInput('batch', initial.batch)),
         field('H', sizeInput('heads', initial.heads)),
-        field('L', sizeInput('queryLength', initial.queryLength), 'queries'),
-        field('S', sizeInput('keyLength', initial.keyLength), 'keys'),
+        field('L', sizeInput('queryLength', initial.queryLength)),
+        field('S', sizeInput('keyLength', initial.keyLength)),
         field('D', sizeInput('headDim', initial.headDim)),
       ),
+      el('p', { class: 'field-hint' }, 'batch, heads, query rows, key rows, head dim'),
       el(
         'div',
-        { class: 'field-row' },
+        { class: 'field-grid two' },
         field('dtype', select('dtype', [['f32', 'f32'], ['f16', 'f16']] as const, initial.dtype)),
-        field('backend', select<BackendChoice>('backend', BACKEND_CHOICES.map((name) => [name, name === 'auto' ? 'auto (dispatcher)' : `force ${name}`] as const), initial.backend)),
+        field('backend', select<BackendChoice>('backend', BACKEND_CHOICES.map((name) => [name, name === 'auto' ? 'auto' : `force ${name}`] as const), initial.backend)),
       ),
     ),
     el(
       'fieldset',
       {},
       el('legend', {}, 'Masking'),
-      el('div', { class: 'field-row' }, field('mask', select<MaskKind>('mask', MASK_KINDS.map((kind) => [kind, MASK_LABELS[kind]] as const), initial.mask))),
+      field('mask', select<MaskKind>('mask', MASK_KINDS.map((kind) => [kind, MASK_LABELS[kind]] as const), initial.mask)),
       el(
         'div',
-        { class: 'field-row' },
+        { class: 'field-grid two' },
         el('label', { class: 'check' }, checkbox('causal', initial.causal), 'causal'),
-        field('alignment', select('alignment', [['top-left', 'top-left (PyTorch)'], ['bottom-right', 'bottom-right (FlashAttention)']] as const, initial.alignment)),
+        el('label', { class: 'check' }, checkbox('windowEnabled', initial.window !== null), 'sliding window'),
       ),
       el(
         'div',
-        { class: 'field-row' },
-        el('label', { class: 'check' }, checkbox('windowEnabled', initial.window !== null), 'sliding window'),
-        field('left', windowSide('windowLeft', initial.window?.[0] ?? 16), '−1 = unbounded'),
-        field('right', windowSide('windowRight', initial.window?.[1] ?? 0)),
+        { class: 'field-grid three' },
+        field('alignment', select('alignment', [['top-left', 'top-left'], ['bottom-right', 'bottom-right']] as const, initial.alignment)),
+        field('window left', windowSide('windowLeft', initial.window?.[0] ?? 16)),
+        field('window right', windowSide('windowRight', initial.window?.[1] ?? 0)),
       ),
-      el('div', { class: 'field-row' }, field('dropout p', numberInput('dropoutP', initial.dropoutP, 0, 0.95, 0.05))),
+      el('p', { class: 'field-hint' }, 'top-left as PyTorch, bottom-right as FlashAttention (matters when L ≠ S); window −1 = unbounded'),
+      el('div', { class: 'field-grid three' }, field('dropout p', numberInput('dropoutP', initial.dropoutP, 0, 0.95, 0.05))),
     ),
     el(
       'fieldset',
@@ -70,11 +72,11 @@ function buildForm(initial: PlaygroundConfig): HTMLFormElement {
       el('legend', {}, 'Run'),
       el(
         'div',
-        { class: 'field-row' },
+        { class: 'field-grid four' },
         field('seed', numberInput('seed', initial.seed, 0, 2 ** 31 - 1)),
         field('repeats', sizeInput('repeats', initial.repeats)),
-        field('heatmap batch', numberInput('heatmapBatch', initial.heatmapBatch, 0, 15)),
-        field('heatmap head', numberInput('heatmapHead', initial.heatmapHead, 0, 31)),
+        field('map batch', numberInput('heatmapBatch', initial.heatmapBatch, 0, 15)),
+        field('map head', numberInput('heatmapHead', initial.heatmapHead, 0, 31)),
       ),
     ),
     el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', id: 'run-playground' }, 'Run attention')),
@@ -115,27 +117,49 @@ export function readPlaygroundForm(form: HTMLFormElement): PlaygroundConfig {
   };
 }
 
-function stat(label: string, value: string, testId: string, extra: Record<string, string | number> = {}, tone = ''): HTMLElement {
-  return el('div', { class: `stat ${tone}` }, el('span', { class: 'stat-label' }, label), el('span', { class: 'stat-value', 'data-testid': testId, ...extra }, value));
+function stat(label: string, value: string, testId: string, extra: Record<string, string | number> = {}, tone = '', note = ''): HTMLElement {
+  return el(
+    'div',
+    { class: `stat ${tone}` },
+    el('span', { class: 'stat-label' }, label),
+    el('span', { class: 'stat-value', 'data-testid': testId, ...extra }, value),
+    note ? el('span', { class: 'stat-note' }, note) : null,
+  );
 }
 
 function summary(result: PlaygroundResult): HTMLElement {
   const items: HTMLElement[] = [];
-  items.push(stat('backend that ran', result.ran?.backend ?? '—', 'ran-backend'));
+  items.push(stat('backend that ran', result.ran?.backend ?? '—', 'ran-backend', {}, '', result.config.backend === 'auto' ? 'chosen by the dispatcher' : 'forced'));
   if (result.timing) {
     items.push(
-      stat('time (median)', formatMilliseconds(result.timing.medianMs), 'time', { 'data-value': result.timing.medianMs }),
-      stat('fastest', `${formatMilliseconds(result.timing.minMs)} of ${result.timing.runs}`, 'time-min'),
+      stat('time, median', formatMilliseconds(result.timing.medianMs), 'time', { 'data-value': result.timing.medianMs }, '', `fastest ${formatMilliseconds(result.timing.minMs)} of ${result.timing.runs}`),
     );
   }
   if (result.check) {
     const { error, tolerance, pass, referenceError } = result.check;
+    const tone = pass ? 'good' : 'bad';
     items.push(
-      stat('max error vs float64 reference', error.toExponential(2), 'max-error', { 'data-value': error, 'data-tolerance': tolerance, 'data-pass': String(pass) }, pass ? 'good' : 'bad'),
-      stat(`tolerance (3 × ${result.config.dtype} reference's ${referenceError.toExponential(1)} + floor)`, `${tolerance.toExponential(2)} ${pass ? '✓' : '✕'}`, 'tolerance', {}, pass ? 'good' : 'bad'),
+      stat('max error vs float64', error.toExponential(2), 'max-error', { 'data-value': error, 'data-tolerance': tolerance, 'data-pass': String(pass) }, tone, pass ? 'within tolerance ✓' : 'above tolerance ✕'),
+      stat('tolerance', tolerance.toExponential(2), 'tolerance', {}, '', `3 × ${result.config.dtype} reference's ${referenceError.toExponential(1)} + floor`),
     );
   }
   return el('div', { class: 'stats' }, items);
+}
+
+/** A rejection's message without the leading "backend: " (the table already says which backend). */
+const reasonText = (backend: string, message: string): string => (message.startsWith(`${backend}: `) ? message.slice(backend.length + 2) : message);
+
+function dispatcherNote(result: PlaygroundResult): HTMLElement | null {
+  const explanation = result.explanation;
+  if (!explanation) return null;
+  return el(
+    'div',
+    { class: 'dispatcher-note' },
+    el('h3', {}, 'Dispatcher'),
+    el('p', { class: 'mono small problem-summary' }, explanation.summary),
+    el('p', {}, el('span', { class: 'muted' }, 'would choose: '), explanation.reason),
+    result.ran ? el('p', {}, el('span', { class: 'muted' }, 'dispatch log: '), `${result.ran.backend} ran`) : null,
+  );
 }
 
 function explainTable(result: PlaygroundResult): HTMLElement | null {
@@ -145,8 +169,6 @@ function explainTable(result: PlaygroundResult): HTMLElement | null {
     'div',
     { class: 'explain', 'data-testid': 'explain' },
     el('h3', {}, 'Explain: every backend, eligible or not'),
-    el('p', { class: 'small mono' }, explanation.summary),
-    el('p', { class: 'small' }, el('strong', {}, 'choice: '), explanation.reason),
     el(
       'table',
       { class: 'explain-table' },
@@ -165,7 +187,11 @@ function explainTable(result: PlaygroundResult): HTMLElement | null {
               'td',
               {},
               report.rejections.length
-                ? el('ul', { class: 'reasons' }, report.rejections.map((item) => el('li', {}, el('span', { class: 'mono check-name' }, item.check), ' ', item.message)))
+                ? el(
+                    'ul',
+                    { class: 'reasons' },
+                    report.rejections.map((item) => el('li', {}, el('span', { class: 'check-name' }, item.check), reasonText(report.name, item.message))),
+                  )
                 : el('span', { class: 'muted' }, 'no objection'),
             ),
           ),
@@ -178,15 +204,14 @@ function explainTable(result: PlaygroundResult): HTMLElement | null {
 function heatmapBlock(result: PlaygroundResult): HTMLElement {
   const data = result.heatmap;
   if (!data) {
-    return el('div', { class: 'heatmap', 'data-testid': 'heatmap' }, el('h3', {}, 'Attention heatmap'), el('p', { class: 'muted' }, result.heatmapSkipped ?? 'not run'));
+    return el('div', { class: 'heatmap', 'data-testid': 'heatmap' }, el('h3', {}, 'Attention heatmap'), el('p', { class: 'muted small' }, result.heatmapSkipped ?? 'not run'));
   }
-  const shown = el('div', { class: 'heatmap-frame' }, drawHeatmap(data));
   return el(
     'div',
     { class: 'heatmap', 'data-testid': 'heatmap', 'data-rendered': 'true' },
-    el('h3', {}, `Attention heatmap: batch ${data.batch}, head ${data.head}`),
-    el('p', { class: 'small muted' }, `rows: ${data.rows} queries, columns: ${data.columns} keys; weights from the ${data.backend ?? '?'} backend (only math and cpu materialise them)`),
-    shown,
+    el('h3', {}, `Attention weights: batch ${data.batch}, head ${data.head}`),
+    el('div', { class: 'heatmap-frame' }, drawHeatmap(data, 300)),
+    el('p', { class: 'small muted axis-note' }, `${data.rows} queries (rows) × ${data.columns} keys (columns), from the ${data.backend ?? '?'} backend`),
     heatmapLegend(data),
   );
 }
@@ -219,7 +244,8 @@ export function playgroundPanel(device: Device): HTMLElement {
           result.failure ? el('p', { class: 'failure', 'data-testid': 'failure' }, result.failure) : null,
           summary(result),
           result.checkSkipped && !result.failure ? el('p', { class: 'muted small' }, `Reference check skipped: ${result.checkSkipped}`) : null,
-          el('div', { class: 'result-columns' }, explainTable(result), result.failure ? null : heatmapBlock(result)),
+          el('div', { class: 'result-columns' }, result.failure ? null : heatmapBlock(result), dispatcherNote(result)),
+          explainTable(result),
         );
         panel.dataset.state = result.failure ? 'failed' : 'done';
       })

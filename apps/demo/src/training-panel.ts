@@ -70,8 +70,9 @@ export function trainingPanel(device: Device): HTMLElement {
   const presets = el(
     'div',
     { class: 'presets' },
-    el('button', { type: 'button', class: 'link', 'data-preset': 'reduced' }, 'reduced size'),
-    el('button', { type: 'button', class: 'link', 'data-preset': 'seed' }, "the seed's size (B32 L500 E128 H8, 100 steps)"),
+    el('span', { class: 'field-hint' }, 'presets:'),
+    el('button', { type: 'button', class: 'link', 'data-preset': 'reduced' }, 'reduced (B4 L64 E32 H4, 20 steps)'),
+    el('button', { type: 'button', class: 'link', 'data-preset': 'seed' }, "the seed's (B32 L500 E128 H8, 100 steps)"),
   );
   const variantBoxes = VARIANTS.map((variant) =>
     el('label', { class: 'check', title: VARIANT_LABELS[variant] }, checkbox(`variant-${variant}`, device.isGpu || variant !== 'flash'), el('span', { class: 'mono' }, variant)),
@@ -84,7 +85,7 @@ export function trainingPanel(device: Device): HTMLElement {
   const form = el(
     'form',
     { class: 'training-form', id: 'training-form' },
-    el('fieldset', {}, el('legend', {}, 'Size'), el('div', { class: 'field-row' }, sizeInputs), presets),
+    el('fieldset', {}, el('legend', {}, 'Size'), el('div', { class: 'field-grid five' }, sizeInputs), presets),
     el('fieldset', {}, el('legend', {}, 'Variants'), el('div', { class: 'check-grid' }, variantBoxes)),
     el('fieldset', {}, el('legend', {}, 'Option sets'), el('div', { class: 'check-grid' }, optionBoxes)),
     el('div', { class: 'actions' }, runButton, stopButton),
@@ -110,7 +111,7 @@ export function trainingPanel(device: Device): HTMLElement {
           'div',
           { class: 'chart-row' },
           el('figure', { class: 'chart' }, el('figcaption', {}, 'ms per step'), el('div', { class: 'chart-box' }, stepCanvas)),
-          el('figure', { class: 'chart' }, el('figcaption', {}, 'loss curve'), el('div', { class: 'chart-box' }, lossCanvas)),
+          el('figure', { class: 'chart' }, el('figcaption', {}, 'loss curve', el('span', { class: 'muted' }, ' · variants with the same maths overlap')), el('div', { class: 'chart-box' }, lossCanvas)),
         ),
         table,
       ),

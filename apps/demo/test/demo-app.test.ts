@@ -3,7 +3,7 @@
  * headless Chromium with WebGPU on SwiftShader (tools/browser-test's launcher). It runs the playground and checks
  * the output against the float64 reference (the page's own comparison, whose numbers are re-checked here), the
  * explain table, a forced backend that cannot run, the heatmap, a short training run with both charts, and the
- * CPU path (?cpu). Any console error fails the test. Screenshots go to apps/demo/test-output/ (git-ignored).
+ * CPU path in a Chromium without WebGPU. Any console error fails the test. Screenshots go to apps/demo/test-output/ (git-ignored).
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -24,8 +24,12 @@ if (!haveChromium && process.env.WEBATTN_REQUIRE_GPU === '1') {
 if (!haveChromium) console.warn(`[webattn] demo browser test skipped: no Chromium at ${chromiumPath}`);
 
 /** A page with every console error and uncaught exception collected. */
-async function openPage(browser: LaunchedBrowser, url: string): Promise<{ page: Page; errors: string[] }> {
+async function openPage(browser: LaunchedBrowser, url: string, withoutWebGpu = false): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.context.newPage();
+  if (withoutWebGpu) {
+    // As in a browser without WebGPU: navigator.gpu is undefined before any page script runs.
+    await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
+  }
   await page.setViewportSize({ width: 1440, height: 900 });
   const errors: string[] = [];
   page.on('console', (message) => {
@@ -113,7 +117,7 @@ describe.skipIf(!haveChromium)('the demo app in headless Chromium (WebGPU on Swi
       // Playground: a small causal problem with a random bool mask and dropout, the dispatcher choosing.
       await fill(page, '#playground-form', { batch: 1, heads: 2, queryLength: 64, keyLength: 64, headDim: 32, dtype: 'f32', mask: 'bool', dropoutP: 0.1, repeats: 2, backend: 'auto' });
       await setChecked(page, '#playground-form', { causal: true });
-      expect(await runPlayground(page)).toBe('done');
+      expect(await runPlayground(page), (await page.textContent("#playground-results")) ?? "").toBe("done");
       const check = await referenceCheck(page);
       expect(Number.isFinite(check.error), `error ${check.error}`).toBe(true);
       expect(check.tolerance).toBeGreaterThan(0);
@@ -179,15 +183,15 @@ describe.skipIf(!haveChromium)('the demo app in headless Chromium (WebGPU on Swi
     }
   });
 
-  it('without WebGPU (?cpu) says so and still runs small sizes on the CPU', async () => {
-    const { page, errors } = await openPage(browser, `${url}?cpu`);
+  it('in a browser without WebGPU says so and still runs small sizes on the CPU', async () => {
+    const { page, errors } = await openPage(browser, url, true);
     try {
-      expect(await page.textContent('[data-testid="no-webgpu"]')).toMatch(/WebGPU is not available/);
+      expect(await page.textContent('[data-testid="no-webgpu"]')).toMatch(/WebGPU is not available here: .*navigator\.gpu/);
       expect(await page.textContent('[data-testid="device-kind"]')).toBe('CPU only');
       await fill(page, '#playground-form', { batch: 1, heads: 2, queryLength: 16, keyLength: 24, headDim: 8, mask: 'additive', repeats: 1 });
       await setChecked(page, '#playground-form', { causal: true });
       await fill(page, '#playground-form', { alignment: 'bottom-right' });
-      expect(await runPlayground(page)).toBe('done');
+      expect(await runPlayground(page), (await page.textContent("#playground-results")) ?? "").toBe("done");
       expect(await page.textContent('[data-testid="ran-backend"]')).toBe('cpu');
       const check = await referenceCheck(page);
       expect(check.error).toBeLessThanOrEqual(check.tolerance);
