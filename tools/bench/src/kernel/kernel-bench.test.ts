@@ -20,9 +20,11 @@ function expectWellFormed(record: KernelRecord): void {
     expect(Number.isFinite(record.ms) && record.ms! > 0, `${label}: ms ${record.ms}`).toBe(true);
     expect(Number.isFinite(record.tflops) && record.tflops! > 0, `${label}: TFLOP/s ${record.tflops}`).toBe(true);
     expect(record.tflops! * record.ms! * 1e9, label).toBeCloseTo(record.flops, -1);
+    expect(['timestamp', 'wall-clock'], label).toContain(record.timing);
     expect(record.repeats! >= 1 && record.samplesMs!.every((ms) => Number.isFinite(ms) && ms >= 0), label).toBe(true);
   } else {
     expect(record.status, label).toMatch(/^refused: \S/);
+    expect(record.timing, label).toBeNull();
     expect(record.ms, label).toBeNull();
     expect(record.tflops, label).toBeNull();
   }
@@ -83,6 +85,7 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
     const flash = result.records.filter((r) => r.backend === 'flash');
     for (const record of flash) {
       expect(record.status).toBe('ok');
+      expect(record.timing).toBe('wall-clock');
       expect(record.speedupVsMath).toBeNull();
       expect(record.maxAbsDiffVsMath).toBeNull();
     }

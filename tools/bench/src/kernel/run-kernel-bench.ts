@@ -23,6 +23,8 @@ export interface KernelRecord {
   readonly pass: Pass;
   /** 'ok', or 'refused: <why>' / 'error: <message>' (then ms and tflops are null). */
   readonly status: string;
+  /** How this record was timed (null when it did not run). */
+  readonly timing: TimingMethod | null;
   readonly ms: number | null;
   readonly tflops: number | null;
   /** FLOPs counted for this pass: 4·B·H·L·S·D forward, 2.5× that backward, halved for causal. */
@@ -93,7 +95,7 @@ async function measurePass(context: CaseContext, backend: KernelBackend, pass: P
   const { q, k, v, gradOut, options } = inputs;
   const flops = forwardFlops(shape, set) * (pass === 'backward' ? BACKWARD_FLOP_FACTOR : 1);
   const base = { shape, dtype, option: set.name, backend: backend.name, pass, flops, keyLengths: inputs.keyLengths };
-  const failed = (status: string) => ({ ...base, status, ms: null, tflops: null, repeats: null, samplesMs: null, quantized: false });
+  const failed = (status: string) => ({ ...base, status, timing: null, ms: null, tflops: null, repeats: null, samplesMs: null, quantized: false });
   const refusal = backend.refusal(q, k, v, options, pass);
   if (refusal) return failed(`refused: ${refusal}`);
   let forward: ForwardResult | undefined;
@@ -111,18 +113,17 @@ async function measurePass(context: CaseContext, backend: KernelBackend, pass: P
           }
         : () => backend.backward(q, k, v, saved!, gradOut, options);
     const maxRepeats = Math.max(1, Math.min(MAX_REPEATS, Math.floor(SAMPLE_MEMORY_BYTES / bytesPerCall(shape, dtype, backend.name, pass))));
-    const timing = await timeCalls(device, method, call, {
-      warmup: config.warmup,
-      iterations: config.iterations,
-      sampleTargetMs: config.sampleTargetMs,
-      maxRepeats,
-    });
+    const timingOptions = { warmup: config.warmup, iterations: config.iterations, sampleTargetMs: config.sampleTargetMs, maxRepeats };
+    let timing = await timeCalls(device, method, call, timingOptions);
+    // Timestamps that make no sense (zero, negative: a driver that does not write them) fall back to the clock.
+    if (method === 'timestamp' && !(timing.ms > 0 && Number.isFinite(timing.ms))) timing = await timeCalls(device, 'wall-clock', call, timingOptions);
     if (!(timing.ms > 0) || !Number.isFinite(timing.ms)) {
-      return failed(`error: measured ${timing.ms} ms per call (below the timer's resolution); use --timing wall-clock`);
+      return failed(`error: measured ${timing.ms} ms per call with ${timing.method} timing`);
     }
     return {
       ...base,
       status: 'ok',
+      timing: timing.method,
       ms: timing.ms,
       tflops: flops / timing.ms / 1e9,
       repeats: timing.repeats,
