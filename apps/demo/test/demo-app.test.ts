@@ -196,6 +196,27 @@ describe.skipIf(!haveChromium)('the demo app in headless Chromium (WebGPU on Swi
       const check = await referenceCheck(page);
       expect(check.error).toBeLessThanOrEqual(check.tolerance);
       expect(await page.getAttribute('[data-testid="heatmap"]', 'data-rendered')).toBe('true');
+
+      // Training on the CPU: flash is unchecked (it needs a GPU); a tiny model, two steps.
+      expect(await page.isChecked('#training-form [name="variant-flash"]')).toBe(false);
+      await fill(page, '#training-form', { batch: 1, seq: 8, embed: 8, heads: 2, steps: 2 });
+      await setChecked(page, '#training-form', {
+        'variant-naive': true,
+        'variant-mha': true,
+        'variant-sdpa': false,
+        ...Object.fromEntries(['key-padding', 'bool-mask', 'dropout', 'mask+dropout', 'causal'].map((name) => [`options-${name}`, false])),
+        'options-none': true,
+      });
+      await page.click('#run-training');
+      await page.waitForSelector('#training[data-state="done"], #training[data-state="failed"]', { timeout: 60_000 });
+      const trained = await page.$$eval('[data-testid="training-table"] tbody tr', (trs) =>
+        trs.map((tr) => ({ variant: tr.getAttribute('data-variant'), ms: Number(tr.getAttribute('data-ms') || 'NaN'), backend: tr.children[4]?.textContent })),
+      );
+      expect(trained).toMatchObject([
+        { variant: 'naive', backend: '—' },
+        { variant: 'mha', backend: 'cpu' },
+      ]);
+      for (const row of trained) expect(row.ms).toBeGreaterThan(0);
       await page.screenshot({ path: `${outputDir}demo-cpu.png`, fullPage: true });
       expect(errors).toEqual([]);
     } finally {
