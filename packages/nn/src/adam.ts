@@ -1,6 +1,6 @@
-import { add, div, mul, scale, sqrt, sub, type Tensor } from '@webattn/tensor';
+import { zeros, type Tensor } from '@webattn/tensor';
+import { adamUpdate } from './optimizer-kernels';
 import { Optimizer, checkHyperparameter } from './optimizer';
-import { Scratch } from './scratch';
 
 export interface AdamOptions {
   /** Default 1e-3. */
@@ -14,8 +14,8 @@ export interface AdamOptions {
 }
 
 /**
- * Adam (torch.optim.Adam): moving averages of the gradient and its square with bias correction;
- * weight decay is added to the gradient (L2).
+ * Adam (torch.optim.Adam): moving averages of the gradient and its square with bias correction; weight decay is
+ * added to the gradient (L2). One fused kernel per parameter and step.
  */
 export class Adam extends Optimizer {
   readonly lr: number;
@@ -23,9 +23,7 @@ export class Adam extends Optimizer {
   readonly eps: number;
   readonly weightDecay: number;
   protected readonly decoupled: boolean;
-  private readonly firstMoments: (Tensor | null)[];
-  private readonly secondMoments: (Tensor | null)[];
-  private readonly steps: number[];
+  private readonly moments: ({ first: Tensor; second: Tensor; steps: number } | null)[];
 
   constructor(parameters: Iterable<Tensor>, options: AdamOptions = {}, name = 'Adam', decoupled = false) {
     super(parameters, name);
@@ -39,44 +37,35 @@ export class Adam extends Optimizer {
     checkHyperparameter(name, 'betas[1]', this.betas[1], 0, 0.999999);
     checkHyperparameter(name, 'eps', this.eps, 0);
     checkHyperparameter(name, 'weightDecay', this.weightDecay, 0);
-    this.firstMoments = this.parameters.map(() => null);
-    this.secondMoments = this.parameters.map(() => null);
-    this.steps = this.parameters.map(() => 0);
+    this.moments = this.parameters.map(() => null);
   }
 
-  protected update(parameter: Tensor, grad: Tensor, index: number): Tensor {
-    const scratch = new Scratch();
-    try {
-      const [beta1, beta2] = this.betas;
-      const step = ++this.steps[index]!;
-      let base = parameter;
-      let g = grad;
-      if (this.weightDecay !== 0) {
-        if (this.decoupled) base = scratch.own(scale(parameter, 1 - this.lr * this.weightDecay));
-        else g = scratch.own(add(g, scratch.own(scale(parameter, this.weightDecay))));
-      }
-      const previousFirst = this.firstMoments[index];
-      const previousSecond = this.secondMoments[index];
-      const first = previousFirst
-        ? add(scratch.own(scale(previousFirst, beta1)), scratch.own(scale(g, 1 - beta1)))
-        : scale(g, 1 - beta1);
-      const squared = scratch.own(mul(g, g));
-      const second = previousSecond
-        ? add(scratch.own(scale(previousSecond, beta2)), scratch.own(scale(squared, 1 - beta2)))
-        : scale(squared, 1 - beta2);
-      previousFirst?.dispose();
-      previousSecond?.dispose();
-      this.firstMoments[index] = first;
-      this.secondMoments[index] = second;
-      // PyTorch: denom = √v / √(1 − β2ᵗ) + eps; p −= lr / (1 − β1ᵗ) · m / denom.
-      const correction1 = 1 - beta1 ** step;
-      const correction2 = 1 - beta2 ** step;
-      const denominator = scratch.own(add(scratch.own(scale(scratch.own(sqrt(second)), 1 / Math.sqrt(correction2))), this.eps));
-      const direction = scratch.own(div(first, denominator));
-      return sub(base, scratch.own(scale(direction, this.lr / correction1)));
-    } finally {
-      scratch.dispose();
+  protected update(parameter: Tensor, grad: Tensor, index: number): void {
+    const state = (this.moments[index] ??= {
+      first: zeros(parameter.device, parameter.shape),
+      second: zeros(parameter.device, parameter.shape),
+      steps: 0,
+    });
+    const step = ++state.steps;
+    const [beta1, beta2] = this.betas;
+    // PyTorch: p ← p·(1 − lr·wd) for AdamW; denom = √v / √(1 − β2ᵗ) + eps; p −= lr / (1 − β1ᵗ) · m / denom.
+    adamUpdate(parameter, grad, state.first, state.second, {
+      beta1,
+      beta2,
+      eps: this.eps,
+      l2: this.decoupled ? 0 : this.weightDecay,
+      decay: this.decoupled ? 1 - this.lr * this.weightDecay : 1,
+      stepSize: this.lr / (1 - beta1 ** step),
+      inverseSqrtCorrection2: 1 / Math.sqrt(1 - beta2 ** step),
+    });
+  }
+
+  override dispose(): void {
+    for (const state of this.moments) {
+      state?.first.dispose();
+      state?.second.dispose();
     }
+    this.moments.fill(null);
   }
 }
 

@@ -39,27 +39,36 @@ const makers: Record<string, (model: Linear) => Optimizer> = {
   adamw: (m) => new AdamW(m.parameters(), { lr: 0.02, weightDecay: 0.1 }),
 };
 
-describe.skipIf(!gpu)('optimizers match torch.optim step by step (GPU, f32 vs PyTorch float64)', () => {
-  for (const [name, make] of Object.entries(makers)) {
-    it(name, async () => {
-      await expectNoGpuErrors(gpu!, async () => {
-        const { fixture, model, lossStep } = setup(gpu!, name);
-        const optimizer = make(model);
-        const steps = (fixture.expected as { steps: Record<string, FixtureTensor>[] }).steps;
-        for (const [step, expected] of steps.entries()) {
-          optimizer.zeroGrad();
-          lossStep();
-          optimizer.step();
-          for (const [key, parameter] of Object.entries(model.stateDict())) {
-            const { error, index } = maxError(await parameter.toArray(), decode(expected[key]!) as Float64Array);
-            expect(error, `${name} step ${step + 1} ${key}[${index}]`).toBeLessThan(2e-6);
+const devices: [string, Device | null][] = [
+  ['GPU fused kernel', gpu],
+  ['CPU loops', cpuDevice('optimizer tests')],
+];
+
+for (const [where, device] of devices) {
+  describe.skipIf(!device)(`optimizers match torch.optim step by step (${where}, f32 vs PyTorch float64)`, () => {
+    for (const [name, make] of Object.entries(makers)) {
+      it(name, async () => {
+        const check = async () => {
+          const { fixture, model, lossStep } = setup(device!, name);
+          const optimizer = make(model);
+          const steps = (fixture.expected as { steps: Record<string, FixtureTensor>[] }).steps;
+          for (const [step, expected] of steps.entries()) {
+            optimizer.zeroGrad();
+            lossStep();
+            optimizer.step();
+            for (const [key, parameter] of Object.entries(model.stateDict())) {
+              const { error, index } = maxError(await parameter.toArray(), decode(expected[key]!) as Float64Array);
+              expect(error, `${name} step ${step + 1} ${key}[${index}]`).toBeLessThan(2e-6);
+            }
           }
-        }
-        expect(optimizer.stepCount).toBe(4);
+          expect(optimizer.stepCount).toBe(4);
+          optimizer.dispose();
+        };
+        await (device!.isGpu ? expectNoGpuErrors(device!, check) : check());
       });
-    });
-  }
-});
+    }
+  });
+}
 
 describe.skipIf(!gpu)('clipGradNorm', () => {
   it('returns the total norm and scales gradients as torch.nn.utils.clip_grad_norm_', async () => {

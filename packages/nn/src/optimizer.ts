@@ -1,9 +1,9 @@
-import { InvalidArgumentError, noGrad, type Tensor } from '@webattn/tensor';
-import { assignValues } from './assign';
+import { InvalidArgumentError, type Tensor } from '@webattn/tensor';
 
 /**
- * Base of the optimizers: the parameters it updates, zeroGrad, and an in-place write of each new value (so the
- * module and anything else holding a parameter see it). Updates run under noGrad.
+ * Base of the optimizers: the parameters it updates, zeroGrad, and step(), which updates each parameter that has a
+ * gradient in place (so the module and anything else holding the parameter see the new values) with one fused
+ * kernel per parameter (optimizer-kernels.ts).
  */
 export abstract class Optimizer {
   readonly parameters: readonly Tensor[];
@@ -31,18 +31,16 @@ export abstract class Optimizer {
   /** One update of every parameter that has a gradient. */
   step(): void {
     this.stepCount++;
-    noGrad(() => {
-      this.parameters.forEach((parameter, index) => {
-        if (!parameter.grad) return;
-        const updated = this.update(parameter, parameter.grad, index);
-        assignValues(parameter, updated, 'parameter');
-        updated.dispose();
-      });
+    this.parameters.forEach((parameter, index) => {
+      if (parameter.grad) this.update(parameter, parameter.grad, index);
     });
   }
 
-  /** The parameter's new value (a new tensor; the base class writes it in place and disposes it). */
-  protected abstract update(parameter: Tensor, grad: Tensor, index: number): Tensor;
+  /** Updates `parameter` in place from its gradient and the optimizer's state for it. */
+  protected abstract update(parameter: Tensor, grad: Tensor, index: number): void;
+
+  /** Releases the optimizer's state (momentum buffers, moments). */
+  dispose(): void {}
 }
 
 export function checkHyperparameter(optimizer: string, name: string, value: number, low: number, high = Infinity): void {

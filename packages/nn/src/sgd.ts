@@ -1,6 +1,6 @@
-import { InvalidArgumentError, add, scale, sub, type Tensor } from '@webattn/tensor';
+import { InvalidArgumentError, zeros, type Tensor } from '@webattn/tensor';
+import { sgdUpdate } from './optimizer-kernels';
 import { Optimizer, checkHyperparameter } from './optimizer';
-import { Scratch } from './scratch';
 
 export interface SgdOptions {
   readonly lr: number;
@@ -17,6 +17,7 @@ export class SGD extends Optimizer {
   readonly dampening: number;
   readonly weightDecay: number;
   readonly nesterov: boolean;
+  /** Momentum buffers (created at a parameter's first step), or a one-element placeholder without momentum. */
   private readonly buffers: (Tensor | null)[];
 
   constructor(parameters: Iterable<Tensor>, options: SgdOptions) {
@@ -36,24 +37,21 @@ export class SGD extends Optimizer {
     this.buffers = this.parameters.map(() => null);
   }
 
-  protected update(parameter: Tensor, grad: Tensor, index: number): Tensor {
-    const scratch = new Scratch();
-    try {
-      let g = grad;
-      if (this.weightDecay !== 0) g = scratch.own(add(g, scratch.own(scale(parameter, this.weightDecay))));
-      if (this.momentum !== 0) {
-        const previous = this.buffers[index];
-        // PyTorch: the first step's buffer is the gradient itself; then buf = momentum·buf + (1 − dampening)·g.
-        const buffer = previous
-          ? add(scratch.own(scale(previous, this.momentum)), scratch.own(scale(g, 1 - this.dampening)))
-          : scale(g, 1);
-        previous?.dispose();
-        this.buffers[index] = buffer;
-        g = this.nesterov ? scratch.own(add(g, scratch.own(scale(buffer, this.momentum)))) : buffer;
-      }
-      return sub(parameter, scratch.own(scale(g, this.lr)));
-    } finally {
-      scratch.dispose();
-    }
+  protected update(parameter: Tensor, grad: Tensor, index: number): void {
+    const firstStep = !this.buffers[index];
+    const buffer = (this.buffers[index] ??= zeros(parameter.device, this.momentum !== 0 ? parameter.shape : [1]));
+    sgdUpdate(parameter, grad, buffer, {
+      lr: this.lr,
+      momentum: this.momentum,
+      dampening: this.dampening,
+      weightDecay: this.weightDecay,
+      nesterov: this.nesterov,
+      firstStep,
+    });
+  }
+
+  override dispose(): void {
+    this.buffers.forEach((buffer) => buffer?.dispose());
+    this.buffers.fill(null);
   }
 }
