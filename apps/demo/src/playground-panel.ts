@@ -258,5 +258,7 @@ export function playgroundPanel(device: Device): HTMLElement {
         button.disabled = false;
       });
   });
+  // Run the default problem once on load, so the page opens with a result to look at.
+  setTimeout(() => form.requestSubmit(), 0);
   return panel;
 }
