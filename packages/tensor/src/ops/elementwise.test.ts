@@ -49,6 +49,21 @@ describe.skipIf(!gpu)('elementwise ops: GPU matches CPU', () => {
           F16,
           `${name} f16 seed ${seed}`,
         );
+        // Several workgroups (256 output words each) with a partial last one, dense and broadcast inputs.
+        await expectGpuMatchesCpu(
+          gpu!,
+          (d) => [random(d, [3, 1025], seed + 8, 0.5, 2), random(d, [1025], seed + 9, 0.5, 2)],
+          (a, b) => op(a!, b!),
+          F32,
+          `${name} [3,1025]·[1025] seed ${seed}`,
+        );
+        await expectGpuMatchesCpu(
+          gpu!,
+          (d) => [random(d, [3, 1025], seed + 10, 0.5, 2, 'f16'), random(d, [3, 1025], seed + 11, 0.5, 2, 'f16')],
+          (a, b) => op(a!, b!),
+          F16,
+          `${name} f16 [3,1025] seed ${seed}`,
+        );
         // Mixed f16 · f32 promotes to f32, narrowed (offset) view as input.
         await expectGpuMatchesCpu(
           gpu!,

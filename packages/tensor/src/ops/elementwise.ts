@@ -49,6 +49,8 @@ export interface ElementwiseParams {
 }
 
 const MAX_RANK = 6;
+/** 64 invocations × WORDS_PER_THREAD (elementwise.wgsl). */
+const WORDS_PER_WORKGROUP = 256;
 const INPUTS = ['a', 'b', 'c'] as const;
 
 const layout = uniformLayout([
@@ -248,7 +250,7 @@ export function elementwise(
     {
       buffers: [...buffers, out.buffer],
       uniforms: layout.pack(values as Parameters<typeof layout.pack>[0]),
-      workgroups: workgroupGrid(device, Math.ceil(Math.ceil(count / (4 / outBytes)) / 64)),
+      workgroups: workgroupGrid(device, Math.ceil(Math.ceil(count / (4 / outBytes)) / WORDS_PER_WORKGROUP)),
     },
   );
   return out;

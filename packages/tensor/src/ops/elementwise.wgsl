@@ -1,6 +1,6 @@
 // Every elementwise op in one kernel: up to three broadcast, strided inputs of any dtype (or scalars from the
 // uniforms) and one contiguous output. The op and the element sizes are override constants; shapes and strides
-// (rank <= 6, padded with leading size-1 dims) are uniforms. Each invocation writes one whole 32-bit output word
+// (rank <= 6, padded with leading size-1 dims) are uniforms. Each invocation writes whole 32-bit output words
 // (1 f32, 2 f16 or 4 bool elements), so f16 and bool outputs need no atomics. Math runs in f32.
 // The dropout variant (flag DROPOUT) is composed after PHILOX_WGSL; the others leave Philox out.
 
@@ -142,9 +142,9 @@ fn value_at(index: u32) -> f32 {
   return apply(load_a(at.x), load_b(at.y), load_c(at.z), index);
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let word_index = gid.x + gid.y * groups.x * 64u;
+const WORDS_PER_THREAD = 4u;
+
+fn write_word(word_index: u32) {
   let per_word = 4u / OUT_BYTES;
   let first = word_index * per_word;
   if (first >= u.count) {
@@ -167,4 +167,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
   }
   output[word_index] = word;
+}
+
+// Each workgroup writes 64 · WORDS_PER_THREAD consecutive words; neighbouring invocations write neighbouring words.
+@compute @workgroup_size(64)
+fn main(
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
+  let base = (wid.x + wid.y * groups.x) * 64u * WORDS_PER_THREAD + lid.x;
+  for (var i = 0u; i < WORDS_PER_THREAD; i++) {
+    write_word(base + i * 64u);
+  }
 }
