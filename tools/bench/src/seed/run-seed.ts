@@ -22,6 +22,8 @@ export interface SeedResult {
   readonly backend: string;
   readonly firstLoss: number | null;
   readonly lastLoss: number | null;
+  /** GPU bytes held (buffer pool, in use) after the warm-up step and after the last step: equal when nothing leaks. */
+  readonly inUseBytes?: { readonly afterWarmup: number; readonly afterLast: number };
   /** Why this combination could not run (e.g. flash forced on the CPU device). */
   readonly error?: string;
 }
@@ -55,7 +57,9 @@ export async function runSeedCase(
       losses.push((await loss.toArray())[0]!); // loss.item(): waits for the step to finish
       loss.dispose();
     };
-    await step(); // warm-up: pipelines compile, buffers enter the pool
+    const inUse = () => (device.isGpu ? device.pool.stats().inUseBytes : 0);
+    await step(); // warm-up: pipelines compile, buffers enter the pool, optimizer state is created
+    const afterWarmup = inUse();
     onStep(0);
     const start = performance.now();
     for (let i = 0; i < config.steps; i++) {
@@ -63,6 +67,7 @@ export async function runSeedCase(
       onStep(i + 1);
     }
     const msPerStep = (performance.now() - start) / config.steps;
+    const afterLast = inUse();
     return {
       variant,
       options: optionName,
@@ -70,6 +75,7 @@ export async function runSeedCase(
       backend: summarizeBackends(events),
       firstLoss: losses[0]!,
       lastLoss: losses[losses.length - 1]!,
+      ...(device.isGpu ? { inUseBytes: { afterWarmup, afterLast } } : {}),
     };
   } catch (error) {
     return {
@@ -84,6 +90,7 @@ export async function runSeedCase(
   } finally {
     stop();
     optimizer.zeroGrad();
+    optimizer.dispose();
     model.dispose();
     masks.dispose();
     x.dispose();
