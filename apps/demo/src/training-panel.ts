@@ -110,8 +110,8 @@ export function trainingPanel(device: Device): HTMLElement {
         el(
           'div',
           { class: 'chart-row' },
-          el('figure', { class: 'chart' }, el('figcaption', {}, 'ms per step'), el('div', { class: 'chart-box' }, stepCanvas)),
-          el('figure', { class: 'chart' }, el('figcaption', {}, 'loss curve', el('span', { class: 'muted' }, ' · variants with the same maths overlap')), el('div', { class: 'chart-box' }, lossCanvas)),
+          el('figure', { class: 'chart' }, el('figcaption', {}, 'ms per step', el('span', { class: 'caption-note' }, 'lower is faster')), el('div', { class: 'chart-box' }, stepCanvas)),
+          el('figure', { class: 'chart' }, el('figcaption', {}, 'loss curve', el('span', { class: 'caption-note' }, 'same maths, same line')), el('div', { class: 'chart-box' }, lossCanvas)),
         ),
         table,
       ),
@@ -162,6 +162,9 @@ export function trainingPanel(device: Device): HTMLElement {
     progressBar.value = 0;
     const started = performance.now();
     trainSeed(device, config, cases, {
+      onCaseStart: (current, index, count) => {
+        progressText.textContent = `${current.variant} / ${current.options} (${index + 1} of ${count}): warm-up step, compiling the pipelines…`;
+      },
       onStep: (progress) => {
         progressBar.value = progress.done;
         progressText.textContent = `${progress.current.variant} / ${progress.current.options}: step ${progress.step} of ${config.steps} — ${progress.done} / ${progress.total} steps`;

@@ -38,6 +38,8 @@ export interface TrainingProgress {
 }
 
 export interface TrainingCallbacks {
+  /** A case is about to start (its first step is the untimed warm-up). */
+  onCaseStart?(current: TrainingCase, index: number, count: number): void;
   onStep?(progress: TrainingProgress): void;
   onCaseDone?(result: TrainingResult): void;
   /** Polled between steps: true stops after the current step. */
@@ -118,7 +120,8 @@ export async function trainSeed(
   const results: TrainingResult[] = [];
   const total = cases.length * (config.steps + 1);
   let done = 0;
-  for (const current of cases) {
+  for (const [index, current] of cases.entries()) {
+    callbacks.onCaseStart?.(current, index, cases.length);
     try {
       const result = await trainCase(
         device,
