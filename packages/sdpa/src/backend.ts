@@ -5,6 +5,7 @@
  * tensor-level attention contract.
  */
 import type { AttentionProblem, DeviceCaps, Rejection, Tensor } from '@webattn/tensor';
+import type { CostCalibration } from './cost-model';
 
 export const SDPA_BACKEND_NAMES = ['flash', 'efficient', 'math', 'cpu'] as const;
 export type SdpaBackendName = (typeof SDPA_BACKEND_NAMES)[number];
@@ -13,6 +14,8 @@ export type SdpaBackendName = (typeof SDPA_BACKEND_NAMES)[number];
 export interface SdpaTarget {
   readonly kind: 'gpu' | 'cpu';
   readonly caps: DeviceCaps;
+  /** The adapter description (device.info.adapter): picks the cost model's calibration. */
+  readonly adapter: string;
 }
 
 /** Which backends the caller allows, and who said so (for messages). null = no restriction. */
@@ -59,8 +62,8 @@ export interface SdpaBackend {
   readonly checks: readonly SdpaCheck[];
   /** Whether forward can return the attention weights. */
   readonly producesWeights: boolean;
-  /** Estimated microseconds on the calibration device (see cost-model.ts); only compared between backends. */
-  estimateMicroseconds(problem: AttentionProblem): number;
+  /** Estimated microseconds with a calibration (see cost-model.ts); only compared between backends. */
+  estimateMicroseconds(problem: AttentionProblem, calibration: CostCalibration): number;
   forward(q: Tensor, k: Tensor, v: Tensor, options: BackendOptions): AttentionOutputs;
   /** null: this backend has no backward; the dispatcher runs math's (or cpu's) and logs it. */
   readonly backward:

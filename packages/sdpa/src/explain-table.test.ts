@@ -7,9 +7,11 @@ import { cpuDevice, zeros, type AttentionProblem } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
 import type { SdpaBackendName, SdpaTarget } from './backend';
 import { explainSdpa, explainSdpaProblem } from './sdpa';
-import { GPU_TARGET, LAVAPIPE_LIKE_CAPS, describeShape } from './test-problems';
+import { GPU_TARGET, H100_ADAPTER, LAVAPIPE_LIKE_CAPS, describeShape } from './test-problems';
 
-const withoutF16: SdpaTarget = { kind: 'gpu', caps: { ...LAVAPIPE_LIKE_CAPS, shaderF16: false } };
+const withoutF16: SdpaTarget = { ...GPU_TARGET, caps: { ...LAVAPIPE_LIKE_CAPS, shaderF16: false } };
+const onH100: SdpaTarget = { ...GPU_TARGET, adapter: H100_ADAPTER };
+const onCpu: SdpaTarget = { kind: 'cpu', caps: cpuDevice().caps, adapter: 'cpu' };
 
 const table: { name: string; problem: () => AttentionProblem; target?: SdpaTarget; backends?: SdpaBackendName[] }[] = [
   { name: 'plain f32 prefill', problem: () => describeShape({ queryLength: 128, keyLength: 128, headDim: 64 }) },
@@ -20,6 +22,16 @@ const table: { name: string; problem: () => AttentionProblem; target?: SdpaTarge
   {
     name: 'decode shape (L 1, S 4096)',
     problem: () => describeShape({ queryHeads: 8, kvHeads: 2, queryLength: 1, keyLength: 4096, headDim: 64 }),
+  },
+  {
+    name: 'decode shape (L 1, S 4096) on a hardware GPU (H100 calibration)',
+    problem: () => describeShape({ queryHeads: 8, kvHeads: 2, queryLength: 1, keyLength: 4096, headDim: 64 }),
+    target: onH100,
+  },
+  {
+    name: 'prefill L 2048 on a hardware GPU (H100 calibration)',
+    problem: () => describeShape({ batch: 4, queryHeads: 16, queryLength: 2048, keyLength: 2048, headDim: 64 }),
+    target: onH100,
   },
   {
     name: 'dropout on efficient',
@@ -35,8 +47,8 @@ const table: { name: string; problem: () => AttentionProblem; target?: SdpaTarge
   },
   { name: 'window + softcap, bottom-right', problem: () => describeShape({}, { window: [4, 0], softcap: 30, causalAlignment: 'bottom-right', isCausal: true }) },
   { name: 'requiresGrad on a decode shape', problem: () => describeShape({ queryLength: 4, keyLength: 2048 }, { requiresGrad: true }) },
-  { name: 'CPU tensors', problem: () => describeShape(), target: { kind: 'cpu', caps: cpuDevice().caps } },
-  { name: 'CPU tensors forced onto flash', problem: () => describeShape(), target: { kind: 'cpu', caps: cpuDevice().caps }, backends: ['flash'] },
+  { name: 'CPU tensors', problem: () => describeShape(), target: onCpu },
+  { name: 'CPU tensors forced onto flash', problem: () => describeShape(), target: onCpu, backends: ['flash'] },
 ];
 
 describe('explainSdpa table', () => {
@@ -47,6 +59,7 @@ describe('explainSdpa table', () => {
         chosen: explanation.chosen,
         reason: explanation.reason.replace(/[\d.]+ (µs|ms)/g, 'N $1'),
         summary: explanation.summary,
+        calibration: explanation.calibration,
         backends: explanation.backends.map((item) => ({ name: item.name, eligible: item.eligible, rejections: item.rejections.map((r) => r.message) })),
       }).toMatchSnapshot();
     });

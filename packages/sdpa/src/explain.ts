@@ -4,13 +4,14 @@
  */
 import type { Rejection } from '@webattn/tensor';
 import type { SdpaBackend, SdpaBackendName, SdpaRequest } from './backend';
+import { calibrationFor } from './cost-model';
 import { summarizeProblem } from './dispatch-log';
 
 export interface SdpaBackendReport {
   readonly name: SdpaBackendName;
   readonly eligible: boolean;
   readonly rejections: readonly Rejection[];
-  /** Estimated microseconds on the calibration device (cost-model.ts); null when not eligible. */
+  /** Estimated microseconds with the device's calibration (cost-model.ts); null when not eligible. */
   readonly estimatedMicroseconds: number | null;
 }
 
@@ -19,6 +20,8 @@ export interface SdpaExplanation {
   readonly chosen: SdpaBackendName | null;
   readonly reason: string;
   readonly summary: string;
+  /** Which measured calibration the cost estimates use (cost-model.ts). */
+  readonly calibration: string;
   /** Every backend in priority order. */
   readonly backends: readonly SdpaBackendReport[];
 }
@@ -64,6 +67,7 @@ function chooseReason(chosen: SdpaBackendReport, reports: readonly SdpaBackendRe
 
 /** Explains a described request against `backends` (in priority order). */
 export function explainRequest(request: SdpaRequest, backends: readonly SdpaBackend[]): SdpaExplanation {
+  const calibration = calibrationFor(request.target.adapter);
   const reports: SdpaBackendReport[] = backends.map((backend) => {
     const rejections = runChecks(backend, request);
     const eligible = rejections.length === 0;
@@ -71,7 +75,7 @@ export function explainRequest(request: SdpaRequest, backends: readonly SdpaBack
       name: backend.name,
       eligible,
       rejections,
-      estimatedMicroseconds: eligible ? backend.estimateMicroseconds(request.problem) : null,
+      estimatedMicroseconds: eligible ? backend.estimateMicroseconds(request.problem, calibration) : null,
     };
   });
   let chosen: SdpaBackendReport | null = null;
@@ -85,6 +89,7 @@ export function explainRequest(request: SdpaRequest, backends: readonly SdpaBack
     chosen: chosen?.name ?? null,
     reason: chosen ? chooseReason(chosen, reports, request) : 'no eligible backend',
     summary,
+    calibration: calibration.device,
     backends: reports,
   };
 }

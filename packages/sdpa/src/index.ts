@@ -29,7 +29,9 @@ export {
 } from './backend';
 export { SDPA_BACKENDS, SDPA_PRIORITY } from './registry';
 export {
-  CALIBRATION,
+  GPU_CALIBRATION,
+  SOFTWARE_CALIBRATION,
+  calibrationFor,
   estimateCpu,
   estimateFlash,
   estimateMath,

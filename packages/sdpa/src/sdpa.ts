@@ -78,7 +78,8 @@ function prepare(q: Tensor, k: Tensor, v: Tensor, options: SdpaOptions, needWeig
   const restriction = restrictionFor(options);
   const resolved = backendOptionsFor(q, k, v, options, needWeights);
   const problem = describeAttention(q, k, v, resolved);
-  const request: SdpaRequest = { problem, target: { kind: q.device.kind, caps: q.device.caps }, restriction };
+  const target = { kind: q.device.kind, caps: q.device.caps, adapter: q.device.info.adapter };
+  const request: SdpaRequest = { problem, target, restriction };
   return { request, options: resolved as BackendOptions & AttentionOptions, explanation: explainRequest(request, SDPA_BACKENDS) };
 }
 

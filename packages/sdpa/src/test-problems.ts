@@ -46,4 +46,7 @@ export const LAVAPIPE_LIKE_CAPS: DeviceCaps = {
   maxStorageBuffersPerShaderStage: 8,
 };
 
-export const GPU_TARGET: SdpaTarget = { kind: 'gpu', caps: LAVAPIPE_LIKE_CAPS };
+export const LAVAPIPE_ADAPTER = 'mesa software (llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1)';
+export const H100_ADAPTER = 'nvidia (NVIDIA: 580.159.04 580.159.4.0)';
+
+export const GPU_TARGET: SdpaTarget = { kind: 'gpu', caps: LAVAPIPE_LIKE_CAPS, adapter: LAVAPIPE_ADAPTER };

@@ -9,7 +9,7 @@ export const cpuBackend: SdpaBackend = {
   description: 'float64 reference on CPU tensors: every feature, returns weights; for devices without WebGPU',
   checks: [allowedCheck, deviceKindCheck('cpu')],
   producesWeights: true,
-  estimateMicroseconds: (problem) => estimateCpu(problem).microseconds,
+  estimateMicroseconds: (problem, calibration) => estimateCpu(problem, calibration).microseconds,
   forward: (q, k, v, options) => cpuAttention(q, k, v, options),
   backward: (q, k, v, out, logsumexp, gradOut, options) => cpuAttentionBackward(q, k, v, out, logsumexp, gradOut, options),
 };

@@ -38,7 +38,7 @@ export const efficientBackend: SdpaBackend = {
     backwardOnMath,
   ],
   producesWeights: false,
-  estimateMicroseconds: (problem) => estimateSplitKv(problem).microseconds,
+  estimateMicroseconds: (problem, calibration) => estimateSplitKv(problem, calibration).microseconds,
   forward: (q, k, v, options) => splitKvAttention(q, k, v, { ...options, requiresGrad: false }),
   backward: null,
 };

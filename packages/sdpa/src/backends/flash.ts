@@ -14,7 +14,7 @@ export const flashBackend: SdpaBackend = {
     packageChecks('kernelLimits', (problem, caps) => checkFlash(problem, caps)),
   ],
   producesWeights: false,
-  estimateMicroseconds: (problem) => estimateFlash(problem).microseconds,
+  estimateMicroseconds: (problem, calibration) => estimateFlash(problem, calibration).microseconds,
   forward: (q, k, v, options) => flashAttention(q, k, v, options),
   backward: (q, k, v, out, logsumexp, gradOut, options) => flashAttentionGrad(q, k, v, out, logsumexp, gradOut, options),
 };

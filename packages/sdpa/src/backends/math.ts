@@ -19,7 +19,7 @@ export const mathBackend: SdpaBackend = {
     mathKernelLimits,
   ],
   producesWeights: true,
-  estimateMicroseconds: (problem) => estimateMath(problem).microseconds,
+  estimateMicroseconds: (problem, calibration) => estimateMath(problem, calibration).microseconds,
   forward: (q, k, v, options) => mathAttention(q, k, v, options),
   backward: (q, k, v, out, logsumexp, gradOut, options) => mathAttentionBackward(q, k, v, out, logsumexp, gradOut, options),
 };
