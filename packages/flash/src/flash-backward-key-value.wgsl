@@ -62,11 +62,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var dv_acc: array<f32, HEAD_DIM_V>;
   let k_address = params.k_offset + b * params.k_batch + kv_head * params.k_head + (sequence.k_start + j) * params.k_seq;
   let v_address = params.v_offset + b * params.v_batch + kv_head * params.v_head + (sequence.k_start + j) * params.v_seq;
-  for (var d = 0u; d < dqk; d++) {
+  for (var d = 0u; d < HEAD_DIM_QK; d++) {
     dk_acc[d] = 0.0;
     k_row[d] = 0.0;
   }
-  for (var d = 0u; d < dvd; d++) {
+  for (var d = 0u; d < HEAD_DIM_V; d++) {
     dv_acc[d] = 0.0;
     v_row[d] = 0.0;
   }
@@ -87,22 +87,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var tile = tile_begin; tile < tile_end; tile++) {
       let row0 = tile * BLOCK_M;
       workgroupBarrier();
-      for (var e = lid; e < BLOCK_M * dqk; e += BLOCK_N) {
-        let r = e / dqk;
-        let d = e % dqk;
+      for (var e = lid; e < BLOCK_M * HEAD_DIM_QK; e += BLOCK_N) {
+        let r = e / HEAD_DIM_QK;
+        let d = e % HEAD_DIM_QK;
         let i = row0 + r;
         var value = 0.0;
-        if (i < sequence.q_len) {
+        if (i < sequence.q_len && d < dqk) {
           value = f32(q[q_base + (sequence.q_start + i) * params.q_seq + d * params.q_dim]);
         }
         q_tile[r * HEAD_DIM_QK + d] = value;
       }
-      for (var e = lid; e < BLOCK_M * dvd; e += BLOCK_N) {
-        let r = e / dvd;
-        let d = e % dvd;
+      for (var e = lid; e < BLOCK_M * HEAD_DIM_V; e += BLOCK_N) {
+        let r = e / HEAD_DIM_V;
+        let d = e % HEAD_DIM_V;
         let i = row0 + r;
         var value = 0.0;
-        if (i < sequence.q_len) {
+        if (i < sequence.q_len && d < dvd) {
           value = f32(grad_out[g_base + (sequence.q_start + i) * params.g_seq + d * params.g_dim]);
         }
         do_tile[r * HEAD_DIM_V + d] = value;
@@ -133,7 +133,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             continue;
           }
           var dot_product = 0.0;
-          for (var d = 0u; d < dqk; d++) {
+          for (var d = 0u; d < HEAD_DIM_QK; d++) {
             dot_product += q_tile[r * HEAD_DIM_QK + d] * k_row[d];
           }
           let capped = capped_score(dot_product);
@@ -149,13 +149,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
           var dp = 0.0;
           let weight = p * keep;
-          for (var d = 0u; d < dvd; d++) {
+          for (var d = 0u; d < HEAD_DIM_V; d++) {
             let g = do_tile[r * HEAD_DIM_V + d];
             dv_acc[d] += weight * g;
             dp += g * v_row[d];
           }
           let ds = p * (dp * keep - delta_tile[r]) * capped.y * params.scale;
-          for (var d = 0u; d < dqk; d++) {
+          for (var d = 0u; d < HEAD_DIM_QK; d++) {
             dk_acc[d] += ds * q_tile[r * HEAD_DIM_QK + d];
           }
         }

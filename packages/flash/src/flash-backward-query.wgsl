@@ -57,7 +57,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var lse = negative_infinity;
   var row_delta = 0.0;
   var lse_residual = 0.0;
-  for (var d = 0u; d < dqk; d++) {
+  for (var d = 0u; d < HEAD_DIM_QK; d++) {
     dq_acc[d] = 0.0;
   }
   if (row_active) {
@@ -81,22 +81,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    for (var e = lid; e < BLOCK_N * dqk; e += BLOCK_M) {
-      let c = e / dqk;
-      let d = e % dqk;
+    for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += BLOCK_M) {
+      let c = e / HEAD_DIM_QK;
+      let d = e % HEAD_DIM_QK;
       let j = key0 + c;
       var value = 0.0;
-      if (j < sequence.k_valid) {
+      if (j < sequence.k_valid && d < dqk) {
         value = f32(k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim]);
       }
       k_tile[c * HEAD_DIM_QK + d] = value;
     }
-    for (var e = lid; e < BLOCK_N * dvd; e += BLOCK_M) {
-      let c = e / dvd;
-      let d = e % dvd;
+    for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += BLOCK_M) {
+      let c = e / HEAD_DIM_V;
+      let d = e % HEAD_DIM_V;
       let j = key0 + c;
       var value = 0.0;
-      if (j < sequence.k_valid) {
+      if (j < sequence.k_valid && d < dvd) {
         value = f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
       }
       v_tile[c * HEAD_DIM_V + d] = value;
@@ -117,7 +117,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           continue;
         }
         var dot_product = 0.0;
-        for (var d = 0u; d < dqk; d++) {
+        for (var d = 0u; d < HEAD_DIM_QK; d++) {
           dot_product += q_row[d] * k_tile[c * HEAD_DIM_QK + d];
         }
         let capped = capped_score(dot_product);
@@ -132,11 +132,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let keep = 1.0;
 #endif
         var dp = 0.0;
-        for (var d = 0u; d < dvd; d++) {
+        for (var d = 0u; d < HEAD_DIM_V; d++) {
           dp += do_row[d] * v_tile[c * HEAD_DIM_V + d];
         }
         let ds = p * (dp * keep - row_delta) * capped.y * params.scale;
-        for (var d = 0u; d < dqk; d++) {
+        for (var d = 0u; d < HEAD_DIM_QK; d++) {
           dq_acc[d] += ds * k_tile[c * HEAD_DIM_QK + d];
         }
       }

@@ -61,7 +61,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let batch_head = b * params.q_heads + h;
   var q_row: array<f32, HEAD_DIM_QK>;
   var acc: array<f32, HEAD_DIM_V>;
-  for (var d = 0u; d < dv; d++) {
+  for (var d = 0u; d < HEAD_DIM_V; d++) {
     acc[d] = 0.0;
   }
   if (row_active) {
@@ -78,22 +78,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    for (var e = lid; e < BLOCK_N * dqk; e += BLOCK_M) {
-      let c = e / dqk;
-      let d = e % dqk;
+    for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += BLOCK_M) {
+      let c = e / HEAD_DIM_QK;
+      let d = e % HEAD_DIM_QK;
       let j = key0 + c;
       var value = 0.0;
-      if (j < sequence.k_valid) {
+      if (j < sequence.k_valid && d < dqk) {
         value = f32(k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim]);
       }
       k_tile[c * HEAD_DIM_QK + d] = value;
     }
-    for (var e = lid; e < BLOCK_N * dv; e += BLOCK_M) {
-      let c = e / dv;
-      let d = e % dv;
+    for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += BLOCK_M) {
+      let c = e / HEAD_DIM_V;
+      let d = e % HEAD_DIM_V;
       let j = key0 + c;
       var value = 0.0;
-      if (j < sequence.k_valid) {
+      if (j < sequence.k_valid && d < dv) {
         value = f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
       }
       v_tile[c * HEAD_DIM_V + d] = value;
@@ -107,7 +107,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         var score = negative_infinity;
         if (i32(j) >= bounds.x && i32(j) <= bounds.y) {
           var dot_product = 0.0;
-          for (var d = 0u; d < dqk; d++) {
+          for (var d = 0u; d < HEAD_DIM_QK; d++) {
             dot_product += q_row[d] * k_tile[c * HEAD_DIM_QK + d];
           }
           score = masked_score(capped_score(dot_product).x, b, h, i, j);
@@ -119,7 +119,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       if (m_new > negative_infinity) {
         let correction = select(exp(m - m_new), 0.0, m == negative_infinity);
         l *= correction;
-        for (var d = 0u; d < dv; d++) {
+        for (var d = 0u; d < HEAD_DIM_V; d++) {
           acc[d] *= correction;
         }
 #if DROPOUT
@@ -141,7 +141,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             let weight = p;
 #endif
             if (weight != 0.0) {
-              for (var d = 0u; d < dv; d++) {
+              for (var d = 0u; d < HEAD_DIM_V; d++) {
                 acc[d] += weight * v_tile[c * HEAD_DIM_V + d];
               }
             }
