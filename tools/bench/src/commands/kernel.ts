@@ -19,6 +19,10 @@ export const kernelCommand: Command = {
     const report = describeDevice(device);
     for (const line of formatDeviceReport(report)) print(line);
     print();
+    if (!device.isGpu) {
+      print('kernel: the benchmark times WebGPU kernels and this is the CPU device; run it where a WebGPU adapter exists');
+      return { ok: false, device: report, records: [] };
+    }
     for (const name of OPTION_NAMES) print(`option ${name}: ${OPTION_DESCRIPTIONS[name]}`);
     print('FLOPs: 4·B·H·N²·D forward, 2.5× that backward, halved for causal; "vs math" = math ms ÷ this ms');
     let headerPrinted = false;

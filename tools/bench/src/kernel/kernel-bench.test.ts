@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { cpuDevice } from '@webattn/tensor';
 import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelCommand } from '../commands/kernel';
@@ -89,5 +90,15 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
       expect(record.speedupVsMath).toBeNull();
       expect(record.maxAbsDiffVsMath).toBeNull();
     }
+  });
+});
+
+describe('kernel benchmark without WebGPU', () => {
+  it('says it needs a GPU device and fails instead of timing the CPU', async () => {
+    const lines: string[] = [];
+    const result = await kernelCommand.run({ device: cpuDevice(), args: ['--quick'], print: (line = '') => lines.push(line) });
+    expect(result.ok).toBe(false);
+    expect(result.records).toEqual([]);
+    expect(lines.join('\n')).toMatch(/times WebGPU kernels and this is the CPU device/);
   });
 });
