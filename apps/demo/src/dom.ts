@@ -50,10 +50,15 @@ export function numberInput(name: string, value: number, min: number, max: numbe
   return el('input', { type: 'number', name, value, min, max, step, inputmode: 'numeric' });
 }
 
-export function select<T extends string>(name: string, options: readonly (readonly [T, string])[], value: T): HTMLSelectElement {
+/** A select; an option with a third element `true` is shown but disabled. */
+export function select<T extends string>(
+  name: string,
+  options: readonly (readonly [T, string] | readonly [T, string, boolean])[],
+  value: T,
+): HTMLSelectElement {
   const control = el('select', { name });
-  for (const [optionValue, label] of options) {
-    control.appendChild(el('option', { value: optionValue, selected: optionValue === value }, label));
+  for (const [optionValue, label, disabled] of options) {
+    control.appendChild(el('option', { value: optionValue, selected: optionValue === value, disabled: disabled ?? false }, label));
   }
   return control;
 }

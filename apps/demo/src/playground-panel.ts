@@ -19,7 +19,9 @@ function sizeInput(name: keyof typeof PLAYGROUND_LIMITS, value: number): HTMLInp
   return numberInput(name, value, min, max);
 }
 
-function buildForm(initial: PlaygroundConfig): HTMLFormElement {
+function buildForm(initial: PlaygroundConfig, device: Device): HTMLFormElement {
+  // f16 tensors on the GPU need shader-f16; the CPU device stores f16 values rounded in f32 arrays.
+  const f16Missing = device.isGpu && !device.caps.shaderF16;
   const windowSide = (name: string, value: number) => numberInput(name, value, -1, 4096);
   return el(
     'form',
@@ -41,7 +43,7 @@ function buildForm(initial: PlaygroundConfig): HTMLFormElement {
       el(
         'div',
         { class: 'field-grid two' },
-        field('dtype', select('dtype', [['f32', 'f32'], ['f16', 'f16']] as const, initial.dtype)),
+        field('dtype', select('dtype', [['f32', 'f32'], ['f16', f16Missing ? 'f16 (needs shader-f16)' : 'f16', f16Missing]] as const, initial.dtype)),
         field('backend', select<BackendChoice>('backend', BACKEND_CHOICES.map((name) => [name, name === 'auto' ? 'auto' : `force ${name}`] as const), initial.backend)),
       ),
     ),
@@ -220,7 +222,7 @@ export function playgroundPanel(device: Device): HTMLElement {
   const initial: PlaygroundConfig = device.isGpu
     ? DEFAULT_PLAYGROUND
     : { ...DEFAULT_PLAYGROUND, batch: 1, heads: 2, queryLength: 32, keyLength: 32, headDim: 16, repeats: 2 };
-  const form = buildForm(initial);
+  const form = buildForm(initial, device);
   const status = el('p', { class: 'status', role: 'status', 'data-testid': 'playground-status' }, 'Choose a problem and run it.');
   const results = el('div', { class: 'playground-results', id: 'playground-results' });
   const panel = card(

@@ -113,6 +113,9 @@ describe.skipIf(!haveChromium)('the demo app in headless Chromium (WebGPU on Swi
       expect(await page.locator('[data-testid="no-webgpu"]').count()).toBe(0);
       expect(await page.textContent('#device [data-testid="adapter"]')).not.toBe('');
       expect(await page.locator('#device [data-feature="shader-f16"]').count()).toBe(1);
+      // f16 is offered exactly when the device panel lists shader-f16 (SwiftShader has none).
+      const hasF16 = (await page.getAttribute('#device [data-feature="shader-f16"]', 'class'))!.includes('on');
+      expect(await page.$eval('#playground-form [name="dtype"] option[value="f16"]', (option) => (option as HTMLOptionElement).disabled)).toBe(!hasF16);
 
       // Playground: a small causal problem with a random bool mask and dropout, the dispatcher choosing.
       await fill(page, '#playground-form', { batch: 1, heads: 2, queryLength: 64, keyLength: 64, headDim: 32, dtype: 'f32', mask: 'bool', dropoutP: 0.1, repeats: 2, backend: 'auto' });
