@@ -79,5 +79,12 @@ export const REFERENCE_WORK_BUDGET = 2 ** 26;
 /** On the CPU device (no WebGPU) every size is computed in JavaScript: small problems only. */
 export const CPU_WORK_BUDGET = 2 ** 22;
 
+/** q, k and v are drawn in JavaScript first: at most this many elements in the largest of them. */
+export const INPUT_ELEMENT_BUDGET = 2 ** 25;
+
+/** Elements of the largest input: B·H·max(L, S)·D. */
+export const largestInput = (config: PlaygroundConfig): number =>
+  config.batch * config.heads * Math.max(config.queryLength, config.keyLength) * config.headDim;
+
 /** The heatmap draws one [L, S] matrix; beyond this many cells it is skipped. */
 export const HEATMAP_CELL_BUDGET = 512 * 512;

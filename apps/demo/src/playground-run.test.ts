@@ -73,6 +73,12 @@ describe.skipIf(!gpu)('runPlayground on WebGPU', () => {
     }
   });
 
+  it('refuses inputs too large to draw in JavaScript, saying which sizes', async () => {
+    const result = await runPlayground(gpu!, { ...small, batch: 16, heads: 32, queryLength: 4096, keyLength: 4096, headDim: 256 });
+    expect(result.failure).toMatch(/B·H·max\(L, S\)·D = 536,870,912 elements/);
+    expect(result.explanation).toBeNull();
+  });
+
   it('a forced backend that cannot run reports every reason instead of throwing', async () => {
     const result = await runPlayground(gpu!, { ...small, backend: 'cpu' });
     expect(result.failure).toMatch(/cpu/);

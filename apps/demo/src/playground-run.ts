@@ -21,8 +21,10 @@ import { errorMessage } from './dom';
 import {
   CPU_WORK_BUDGET,
   HEATMAP_CELL_BUDGET,
+  INPUT_ELEMENT_BUDGET,
   REFERENCE_WORK_BUDGET,
   attentionWork,
+  largestInput,
   type PlaygroundConfig,
 } from './playground-config';
 
@@ -131,18 +133,26 @@ async function collectHeatmap(device: Device, inputs: AttentionInputs, config: P
 export async function runPlayground(device: Device, config: PlaygroundConfig): Promise<PlaygroundResult> {
   const work = attentionWork(config);
   const base = { config, device: device.kind } as const;
+  const refuse = (failure: string): PlaygroundResult => ({
+    ...base,
+    explanation: null,
+    ran: null,
+    failure,
+    timing: null,
+    check: null,
+    checkSkipped: 'not run',
+    heatmap: null,
+    heatmapSkipped: 'not run',
+  });
   if (!device.isGpu && work > CPU_WORK_BUDGET) {
-    return {
-      ...base,
-      explanation: null,
-      ran: null,
-      failure: `Without WebGPU everything runs in JavaScript: B·H·L·S·D = ${work.toLocaleString()} is above the CPU budget of ${CPU_WORK_BUDGET.toLocaleString()}. Choose smaller sizes.`,
-      timing: null,
-      check: null,
-      checkSkipped: 'not run',
-      heatmap: null,
-      heatmapSkipped: 'not run',
-    };
+    return refuse(
+      `Without WebGPU everything runs in JavaScript: B·H·L·S·D = ${work.toLocaleString()} is above the CPU budget of ${CPU_WORK_BUDGET.toLocaleString()}. Choose smaller sizes.`,
+    );
+  }
+  if (largestInput(config) > INPUT_ELEMENT_BUDGET) {
+    return refuse(
+      `The inputs are drawn in JavaScript first: B·H·max(L, S)·D = ${largestInput(config).toLocaleString()} elements is above the demo's ${INPUT_ELEMENT_BUDGET.toLocaleString()}. Choose smaller sizes.`,
+    );
   }
   const inputs = await buildAttentionInputs(device, config);
   try {
@@ -151,7 +161,7 @@ export async function runPlayground(device: Device, config: PlaygroundConfig): P
     try {
       explanation = explainSdpa(inputs.q, inputs.k, inputs.v, callOptions);
     } catch (error) {
-      return { ...base, explanation, ran: null, failure: errorMessage(error), timing: null, check: null, checkSkipped: 'not run', heatmap: null, heatmapSkipped: 'not run' };
+      return refuse(errorMessage(error));
     }
     let ran: PlaygroundResult['ran'] = null;
     const stop = onSdpaDispatch((event) => {
