@@ -21,6 +21,7 @@ const SMALL: SeedConfig = { batch: 2, seq: 16, embed: 32, heads: 4, steps: 2, se
 describe('seed arguments', () => {
   it('default to the seed size and shrink with --steps/--batch/--seq', () => {
     expect(parseSeedArgs([]).config).toMatchObject({ batch: 32, seq: 500, embed: 128, heads: 8, steps: 100 });
+    expect(parseSeedArgs(['--profile']).config.profile).toBe(true);
     const small = parseSeedArgs(['--steps', '2', '--batch=2', '--seq', '16', '--variants', 'naive,flash']);
     expect(small.config).toMatchObject({ steps: 2, batch: 2, seq: 16 });
     expect(small.variants).toEqual(['naive', 'flash']);
@@ -80,15 +81,17 @@ describe.skipIf(!gpu)('seed mini-test (CI size, GPU)', () => {
     console.log = (line?: unknown) => lines.push(String(line ?? ''));
     let code: number;
     try {
-      code = await main(['seed', '--steps', '1', '--batch', '2', '--seq', '8', '--embed', '16', '--heads', '2', '--options', 'none,causal', '--json', file]);
+      code = await main(['seed', '--steps', '1', '--batch', '2', '--seq', '8', '--embed', '16', '--heads', '2', '--options', 'none,causal', '--profile', '--json', file]);
     } finally {
       console.log = log;
     }
     expect(code, lines.join('\n')).toBe(0);
     expect(lines.some((line) => line.includes('ms/step') && line.includes('vs naive'))).toBe(true);
-    const record = JSON.parse(readFileSync(file, 'utf8')) as { command: string; ok: boolean; results: unknown[] };
+    expect(lines.some((line) => line.startsWith('phases'))).toBe(true);
+    const record = JSON.parse(readFileSync(file, 'utf8')) as { command: string; ok: boolean; results: { phases?: { forward: number } }[] };
     expect(record.command).toBe('seed');
     expect(record.ok).toBe(true);
     expect(record.results).toHaveLength(8);
+    expect(record.results[0]!.phases!.forward).toBeGreaterThan(0);
   });
 });

@@ -11,6 +11,13 @@ import { buildSeedMasks } from './seed-masks';
 import { SeedModel } from './seed-model';
 import type { ProgressBar } from './progress-bar';
 
+export interface SeedPhases {
+  readonly forward: number;
+  readonly backward: number;
+  readonly optimizer: number;
+  readonly readback: number;
+}
+
 export interface SeedResult {
   readonly variant: VariantName;
   readonly options: OptionSetName;
@@ -24,6 +31,8 @@ export interface SeedResult {
   readonly lastLoss: number | null;
   /** GPU bytes held (buffer pool, in use) after the warm-up step and after the last step: equal when nothing leaks. */
   readonly inUseBytes?: { readonly afterWarmup: number; readonly afterLast: number };
+  /** With --profile: ms per step in each phase, the GPU drained after each (so they add up to more than msPerStep). */
+  readonly phases?: SeedPhases;
   /** Why this combination could not run (e.g. flash forced on the CPU device). */
   readonly error?: string;
 }
@@ -47,20 +56,36 @@ export async function runSeedCase(
   const stop = onSdpaDispatch((event) => events.push(event));
   const losses: number[] = [];
   try {
+    const phaseTotals = { forward: 0, backward: 0, optimizer: 0, readback: 0 };
+    let timing = false;
+    // With config.profile the GPU is drained after each phase, so each phase's time includes its GPU work.
+    const mark = async (phase: keyof typeof phaseTotals, since: number) => {
+      if (!config.profile) return since;
+      await device.sync();
+      const now = performance.now();
+      if (timing) phaseTotals[phase] += now - since;
+      return now;
+    };
     const step = async () => {
+      let t = performance.now();
       optimizer.zeroGrad();
       const prediction = model.forward(x, options, masks);
       const loss = mseLoss(prediction, target);
       prediction.dispose();
+      t = await mark('forward', t);
       loss.backward();
+      t = await mark('backward', t);
       optimizer.step();
+      t = await mark('optimizer', t);
       losses.push((await loss.toArray())[0]!); // loss.item(): waits for the step to finish
+      await mark('readback', t);
       loss.dispose();
     };
     const inUse = () => (device.isGpu ? device.pool.stats().inUseBytes : 0);
     await step(); // warm-up: pipelines compile, buffers enter the pool, optimizer state is created
     const afterWarmup = inUse();
     onStep(0);
+    timing = true;
     const start = performance.now();
     for (let i = 0; i < config.steps; i++) {
       await step();
@@ -76,6 +101,16 @@ export async function runSeedCase(
       firstLoss: losses[0]!,
       lastLoss: losses[losses.length - 1]!,
       ...(device.isGpu ? { inUseBytes: { afterWarmup, afterLast } } : {}),
+      ...(config.profile
+        ? {
+            phases: {
+              forward: phaseTotals.forward / config.steps,
+              backward: phaseTotals.backward / config.steps,
+              optimizer: phaseTotals.optimizer / config.steps,
+              readback: phaseTotals.readback / config.steps,
+            },
+          }
+        : {}),
     };
   } catch (error) {
     return {

@@ -14,7 +14,7 @@ export interface SeedArgs {
 }
 
 export const SEED_USAGE =
-  '[--steps N] [--batch N] [--seq N] [--embed N] [--heads N] [--seed N] ' +
+  '[--steps N] [--batch N] [--seq N] [--embed N] [--heads N] [--seed N] [--profile] ' +
   `[--variants ${VARIANTS.join(',')}] [--options ${OPTION_SETS.join(',')}]`;
 
 /** Parses the seed command's own arguments (defaults: the seed's size, every variant and option set). */
@@ -22,7 +22,12 @@ export function parseSeedArgs(args: readonly string[]): SeedArgs {
   const numbers: Record<string, number> = {};
   let variants: readonly VariantName[] = VARIANTS;
   let optionSets: readonly OptionSetName[] = OPTION_SETS;
+  let profile = false;
   for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--profile') {
+      profile = true;
+      continue;
+    }
     const [flag, inline] = args[i]!.split('=', 2) as [string, string | undefined];
     const value = inline ?? args[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
@@ -37,7 +42,7 @@ export function parseSeedArgs(args: readonly string[]): SeedArgs {
       numbers[name] = number;
     } else throw new Error(`unknown option ${flag} for seed; options: ${SEED_USAGE}`);
   }
-  const config: SeedConfig = { ...SEED_DEFAULTS, ...numbers };
+  const config: SeedConfig = { ...SEED_DEFAULTS, ...numbers, ...(profile ? { profile } : {}) };
   if (config.embed % config.heads !== 0) {
     throw new Error(`--embed ${config.embed} must be divisible by --heads ${config.heads}`);
   }

@@ -23,5 +23,20 @@ export function formatSeedTable(results: readonly SeedResult[], config: SeedConf
     ...rows.map(line),
     '',
     '"vs naive" = naive ms/step ÷ variant ms/step with the same options (above 1: faster than naive).',
+    ...phaseLines(results),
+  ];
+}
+
+/** With --profile: forward / backward / optimizer / readback ms per step for each row. */
+function phaseLines(results: readonly SeedResult[]): string[] {
+  const profiled = results.filter((r) => r.phases);
+  if (profiled.length === 0) return [];
+  return [
+    '',
+    'phases (ms/step, GPU drained after each phase): forward · backward · optimizer · loss readback',
+    ...profiled.map((r) => {
+      const p = r.phases!;
+      return `  ${r.options.padEnd(12)} ${r.variant.padEnd(6)} ${[p.forward, p.backward, p.optimizer, p.readback].map((v) => v.toFixed(2).padStart(8)).join(' ')}`;
+    }),
   ];
 }
