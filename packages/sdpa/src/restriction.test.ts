@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
-import { currentSdpaBackends, sdpaScopeMechanism, stackStore, validateBackendList, withSdpaBackends } from './restriction';
+import { createScopeStore, currentSdpaBackends, sdpaScopeMechanism, stackStore, validateBackendList, withSdpaBackends } from './restriction';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 1));
 
@@ -71,5 +71,32 @@ describe('the browser fallback (stack of open scopes)', () => {
     expect(store.get()).toBeUndefined();
     expect(() => store.run(['flash'], () => { throw new Error('boom'); })).toThrow('boom');
     expect(store.get()).toBeUndefined();
+  });
+});
+
+describe('choosing the scope mechanism', () => {
+  it('AsyncLocalStorage where process.getBuiltinModule exists, else AsyncContext, else the stack', () => {
+    expect(createScopeStore(globalThis as never).mechanism).toBe('AsyncLocalStorage');
+    expect(createScopeStore({}).mechanism).toBe('stack');
+    expect(createScopeStore({ process: {} }).mechanism).toBe('stack');
+    let value: unknown;
+    class Variable {
+      run<R>(next: unknown, fn: () => R): R {
+        const previous = value;
+        value = next;
+        try {
+          return fn();
+        } finally {
+          value = previous;
+        }
+      }
+      get() {
+        return value;
+      }
+    }
+    const chosen = createScopeStore({ AsyncContext: { Variable } });
+    expect(chosen.mechanism).toBe('AsyncContext');
+    expect(chosen.store.run(['math'], () => chosen.store.get())).toEqual(['math']);
+    expect(chosen.store.get()).toBeUndefined();
   });
 });

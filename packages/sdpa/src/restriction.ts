@@ -28,8 +28,12 @@ interface AsyncLocalStorageLike<T> {
   getStore(): T | undefined;
 }
 
-function nodeStore(): ScopeStore | null {
-  const host = globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } };
+type Host = {
+  process?: { getBuiltinModule?: (id: string) => unknown };
+  AsyncContext?: { Variable?: new () => unknown };
+};
+
+function nodeStore(host: Host): ScopeStore | null {
   const module = host.process?.getBuiltinModule?.('node:async_hooks') as
     | { AsyncLocalStorage?: new () => AsyncLocalStorageLike<readonly SdpaBackendName[]> }
     | undefined;
@@ -38,8 +42,8 @@ function nodeStore(): ScopeStore | null {
   return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
 }
 
-function asyncContextStore(): ScopeStore | null {
-  const context = (globalThis as { AsyncContext?: { Variable?: new () => unknown } }).AsyncContext;
+function asyncContextStore(host: Host): ScopeStore | null {
+  const context = host.AsyncContext;
   if (!context?.Variable) return null;
   const variable = new context.Variable() as {
     run<R>(value: readonly SdpaBackendName[], fn: () => R): R;
@@ -77,21 +81,27 @@ export function stackStore(): ScopeStore {
   };
 }
 
+export type ScopeMechanism = 'AsyncLocalStorage' | 'AsyncContext' | 'stack';
+
+/** Picks the best mechanism the host offers (exported for tests, which pass a fake host). */
+export function createScopeStore(host: Host = globalThis as Host): { store: ScopeStore; mechanism: ScopeMechanism } {
+  const node = nodeStore(host);
+  if (node) return { store: node, mechanism: 'AsyncLocalStorage' };
+  const context = asyncContextStore(host);
+  if (context) return { store: context, mechanism: 'AsyncContext' };
+  return { store: stackStore(), mechanism: 'stack' };
+}
+
 let store: ScopeStore | undefined;
-let mechanism: 'AsyncLocalStorage' | 'AsyncContext' | 'stack' | undefined;
+let mechanism: ScopeMechanism | undefined;
 
 function scopeStore(): ScopeStore {
-  if (!store) {
-    const node = nodeStore();
-    const context = node ? null : asyncContextStore();
-    store = node ?? context ?? stackStore();
-    mechanism = node ? 'AsyncLocalStorage' : context ? 'AsyncContext' : 'stack';
-  }
-  return store;
+  if (!store) ({ store, mechanism } = createScopeStore());
+  return store!;
 }
 
 /** Which mechanism scopes use in this runtime ('AsyncLocalStorage', 'AsyncContext' or the 'stack' fallback). */
-export function sdpaScopeMechanism(): 'AsyncLocalStorage' | 'AsyncContext' | 'stack' {
+export function sdpaScopeMechanism(): ScopeMechanism {
   scopeStore();
   return mechanism!;
 }
