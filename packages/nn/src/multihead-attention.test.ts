@@ -140,6 +140,27 @@ describe.skipIf(!gpu)('MultiheadAttention semantics', () => {
     });
   });
 
+  it('a per-head [B·H, L, S] attnMask equals the [L, S] mask repeated; float −∞ equals bool true', async () => {
+    const seed = freshSeed();
+    await expectNoGpuErrors(gpu!, async () => {
+      const { mha, x, L } = problem(gpu!, seed);
+      mha.eval();
+      const band = new Uint8Array(L * L).map((_, i) => (Math.abs(Math.floor(i / L) - (i % L)) > 2 ? 1 : 0));
+      const twoD = tensor(gpu!, band, [L, L], { dtype: 'bool' });
+      const perHead = new Uint8Array(2 * 4 * L * L);
+      for (let i = 0; i < 8; i++) perHead.set(band, i * L * L);
+      const threeD = tensor(gpu!, perHead, [8, L, L], { dtype: 'bool' });
+      const additive = tensor(gpu!, Float32Array.from(band, (b) => (b ? Number.NEGATIVE_INFINITY : 0)), [L, L]);
+      const a = await mha.forward(x, x, x, { attnMask: twoD }).output.toArray();
+      const b = await mha.forward(x, x, x, { attnMask: threeD }).output.toArray();
+      const c = await mha.forward(x, x, x, { attnMask: additive }).output.toArray();
+      const none = await mha.forward(x, x, x).output.toArray();
+      expect(maxError(a, b).error, `seed ${seed}`).toBeLessThan(1e-6);
+      expect(maxError(a, c).error, `seed ${seed}`).toBeLessThan(1e-6);
+      expect(maxError(a, none).error, 'the mask changes the result').toBeGreaterThan(1e-3);
+    });
+  });
+
   it('needWeights false lets the dispatcher choose, with the same output', async () => {
     const seed = freshSeed();
     await expectNoGpuErrors(gpu!, async () => {
