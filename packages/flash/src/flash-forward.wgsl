@@ -163,8 +163,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let lse = m + log_sum;
     logsumexp[lse_index] = select(negative_infinity, lse, l > 0.0);
     if (params.lse_residual == 1u) {
-      // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits.
-      logsumexp[params.lse_count + lse_index] = select(0.0, (m - lse) + log_sum, l > 0.0);
+      // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits. The
+      // stored value goes through an XOR with a uniform zero so that no compiler folds (m − (m + log l)) + log l
+      // to 0 algebraically (a driver doing so was seen to lose exactly this residual).
+      let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
+      logsumexp[params.lse_count + lse_index] = select(0.0, (m - stored) + log_sum, l > 0.0);
     }
   } else if (i < params.query_length) {
     logsumexp[batch_head * params.query_length + i] = negative_infinity;

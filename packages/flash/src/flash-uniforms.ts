@@ -38,6 +38,7 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['split_count', 'u32'],
   ['lse_residual', 'u32'],
   ['lse_count', 'u32'],
+  ['opaque_zero', 'u32'],
   ['split_length', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
@@ -105,6 +106,8 @@ export function packFlashUniforms(
     split_count: split.count,
     lse_residual: logsumexpResidual ? 1 : 0,
     lse_count: problem.batch * problem.queryHeads * problem.queryLength,
+    // Always 0; the compiler cannot know it (see the logsumexp residual in flash-forward.wgsl).
+    opaque_zero: 0,
     split_length: split.length,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),
