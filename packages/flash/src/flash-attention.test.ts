@@ -1,5 +1,5 @@
 import { gpu } from '../test/test-device';
-import { tensor } from '@webattn/tensor';
+import { DeviceMismatchError, InvalidArgumentError, ShapeError, cpuDevice, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { attentionReference, attentionReferenceBackward } from '@webattn/reference';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -118,5 +118,23 @@ describe.skipIf(!gpu)('flash never reads keys past keyLengths', () => {
     ];
     for (const c of checks) expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}; seed ${seed}`).toBeLessThanOrEqual(c.allowed);
     for (const t of [q, k, v, gradOut, out, logsumexp, dq, dk, dv]) t.dispose();
+  });
+});
+
+describe.skipIf(!gpu)('flashAttention errors', () => {
+  it('throws typed errors naming the problem instead of WebGPU validation errors', async () => {
+    const device = gpu!;
+    const q = tensor(device, randomValues(2 * 4 * 8, 1), [1, 2, 4, 8]);
+    const cpu = cpuDevice();
+    const onCpu = tensor(cpu, randomValues(2 * 4 * 8, 1), [1, 2, 4, 8]);
+    expect(() => flashAttention(onCpu, onCpu, onCpu)).toThrow(DeviceMismatchError);
+    expect(() => flashAttention(q, q, q, { needWeights: true })).toThrow(InvalidArgumentError);
+    expect(() => flashAttention(q, q, q, { needWeights: true })).toThrow(/flash: needWeights true, need false/);
+    const wide = tensor(device, randomValues(2 * 4 * 300, 2), [1, 2, 4, 300]);
+    expect(() => flashAttention(wide, wide, wide)).toThrow(/head dim qk 300, need 1\.\.256/);
+    const { out, logsumexp } = flashAttention(q, q, q);
+    expect(() => flashAttentionGrad(q, q, q, out, logsumexp, wide)).toThrow(ShapeError);
+    await expectNoGpuErrors(device, () => undefined);
+    for (const t of [q, onCpu, wide, out, logsumexp]) t.dispose();
   });
 });

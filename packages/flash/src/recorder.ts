@@ -19,7 +19,12 @@ function bindGroup(gpu: GPUDevice, pipeline: GPUComputePipeline, name: string, b
     layout: pipeline.getBindGroupLayout(0),
     entries: [
       { binding: 0, resource: { buffer: uniforms, size: uniformBytes } },
-      ...bindings.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+      // Pool buckets may make a buffer larger than the binding limit although the problem's span fits (checked by
+      // checkFlash): bind at most the limit.
+      ...bindings.map(([binding, buffer]) => ({
+        binding,
+        resource: { buffer, size: Math.min(buffer.size, Math.floor(gpu.limits.maxStorageBufferBindingSize / 4) * 4) },
+      })),
     ],
   });
 }
