@@ -32,6 +32,11 @@ const CASES: [string, FlashCase][] = [
   ['dropout', { batch: 1, queryHeads: 2, queryLength: 18, keyLength: 35, headDimQk: 16, options: { dropoutP: 0.3, dropoutSeed: 1234567, dropoutOffset: 5 } }],
   ['f16 basic', { batch: 1, queryHeads: 2, queryLength: 17, keyLength: 40, headDimQk: 40, dtype: 'f16' }],
   ['f16 causal GQA dropout BLHD', { batch: 1, queryHeads: 4, kvHeads: 2, queryLength: 15, keyLength: 15, headDimQk: 64, dtype: 'f16', layout: 'blhd', options: { isCausal: true, dropoutP: 0.2, dropoutSeed: 99 } }],
+  ['window left only [6, -1]', { batch: 1, queryHeads: 2, queryLength: 30, keyLength: 30, headDimQk: 16, options: { window: [6, -1] } }],
+  ['window right only [-1, 4], bottom-right, L < S', { batch: 1, queryHeads: 1, queryLength: 20, keyLength: 70, headDimQk: 16, options: { window: [-1, 4], causalAlignment: 'bottom-right' } }],
+  ['varlen + GQA + dropout, an empty query sequence', { batch: 3, queryHeads: 4, kvHeads: 2, queryLength: 0, keyLength: 0, headDimQk: 24, options: { cuSeqlensQ: [0, 7, 7, 30], cuSeqlensK: [0, 11, 20, 20], dropoutP: 0.25, dropoutSeed: 77, dropoutOffset: 3 } }],
+  ['softcap + additive mask + dropout + causal bottom-right', { batch: 2, queryHeads: 2, queryLength: 25, keyLength: 31, headDimQk: 32, headDimV: 48, mask: { shape: [2, 1, 25, 31], dtype: 'f32', data: randomValues(1550, 9, -2, 1) }, options: { softcap: 4, dropoutP: 0.15, dropoutSeed: 5, isCausal: true, causalAlignment: 'bottom-right' } }],
+  ['f16 varlen causal', { batch: 2, queryHeads: 2, queryLength: 0, keyLength: 0, headDimQk: 40, dtype: 'f16', options: { cuSeqlensQ: [0, 13, 30], cuSeqlensK: [0, 13, 30], isCausal: true } }],
   ['f16 additive f16 mask', { batch: 1, queryHeads: 1, queryLength: 6, keyLength: 10, headDimQk: 8, dtype: 'f16', mask: { shape: [6, 10], dtype: 'f16', data: randomValues(60, 3, -2, 2) } }],
 ];
 
