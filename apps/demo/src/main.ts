@@ -56,10 +56,6 @@ function aboutPanel(): HTMLElement {
 }
 
 async function start(root: HTMLElement): Promise<void> {
-  // Workaround: cpuDevice(reason) returns a new Device for each reason except the first one it saw, and
-  // @webattn/reference builds its host tensors on cpuDevice() (the default reason). Creating that one first keeps
-  // the reference's tensors on one device when the page runs on a CPU device with another reason.
-  cpuDevice();
   const forceCpu = new URLSearchParams(location.search).has('cpu');
   const device = forceCpu ? cpuDevice(FORCED_CPU_REASON) : await createDevice();
   device.onLost?.((reason) => {

@@ -103,7 +103,7 @@ const MAX_PENDING_DISPATCHES = 64;
  */
 export class Device {
   readonly kind: 'gpu' | 'cpu';
-  readonly info: DeviceInfo;
+  private deviceInfo: DeviceInfo;
   readonly caps: DeviceCaps;
   readonly debug: boolean;
   private readonly gpuDevice: GPUDevice | undefined;
@@ -126,7 +126,7 @@ export class Device {
     debug?: boolean;
   }) {
     this.kind = init.kind;
-    this.info = init.info;
+    this.deviceInfo = init.info;
     this.caps = init.caps;
     this.debug = init.debug ?? false;
     this.gpuDevice = init.gpuDevice;
@@ -139,6 +139,16 @@ export class Device {
         this.kernelErrors.push(new KernelError(`uncaptured WebGPU error: ${error.message}`, 'unknown'));
       });
     }
+  }
+
+  /** Adapter description and why this device was chosen. */
+  get info(): DeviceInfo {
+    return this.deviceInfo;
+  }
+
+  /** @internal The CPU device is one object; its reason tells the latest way it was chosen. */
+  setReason(reason: string): void {
+    this.deviceInfo = { ...this.deviceInfo, reason };
   }
 
   get isGpu(): boolean {
@@ -266,16 +276,28 @@ export class Device {
 
 let cpuSingleton: Device | undefined;
 
-/** The CPU device: tensors in typed arrays, every op in plain TypeScript. */
-export function cpuDevice(reason = 'requested with prefer: "cpu"'): Device {
-  if (cpuSingleton && reason === cpuSingleton.info.reason) return cpuSingleton;
-  const device = new Device({
-    kind: 'cpu',
-    info: { kind: 'cpu', adapter: 'cpu', vendor: 'cpu', architecture: 'cpu', description: 'JavaScript', reason },
-    caps: CPU_CAPS,
-  });
-  if (!cpuSingleton) cpuSingleton = device;
-  return device;
+/**
+ * The CPU device: tensors in typed arrays, every op in plain TypeScript. There is one CPU device, so tensors made
+ * anywhere on the CPU can be combined; a `reason` (e.g. why createDevice fell back) updates its `info.reason`.
+ */
+export function cpuDevice(reason?: string): Device {
+  if (!cpuSingleton) {
+    cpuSingleton = new Device({
+      kind: 'cpu',
+      info: {
+        kind: 'cpu',
+        adapter: 'cpu',
+        vendor: 'cpu',
+        architecture: 'cpu',
+        description: 'JavaScript',
+        reason: reason ?? 'requested with prefer: "cpu"',
+      },
+      caps: CPU_CAPS,
+    });
+  } else if (reason !== undefined) {
+    cpuSingleton.setReason(reason);
+  }
+  return cpuSingleton;
 }
 
 const DEFAULT_DAWN_FEATURES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
@@ -319,7 +341,7 @@ function adapterName(info: GPUAdapterInfo): { adapter: string; vendor: string; a
  * `prefer: 'cpu'`) it returns the CPU device, and `info.reason` says why.
  */
 export async function createDevice(options: CreateDeviceOptions = {}): Promise<Device> {
-  if (options.prefer === 'cpu') return cpuDevice();
+  if (options.prefer === 'cpu') return cpuDevice('requested with prefer: "cpu"');
   const found = await findGpu(options);
   const fallback = (reason: string): Device => {
     if (options.requireGpu) throw new NoAdapterError(`no WebGPU device: ${reason}`);

@@ -53,3 +53,14 @@ describe('createDevice', () => {
     expect(device.info.reason).toMatch(/cpu/);
   });
 });
+
+describe('cpuDevice', () => {
+  it('is one device whatever the reason, so CPU tensors made anywhere combine', async () => {
+    const first = cpuDevice();
+    const fallback = cpuDevice('fell back to the CPU: test');
+    expect(fallback).toBe(first);
+    expect(first.info.reason).toBe('fell back to the CPU: test');
+    const viaCreate = await createDevice({ prefer: 'cpu' });
+    expect(viaCreate).toBe(first);
+  });
+});
