@@ -120,8 +120,11 @@ describe('describeAttention', () => {
     const gone = make([1, 1, 4, 8]);
     gone.dispose();
     expect(() => describeAttention(gone, f, f)).toThrow(DisposedTensorError);
-    const other = cpuDevice('another cpu device for the mismatch test');
-    expect(other).toBeInstanceOf(Device);
+    const other = new Device({
+      kind: 'cpu',
+      info: { kind: 'cpu', adapter: 'second cpu', vendor: '', architecture: '', description: '', reason: 'test' },
+      caps: cpu.caps,
+    });
     const elsewhere = zeros(other, [1, 1, 4, 8]);
     expect(() => describeAttention(f, elsewhere, f)).toThrow(DeviceMismatchError);
   });
