@@ -1,9 +1,9 @@
 import { gpu } from '../test/test-device';
-import { bhndLayout, type AttentionProblem } from '@webattn/tensor';
+import { bhndLayout, describeAttention, type AttentionProblem } from '@webattn/tensor';
 import { expectNoGpuErrors, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
-import { checkSplitKv, splitKvAttention, splitPlan } from './split-kv';
+import { checkSplitKv, splitKvAttention, splitKvAttentionForward, splitPlan } from './split-kv';
 
 afterAll(() => gpu?.destroy());
 
@@ -95,5 +95,49 @@ describe('checkSplitKv', () => {
       expect(plan.count * plan.length).toBeGreaterThanOrEqual(keyLength);
       expect((plan.count - 1) * plan.length).toBeLessThan(keyLength);
     }
+  });
+});
+
+describe.skipIf(!gpu)('splitKvAttentionForward on raw GPUBuffers', () => {
+  it('writes out and logsumexp into the caller’s buffers through its own encoder', async () => {
+    const device = gpu!;
+    const spec: FlashCase = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 3, keyLength: 1030, headDimQk: 20, options: { isCausal: true, causalAlignment: 'bottom-right' } };
+    const prepared = prepare(device, spec);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const poisoned = (count: number) => {
+      const buffer = device.gpu.createBuffer({ size: count * 4, usage });
+      device.gpu.queue.writeBuffer(buffer, 0, new Float32Array(count).fill(Number.NaN));
+      return buffer;
+    };
+    const out = poisoned(2 * 3 * 20);
+    const logsumexp = poisoned(2 * 3);
+    await expectNoGpuErrors(device, () => {
+      const encoder = device.gpu.createCommandEncoder();
+      const recording = splitKvAttentionForward(device.gpu, problem, { q: prepared.q.buffer, k: prepared.k.buffer, v: prepared.v.buffer, out, logsumexp }, { encoder });
+      device.gpu.queue.submit([encoder.finish()]);
+      recording.release();
+    });
+    const read = async (buffer: GPUBuffer, count: number) => {
+      const staging = device.gpu.createBuffer({ size: count * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const encoder = device.gpu.createCommandEncoder();
+      encoder.copyBufferToBuffer(buffer, 0, staging, 0, count * 4);
+      device.gpu.queue.submit([encoder.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const values = new Float32Array(staging.getMappedRange().slice(0));
+      staging.destroy();
+      return values;
+    };
+    const forward = forwardReferences(prepared, 'f32');
+    const context = describeCase(spec, prepared.seed);
+    for (const c of [
+      compare('out', await read(out, 2 * 3 * 20), forward.exact.out, forward.same.out, 'f32'),
+      compare('logsumexp', await read(logsumexp, 2 * 3), forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
+    ]) {
+      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    }
+    out.destroy();
+    logsumexp.destroy();
+    for (const t of [prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 });
