@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpuDevice, sum, tensor, type Device } from '@webattn/tensor';
+import { cpuDevice, mul, sum, tensor, type Device } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, openTestDevice, randomValues } from '@webattn/tensor/testing';
 import { GELU, ReLU } from './activation';
 import { Dropout } from './dropout';
@@ -103,6 +103,51 @@ for (const [where, device] of devices) {
         expect(unbatched.output.shape).toEqual([5, 8]);
         expect(unbatched.weights!.shape).toEqual([5, 5]);
         expect(maxError(await unbatched.output.toArray(), await batched.output.toArray()).error, `seed ${seed}`).toBeLessThan(1e-6);
+      });
+    });
+
+    it('Dropout zeroes about p of the values and scales the rest by 1/(1−p) in training; identity in eval', async () => {
+      const seed = freshSeed();
+      await run(async () => {
+        const layer = new Dropout(device!, 0.25, { seed });
+        const x = tensor(device!, new Float32Array(4000).fill(2), [40, 100]);
+        const out = await layer.forward(x).toArray();
+        const zeros = out.filter((v) => v === 0).length;
+        expect(zeros / 4000, `seed ${seed}`).toBeGreaterThan(0.2);
+        expect(zeros / 4000, `seed ${seed}`).toBeLessThan(0.3);
+        expect(out.every((v) => v === 0 || Math.abs(v - 2 / 0.75) < 1e-6)).toBe(true);
+        layer.eval();
+        expect(layer.forward(x)).toBe(x);
+      });
+    });
+
+    it('MultiheadAttention gradients match central differences (in_proj_weight, out_proj.bias, bias_k)', async () => {
+      const seed = freshSeed();
+      await run(async () => {
+        const mha = new MultiheadAttention(device!, 4, 2, { batchFirst: true, seed, addBiasKV: true }).eval();
+        const x = tensor(device!, randomValues(2 * 3 * 4, seed + 1), [2, 3, 4]);
+        const direction = tensor(device!, randomValues(2 * 3 * 4, seed + 2), [2, 3, 4]);
+        const objective = async () => (await sum(mul(mha.forward(x, x, x, { needWeights: false, isCausal: true }).output, direction)).toArray())[0]!;
+        sum(mul(mha.forward(x, x, x, { needWeights: false, isCausal: true }).output, direction)).backward();
+        for (const name of ['in_proj_weight', 'out_proj.bias', 'bias_k']) {
+          const parameter = mha.stateDict()[name]!;
+          const analytic = await parameter.grad!.toArray();
+          const values = Float32Array.from(await parameter.toArray());
+          for (const index of [0, Math.floor(values.length / 2), values.length - 1]) {
+            const original = values[index]!;
+            const h = 1e-2;
+            values[index] = original + h;
+            mha.loadStateDict({ [name]: { shape: parameter.shape, data: values } }, { strict: false });
+            const plus = await objective();
+            values[index] = original - h;
+            mha.loadStateDict({ [name]: { shape: parameter.shape, data: values } }, { strict: false });
+            const minus = await objective();
+            values[index] = original;
+            mha.loadStateDict({ [name]: { shape: parameter.shape, data: values } }, { strict: false });
+            const numeric = (plus - minus) / (2 * h);
+            expect(Math.abs(numeric - analytic[index]!), `${name}[${index}] seed ${seed}`).toBeLessThan(2e-3 + 1e-2 * Math.abs(numeric));
+          }
+        }
       });
     });
 
