@@ -1,12 +1,12 @@
 /**
- * The seed's four attention variants, all with the same parameters (q, k, v and output projections of E×E):
+ * The seed's four attention variants, all starting from the same weights (q, k, v and output projections, E×E):
  * - naive: matmul, softmax, matmul from tensor ops (attention as written before fused SDPA existed);
  * - mha: @webattn/nn MultiheadAttention (the dispatcher picks the backend; needWeights false);
  * - sdpa: a custom MHA calling scaledDotProductAttention (SDPA mask polarity);
  * - flash: the same, with `backends: ['flash']` forcing the flash kernel.
  * Only the naive variant branches on nothing: masks arrive precomputed in each variant's polarity (seed-masks).
  */
-import { Linear, Module, MultiheadAttention, Scratch, SeedSequence } from '@webattn/nn';
+import { Linear, Module, MultiheadAttention, Scratch, SeedSequence, assignValues } from '@webattn/nn';
 import { scaledDotProductAttention, type SdpaBackendName } from '@webattn/sdpa';
 import { add, dropout, matmul, scale, softmax, type Device, type Tensor } from '@webattn/tensor';
 import type { OptionSet, VariantName } from './seed-config';
@@ -137,6 +137,19 @@ class LayerAttention extends Module implements AttentionBlock {
       'attention',
       new MultiheadAttention(init.device, init.embed, init.heads, { batchFirst: true, dropout: init.dropout, seed: init.seed }),
     );
+    // Start from the other variants' weights (in_proj_weight is q, k, v stacked), so all four train the same model.
+    const twin = new Projections(init);
+    const E = init.embed;
+    [twin.q, twin.k, twin.v].forEach((layer, index) => {
+      const rows = this.attention.inProjWeight!.narrow(0, index * E, E);
+      const bias = this.attention.inProjBias!.narrow(0, index * E, E);
+      assignValues(rows, layer.weight);
+      assignValues(bias, layer.bias!);
+      rows.dispose();
+      bias.dispose();
+    });
+    this.attention.outProj.loadStateDict({ weight: twin.out.weight, bias: twin.out.bias! });
+    twin.dispose();
   }
 
   forward(x: Tensor, options: OptionSet, masks: SeedMasks): Tensor {

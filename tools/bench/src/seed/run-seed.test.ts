@@ -66,11 +66,12 @@ describe.skipIf(!gpu)('seed mini-test (CI size, GPU)', () => {
       // Nothing leaks from step to step: the pool holds the same bytes after the last step as after the warm-up.
       expect(result.inUseBytes!.afterLast, where).toBe(result.inUseBytes!.afterWarmup);
     }
-    // Same weights, inputs and options: the naive and SDPA variants compute the same function (dropout off).
+    // Same weights, inputs and options: all four variants compute the same function (dropout off).
     const loss = (variant: string, options: string) => results.find((r) => r.variant === variant && r.options === options)!;
     for (const options of ['none', 'key-padding', 'bool-mask', 'causal']) {
       expect(Math.abs(loss('naive', options).lastLoss! - loss('sdpa', options).lastLoss!), options).toBeLessThan(1e-4);
       expect(Math.abs(loss('naive', options).lastLoss! - loss('flash', options).lastLoss!), options).toBeLessThan(1e-4);
+      expect(Math.abs(loss('naive', options).lastLoss! - loss('mha', options).lastLoss!), options).toBeLessThan(1e-4);
     }
   });
 

@@ -7,7 +7,7 @@ export interface SeedConfig {
   readonly heads: number;
   /** Timed training steps per (variant, option set); one untimed warm-up step runs first. */
   readonly steps: number;
-  /** Seed of the weights, inputs, masks and dropout (naive, sdpa and flash start from the same weights). */
+  /** Seed of the weights, inputs, masks and dropout (every variant starts from the same weights). */
   readonly seed: number;
   /** Drain the GPU after each phase and report forward / backward / optimizer / readback times. */
   readonly profile?: boolean;
