@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DeviceMismatchError, InvalidArgumentError, ShapeError, cpuDevice, tensor } from '@webattn/tensor';
+import { Device, DeviceMismatchError, InvalidArgumentError, ShapeError, cpuDevice, tensor } from '@webattn/tensor';
 import { freshSeed, randomValues } from '@webattn/tensor/testing';
 import { Dropout } from './dropout';
 import { LayerNorm } from './layer-norm';
@@ -61,7 +61,11 @@ describe('Module', () => {
   });
 
   it('refuses a value from another device, naming the fix', () => {
-    const other = cpuDevice('other');
+    const other = new Device({
+      kind: 'cpu',
+      info: { kind: 'cpu', adapter: 'second cpu', vendor: '', architecture: '', description: '', reason: 'test' },
+      caps: device.caps,
+    });
     const layer = new LayerNorm(device, 4);
     expect(() => layer.loadStateDict({ weight: tensor(other, [1, 1, 1, 1]), bias: layer.bias! })).toThrow(DeviceMismatchError);
   });
