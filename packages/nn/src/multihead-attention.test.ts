@@ -47,8 +47,9 @@ async function expectClose(actual: Tensor, expected: FixtureTensor, what: string
 
 describe.skipIf(!gpu)('MultiheadAttention matches torch.nn.MultiheadAttention (shared fixtures, f32 within 1e-5)', () => {
   for (const name of ['mha_basic.json', 'mha_kpm_mask.json']) {
-    it(name, async () => {
-      const fixture = sharedFixture(name);
+    // Missing ../shared skips (with a warning) outside CI and throws under CI=true.
+    const fixture = sharedFixture(name);
+    it.skipIf(!fixture)(name, async () => {
       if (!fixture) return;
       await expectNoGpuErrors(gpu!, async () => {
         const params = fixture.params as { embed_dim: number; num_heads: number; batch_first: boolean };
