@@ -13,7 +13,7 @@ import {
   Tooltip,
 } from 'chart.js';
 import type { TrainingResult } from './training/train';
-import { VARIANTS, type OptionSetName, type VariantName } from './training/seed-config';
+import { VARIANTS, type OptionSetName, type VariantName } from '@webattn/seed-model';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LogarithmicScale, LineController, LineElement, PointElement, Legend, Tooltip);
 

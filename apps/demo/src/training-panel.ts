@@ -10,7 +10,7 @@ import {
   VARIANT_LABELS,
   type OptionSetName,
   type SeedConfig,
-} from './training/seed-config';
+} from '@webattn/seed-model';
 import { trainSeed, type TrainingCase, type TrainingResult } from './training/train';
 
 const SIZE_FIELDS = [

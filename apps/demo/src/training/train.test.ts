@@ -5,7 +5,7 @@
  */
 import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { OptionSetName, SeedConfig } from './seed-config';
+import type { OptionSetName, SeedConfig } from '@webattn/seed-model';
 import { trainSeed, type TrainingCase } from './train';
 
 const gpu = await openTestDevice();

@@ -7,9 +7,14 @@ import { Adam, mseLoss } from '@webattn/nn';
 import { onSdpaDispatch, type SdpaDispatchEvent } from '@webattn/sdpa';
 import { randn, type Device } from '@webattn/tensor';
 import { errorMessage } from '../dom';
-import { OPTION_SET_DEFINITIONS, type OptionSetName, type SeedConfig, type VariantName } from './seed-config';
-import { buildSeedMasks } from './seed-masks';
-import { SeedModel } from './seed-model';
+import {
+  OPTION_SET_DEFINITIONS,
+  type OptionSetName,
+  type SeedConfig,
+  type VariantName,
+  buildSeedMasks,
+  SeedModel,
+} from '@webattn/seed-model';
 
 export interface TrainingCase {
   readonly variant: VariantName;

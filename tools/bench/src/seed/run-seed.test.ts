@@ -10,7 +10,7 @@ import { cpuDevice } from '@webattn/tensor';
 import { openTestDevice } from '@webattn/tensor/testing';
 import { main } from '../main';
 import { runSeed } from './run-seed';
-import { OPTION_SETS, VARIANTS, type SeedConfig } from './seed-config';
+import { OPTION_SETS, VARIANTS, type SeedConfig } from '@webattn/seed-model';
 import { parseSeedArgs } from './seed-args';
 
 const gpu = await openTestDevice();

@@ -6,9 +6,9 @@ import {
   type OptionSetName,
   type SeedConfig,
   type VariantName,
-} from './seed-config';
-import { buildSeedMasks } from './seed-masks';
-import { SeedModel } from './seed-model';
+  buildSeedMasks,
+  SeedModel,
+} from '@webattn/seed-model';
 import type { ProgressBar } from './progress-bar';
 
 export interface SeedPhases {

@@ -1,11 +1,11 @@
 import {
   OPTION_SETS,
-  SEED_DEFAULTS,
+  SEED_SIZE,
   VARIANTS,
   type OptionSetName,
   type SeedConfig,
   type VariantName,
-} from './seed-config';
+} from '@webattn/seed-model';
 
 export interface SeedArgs {
   readonly config: SeedConfig;
@@ -42,7 +42,7 @@ export function parseSeedArgs(args: readonly string[]): SeedArgs {
       numbers[name] = number;
     } else throw new Error(`unknown option ${flag} for seed; options: ${SEED_USAGE}`);
   }
-  const config: SeedConfig = { ...SEED_DEFAULTS, ...numbers, ...(profile ? { profile } : {}) };
+  const config: SeedConfig = { ...SEED_SIZE, ...numbers, ...(profile ? { profile } : {}) };
   if (config.embed % config.heads !== 0) {
     throw new Error(`--embed ${config.embed} must be divisible by --heads ${config.heads}`);
   }

@@ -1,4 +1,4 @@
-import { VARIANT_LABELS, type SeedConfig } from './seed-config';
+import { VARIANT_LABELS, type SeedConfig } from '@webattn/seed-model';
 import type { SeedResult } from './run-seed';
 
 /** The results as an aligned text table: ms/step, ratio to naive (naive ms / variant ms) and backend. */

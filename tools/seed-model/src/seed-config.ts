@@ -1,8 +1,4 @@
-/**
- * The seed mini-test as the demo runs it: a small MultiheadAttention model trained for a few steps with each
- * attention variant and option set, timed per step. The same model, variants and option sets as
- * `pnpm bench seed` (tools/bench), rebuilt here from @webattn/nn and @webattn/sdpa because apps import packages only.
- */
+/** The seed mini-test's shape, attention variants and option sets (`pnpm bench seed` and the demo app). */
 
 export interface SeedConfig {
   readonly batch: number;
@@ -13,19 +9,21 @@ export interface SeedConfig {
   readonly steps: number;
   /** Seed of the weights, inputs, masks and dropout (every variant starts from the same weights). */
   readonly seed: number;
+  /** Drain the GPU after each phase and report forward / backward / optimizer / readback times. */
+  readonly profile?: boolean;
 }
 
 /** The seed's size: batch 32, sequence 500, embedding 128 over 8 heads (head dim 16), 100 steps. */
 export const SEED_SIZE: SeedConfig = { batch: 32, seq: 500, embed: 128, heads: 8, steps: 100, seed: 1234 };
 
-/** The demo's default: small enough for a laptop GPU (or SwiftShader) to finish in seconds. */
+/** A reduced size for software adapters and the demo's default: finishes in seconds on SwiftShader or lavapipe. */
 export const REDUCED_SIZE: SeedConfig = { batch: 4, seq: 64, embed: 32, heads: 4, steps: 20, seed: 1234 };
 
 export const VARIANTS = ['naive', 'mha', 'sdpa', 'flash'] as const;
 export type VariantName = (typeof VARIANTS)[number];
 
 export const VARIANT_LABELS: Record<VariantName, string> = {
-  naive: 'naive (matmul · softmax · matmul)',
+  naive: 'naive MHA (matmul·softmax·matmul)',
   mha: 'MultiheadAttention (dispatcher)',
   sdpa: 'custom MHA on scaledDotProductAttention',
   flash: 'custom MHA, flash forced',
