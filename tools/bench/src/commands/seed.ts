@@ -7,15 +7,18 @@ import { formatSeedTable } from '../seed/seed-table';
 /**
  * `seed`: the seed's mini-test — a batch-32, length-500, width-128 (8 heads) model trained for 100 steps with four
  * attention variants under six option sets; prints ms/step, the ratio to naive and the backend the dispatch log
- * recorded. Shrink it with --steps/--batch/--seq (CI runs a tiny version).
+ * recorded. On a software adapter or the CPU it runs a reduced size unless --size seed; --steps/--batch/--seq
+ * override single numbers (CI runs a tiny version).
  */
 export const seedCommand: Command = {
   name: 'seed',
   summary: 'seed mini-test: train a B32 L500 E128 H8 model 100 steps with naive / MHA / SDPA / flash attention',
   usage: SEED_USAGE,
   async run({ device, args, print }) {
-    const { config, variants, optionSets } = parseSeedArgs(args);
+    const softwareAdapter = !device.isGpu || /llvmpipe|lavapipe|swiftshader|software/i.test(device.info.adapter);
+    const { config, sizeNote, variants, optionSets } = parseSeedArgs(args, { softwareAdapter });
     const deviceName = device.isGpu ? device.info.adapter : `CPU (${device.info.reason})`;
+    print(`seed mini-test: ${sizeNote} — batch ${config.batch}, sequence ${config.seq}, embedding ${config.embed}, ${config.heads} heads, ${config.steps} steps`);
     const results = await runSeed(device, config, variants, optionSets, progressBar(variants.length * optionSets.length * (config.steps + 1)));
     for (const line of formatSeedTable(results, config, deviceName)) print(line);
     // Flash forced on a device without flash (the CPU) is expected to fail; any other failure is a real one.

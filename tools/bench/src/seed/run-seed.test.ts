@@ -22,6 +22,11 @@ describe('seed arguments', () => {
   it('default to the seed size and shrink with --steps/--batch/--seq', () => {
     expect(parseSeedArgs([]).config).toMatchObject({ batch: 32, seq: 500, embed: 128, heads: 8, steps: 100 });
     expect(parseSeedArgs(['--profile']).config.profile).toBe(true);
+    // A software adapter gets the reduced size unless the seed's size is asked for; explicit numbers still win.
+    expect(parseSeedArgs([], { softwareAdapter: true }).config).toMatchObject({ batch: 4, seq: 64, embed: 32, heads: 4 });
+    expect(parseSeedArgs(['--size', 'seed'], { softwareAdapter: true }).config).toMatchObject({ batch: 32, seq: 500 });
+    expect(parseSeedArgs(['--size=reduced', '--steps', '3']).config).toMatchObject({ batch: 4, steps: 3 });
+    expect(() => parseSeedArgs(['--size', 'huge'])).toThrow(/auto, seed or reduced/);
     const small = parseSeedArgs(['--steps', '2', '--batch=2', '--seq', '16', '--variants', 'naive,flash']);
     expect(small.config).toMatchObject({ steps: 2, batch: 2, seq: 16 });
     expect(small.variants).toEqual(['naive', 'flash']);

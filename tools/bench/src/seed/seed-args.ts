@@ -1,5 +1,6 @@
 import {
   OPTION_SETS,
+  REDUCED_SIZE,
   SEED_SIZE,
   VARIANTS,
   type OptionSetName,
@@ -9,17 +10,24 @@ import {
 
 export interface SeedArgs {
   readonly config: SeedConfig;
+  /** Which base size was used, and why (printed before the run). */
+  readonly sizeNote: string;
   readonly variants: readonly VariantName[];
   readonly optionSets: readonly OptionSetName[];
 }
 
 export const SEED_USAGE =
-  '[--steps N] [--batch N] [--seq N] [--embed N] [--heads N] [--seed N] [--profile] ' +
+  '[--size auto|seed|reduced] [--steps N] [--batch N] [--seq N] [--embed N] [--heads N] [--seed N] [--profile] ' +
   `[--variants ${VARIANTS.join(',')}] [--options ${OPTION_SETS.join(',')}]`;
 
-/** Parses the seed command's own arguments (defaults: the seed's size, every variant and option set). */
-export function parseSeedArgs(args: readonly string[]): SeedArgs {
+/**
+ * Parses the seed command's own arguments. Base size `--size auto` (default): the seed's size (B32 L500 E128 H8,
+ * 100 steps) on a hardware GPU, the reduced size on a software adapter or the CPU, where the seed's size would take
+ * hours; `--size seed` forces it. --steps/--batch/... override single numbers. Every variant and option set by default.
+ */
+export function parseSeedArgs(args: readonly string[], device: { softwareAdapter: boolean } = { softwareAdapter: false }): SeedArgs {
   const numbers: Record<string, number> = {};
+  let size = 'auto';
   let variants: readonly VariantName[] = VARIANTS;
   let optionSets: readonly OptionSetName[] = OPTION_SETS;
   let profile = false;
@@ -32,7 +40,10 @@ export function parseSeedArgs(args: readonly string[]): SeedArgs {
     const value = inline ?? args[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     const name = flag.replace(/^--/, '');
-    if (name === 'variants') variants = pickList(value, VARIANTS, flag);
+    if (name === 'size') {
+      if (!['auto', 'seed', 'reduced'].includes(value)) throw new Error(`--size needs auto, seed or reduced, got "${value}"`);
+      size = value;
+    } else if (name === 'variants') variants = pickList(value, VARIANTS, flag);
     else if (name === 'options') optionSets = pickList(value, OPTION_SETS, flag);
     else if (['steps', 'batch', 'seq', 'embed', 'heads', 'seed'].includes(name)) {
       const number = Number(value);
@@ -42,11 +53,17 @@ export function parseSeedArgs(args: readonly string[]): SeedArgs {
       numbers[name] = number;
     } else throw new Error(`unknown option ${flag} for seed; options: ${SEED_USAGE}`);
   }
-  const config: SeedConfig = { ...SEED_SIZE, ...numbers, ...(profile ? { profile } : {}) };
+  const reduced = size === 'reduced' || (size === 'auto' && device.softwareAdapter);
+  const sizeNote = reduced
+    ? size === 'reduced'
+      ? 'reduced size (--size reduced)'
+      : "reduced size: this is a software adapter or the CPU, where the seed's size would take hours (--size seed forces it)"
+    : "the seed's size";
+  const config: SeedConfig = { ...(reduced ? REDUCED_SIZE : SEED_SIZE), ...numbers, ...(profile ? { profile } : {}) };
   if (config.embed % config.heads !== 0) {
     throw new Error(`--embed ${config.embed} must be divisible by --heads ${config.heads}`);
   }
-  return { config, variants, optionSets };
+  return { config, sizeNote, variants, optionSets };
 }
 
 function pickList<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
