@@ -125,6 +125,6 @@ export function checkCaseBackward(
   const same = expected.samePrecisionGradients;
   if (!oracle || !same) throw new Error(`${kase.name} does not check backward (case.backward is false)`);
   for (const name of ['dq', 'dk', 'dv'] as const) {
-    expectAttentionClose(`${kase.name}: ${name}`, actual[name], oracle[name], same[name], kase.dtype, seed);
+    expectAttentionClose(`${kase.name}: ${name}`, actual[name], oracle[name], same[name], kase.dtype, seed, kase.backwardRule);
   }
 }
