@@ -110,6 +110,8 @@ export class Device {
   private readonly bufferPool: BufferPool | undefined;
   private encoder: GPUCommandEncoder | undefined;
   private pendingDispatches = 0;
+  private scopeDepth = 0;
+  private pendingScopes: Promise<void>[] = [];
   private lostReason: string | undefined;
   private readonly kernelErrors: KernelError[] = [];
   /** Keeps the `webgpu` package's GPU object alive exactly as long as the device (Node exits once both go). */
@@ -208,36 +210,47 @@ export class Device {
   }
 
   /**
-   * Records one compute dispatch into the shared encoder. In debug mode it is submitted on its own inside
-   * validation and out-of-memory error scopes, and a failure is reported (by `sync()`) naming the kernel.
+   * Runs `record` (pipeline, bind group and dispatch creation of one kernel). In debug mode it runs inside
+   * validation and out-of-memory error scopes and is submitted on its own; a failure is reported by `sync()` as a
+   * KernelError naming the kernel. Outside debug mode it just runs `record`.
    */
+  kernelScope<T>(kernel: string, record: () => T): T {
+    if (!this.debug || this.scopeDepth > 0) return record();
+    const gpu = this.gpu;
+    gpu.pushErrorScope('out-of-memory');
+    gpu.pushErrorScope('validation');
+    this.scopeDepth++;
+    try {
+      return record();
+    } finally {
+      this.scopeDepth--;
+      this.submit();
+      for (let scope = 0; scope < 2; scope++) {
+        this.pendingScopes.push(
+          gpu.popErrorScope().then((error) => {
+            if (error) this.kernelErrors.push(new KernelError(`kernel ${kernel}: ${error.message}`, kernel));
+          }),
+        );
+      }
+    }
+  }
+
+  /** Records one compute dispatch into the shared encoder (inside `kernelScope` in debug mode). */
   dispatch(
     kernel: string,
     pipeline: GPUComputePipeline,
     bindGroups: readonly GPUBindGroup[],
     workgroups: readonly [number, number?, number?],
   ): void {
-    if (this.debug) {
-      this.gpu.pushErrorScope('out-of-memory');
-      this.gpu.pushErrorScope('validation');
-    }
-    const pass = this.commandEncoder().beginComputePass({ label: kernel });
-    pass.setPipeline(pipeline);
-    bindGroups.forEach((group, index) => pass.setBindGroup(index, group));
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-    pass.end();
-    this.pendingDispatches++;
-    if (this.debug) {
-      this.submit();
-      const gpu = this.gpu;
-      for (let scope = 0; scope < 2; scope++) {
-        void gpu.popErrorScope().then((error) => {
-          if (error) this.kernelErrors.push(new KernelError(`kernel ${kernel}: ${error.message}`, kernel));
-        });
-      }
-    } else if (this.pendingDispatches >= MAX_PENDING_DISPATCHES) {
-      this.submit();
-    }
+    this.kernelScope(kernel, () => {
+      const pass = this.commandEncoder().beginComputePass({ label: kernel });
+      pass.setPipeline(pipeline);
+      bindGroups.forEach((group, index) => pass.setBindGroup(index, group));
+      pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+      pass.end();
+      this.pendingDispatches++;
+    });
+    if (this.pendingDispatches >= MAX_PENDING_DISPATCHES) this.submit();
   }
 
   /** Submits the recorded commands (if any); pooled buffers released before this become reusable. */
@@ -256,6 +269,9 @@ export class Device {
     this.assertUsable();
     this.submit();
     await this.gpu.queue.onSubmittedWorkDone();
+    const scopes = this.pendingScopes;
+    this.pendingScopes = [];
+    await Promise.all(scopes);
     this.assertUsable();
     const error = this.kernelErrors.shift();
     if (error) {

@@ -15,6 +15,10 @@ export interface KernelRun {
  * Buffers bound here must stay alive until the dispatch is submitted (pool release semantics guarantee this).
  */
 export function runKernel(device: Device, source: KernelSource, run: KernelRun): void {
+  device.kernelScope(source.name, () => recordKernel(device, source, run));
+}
+
+function recordKernel(device: Device, source: KernelSource, run: KernelRun): void {
   const gpu = device.gpu;
   const pipeline = device.pipelines.get(source);
   const entries: GPUBindGroupEntry[] = run.buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
