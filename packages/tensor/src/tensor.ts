@@ -38,6 +38,13 @@ const copyKernel = {
 };
 
 /**
+ * The safety net behind `dispose()`: a GPU tensor garbage-collected without `dispose()` gives its storage
+ * reference back, so its buffer returns to the pool. Collection happens whenever the JavaScript engine decides
+ * (maybe never), so call `dispose()` for prompt reuse; the net only keeps forgotten tensors from leaking forever.
+ */
+const undisposedTensors = new FinalizationRegistry<Storage>((storage) => storage.release());
+
+/**
  * An n-dimensional array on a device. Views (transpose, permute, reshape of contiguous data, expand) share the
  * storage and copy nothing; `contiguous()` copies only when the layout is not already row-major.
  */
@@ -63,6 +70,7 @@ export class Tensor {
     this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
     this.offset = offset;
     this.requiresGrad = requiresGrad;
+    if (storage.buffer) undisposedTensors.register(this, storage, this);
   }
 
   get device(): Device {
@@ -339,6 +347,7 @@ export class Tensor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    undisposedTensors.unregister(this);
     this.storage.release();
   }
 
