@@ -24,22 +24,8 @@ import {
 } from './precision';
 
 /** AttentionOptions for plain arrays: the mask is a HostTensor; plus the precision to compute in. */
-export interface ReferenceOptions {
+export interface ReferenceOptions extends Omit<AttentionOptions, 'attnMask'> {
   readonly attnMask?: HostTensor;
-  readonly dropoutP?: number;
-  readonly dropoutSeed?: number;
-  readonly dropoutOffset?: number;
-  readonly isCausal?: boolean;
-  readonly causalAlignment?: CausalAlignment;
-  readonly scale?: number;
-  readonly enableGqa?: boolean;
-  readonly window?: readonly [number, number];
-  readonly softcap?: number;
-  readonly keyLengths?: readonly number[] | Uint32Array;
-  readonly cuSeqlensQ?: readonly number[] | Uint32Array;
-  readonly cuSeqlensK?: readonly number[] | Uint32Array;
-  readonly needWeights?: boolean;
-  readonly requiresGrad?: boolean;
   /** 'f64' (default): the oracle. 'f32'/'f16': the same-precision reference (inputs and intermediates rounded). */
   readonly precision?: ReferencePrecision;
 }
