@@ -151,6 +151,7 @@ export class MultiheadAttention extends Module {
     const L = q0.shape[1]!;
     const S = k0.shape[1]!;
     if (k0.shape[0] !== B || v0.shape[0] !== B || v0.shape[1] !== S) {
+      for (const view of [q0, k0, v0]) if (view !== query && view !== key && view !== value) view.dispose();
       throw new ShapeError(
         `MultiheadAttention: query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ${formatShape(value.shape)} disagree on batch or key length${this.batchFirst ? '' : ' (batchFirst is false: inputs are [L, B, E])'}`,
       );
@@ -158,6 +159,20 @@ export class MultiheadAttention extends Module {
 
     const scratch = new Scratch();
     try {
+      // The masks first: a bad mask throws before the projections record anything.
+      const extraKeys = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
+      const keyPaddingMask =
+        call.keyPaddingMask && unbatched ? scratch.own(call.keyPaddingMask.unsqueeze(0)) : call.keyPaddingMask;
+      const attnMask = multiheadMaskToSdpa({
+        keyPaddingMask,
+        attnMask: call.attnMask,
+        batch: B,
+        heads: H,
+        queryLength: L,
+        keyLength: S,
+        extraKeys,
+      });
+      if (attnMask) scratch.own(attnMask);
       let [q, k, v] = this.project(q0, k0, v0).map((t) => scratch.own(t)) as [Tensor, Tensor, Tensor];
       if (this.biasK && this.biasV) {
         k = scratch.own(cat([k, scratch.own(this.biasK.expand([B, 1, E]))], 1));
@@ -173,19 +188,6 @@ export class MultiheadAttention extends Module {
         kh = scratch.own(cat([kh, zero], 2));
         vh = scratch.own(cat([vh, zero], 2));
       }
-      const extraKeys = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
-      const keyPaddingMask =
-        call.keyPaddingMask && unbatched ? scratch.own(call.keyPaddingMask.unsqueeze(0)) : call.keyPaddingMask;
-      const attnMask = multiheadMaskToSdpa({
-        keyPaddingMask,
-        attnMask: call.attnMask,
-        batch: B,
-        heads: H,
-        queryLength: L,
-        keyLength: S,
-        extraKeys,
-      });
-      if (attnMask) scratch.own(attnMask);
       const dropoutP = this.training ? this.dropout : 0;
       const options = {
         ...(attnMask ? { attnMask } : {}),
