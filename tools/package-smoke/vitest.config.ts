@@ -1,0 +1,4 @@
+import { defineConfig } from 'vitest/config';
+import { packageTests } from '@webattn/config/vitest';
+
+export default defineConfig(packageTests());
