@@ -69,9 +69,9 @@ describe('checkFlash', () => {
 
 describe('chooseTiles', () => {
   it('picks the largest key tile that fits the workgroup storage', () => {
-    expect(chooseTiles({ headDimQk: 64, headDimV: 64 }, caps({ maxComputeWorkgroupStorageSize: 32768 }))).toMatchObject({ keys: 32, headDimQk: 64 });
-    expect(chooseTiles({ headDimQk: 40, headDimV: 24 }, caps({ maxComputeWorkgroupStorageSize: 49152 }))).toMatchObject({ keys: 64, headDimQk: 64, headDimV: 32 });
-    expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps())).toMatchObject({ keys: 4, backwardRows: 4 });
+    expect(chooseTiles({ headDimQk: 64, headDimV: 64 }, caps({ maxComputeWorkgroupStorageSize: 32768 }))).toMatchObject({ keys: 32, headDimQk: 64, forwardRowsPerThread: 2, forwardKeys: 32 });
+    expect(chooseTiles({ headDimQk: 40, headDimV: 24 }, caps({ maxComputeWorkgroupStorageSize: 49152 }))).toMatchObject({ keys: 64, headDimQk: 64, headDimV: 32, forwardRowsPerThread: 2, forwardKeys: 32 });
+    expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps())).toMatchObject({ keys: 4, backwardRows: 4, forwardRowsPerThread: 1, forwardKeys: 4 });
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps({ maxComputeWorkgroupStorageSize: 4096 }))).toBeNull();
   });
 });

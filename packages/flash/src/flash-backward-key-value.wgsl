@@ -8,6 +8,8 @@ override BLOCK_M: u32 = 16u;
 override BLOCK_N: u32 = 64u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const QK4: u32 = HEAD_DIM_QK / 4u;
+const V4: u32 = HEAD_DIM_V / 4u;
 
 @group(0) @binding(5) var<storage, read> q: array<${T}>;
 @group(0) @binding(6) var<storage, read> k: array<${T}>;
@@ -18,12 +20,65 @@ const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 @group(0) @binding(11) var<storage, read_write> dk: array<${T}>;
 @group(0) @binding(12) var<storage, read_write> dv: array<${T}>;
 
-var<workgroup> q_tile: array<f32, BLOCK_M * HEAD_DIM_QK>;
-var<workgroup> do_tile: array<f32, BLOCK_M * HEAD_DIM_V>;
+var<workgroup> q_tile: array<vec4<f32>, BLOCK_M * QK4>;
+var<workgroup> do_tile: array<vec4<f32>, BLOCK_M * V4>;
 var<workgroup> lse_tile: array<f32, BLOCK_M>;
 var<workgroup> residual_tile: array<f32, BLOCK_M>;
 var<workgroup> delta_tile: array<f32, BLOCK_M>;
 var<workgroup> sequence_shared: Sequence;
+
+// Elements d..d+3 of a row starting at `base` with element stride `stride`; zero at and past `dim`.
+fn load_q4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(q[base + d * stride]), f32(q[base + (d + 1u) * stride]), f32(q[base + (d + 2u) * stride]), f32(q[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(q[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_k4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(k[base + d * stride]), f32(k[base + (d + 1u) * stride]), f32(k[base + (d + 2u) * stride]), f32(k[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(k[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_v4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(v[base + d * stride]), f32(v[base + (d + 1u) * stride]), f32(v[base + (d + 2u) * stride]), f32(v[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(v[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_grad_out4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(grad_out[base + d * stride]), f32(grad_out[base + (d + 1u) * stride]), f32(grad_out[base + (d + 2u) * stride]), f32(grad_out[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(grad_out[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
 
 @compute @workgroup_size(BLOCK_N)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -56,26 +111,26 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   let j = key0 + lid;
   let key_active = j < sequence.k_valid;
-  var k_row: array<f32, HEAD_DIM_QK>;
-  var v_row: array<f32, HEAD_DIM_V>;
-  var dk_acc: array<f32, HEAD_DIM_QK>;
-  var dv_acc: array<f32, HEAD_DIM_V>;
+  var k_row: array<vec4<f32>, QK4>;
+  var v_row: array<vec4<f32>, V4>;
+  var dk_acc: array<vec4<f32>, QK4>;
+  var dv_acc: array<vec4<f32>, V4>;
   let k_address = params.k_offset + b * params.k_batch + kv_head * params.k_head + (sequence.k_start + j) * params.k_seq;
   let v_address = params.v_offset + b * params.v_batch + kv_head * params.v_head + (sequence.k_start + j) * params.v_seq;
-  for (var d = 0u; d < HEAD_DIM_QK; d++) {
-    dk_acc[d] = 0.0;
-    k_row[d] = 0.0;
+  for (var d4 = 0u; d4 < QK4; d4++) {
+    dk_acc[d4] = vec4<f32>(0.0);
+    k_row[d4] = vec4<f32>(0.0);
   }
-  for (var d = 0u; d < HEAD_DIM_V; d++) {
-    dv_acc[d] = 0.0;
-    v_row[d] = 0.0;
+  for (var d4 = 0u; d4 < V4; d4++) {
+    dv_acc[d4] = vec4<f32>(0.0);
+    v_row[d4] = vec4<f32>(0.0);
   }
   if (key_active) {
-    for (var d = 0u; d < dqk; d++) {
-      k_row[d] = f32(k[k_address + d * params.k_dim]);
+    for (var d4 = 0u; d4 < QK4; d4++) {
+      k_row[d4] = load_k4(k_address, d4 * 4u, dqk, params.k_dim);
     }
-    for (var d = 0u; d < dvd; d++) {
-      v_row[d] = f32(v[v_address + d * params.v_dim]);
+    for (var d4 = 0u; d4 < V4; d4++) {
+      v_row[d4] = load_v4(v_address, d4 * 4u, dvd, params.v_dim);
     }
   }
 
@@ -87,25 +142,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var tile = tile_begin; tile < tile_end; tile++) {
       let row0 = tile * BLOCK_M;
       workgroupBarrier();
-      for (var e = lid; e < BLOCK_M * HEAD_DIM_QK; e += BLOCK_N) {
-        let r = e / HEAD_DIM_QK;
-        let d = e % HEAD_DIM_QK;
-        let i = row0 + r;
-        var value = 0.0;
-        if (i < sequence.q_len && d < dqk) {
-          value = f32(q[q_base + (sequence.q_start + i) * params.q_seq + d * params.q_dim]);
+      for (var e = lid; e < BLOCK_M * QK4; e += BLOCK_N) {
+        let i = row0 + e / QK4;
+        var value = vec4<f32>(0.0);
+        if (i < sequence.q_len) {
+          value = load_q4(q_base + (sequence.q_start + i) * params.q_seq, (e % QK4) * 4u, dqk, params.q_dim);
         }
-        q_tile[r * HEAD_DIM_QK + d] = value;
+        q_tile[e] = value;
       }
-      for (var e = lid; e < BLOCK_M * HEAD_DIM_V; e += BLOCK_N) {
-        let r = e / HEAD_DIM_V;
-        let d = e % HEAD_DIM_V;
-        let i = row0 + r;
-        var value = 0.0;
-        if (i < sequence.q_len && d < dvd) {
-          value = f32(grad_out[g_base + (sequence.q_start + i) * params.g_seq + d * params.g_dim]);
+      for (var e = lid; e < BLOCK_M * V4; e += BLOCK_N) {
+        let i = row0 + e / V4;
+        var value = vec4<f32>(0.0);
+        if (i < sequence.q_len) {
+          value = load_grad_out4(g_base + (sequence.q_start + i) * params.g_seq, (e % V4) * 4u, dvd, params.g_dim);
         }
-        do_tile[r * HEAD_DIM_V + d] = value;
+        do_tile[e] = value;
       }
       for (var r = lid; r < BLOCK_M; r += BLOCK_N) {
         let i = row0 + r;
@@ -133,8 +184,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             continue;
           }
           var dot_product = 0.0;
-          for (var d = 0u; d < HEAD_DIM_QK; d++) {
-            dot_product += q_tile[r * HEAD_DIM_QK + d] * k_row[d];
+          // The same summation order as the forward's (identical scores keep P exact).
+          for (var d4 = 0u; d4 < QK4; d4++) {
+            dot_product += dot(q_tile[r * QK4 + d4], k_row[d4]);
           }
           let capped = capped_score(dot_product);
           let score = masked_score(capped.x, b, h, i, j);
@@ -149,14 +201,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
           var dp = 0.0;
           let weight = p * keep;
-          for (var d = 0u; d < HEAD_DIM_V; d++) {
-            let g = do_tile[r * HEAD_DIM_V + d];
-            dv_acc[d] += weight * g;
-            dp += g * v_row[d];
+          for (var d4 = 0u; d4 < V4; d4++) {
+            let g = do_tile[r * V4 + d4];
+            dv_acc[d4] += weight * g;
+            dp += dot(g, v_row[d4]);
           }
           let ds = p * (dp * keep - delta_tile[r]) * capped.y * params.scale;
-          for (var d = 0u; d < HEAD_DIM_QK; d++) {
-            dk_acc[d] += ds * q_tile[r * HEAD_DIM_QK + d];
+          for (var d4 = 0u; d4 < QK4; d4++) {
+            dk_acc[d4] += ds * q_tile[r * QK4 + d4];
           }
         }
       }
@@ -167,10 +219,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
     let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
     for (var d = 0u; d < dqk; d++) {
-      dk[dk_address + d * params.dk_dim] = ${T}(dk_acc[d]);
+      dk[dk_address + d * params.dk_dim] = ${T}(dk_acc[d / 4u][d % 4u]);
     }
     for (var d = 0u; d < dvd; d++) {
-      dv[dv_address + d * params.dv_dim] = ${T}(dv_acc[d]);
+      dv[dv_address + d * params.dv_dim] = ${T}(dv_acc[d / 4u][d % 4u]);
     }
   }
 }

@@ -7,6 +7,8 @@ override BLOCK_M: u32 = 64u;
 override BLOCK_N: u32 = 16u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const QK4: u32 = HEAD_DIM_QK / 4u;
+const V4: u32 = HEAD_DIM_V / 4u;
 
 @group(0) @binding(5) var<storage, read> q: array<${T}>;
 @group(0) @binding(6) var<storage, read> k: array<${T}>;
@@ -16,9 +18,62 @@ const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dq: array<${T}>;
 
-var<workgroup> k_tile: array<f32, BLOCK_N * HEAD_DIM_QK>;
-var<workgroup> v_tile: array<f32, BLOCK_N * HEAD_DIM_V>;
+var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * QK4>;
+var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
 var<workgroup> sequence_shared: Sequence;
+
+// Elements d..d+3 of a row starting at `base` with element stride `stride`; zero at and past `dim`.
+fn load_q4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(q[base + d * stride]), f32(q[base + (d + 1u) * stride]), f32(q[base + (d + 2u) * stride]), f32(q[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(q[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_k4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(k[base + d * stride]), f32(k[base + (d + 1u) * stride]), f32(k[base + (d + 2u) * stride]), f32(k[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(k[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_v4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(v[base + d * stride]), f32(v[base + (d + 1u) * stride]), f32(v[base + (d + 2u) * stride]), f32(v[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(v[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_grad_out4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(grad_out[base + d * stride]), f32(grad_out[base + (d + 1u) * stride]), f32(grad_out[base + (d + 2u) * stride]), f32(grad_out[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(grad_out[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
 
 @compute @workgroup_size(BLOCK_M)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -51,23 +106,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let row_active = i < sequence.q_len;
   let bounds = key_bounds(i32(i), sequence);
   let batch_head = b * params.q_heads + h;
-  var q_row: array<f32, HEAD_DIM_QK>;
-  var do_row: array<f32, HEAD_DIM_V>;
-  var dq_acc: array<f32, HEAD_DIM_QK>;
+  var q_row: array<vec4<f32>, QK4>;
+  var do_row: array<vec4<f32>, V4>;
+  var dq_acc: array<vec4<f32>, QK4>;
   var lse = negative_infinity;
   var row_delta = 0.0;
   var lse_residual = 0.0;
-  for (var d = 0u; d < HEAD_DIM_QK; d++) {
-    dq_acc[d] = 0.0;
+  for (var d4 = 0u; d4 < QK4; d4++) {
+    dq_acc[d4] = vec4<f32>(0.0);
   }
   if (row_active) {
     let q_address = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
     let g_address = params.g_offset + b * params.g_batch + h * params.g_head + (sequence.q_start + i) * params.g_seq;
-    for (var d = 0u; d < dqk; d++) {
-      q_row[d] = f32(q[q_address + d * params.q_dim]);
+    for (var d4 = 0u; d4 < QK4; d4++) {
+      q_row[d4] = load_q4(q_address, d4 * 4u, dqk, params.q_dim);
     }
-    for (var d = 0u; d < dvd; d++) {
-      do_row[d] = f32(grad_out[g_address + d * params.g_dim]);
+    for (var d4 = 0u; d4 < V4; d4++) {
+      do_row[d4] = load_grad_out4(g_address, d4 * 4u, dvd, params.g_dim);
     }
     lse = logsumexp[batch_head * params.query_length + i];
     if (params.lse_residual == 1u) {
@@ -81,25 +136,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += BLOCK_M) {
-      let c = e / HEAD_DIM_QK;
-      let d = e % HEAD_DIM_QK;
-      let j = key0 + c;
-      var value = 0.0;
-      if (j < sequence.k_valid && d < dqk) {
-        value = f32(k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim]);
+    for (var e = lid; e < BLOCK_N * QK4; e += BLOCK_M) {
+      let j = key0 + e / QK4;
+      var value = vec4<f32>(0.0);
+      if (j < sequence.k_valid) {
+        value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e % QK4) * 4u, dqk, params.k_dim);
       }
-      k_tile[c * HEAD_DIM_QK + d] = value;
+      k_tile[e] = value;
     }
-    for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += BLOCK_M) {
-      let c = e / HEAD_DIM_V;
-      let d = e % HEAD_DIM_V;
-      let j = key0 + c;
-      var value = 0.0;
-      if (j < sequence.k_valid && d < dvd) {
-        value = f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
+    for (var e = lid; e < BLOCK_N * V4; e += BLOCK_M) {
+      let j = key0 + e / V4;
+      var value = vec4<f32>(0.0);
+      if (j < sequence.k_valid) {
+        value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dvd, params.v_dim);
       }
-      v_tile[c * HEAD_DIM_V + d] = value;
+      v_tile[e] = value;
     }
     workgroupBarrier();
     if (row_active && lse > negative_infinity) {
@@ -117,8 +168,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           continue;
         }
         var dot_product = 0.0;
-        for (var d = 0u; d < HEAD_DIM_QK; d++) {
-          dot_product += q_row[d] * k_tile[c * HEAD_DIM_QK + d];
+        // The same summation order as the forward's (identical scores keep P exact).
+        for (var d4 = 0u; d4 < QK4; d4++) {
+          dot_product += dot(q_row[d4], k_tile[c * QK4 + d4]);
         }
         let capped = capped_score(dot_product);
         let score = masked_score(capped.x, b, h, i, j);
@@ -132,12 +184,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let keep = 1.0;
 #endif
         var dp = 0.0;
-        for (var d = 0u; d < HEAD_DIM_V; d++) {
-          dp += do_row[d] * v_tile[c * HEAD_DIM_V + d];
+        for (var d4 = 0u; d4 < V4; d4++) {
+          dp += dot(do_row[d4], v_tile[c * V4 + d4]);
         }
         let ds = p * (dp * keep - row_delta) * capped.y * params.scale;
-        for (var d = 0u; d < HEAD_DIM_QK; d++) {
-          dq_acc[d] += ds * k_tile[c * HEAD_DIM_QK + d];
+        for (var d4 = 0u; d4 < QK4; d4++) {
+          dq_acc[d4] += ds * k_tile[c * QK4 + d4];
         }
       }
     }
@@ -146,7 +198,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (row_active) {
     let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
     for (var d = 0u; d < dqk; d++) {
-      dq[dq_address + d * params.dq_dim] = ${T}(dq_acc[d]);
+      dq[dq_address + d * params.dq_dim] = ${T}(dq_acc[d / 4u][d % 4u]);
     }
   }
 }

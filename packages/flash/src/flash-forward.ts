@@ -116,10 +116,13 @@ export function recordFlashForward(
 ): void {
   if (problem.batch === 0 || problem.queryHeads === 0 || problem.queryLength === 0) return;
   const tiles = chooseTiles(problem, caps)!;
-  const source = flashKernel('flash-forward', forwardSource, variantOf(problem), tiles, {
-    BLOCK_M: tiles.rows,
-    BLOCK_N: tiles.keys,
-  });
+  const source = flashKernel(
+    'flash-forward',
+    forwardSource,
+    variantOf(problem),
+    tiles,
+    { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys },
+  );
   recorder.dispatch(
     source,
     [
@@ -131,7 +134,7 @@ export function recordFlashForward(
       [BINDING.first + 4, buffers.logsumexp],
     ],
     packFlashUniforms(problem, undefined, undefined, buffers.logsumexpResidual ?? false),
-    [Math.ceil(problem.queryLength / tiles.rows), problem.queryHeads, problem.batch],
+    [Math.ceil(problem.queryLength / (tiles.forwardThreads * tiles.forwardRowsPerThread)), problem.queryHeads, problem.batch],
   );
 }
 

@@ -1,15 +1,21 @@
-// FlashAttention forward (Dao et al.): one workgroup per tile of BLOCK_M query rows of one (batch, head), one
-// thread per row. Key/value tiles of BLOCK_N rows are staged in workgroup memory; each row keeps an online
-// softmax (running max m, running sum l, unnormalised output) in f32. Key tiles that no row of the tile may
-// attend (causal, window, key padding, varlen bounds) are never loaded. Writes out and logsumexp = m + log l
-// (−∞ and out = 0 for a row without any allowed key). When the logsumexp buffer has room for 2·B·Hq·L floats
-// (params.lse_residual), the second half receives each row's rounding residual (m − lse) + log l.
+// FlashAttention forward (Dao et al.): one workgroup per tile of THREADS · ROWS query rows of one (batch, head);
+// each thread owns ROWS consecutive rows (register tiling: every key/value element read from workgroup memory
+// serves ROWS rows). Key/value tiles of BLOCK_N rows are staged in workgroup memory as vec4 (head dims padded
+// with zeros to the compiled bucket, a multiple of 4); each row keeps an online softmax (running max m, running
+// sum l, unnormalised output) in f32. Key tiles that no row of the workgroup may attend (causal, window, key
+// padding, varlen bounds) are never loaded, and a thread stops at the last key its own rows may attend. Writes
+// out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key). When the logsumexp buffer has
+// room for 2·B·Hq·L floats (params.lse_residual), the second half receives each row's rounding residual
+// (m − lse) + log l.
 
-override BLOCK_M: u32 = 64u;
+override THREADS: u32 = 64u;
 override BLOCK_N: u32 = 16u;
-const MAX_BLOCK_N: u32 = 64u;
+const ROWS: u32 = ${ROWS}u;
+const MAX_BLOCK_N: u32 = 32u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const QK4: u32 = HEAD_DIM_QK / 4u;
+const V4: u32 = HEAD_DIM_V / 4u;
 
 @group(0) @binding(5) var<storage, read> q: array<${T}>;
 @group(0) @binding(6) var<storage, read> k: array<${T}>;
@@ -17,37 +23,79 @@ const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 @group(0) @binding(8) var<storage, read_write> out: array<${T}>;
 @group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
 
-var<workgroup> k_tile: array<f32, BLOCK_N * HEAD_DIM_QK>;
-var<workgroup> v_tile: array<f32, BLOCK_N * HEAD_DIM_V>;
+var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * QK4>;
+var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
 var<workgroup> sequence_shared: Sequence;
 
-@compute @workgroup_size(BLOCK_M)
+// Elements d..d+3 of a q/k/v row starting at `base` with element stride `stride`; zero at and past `dim`.
+fn load_q4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(q[base + d * stride]), f32(q[base + (d + 1u) * stride]), f32(q[base + (d + 2u) * stride]), f32(q[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(q[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_k4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(k[base + d * stride]), f32(k[base + (d + 1u) * stride]), f32(k[base + (d + 2u) * stride]), f32(k[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(k[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+fn load_v4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
+  if (d + 3u < dim) {
+    return vec4<f32>(f32(v[base + d * stride]), f32(v[base + (d + 1u) * stride]), f32(v[base + (d + 2u) * stride]), f32(v[base + (d + 3u) * stride]));
+  }
+  var value = vec4<f32>(0.0);
+  for (var t = 0u; t < 4u; t++) {
+    if (d + t < dim) {
+      value[t] = f32(v[base + (d + t) * stride]);
+    }
+  }
+  return value;
+}
+
+@compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let b = wid.z;
   let h = wid.y;
   let kv_head = h / (params.q_heads / params.kv_heads);
-  let row0 = wid.x * BLOCK_M;
+  let row0 = wid.x * THREADS * ROWS;
+  let first_row = row0 + lid * ROWS;
+  let batch_head = b * params.q_heads + h;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);
   }
   let sequence = workgroupUniformLoad(&sequence_shared);
+  let negative_infinity = params.negative_infinity;
   if (row0 >= sequence.q_len) {
     // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference).
-    if (row0 + lid < params.query_length) {
-      logsumexp[(b * params.q_heads + h) * params.query_length + row0 + lid] = params.negative_infinity;
+    for (var r = 0u; r < ROWS; r++) {
+      if (first_row + r < params.query_length) {
+        logsumexp[batch_head * params.query_length + first_row + r] = negative_infinity;
+      }
     }
     return;
   }
   let dqk = params.head_dim_qk;
   let dv = params.head_dim_v;
-  let negative_infinity = params.negative_infinity;
 
-  // Keys any row of this tile may attend: bounds are monotone in the row.
-  let row_last = min(row0 + BLOCK_M, sequence.q_len) - 1u;
-  let first_bounds = key_bounds(i32(row0), sequence);
-  let last_bounds = key_bounds(i32(row_last), sequence);
-  let key_lo = max(first_bounds.x, 0);
-  let key_hi = last_bounds.y;
+  // Keys any row of this workgroup may attend: bounds are monotone in the row.
+  let row_last = min(row0 + THREADS * ROWS, sequence.q_len) - 1u;
+  let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
+  let key_hi = key_bounds(i32(row_last), sequence).y;
   var tile_begin = 0u;
   var tile_end = 0u;
   if (key_hi >= key_lo) {
@@ -55,121 +103,156 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     tile_end = u32(key_hi) / BLOCK_N + 1u;
   }
 
-  let i = row0 + lid;
-  let row_active = i < sequence.q_len;
-  let bounds = key_bounds(i32(i), sequence);
-  let batch_head = b * params.q_heads + h;
-  var q_row: array<f32, HEAD_DIM_QK>;
-  var acc: array<f32, HEAD_DIM_V>;
-  for (var d = 0u; d < HEAD_DIM_V; d++) {
-    acc[d] = 0.0;
-  }
-  if (row_active) {
-    let q_base = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
-    for (var d = 0u; d < dqk; d++) {
-      q_row[d] = f32(q[q_base + d * params.q_dim]);
+  // This thread's rows: query, bounds (inactive rows: empty), online-softmax state.
+  var q_rows: array<vec4<f32>, ROWS * QK4>;
+  var acc: array<vec4<f32>, ROWS * V4>;
+  var lo: array<i32, ROWS>;
+  var hi: array<i32, ROWS>;
+  var m: array<f32, ROWS>;
+  var l: array<f32, ROWS>;
+  var thread_hi = -1;
+  for (var r = 0u; r < ROWS; r++) {
+    let i = first_row + r;
+    m[r] = negative_infinity;
+    l[r] = 0.0;
+    lo[r] = 1;
+    hi[r] = 0;
+    for (var d4 = 0u; d4 < V4; d4++) {
+      acc[r * V4 + d4] = vec4<f32>(0.0);
+    }
+    for (var d4 = 0u; d4 < QK4; d4++) {
+      q_rows[r * QK4 + d4] = vec4<f32>(0.0);
+    }
+    if (i < sequence.q_len) {
+      let bounds = key_bounds(i32(i), sequence);
+      lo[r] = bounds.x;
+      hi[r] = bounds.y;
+      thread_hi = max(thread_hi, bounds.y);
+      let q_base = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        q_rows[r * QK4 + d4] = load_q4(q_base, d4 * 4u, dqk, params.q_dim);
+      }
     }
   }
-  var m = negative_infinity;
-  var l = 0.0;
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
 
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += BLOCK_M) {
-      let c = e / HEAD_DIM_QK;
-      let d = e % HEAD_DIM_QK;
+    for (var e = lid; e < BLOCK_N * QK4; e += THREADS) {
+      let c = e / QK4;
       let j = key0 + c;
-      var value = 0.0;
-      if (j < sequence.k_valid && d < dqk) {
-        value = f32(k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim]);
+      var value = vec4<f32>(0.0);
+      if (j < sequence.k_valid) {
+        value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e % QK4) * 4u, dqk, params.k_dim);
       }
-      k_tile[c * HEAD_DIM_QK + d] = value;
+      k_tile[e] = value;
     }
-    for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += BLOCK_M) {
-      let c = e / HEAD_DIM_V;
-      let d = e % HEAD_DIM_V;
+    for (var e = lid; e < BLOCK_N * V4; e += THREADS) {
+      let c = e / V4;
       let j = key0 + c;
-      var value = 0.0;
-      if (j < sequence.k_valid && d < dv) {
-        value = f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
+      var value = vec4<f32>(0.0);
+      if (j < sequence.k_valid) {
+        value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dv, params.v_dim);
       }
-      v_tile[c * HEAD_DIM_V + d] = value;
+      v_tile[e] = value;
     }
     workgroupBarrier();
-    if (row_active) {
-      var scores: array<f32, MAX_BLOCK_N>;
-      var tile_max = negative_infinity;
-      for (var c = 0u; c < BLOCK_N; c++) {
-        let j = key0 + c;
-        var score = negative_infinity;
-        if (i32(j) >= bounds.x && i32(j) <= bounds.y) {
-          var dot_product = 0.0;
-          for (var d = 0u; d < HEAD_DIM_QK; d++) {
-            dot_product += q_row[d] * k_tile[c * HEAD_DIM_QK + d];
-          }
-          score = masked_score(capped_score(dot_product).x, b, h, i, j);
-        }
-        scores[c] = score;
-        tile_max = max(tile_max, score);
+
+    // Keys of this tile some row of this thread may attend.
+    let keys = u32(clamp(thread_hi - i32(key0) + 1, 0, i32(BLOCK_N)));
+    var scores: array<f32, ROWS * MAX_BLOCK_N>;
+    var tile_max: array<f32, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+      tile_max[r] = negative_infinity;
+    }
+    for (var c = 0u; c < keys; c++) {
+      var dots: array<f32, ROWS>;
+      for (var r = 0u; r < ROWS; r++) {
+        dots[r] = 0.0;
       }
-      let m_new = max(m, tile_max);
-      if (m_new > negative_infinity) {
-        let correction = select(exp(m - m_new), 0.0, m == negative_infinity);
-        l *= correction;
-        for (var d = 0u; d < HEAD_DIM_V; d++) {
-          acc[d] *= correction;
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        let key = k_tile[c * QK4 + d4];
+        for (var r = 0u; r < ROWS; r++) {
+          dots[r] += dot(q_rows[r * QK4 + d4], key);
         }
+      }
+      let j = key0 + c;
+      for (var r = 0u; r < ROWS; r++) {
+        var score = negative_infinity;
+        if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
+          score = masked_score(capped_score(dots[r]).x, b, h, first_row + r, j);
+        }
+        scores[r * MAX_BLOCK_N + c] = score;
+        tile_max[r] = max(tile_max[r], score);
+      }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+      let m_new = max(m[r], tile_max[r]);
+      // m = −∞: nothing accumulated yet (l and acc are 0).
+      let correction = select(exp(m[r] - m_new), 0.0, m[r] == negative_infinity);
+      if (correction != 1.0) {
+        l[r] *= correction;
+        for (var d4 = 0u; d4 < V4; d4++) {
+          acc[r * V4 + d4] *= correction;
+        }
+      }
+      m[r] = m_new;
+    }
 #if DROPOUT
-        var words = vec4<u32>(0u);
+    var words: array<vec4<u32>, ROWS>;
 #endif
-        for (var c = 0u; c < BLOCK_N; c++) {
-          let score = scores[c];
+    for (var c = 0u; c < keys; c++) {
 #if DROPOUT
-          if ((c & 3u) == 0u) {
-            words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, (key0 + c) >> 2u);
-          }
+      if ((c & 3u) == 0u) {
+        for (var r = 0u; r < ROWS; r++) {
+          words[r] = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, first_row + r, (key0 + c) >> 2u);
+        }
+      }
 #endif
-          if (score > negative_infinity) {
-            let p = exp(score - m_new);
-            l += p;
+      var weights: array<f32, ROWS>;
+      for (var r = 0u; r < ROWS; r++) {
+        let score = scores[r * MAX_BLOCK_N + c];
+        // score = −∞ (masked) gives 0, also when m is still −∞.
+        let p = select(exp(score - m[r]), 0.0, score == negative_infinity);
+        l[r] += p;
 #if DROPOUT
-            let weight = p * dropout_factor(words[c & 3u]);
+        weights[r] = p * dropout_factor(words[r][c & 3u]);
 #else
-            let weight = p;
+        weights[r] = p;
 #endif
-            if (weight != 0.0) {
-              for (var d = 0u; d < HEAD_DIM_V; d++) {
-                acc[d] += weight * v_tile[c * HEAD_DIM_V + d];
-              }
-            }
-          }
+      }
+      for (var d4 = 0u; d4 < V4; d4++) {
+        let value = v_tile[c * V4 + d4];
+        for (var r = 0u; r < ROWS; r++) {
+          acc[r * V4 + d4] += weights[r] * value;
         }
-        m = m_new;
       }
     }
   }
 
-  if (row_active) {
-    let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
-    let inverse = select(0.0, 1.0 / l, l > 0.0);
-    for (var d = 0u; d < dv; d++) {
-      out[o_base + d * params.o_dim] = ${T}(acc[d] * inverse);
+  for (var r = 0u; r < ROWS; r++) {
+    let i = first_row + r;
+    if (i < sequence.q_len) {
+      let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
+      let inverse = select(0.0, 1.0 / l[r], l[r] > 0.0);
+      for (var d = 0u; d < dv; d++) {
+        out[o_base + d * params.o_dim] = ${T}(acc[r * V4 + d / 4u][d % 4u] * inverse);
+      }
+      let lse_index = batch_head * params.query_length + i;
+      let log_sum = log(l[r]);
+      let lse = m[r] + log_sum;
+      logsumexp[lse_index] = select(negative_infinity, lse, l[r] > 0.0);
+      if (params.lse_residual == 1u) {
+        // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits. The
+        // stored value goes through an XOR with a uniform zero so that no compiler folds (m − (m + log l)) + log l
+        // to 0 algebraically (a driver doing so was seen to lose exactly this residual).
+        let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
+        logsumexp[params.lse_count + lse_index] = select(0.0, (m[r] - stored) + log_sum, l[r] > 0.0);
+      }
+    } else if (i < params.query_length) {
+      logsumexp[batch_head * params.query_length + i] = negative_infinity;
     }
-    let lse_index = batch_head * params.query_length + i;
-    let log_sum = log(l);
-    let lse = m + log_sum;
-    logsumexp[lse_index] = select(negative_infinity, lse, l > 0.0);
-    if (params.lse_residual == 1u) {
-      // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits. The
-      // stored value goes through an XOR with a uniform zero so that no compiler folds (m − (m + log l)) + log l
-      // to 0 algebraically (a driver doing so was seen to lose exactly this residual).
-      let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
-      logsumexp[params.lse_count + lse_index] = select(0.0, (m - stored) + log_sum, l > 0.0);
-    }
-  } else if (i < params.query_length) {
-    logsumexp[batch_head * params.query_length + i] = negative_infinity;
   }
 }

@@ -33,6 +33,8 @@ export function flashKernel(
   tiles: FlashTiles,
   constants: Readonly<Record<string, number>>,
 ): KernelSource {
+  // The forward's rows per thread size its register arrays (a preprocessor size, not an override).
+  const rows = source.includes('${ROWS}') ? tiles.forwardRowsPerThread : null;
   const key = [
     variant.f16 ? 'f16' : 'f32',
     `qk${tiles.headDimQk}`,
@@ -42,6 +44,7 @@ export function flashKernel(
     variant.varlen ? 'varlen' : '',
     variant.dropout ? 'dropout' : '',
     ...Object.entries(constants).map(([constant, value]) => `${constant}=${value}`),
+    rows === null ? '' : `ROWS=${rows}`,
   ]
     .filter(Boolean)
     .join('|');
@@ -66,6 +69,7 @@ export function flashKernel(
           T: variant.f16 ? 'f16' : 'f32',
           HEAD_DIM_QK: String(tiles.headDimQk),
           HEAD_DIM_V: String(tiles.headDimV),
+          ROWS: String(rows ?? 1),
         },
       }),
   };

@@ -29,6 +29,13 @@ export const MAX_HEAD_DIM = 256;
 /** Largest key tile (the kernels' MAX_BLOCK_N: per-row score registers). */
 const MAX_TILE = 64;
 const MIN_TILE = 4;
+/** The forward's largest key tile (its MAX_BLOCK_N: per-thread score registers, ROWS per key). */
+const FORWARD_MAX_TILE = 32;
+
+/** Query rows per forward thread: each staged key/value element then serves that many rows. */
+function forwardRowsPerThread(headDims: number): number {
+  return Math.max(1, Math.min(4, Math.floor(256 / headDims)));
+}
 /** Workgroup bytes besides the tiles (the shared Sequence record, padded). */
 const SHARED_EXTRA = 32;
 
@@ -40,9 +47,13 @@ export function headDimBucket(dim: number): number {
 export interface FlashTiles {
   readonly headDimQk: number;
   readonly headDimV: number;
-  /** Forward and dQ: query rows per workgroup (threads) and keys per staged tile. */
+  /** dQ (and split-KV): query rows per workgroup (threads) and keys per staged tile. */
   readonly rows: number;
   readonly keys: number;
+  /** Forward: threads per workgroup, query rows per thread (register tiling) and keys per staged tile. */
+  readonly forwardThreads: number;
+  readonly forwardRowsPerThread: number;
+  readonly forwardKeys: number;
   /** dK/dV: keys per workgroup (threads) and query rows per staged tile. */
   readonly backwardKeys: number;
   readonly backwardRows: number;
@@ -63,7 +74,17 @@ export function chooseTiles(problem: Pick<AttentionProblem, 'headDimQk' | 'headD
   const keys = largestTile((headDimQk + headDimV) * 4, storage, MIN_TILE);
   const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
   if (keys === null || backwardRows === null) return null;
-  return { headDimQk, headDimV, rows: threads, keys, backwardKeys: threads, backwardRows };
+  return {
+    headDimQk,
+    headDimV,
+    rows: threads,
+    keys,
+    forwardThreads: threads,
+    forwardRowsPerThread: forwardRowsPerThread(headDimQk + headDimV),
+    forwardKeys: Math.min(keys, FORWARD_MAX_TILE),
+    backwardKeys: threads,
+    backwardRows,
+  };
 }
 
 /** Bytes of workgroup storage the smallest tiles need (for rejection messages). */
