@@ -5,8 +5,10 @@
  * float64 reference with the reference package's tolerance rule (a small multiple of a same-precision
  * reference's own error): no NaN, out and logsumexp within tolerance.
  *
- * Default: 30 runs of small shapes (CI). Long run: WEBATTN_PROPERTY_RUNS=2000. A failure prints the fast-check
- * seed and path; WEBATTN_SEED=<seed> replays the same sequence of problems.
+ * Default: 30 runs of small shapes over a fixed palette of kernel variants (CI; see PALETTE). Long run:
+ * WEBATTN_PROPERTY_RUNS=2000 draws every axis. A failure prints the fast-check seed and path;
+ * WEBATTN_SEED=<seed> replays the same sequence of problems. The split-KV ('efficient') backend needs S ≥ 1024,
+ * beyond these small shapes: the conformance suite covers it.
  */
 import { attentionReference, type HostTensor, type ReferenceOptions } from '@webattn/reference';
 import { expectAttentionClose } from '@webattn/reference/testing';
@@ -45,24 +47,50 @@ interface Problem {
   valueSeed: number;
 }
 
-const problems = (backends: Problem['backend'][]) => fc.record<Problem>({
-  backend: fc.constantFrom(...backends),
-  dtype: fc.constantFrom('f32', 'f16'),
-  batch: fc.integer({ min: 1, max: 2 }),
-  kvHeads: fc.integer({ min: 1, max: 2 }),
-  groups: fc.integer({ min: 1, max: 3 }),
-  queryLength: fc.integer({ min: 1, max: 13 }),
-  keyLength: fc.integer({ min: 1, max: 13 }),
-  headDim: fc.constantFrom(1, 4, 8, 13, 16, 40),
-  valueDim: fc.constantFrom(1, 8, 13, 16),
-  mask: fc.constantFrom('none', 'bool', 'f32', 'f16'),
-  maskDims: fc.tuple(fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean()),
-  maskDropLeading: fc.integer({ min: 0, max: 2 }),
-  causal: fc.constantFrom('none', 'top-left', 'bottom-right'),
-  keyLengths: fc.boolean(),
-  dropout: fc.boolean(),
-  valueSeed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-});
+/**
+ * The axes that select a compiled kernel variant (dtype, head dims, mask kind, key lengths, dropout). Compiling a
+ * new flash variant costs seconds on lavapipe, so the default (CI) run draws them from this fixed palette, which
+ * still covers the three mask kinds (no mask is the conformance suite's staple), both dtypes, Dqk ≠ Dv, key
+ * lengths and dropout; everything else — shapes, GQA
+ * ratio, mask broadcast form, causal alignment, values — is drawn freely. WEBATTN_PROPERTY_RUNS draws every axis.
+ */
+type VariantAxes = Pick<Problem, 'dtype' | 'headDim' | 'valueDim' | 'mask' | 'keyLengths' | 'dropout'>;
+const PALETTE: VariantAxes[] = [
+  { dtype: 'f32', headDim: 16, valueDim: 16, mask: 'bool', keyLengths: false, dropout: false },
+  { dtype: 'f16', headDim: 8, valueDim: 8, mask: 'f16', keyLengths: true, dropout: false },
+  { dtype: 'f32', headDim: 40, valueDim: 13, mask: 'f32', keyLengths: false, dropout: true },
+];
+const LONG_RUN = process.env.WEBATTN_PROPERTY_RUNS !== undefined;
+
+const variantAxes: fc.Arbitrary<VariantAxes> = LONG_RUN
+  ? fc.record<VariantAxes>({
+      dtype: fc.constantFrom('f32', 'f16'),
+      headDim: fc.constantFrom(1, 4, 8, 13, 16, 40),
+      valueDim: fc.constantFrom(1, 8, 13, 16),
+      mask: fc.constantFrom('none', 'bool', 'f32', 'f16'),
+      keyLengths: fc.boolean(),
+      dropout: fc.boolean(),
+    })
+  : fc.constantFrom(...PALETTE);
+
+const problems = (backends: Problem['backend'][]): fc.Arbitrary<Problem> =>
+  fc
+    .tuple(
+      variantAxes,
+      fc.record({
+        backend: fc.constantFrom(...backends),
+        batch: fc.integer({ min: 1, max: 2 }),
+        kvHeads: fc.integer({ min: 1, max: 2 }),
+        groups: fc.integer({ min: 1, max: 3 }),
+        queryLength: fc.integer({ min: 1, max: 13 }),
+        keyLength: fc.integer({ min: 1, max: 13 }),
+        maskDims: fc.tuple(fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean()),
+        maskDropLeading: fc.integer({ min: 0, max: 2 }),
+        causal: fc.constantFrom<Problem['causal']>('none', 'top-left', 'bottom-right'),
+        valueSeed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      }),
+    )
+    .map(([variant, rest]) => ({ ...rest, ...variant }));
 
 const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -164,7 +192,7 @@ async function assertProperty(backends: Problem['backend'][]): Promise<void> {
 
 describe.skipIf(!gpu)('scaledDotProductAttention properties on WebGPU', () => {
   it(`${RUNS} random problems on the GPU backends match the float64 reference`, async () => {
-    await expectNoGpuErrors(gpu!, () => assertProperty(['auto', 'flash', 'efficient', 'math']));
+    await expectNoGpuErrors(gpu!, () => assertProperty(['auto', 'flash', 'math']));
   }, 120_000);
 });
 
