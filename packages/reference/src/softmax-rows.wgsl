@@ -1,5 +1,7 @@
 // Forward step 2, one workgroup per row (b, h, i): softmax of the scores in place, then dropout (Philox, the
 // same bits as attentionKeep), and the row logsumexp (−∞ for a fully masked row, whose weights are all 0).
+// A NaN score (NaN in q or k) makes the whole row NaN, as in PyTorch; it is found from the bits because WGSL
+// leaves NaN comparisons and max() to the implementation.
 ${UNIFORMS}
 
 @group(0) @binding(0) var<storage, read_write> scores: array<f32>;
@@ -40,7 +42,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
   if (row >= u.rows) { return; }
   let base = row * u.columns;
   var local_max = MASKED_LIMIT;
-  for (var j = lid; j < u.columns; j += 64u) { local_max = max(local_max, scores[base + j]); }
+  var local_nan = 0.0;
+  for (var j = lid; j < u.columns; j += 64u) {
+    let s = scores[base + j];
+    if ((bitcast<u32>(s) & 0x7fffffffu) > 0x7f800000u) { local_nan = 1.0; } else { local_max = max(local_max, s); }
+  }
+  let row_has_nan = reduce_max(lid, local_nan) > 0.0;
   let row_max = reduce_max(lid, local_max);
   let empty = row_max <= MASKED_LIMIT;
   var local_sum = 0.0;
@@ -62,10 +69,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
       let keep = attention_dropout_word(key, u.dropout_offset, batch_head, i, j) >= u.threshold;
       p = select(0.0, p * u.keep_scale, keep);
     }
+    var nan_bits = 0x7fc00000u;
+    if (row_has_nan) { p = bitcast<f32>(nan_bits); }
     scores[base + j] = p;
   }
   if (lid == 0u) {
     var negative_infinity_bits = 0xff800000u; // a var: WGSL constants cannot hold −∞
-    logsumexp[row] = select(row_max + log(sum), bitcast<f32>(negative_infinity_bits), empty);
+    var nan_bits = 0x7fc00000u;
+    logsumexp[row] = select(select(row_max + log(sum), bitcast<f32>(negative_infinity_bits), empty), bitcast<f32>(nan_bits), row_has_nan);
   }
 }
