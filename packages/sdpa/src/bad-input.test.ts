@@ -12,6 +12,7 @@ import {
   DeviceMismatchError,
   DisposedTensorError,
   InvalidArgumentError,
+  ResourceLimitError,
   ShapeError,
   WebattnError,
   cpuDevice,
@@ -330,6 +331,27 @@ describe.skipIf(!gpu)('bad input on WebGPU', () => {
   it(`${CASES.length} bad calls × 8 entry points: typed errors naming the values, other tensors intact`, async () => {
     await expectNoGpuErrors(device, () => runTable(device, cpuDevice(), gpuEntryPoints()));
     await device.sync();
+  });
+
+  it('only math refuses for size: ResourceLimitError naming the bytes and the budget', async () => {
+    await expectNoGpuErrors(device, async () => {
+      const good = goodInputs(device);
+      let thrown: unknown;
+      try {
+        mathAttention(good.q, good.k, good.v, {}, { memoryBudgetBytes: 256 });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(ResourceLimitError);
+      const limit = thrown as ResourceLimitError;
+      expect(limit.limitBytes).toBe(256);
+      expect(limit.neededBytes).toBeGreaterThan(B * H * L * S * 4);
+      expect(limit.message).toMatch(/memoryBytes \d+, need ≤ 256 \(memory budget\).*raise memoryBudgetBytes or use flash/);
+      // The tensors are untouched and the dispatcher still runs the problem.
+      const out = scaledDotProductAttention(good.q, good.k, good.v, { backends: ['flash', 'math'] });
+      expect(Array.from(await out.toArray()).every(Number.isFinite)).toBe(true);
+      [out, good.q, good.k, good.v].forEach((t) => t.dispose());
+    });
   });
 
   it('a bad call in the middle of recorded work leaves that work correct', async () => {
