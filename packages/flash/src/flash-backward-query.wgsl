@@ -1,10 +1,11 @@
-// FlashAttention-2 backward for dQ: one workgroup per tile of BLOCK_M query rows of one (batch, head), one thread
-// per row (no atomics: deterministic). Loops over the key tiles the rows may attend, recomputes
+// FlashAttention-2 backward for dQ: one workgroup per tile of THREADS · ROWS query rows of one (batch, head), each
+// thread owning ROWS consecutive rows like the forward (no atomics: deterministic). Loops over the key tiles the rows may attend, recomputes
 // P = exp(score − logsumexp), regenerates the dropout bits and accumulates dQ += dS K · scale with
 // dS = P ∘ (dP̃ − delta).
 
-override BLOCK_M: u32 = 64u;
+override THREADS: u32 = 64u;
 override BLOCK_N: u32 = 16u;
+const ROWS: u32 = ${ROWS}u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const QK4: u32 = HEAD_DIM_QK / 4u;
@@ -75,12 +76,13 @@ fn load_grad_out4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
   return value;
 }
 
-@compute @workgroup_size(BLOCK_M)
+@compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let b = wid.z;
   let h = wid.y;
   let kv_head = h / (params.q_heads / params.kv_heads);
-  let row0 = wid.x * BLOCK_M;
+  let row0 = wid.x * THREADS * ROWS;
+  let first_row = row0 + lid * ROWS;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);
   }
@@ -92,7 +94,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let dvd = params.head_dim_v;
   let negative_infinity = params.negative_infinity;
 
-  let row_last = min(row0 + BLOCK_M, sequence.q_len) - 1u;
+  let row_last = min(row0 + THREADS * ROWS, sequence.q_len) - 1u;
   let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
   let key_hi = key_bounds(i32(row_last), sequence).y;
   var tile_begin = 0u;
@@ -102,33 +104,52 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     tile_end = u32(key_hi) / BLOCK_N + 1u;
   }
 
-  let i = row0 + lid;
-  let row_active = i < sequence.q_len;
-  let bounds = key_bounds(i32(i), sequence);
   let batch_head = b * params.q_heads + h;
-  var q_row: array<vec4<f32>, QK4>;
-  var do_row: array<vec4<f32>, V4>;
-  var dq_acc: array<vec4<f32>, QK4>;
-  var lse = negative_infinity;
-  var row_delta = 0.0;
-  var lse_residual = 0.0;
-  for (var d4 = 0u; d4 < QK4; d4++) {
-    dq_acc[d4] = vec4<f32>(0.0);
-  }
-  if (row_active) {
-    let q_address = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
-    let g_address = params.g_offset + b * params.g_batch + h * params.g_head + (sequence.q_start + i) * params.g_seq;
+  // This thread's rows (inactive rows and rows without any allowed key: empty bounds).
+  var q_rows: array<vec4<f32>, ROWS * QK4>;
+  var do_rows: array<vec4<f32>, ROWS * V4>;
+  var dq_acc: array<vec4<f32>, ROWS * QK4>;
+  var lo: array<i32, ROWS>;
+  var hi: array<i32, ROWS>;
+  var lse: array<f32, ROWS>;
+  var lse_residual: array<f32, ROWS>;
+  var row_delta: array<f32, ROWS>;
+  var thread_hi = -1;
+  for (var r = 0u; r < ROWS; r++) {
+    let i = first_row + r;
+    lo[r] = 1;
+    hi[r] = 0;
+    lse[r] = negative_infinity;
+    lse_residual[r] = 0.0;
+    row_delta[r] = 0.0;
     for (var d4 = 0u; d4 < QK4; d4++) {
-      q_row[d4] = load_q4(q_address, d4 * 4u, dqk, params.q_dim);
+      dq_acc[r * QK4 + d4] = vec4<f32>(0.0);
+      q_rows[r * QK4 + d4] = vec4<f32>(0.0);
     }
     for (var d4 = 0u; d4 < V4; d4++) {
-      do_row[d4] = load_grad_out4(g_address, d4 * 4u, dvd, params.g_dim);
+      do_rows[r * V4 + d4] = vec4<f32>(0.0);
     }
-    lse = logsumexp[batch_head * params.query_length + i];
-    if (params.lse_residual == 1u) {
-      lse_residual = logsumexp[params.lse_count + batch_head * params.query_length + i];
+    if (i < sequence.q_len) {
+      lse[r] = logsumexp[batch_head * params.query_length + i];
+      if (params.lse_residual == 1u) {
+        lse_residual[r] = logsumexp[params.lse_count + batch_head * params.query_length + i];
+      }
+      row_delta[r] = delta[batch_head * params.query_length + i];
+      if (lse[r] > negative_infinity) {
+        let bounds = key_bounds(i32(i), sequence);
+        lo[r] = bounds.x;
+        hi[r] = bounds.y;
+        thread_hi = max(thread_hi, bounds.y);
+      }
+      let q_address = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
+      let g_address = params.g_offset + b * params.g_batch + h * params.g_head + (sequence.q_start + i) * params.g_seq;
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        q_rows[r * QK4 + d4] = load_q4(q_address, d4 * 4u, dqk, params.q_dim);
+      }
+      for (var d4 = 0u; d4 < V4; d4++) {
+        do_rows[r * V4 + d4] = load_grad_out4(g_address, d4 * 4u, dvd, params.g_dim);
+      }
     }
-    row_delta = delta[batch_head * params.query_length + i];
   }
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
@@ -136,7 +157,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    for (var e = lid; e < BLOCK_N * QK4; e += BLOCK_M) {
+    for (var e = lid; e < BLOCK_N * QK4; e += THREADS) {
       let j = key0 + e / QK4;
       var value = vec4<f32>(0.0);
       if (j < sequence.k_valid) {
@@ -144,7 +165,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
       k_tile[e] = value;
     }
-    for (var e = lid; e < BLOCK_N * V4; e += BLOCK_M) {
+    for (var e = lid; e < BLOCK_N * V4; e += THREADS) {
       let j = key0 + e / V4;
       var value = vec4<f32>(0.0);
       if (j < sequence.k_valid) {
@@ -153,52 +174,72 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       v_tile[e] = value;
     }
     workgroupBarrier();
-    if (row_active && lse > negative_infinity) {
+    // Keys of this tile some row of this thread may attend.
+    let keys = u32(clamp(thread_hi - i32(key0) + 1, 0, i32(BLOCK_N)));
 #if DROPOUT
-      var words = vec4<u32>(0u);
+    var words: array<vec4<u32>, ROWS>;
 #endif
-      for (var c = 0u; c < BLOCK_N; c++) {
-        let j = key0 + c;
+    for (var c = 0u; c < keys; c++) {
+      let j = key0 + c;
 #if DROPOUT
-        if ((c & 3u) == 0u) {
-          words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, j >> 2u);
+      if ((c & 3u) == 0u) {
+        for (var r = 0u; r < ROWS; r++) {
+          words[r] = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, first_row + r, j >> 2u);
         }
+      }
 #endif
-        if (i32(j) < bounds.x || i32(j) > bounds.y) {
-          continue;
+      // The same summation order as the forward's (identical scores keep P exact).
+      var dots: array<f32, ROWS>;
+      var dps: array<f32, ROWS>;
+      for (var r = 0u; r < ROWS; r++) {
+        dots[r] = 0.0;
+        dps[r] = 0.0;
+      }
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        let key = k_tile[c * QK4 + d4];
+        for (var r = 0u; r < ROWS; r++) {
+          dots[r] += dot(q_rows[r * QK4 + d4], key);
         }
-        var dot_product = 0.0;
-        // The same summation order as the forward's (identical scores keep P exact).
-        for (var d4 = 0u; d4 < QK4; d4++) {
-          dot_product += dot(q_row[d4], k_tile[c * QK4 + d4]);
+      }
+      for (var d4 = 0u; d4 < V4; d4++) {
+        let value = v_tile[c * V4 + d4];
+        for (var r = 0u; r < ROWS; r++) {
+          dps[r] += dot(do_rows[r * V4 + d4], value);
         }
-        let capped = capped_score(dot_product);
-        let score = masked_score(capped.x, b, h, i, j);
-        if (score == negative_infinity) {
-          continue;
-        }
-        let p = exp((score - lse) - lse_residual);
+      }
+      var ds: array<f32, ROWS>;
+      for (var r = 0u; r < ROWS; r++) {
+        ds[r] = 0.0;
+        if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
+          let capped = capped_score(dots[r]);
+          let score = masked_score(capped.x, b, h, first_row + r, j);
+          if (score > negative_infinity) {
+            let p = exp((score - lse[r]) - lse_residual[r]);
 #if DROPOUT
-        let keep = dropout_factor(words[c & 3u]);
+            let keep = dropout_factor(words[r][c & 3u]);
 #else
-        let keep = 1.0;
+            let keep = 1.0;
 #endif
-        var dp = 0.0;
-        for (var d4 = 0u; d4 < V4; d4++) {
-          dp += dot(do_row[d4], v_tile[c * V4 + d4]);
+            ds[r] = p * (dps[r] * keep - row_delta[r]) * capped.y * params.scale;
+          }
         }
-        let ds = p * (dp * keep - row_delta) * capped.y * params.scale;
-        for (var d4 = 0u; d4 < QK4; d4++) {
-          dq_acc[d4] += ds * k_tile[c * QK4 + d4];
+      }
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        let key = k_tile[c * QK4 + d4];
+        for (var r = 0u; r < ROWS; r++) {
+          dq_acc[r * QK4 + d4] += ds[r] * key;
         }
       }
     }
   }
 
-  if (row_active) {
-    let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
-    for (var d = 0u; d < dqk; d++) {
-      dq[dq_address + d * params.dq_dim] = ${T}(dq_acc[d / 4u][d % 4u]);
+  for (var r = 0u; r < ROWS; r++) {
+    let i = first_row + r;
+    if (i < sequence.q_len) {
+      let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
+      for (var d = 0u; d < dqk; d++) {
+        dq[dq_address + d * params.dq_dim] = ${T}(dq_acc[r * QK4 + d / 4u][d % 4u]);
+      }
     }
   }
 }

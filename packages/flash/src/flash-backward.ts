@@ -102,10 +102,10 @@ export function recordFlashBackward(
   }
   if (queryLength > 0) {
     recorder.dispatch(
-      flashKernel('flash-backward-query', querySource, variant, tiles, { BLOCK_M: tiles.rows, BLOCK_N: tiles.keys }),
+      flashKernel('flash-backward-query', querySource, variant, tiles, { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys }),
       [...shared, [BINDING.first + 6, buffers.dq]],
       uniforms,
-      [Math.ceil(queryLength / tiles.rows), queryHeads, batch],
+      [Math.ceil(queryLength / (tiles.forwardThreads * tiles.forwardRowsPerThread)), queryHeads, batch],
     );
   }
 }
