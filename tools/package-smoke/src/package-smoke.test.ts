@@ -10,8 +10,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { browserAvailable, launchBrowser, runPage } from '@webattn/browser-test';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -21,6 +24,13 @@ const work = mkdtempSync(join(tmpdir(), 'webattn-package-smoke-'));
 const tarballs = join(work, 'tarballs');
 const project = join(work, 'project');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** q = [[1,0],[0,1],[1,1]], k = identity, v = [[1,2],[3,4]], scale 1/√2: the attention output computed here. */
+const EXPECTED_OUT: number[] = [[1, 0], [0, 1], [1, 1]].flatMap(([a, b]) => {
+  const weights = [Math.exp(a! / Math.SQRT2), Math.exp(b! / Math.SQRT2)];
+  const total = weights[0]! + weights[1]!;
+  return [(weights[0]! * 1 + weights[1]! * 3) / total, (weights[0]! * 2 + weights[1]! * 4) / total];
+});
 
 const run = (command: string, args: string[], cwd: string) =>
   execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_yes: 'true' } });
@@ -94,14 +104,7 @@ describe('packed packages', () => {
       flash: boolean;
       mha: number[];
     };
-    // softmax over two keys with scale 1/sqrt(2): computed here independently.
-    const expected: number[] = [];
-    for (const [a, b] of [[1, 0], [0, 1], [1, 1]] as const) {
-      const scores = [a / Math.SQRT2, b / Math.SQRT2];
-      const weights = scores.map((s) => Math.exp(s - Math.max(...scores)));
-      const total = weights[0]! + weights[1]!;
-      expected.push((weights[0]! * 1 + weights[1]! * 3) / total, (weights[0]! * 2 + weights[1]! * 4) / total);
-    }
+    const expected = EXPECTED_OUT;
     result.out.forEach((value, i) => expect(value).toBeCloseTo(expected[i]!, 6));
     result.reference.forEach((value, i) => expect(value).toBeCloseTo(expected[i]!, 12));
     expect(result.chosen).toBe('cpu');
@@ -122,14 +125,27 @@ describe('packed packages', () => {
   });
 
   it('bundles for the browser with Vite (WGSL inlined, no Node built-ins)', async () => {
+    // The page computes attention on whatever device the browser gives and reports through __webattnResult
+    // (the protocol of @webattn/browser-test's runPage).
     writeFileSync(
       join(project, 'main.js'),
       `import { createDevice, tensor } from '@webattn/tensor';
-       import { scaledDotProductAttention } from '@webattn/sdpa';
+       import { explainSdpa, scaledDotProductAttention } from '@webattn/sdpa';
        import { MultiheadAttention } from '@webattn/nn';
-       const device = await createDevice();
-       const q = tensor(device, [1, 2, 3, 4], [1, 1, 2, 2]);
-       globalThis.result = { out: scaledDotProductAttention(q, q, q), MultiheadAttention };\n`,
+       try {
+         const device = await createDevice();
+         const q = tensor(device, [1, 0, 0, 1, 1, 1], [1, 1, 3, 2]);
+         const k = tensor(device, [1, 0, 0, 1], [1, 1, 2, 2]);
+         const v = tensor(device, [1, 2, 3, 4], [1, 1, 2, 2]);
+         const chosen = explainSdpa(q, k, v).chosen;
+         const out = Array.from(await scaledDotProductAttention(q, k, v).toArray());
+         const mha = new MultiheadAttention(device, 4, 2, { seed: 1 });
+         const x = tensor(device, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [2, 1, 4]);
+         const shape = mha.forward(x, x, x).output.shape;
+         globalThis.__webattnResult = { ok: true, value: { kind: device.kind, chosen, out, shape } };
+       } catch (error) {
+         globalThis.__webattnResult = { ok: false, error: String(error && error.stack || error) };
+       }\n`,
     );
     writeFileSync(join(project, 'index.html'), '<!doctype html><script type="module" src="./main.js"></script>\n');
     const output = await build({
@@ -145,4 +161,37 @@ describe('packed packages', () => {
     expect(code).not.toMatch(/\?raw/);
     expect(code).not.toMatch(/from ["']node:/);
   }, 120_000);
+
+  it.skipIf(!browserAvailable())('the Vite bundle runs in headless Chromium on WebGPU', async () => {
+    const dist = join(project, 'dist');
+    expect(existsSync(join(dist, 'index.html')), 'the bundle test ran first').toBe(true);
+    const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
+    const server = createServer((request, response) => {
+      if (request.url === '/favicon.ico') {
+        response.writeHead(204).end();
+        return;
+      }
+      const path = join(dist, normalize(decodeURIComponent((request.url ?? '/').split('?')[0]!)).replace(/^(\.\.[/\\])+/, ''));
+      const file = path.endsWith('/') || path === dist ? join(path, 'index.html') : path;
+      if (!file.startsWith(dist) || !existsSync(file)) {
+        response.writeHead(404).end();
+        return;
+      }
+      response.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const browser = await launchBrowser();
+    try {
+      const { port } = server.address() as AddressInfo;
+      const run = await runPage<{ kind: string; chosen: string; out: number[]; shape: number[] }>(browser.context, `http://127.0.0.1:${port}/`);
+      expect(run.result.kind, 'the browser gave a WebGPU device').toBe('gpu');
+      expect(['flash', 'math']).toContain(run.result.chosen);
+      run.result.out.forEach((value, i) => expect(value).toBeCloseTo(EXPECTED_OUT[i]!, 5));
+      expect(run.result.shape).toEqual([2, 1, 4]);
+      expect(run.consoleErrors, run.consoleErrors.join('\n')).toEqual([]);
+    } finally {
+      await browser.close();
+      server.close();
+    }
+  }, 180_000);
 });
