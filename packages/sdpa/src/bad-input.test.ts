@@ -5,8 +5,8 @@
  * validation error, and leave every other tensor intact: afterwards the inputs read back unchanged and a valid
  * call on the same tensors still matches the float64 reference.
  */
-import { flashAttention, splitKvAttention } from '@webattn/flash';
-import { attentionReference, cpuAttention, mathAttention } from '@webattn/reference';
+import { flashAttention, flashAttentionGrad, splitKvAttention } from '@webattn/flash';
+import { attentionReference, cpuAttention, cpuAttentionBackward, mathAttention, mathAttentionBackward } from '@webattn/reference';
 import {
   DTypeError,
   DeviceMismatchError,
@@ -369,6 +369,112 @@ describe.skipIf(!gpu)('bad input on WebGPU', () => {
       );
       expect(maxAbsDiff(a, expected.out).value).toBeLessThan(1e-5);
       [first, second, good.q, good.k, good.v].forEach((t) => t.dispose());
+    });
+  });
+});
+
+interface BackwardCall {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  out: Tensor;
+  logsumexp: Tensor;
+  gradOut: Tensor;
+}
+
+const BACKWARD_CASES: {
+  name: string;
+  build(good: BackwardCall, make: (shape: number[], dtype?: 'f32' | 'f16', on?: 'other') => Tensor): BackwardCall;
+  error: new (...args: never[]) => WebattnError;
+  message: RegExp;
+}[] = [
+  {
+    name: 'gradOut of the wrong shape',
+    build: (g, make) => ({ ...g, gradOut: make([B, H, L, D + 1]) }),
+    error: ShapeError,
+    message: /gradOut (has shape )?\[2, 2, 5, 9\].*\[2, 2, 5, 8\]/,
+  },
+  {
+    name: 'logsumexp of the wrong shape',
+    build: (g, make) => ({ ...g, logsumexp: make([B, H, L + 1]) }),
+    error: ShapeError,
+    message: /logsumexp.*\[2, 2, 6\]|logsumexp.*\[2, 2, 5\]/,
+  },
+  {
+    name: 'disposed gradOut',
+    build: (g, make) => {
+      const gradOut = make([B, H, L, D]);
+      gradOut.dispose();
+      return { ...g, gradOut };
+    },
+    error: DisposedTensorError,
+    message: /\[2, 2, 5, 8\] \(f32\) was used after dispose\(\)/,
+  },
+  {
+    name: 'gradOut on another device',
+    build: (g, make) => ({ ...g, gradOut: make([B, H, L, D], 'f32', 'other') }),
+    error: DeviceMismatchError,
+    message: /CPU|GPU|another device/,
+  },
+  {
+    name: 'q of rank 3',
+    build: (g, make) => ({ ...g, q: make([H, L, D]) }),
+    error: ShapeError,
+    message: /has rank 3/,
+  },
+];
+
+type BackwardEntry = (call: BackwardCall) => unknown;
+
+async function runBackwardTable(device: Device, other: Device, entryPoints: Record<string, BackwardEntry>): Promise<void> {
+  const good = goodInputs(device);
+  const forward = device.isGpu ? mathAttention(good.q, good.k, good.v) : cpuAttention(good.q, good.k, good.v);
+  const gradOut = tensor(device, randomValues(B * H * L * D, seed + 5), [B, H, L, D]);
+  const call: BackwardCall = { q: good.q, k: good.k, v: good.v, out: forward.out, logsumexp: forward.logsumexp, gradOut };
+  for (const kase of BACKWARD_CASES) {
+    for (const [entry, run] of Object.entries(entryPoints)) {
+      const made: Tensor[] = [];
+      const make = (shape: number[], dtype: 'f32' | 'f16' = 'f32', on?: 'other') => {
+        const t = tensor(on === 'other' ? other : device, randomValues(shape.reduce((a, b) => a * b, 1), seed + 9), shape, { dtype });
+        made.push(t);
+        return t;
+      };
+      let thrown: unknown;
+      try {
+        run(kase.build(call, make));
+      } catch (error) {
+        thrown = error;
+      }
+      made.forEach((t) => t.dispose());
+      const where = `${kase.name} through ${entry} (seed ${seed})`;
+      expect(thrown, `${where}: no error`).toBeInstanceOf(kase.error);
+      expect((thrown as Error).message, where).toMatch(kase.message);
+    }
+  }
+  // The forward's results are intact: a valid backward still runs on every entry point.
+  for (const [entry, run] of Object.entries(entryPoints)) {
+    const grads = run(call) as { dq: Tensor; dk: Tensor; dv: Tensor };
+    for (const t of [grads.dq, grads.dk, grads.dv]) {
+      expect(Array.from(await t.toArray()).every(Number.isFinite), `${entry} after the bad calls`).toBe(true);
+      t.dispose();
+    }
+  }
+  [forward.out, forward.logsumexp, gradOut, good.q, good.k, good.v].forEach((t) => t.dispose());
+}
+
+describe.skipIf(!gpu)('bad input to the backward entry points', () => {
+  it(`${BACKWARD_CASES.length} bad calls through flashAttentionGrad and mathAttentionBackward`, async () => {
+    await expectNoGpuErrors(gpu!, () =>
+      runBackwardTable(gpu!, cpuDevice(), {
+        flashAttentionGrad: (c) => flashAttentionGrad(c.q, c.k, c.v, c.out, c.logsumexp, c.gradOut),
+        mathAttentionBackward: (c) => mathAttentionBackward(c.q, c.k, c.v, c.out, c.logsumexp, c.gradOut),
+      }),
+    );
+  });
+
+  it(`${BACKWARD_CASES.length} bad calls through cpuAttentionBackward`, async () => {
+    await runBackwardTable(cpuDevice(), gpu!, {
+      cpuAttentionBackward: (c) => cpuAttentionBackward(c.q, c.k, c.v, c.out, c.logsumexp, c.gradOut),
     });
   });
 });
