@@ -6,11 +6,11 @@
  * reference's own error): no NaN, out and logsumexp within tolerance.
  *
  * Default: 30 runs of small shapes over a fixed palette of kernel variants (CI; see PALETTE). Long run:
- * WEBATTN_PROPERTY_RUNS=2000 draws every axis. A failure prints the fast-check seed and path;
+ * WEBATTN_PROPERTY_RUNS=2000 draws every axis and checks dq, dk, dv too. A failure prints the fast-check seed and path;
  * WEBATTN_SEED=<seed> replays the same sequence of problems. The split-KV ('efficient') backend needs S ≥ 1024,
  * beyond these small shapes: the conformance suite covers it.
  */
-import { attentionReference, type HostTensor, type ReferenceOptions } from '@webattn/reference';
+import { attentionReference, attentionReferenceBackward, type HostTensor, type ReferenceOptions } from '@webattn/reference';
 import { expectAttentionClose } from '@webattn/reference/testing';
 import { cpuDevice, roundToHalf, tensor, type AttentionOptions, type Device, type Tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, openTestDevice, randomValues } from '@webattn/tensor/testing';
@@ -61,6 +61,8 @@ const PALETTE: VariantAxes[] = [
   { dtype: 'f32', headDim: 40, valueDim: 13, mask: 'f32', keyLengths: false, dropout: true },
 ];
 const LONG_RUN = process.env.WEBATTN_PROPERTY_RUNS !== undefined;
+/** Gradients too (through autograd, on the backend that ran) in the long run: each backward variant compiles too. */
+const CHECK_BACKWARD = LONG_RUN;
 
 const variantAxes: fc.Arbitrary<VariantAxes> = LONG_RUN
   ? fc.record<VariantAxes>({
@@ -160,15 +162,31 @@ async function check(p: Problem): Promise<boolean> {
     // cover refusals); fast-check draws another problem.
     const explanation = explainSdpa(q, k, v, { ...built.options, ...forced });
     if (explanation.chosen === null) return false;
+    if (CHECK_BACKWARD) [q, k, v].forEach((t) => (t.requiresGrad = true));
     const out = scaledDotProductAttention(q, k, v, { ...built.options, ...forced });
     const actual = await out.toArray();
-    out.dispose();
     const { q: hq, k: hk, v: hv, options } = built.host;
     const oracle = attentionReference(hq, hk, hv, options);
     const same = attentionReference(hq, hk, hv, { ...options, precision: p.dtype });
     const where = `${explanation.chosen} on ${JSON.stringify(p)}`;
     expect(Array.from(actual).some(Number.isNaN), `${where}: NaN in out`).toBe(false);
     expectAttentionClose(`${where}: out`, actual, oracle.out, same.out, p.dtype);
+    if (CHECK_BACKWARD) {
+      const gradValues = randomValues(out.size, p.valueSeed ^ 0x3c6e).map(p.dtype === 'f16' ? roundToHalf : Math.fround);
+      const gradOut = tensor(device, gradValues, out.shape, { dtype: p.dtype });
+      out.backward(gradOut);
+      gradOut.dispose();
+      const hostGrad = { data: gradValues, shape: out.shape };
+      const oracleGrads = attentionReferenceBackward(hq, hk, hv, hostGrad, options);
+      const sameGrads = attentionReferenceBackward(hq, hk, hv, hostGrad, { ...options, precision: p.dtype });
+      for (const [name, t] of [['dq', q], ['dk', k], ['dv', v]] as const) {
+        const grad = await t.grad!.toArray();
+        expect(Array.from(grad).some(Number.isNaN), `${where}: NaN in ${name}`).toBe(false);
+        expectAttentionClose(`${where}: ${name}`, grad, oracleGrads[name], sameGrads[name], p.dtype);
+        t.grad!.dispose();
+      }
+    }
+    out.dispose();
     return true;
   } finally {
     built.tensors.forEach((t) => t.dispose());
@@ -193,7 +211,7 @@ async function assertProperty(backends: Problem['backend'][]): Promise<void> {
 describe.skipIf(!gpu)('scaledDotProductAttention properties on WebGPU', () => {
   it(`${RUNS} random problems on the GPU backends match the float64 reference`, async () => {
     await expectNoGpuErrors(gpu!, () => assertProperty(['auto', 'flash', 'math']));
-  }, 120_000);
+  }, LONG_RUN ? 3_600_000 : 120_000);
 });
 
 describe('scaledDotProductAttention properties on the CPU', () => {
