@@ -4,11 +4,12 @@ import { runKernel, workgroupGrid } from '../kernel';
 import { formatShape, sameShape } from '../shape';
 import { emptyTensor, type Tensor } from '../tensor';
 import { uniformLayout } from '../uniforms';
-import { preprocessWgsl } from '../wgsl';
+import { composeWgsl } from '../wgsl';
 import { add, mul } from './arithmetic';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
 import layerNormSource from './layer-norm.wgsl?raw';
+import workgroupReduceSource from './workgroup-reduce.wgsl?raw';
 import {
   assertBindable,
   assertFiniteNumber,
@@ -30,7 +31,7 @@ const layout = uniformLayout([
 const kernel = {
   name: 'layer-norm',
   variant: 'f32',
-  code: () => preprocessWgsl(layerNormSource, { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } }),
+  code: () => composeWgsl([workgroupReduceSource, layerNormSource], { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } }),
 };
 
 /** CPU kernel (pure): per row, normalized = (x − mean) · rstd with rstd = 1/sqrt(biased var + eps). */

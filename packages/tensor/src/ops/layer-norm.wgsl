@@ -3,28 +3,10 @@
 
 ${UNIFORMS}
 
-const THREADS = 64u;
-
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read_write> normalized: array<f32>;
 @group(0) @binding(2) var<storage, read_write> inverse_std: array<f32>;
 @group(0) @binding(3) var<uniform> u: Uniforms;
-
-var<workgroup> partial: array<f32, THREADS>;
-
-fn workgroup_sum(value: f32, lane: u32) -> f32 {
-  partial[lane] = value;
-  workgroupBarrier();
-  for (var stride = THREADS / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) {
-      partial[lane] += partial[lane + stride];
-    }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
 
 @compute @workgroup_size(THREADS)
 fn main(

@@ -3,11 +3,12 @@ import { runKernel, workgroupGrid } from '../kernel';
 import { normalizeDim } from '../shape';
 import { emptyTensor, type Tensor } from '../tensor';
 import { uniformLayout } from '../uniforms';
-import { preprocessWgsl } from '../wgsl';
+import { composeWgsl } from '../wgsl';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
 import { assertBindable, checkTensor, cpuFloatArray, cpuTensor } from './operands';
 import reduceSource from './reduce.wgsl?raw';
+import workgroupReduceSource from './workgroup-reduce.wgsl?raw';
 import { asRows, orderWithLast } from './rows';
 
 const layout = uniformLayout([
@@ -19,7 +20,7 @@ const layout = uniformLayout([
 const kernel = {
   name: 'row-sum',
   variant: 'f32',
-  code: () => preprocessWgsl(reduceSource, { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } }),
+  code: () => composeWgsl([workgroupReduceSource, reduceSource], { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } }),
 };
 
 /** CPU kernel (pure): out[r] = alpha · Σ_c input[r · cols + c]. */

@@ -2,13 +2,9 @@
 
 ${UNIFORMS}
 
-const THREADS = 64u;
-
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read_write> output: array<f32>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
-
-var<workgroup> partial: array<f32, THREADS>;
 
 @compute @workgroup_size(THREADS)
 fn main(
@@ -24,15 +20,8 @@ fn main(
   for (var col = lid.x; col < u.cols; col += THREADS) {
     total += input[row * u.cols + col];
   }
-  partial[lid.x] = total;
-  workgroupBarrier();
-  for (var stride = THREADS / 2u; stride > 0u; stride >>= 1u) {
-    if (lid.x < stride) {
-      partial[lid.x] += partial[lid.x + stride];
-    }
-    workgroupBarrier();
-  }
+  let row_total = workgroup_sum(total, lid.x);
   if (lid.x == 0u) {
-    output[row] = partial[0] * u.alpha;
+    output[row] = row_total * u.alpha;
   }
 }

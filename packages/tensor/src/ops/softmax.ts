@@ -3,20 +3,21 @@ import { runKernel, workgroupGrid } from '../kernel';
 import { normalizeDim } from '../shape';
 import { emptyTensor, type Tensor } from '../tensor';
 import { uniformLayout } from '../uniforms';
-import { preprocessWgsl } from '../wgsl';
+import { composeWgsl } from '../wgsl';
 import { cast } from './cast';
 import { elementwise } from './elementwise';
 import { assertBindable, assertFloat, checkTensor, cpuFloatArray, cpuTensor } from './operands';
 import { sum } from './reduce';
 import { asRows, inverseOrder } from './rows';
 import softmaxSource from './softmax.wgsl?raw';
+import workgroupReduceSource from './workgroup-reduce.wgsl?raw';
 
 const layout = uniformLayout([
   ['rows', 'u32'],
   ['cols', 'u32'],
 ]);
 
-const code = () => preprocessWgsl(softmaxSource, { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } });
+const code = () => composeWgsl([workgroupReduceSource, softmaxSource], { replacements: { UNIFORMS: layout.wgslStruct('Uniforms') } });
 
 /** CPU kernel (pure): softmax or log-softmax of each row of a dense [rows, cols] matrix, max subtracted first. */
 export function softmaxRowsCpu(

@@ -3,14 +3,11 @@
 
 ${UNIFORMS}
 
-const THREADS = 64u;
 override LOG_SOFTMAX: bool = false;
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read_write> output: array<f32>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
-
-var<workgroup> partial: array<f32, THREADS>;
 
 @compute @workgroup_size(THREADS)
 fn main(
@@ -27,29 +24,12 @@ fn main(
   for (var col = lid.x; col < u.cols; col += THREADS) {
     largest = max(largest, input[base + col]);
   }
-  partial[lid.x] = largest;
-  workgroupBarrier();
-  for (var stride = THREADS / 2u; stride > 0u; stride >>= 1u) {
-    if (lid.x < stride) {
-      partial[lid.x] = max(partial[lid.x], partial[lid.x + stride]);
-    }
-    workgroupBarrier();
-  }
-  let row_max = partial[0];
-  workgroupBarrier();
+  let row_max = workgroup_max(largest, lid.x);
   var total = 0.0;
   for (var col = lid.x; col < u.cols; col += THREADS) {
     total += exp(input[base + col] - row_max);
   }
-  partial[lid.x] = total;
-  workgroupBarrier();
-  for (var stride = THREADS / 2u; stride > 0u; stride >>= 1u) {
-    if (lid.x < stride) {
-      partial[lid.x] += partial[lid.x + stride];
-    }
-    workgroupBarrier();
-  }
-  let row_sum = partial[0];
+  let row_sum = workgroup_sum(total, lid.x);
   for (var col = lid.x; col < u.cols; col += THREADS) {
     let shifted = input[base + col] - row_max;
     if (LOG_SOFTMAX) {
