@@ -207,7 +207,8 @@ async function runTable(device: Device, other: Device): Promise<void> {
         gc();
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      expect(device.pool.stats().inUseBytes, `${bad.name}: pooled bytes still in use after the failed call`).toBe(inUse);
+      // ≤: the FinalizationRegistry may return storage of earlier collected tensors meanwhile; a leak still shows.
+      expect(device.pool.stats().inUseBytes, `${bad.name}: pooled bytes still in use after the failed call`).toBeLessThanOrEqual(inUse);
     }
   }
 

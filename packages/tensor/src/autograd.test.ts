@@ -149,7 +149,9 @@ describe('autograd', () => {
       x.grad!.dispose();
       w.grad!.dispose();
       await device.sync();
-      expect(device.pool.stats().inUseBytes, `seed ${seed}`).toBe(baseline);
+      // ≤, not =: the FinalizationRegistry may meanwhile return the storage of earlier tensors that were collected
+      // without dispose(); a leak would still push the count above the baseline.
+      expect(device.pool.stats().inUseBytes, `seed ${seed}`).toBeLessThanOrEqual(baseline);
     });
   });
 });
