@@ -1,11 +1,13 @@
-// FlashAttention-2 backward for dK and dV: one workgroup per tile of BLOCK_N keys of one (batch, kv head), one
-// thread per key. It loops over the query heads that share the kv head (GQA) and over the query tiles that may
+// FlashAttention-2 backward for dK and dV: one workgroup per tile of THREADS · ROWS keys of one (batch, kv head),
+// each thread owning ROWS consecutive keys (register tiling: every staged Q/dO element serves ROWS keys). It loops over the query heads that share the kv head (GQA) and over the query tiles that may
 // attend its keys (others are skipped), stages Q, dO, logsumexp and delta in workgroup memory, recomputes
 // P = exp(score − logsumexp), regenerates the dropout bits and accumulates dV += P̃ᵀ dO and
 // dK += dSᵀ Q · scale. Each key's gradient is summed by one thread in a fixed order: deterministic.
 
 override BLOCK_M: u32 = 16u;
-override BLOCK_N: u32 = 64u;
+override THREADS: u32 = 64u;
+// Keys per thread (the forward's rows per thread).
+const ROWS: u32 = ${ROWS}u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const QK4: u32 = HEAD_DIM_QK / 4u;
@@ -80,11 +82,12 @@ fn load_grad_out4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
   return value;
 }
 
-@compute @workgroup_size(BLOCK_N)
+@compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let b = wid.z;
   let kv_head = wid.y;
-  let key0 = wid.x * BLOCK_N;
+  let key0 = wid.x * THREADS * ROWS;
+  let first_key = key0 + lid * ROWS;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);
   }
@@ -97,11 +100,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let negative_infinity = params.negative_infinity;
   let group = params.q_heads / params.kv_heads;
 
-  // Rows that may attend some key of this tile.
+  // Rows that may attend some key of this workgroup.
   var tile_begin = 0u;
   var tile_end = 0u;
   if (key0 < sequence.k_valid && sequence.q_len > 0u) {
-    let key_last = min(key0 + BLOCK_N, sequence.k_valid) - 1u;
+    let key_last = min(key0 + THREADS * ROWS, sequence.k_valid) - 1u;
     let rows = row_bounds(i32(key0), i32(key_last), sequence);
     if (rows.y >= rows.x) {
       tile_begin = u32(rows.x) / BLOCK_M;
@@ -109,28 +112,31 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
   }
 
-  let j = key0 + lid;
-  let key_active = j < sequence.k_valid;
-  var k_row: array<vec4<f32>, QK4>;
-  var v_row: array<vec4<f32>, V4>;
-  var dk_acc: array<vec4<f32>, QK4>;
-  var dv_acc: array<vec4<f32>, V4>;
-  let k_address = params.k_offset + b * params.k_batch + kv_head * params.k_head + (sequence.k_start + j) * params.k_seq;
-  let v_address = params.v_offset + b * params.v_batch + kv_head * params.v_head + (sequence.k_start + j) * params.v_seq;
-  for (var d4 = 0u; d4 < QK4; d4++) {
-    dk_acc[d4] = vec4<f32>(0.0);
-    k_row[d4] = vec4<f32>(0.0);
-  }
-  for (var d4 = 0u; d4 < V4; d4++) {
-    dv_acc[d4] = vec4<f32>(0.0);
-    v_row[d4] = vec4<f32>(0.0);
-  }
-  if (key_active) {
+  // This thread's keys [first_key, last_key] (valid ones only; none: last_key < first_key).
+  let last_key = i32(min(first_key + ROWS, sequence.k_valid)) - 1;
+  var k_rows: array<vec4<f32>, ROWS * QK4>;
+  var v_rows: array<vec4<f32>, ROWS * V4>;
+  var dk_acc: array<vec4<f32>, ROWS * QK4>;
+  var dv_acc: array<vec4<f32>, ROWS * V4>;
+  for (var t = 0u; t < ROWS; t++) {
+    let j = first_key + t;
     for (var d4 = 0u; d4 < QK4; d4++) {
-      k_row[d4] = load_k4(k_address, d4 * 4u, dqk, params.k_dim);
+      dk_acc[t * QK4 + d4] = vec4<f32>(0.0);
+      k_rows[t * QK4 + d4] = vec4<f32>(0.0);
     }
     for (var d4 = 0u; d4 < V4; d4++) {
-      v_row[d4] = load_v4(v_address, d4 * 4u, dvd, params.v_dim);
+      dv_acc[t * V4 + d4] = vec4<f32>(0.0);
+      v_rows[t * V4 + d4] = vec4<f32>(0.0);
+    }
+    if (j < sequence.k_valid) {
+      let k_address = params.k_offset + b * params.k_batch + kv_head * params.k_head + (sequence.k_start + j) * params.k_seq;
+      let v_address = params.v_offset + b * params.v_batch + kv_head * params.v_head + (sequence.k_start + j) * params.v_seq;
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        k_rows[t * QK4 + d4] = load_k4(k_address, d4 * 4u, dqk, params.k_dim);
+      }
+      for (var d4 = 0u; d4 < V4; d4++) {
+        v_rows[t * V4 + d4] = load_v4(v_address, d4 * 4u, dvd, params.v_dim);
+      }
     }
   }
 
@@ -142,7 +148,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var tile = tile_begin; tile < tile_end; tile++) {
       let row0 = tile * BLOCK_M;
       workgroupBarrier();
-      for (var e = lid; e < BLOCK_M * QK4; e += BLOCK_N) {
+      for (var e = lid; e < BLOCK_M * QK4; e += THREADS) {
         let i = row0 + e / QK4;
         var value = vec4<f32>(0.0);
         if (i < sequence.q_len) {
@@ -150,7 +156,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         q_tile[e] = value;
       }
-      for (var e = lid; e < BLOCK_M * V4; e += BLOCK_N) {
+      for (var e = lid; e < BLOCK_M * V4; e += THREADS) {
         let i = row0 + e / V4;
         var value = vec4<f32>(0.0);
         if (i < sequence.q_len) {
@@ -158,7 +164,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         do_tile[e] = value;
       }
-      for (var r = lid; r < BLOCK_M; r += BLOCK_N) {
+      for (var r = lid; r < BLOCK_M; r += THREADS) {
         let i = row0 + r;
         var lse = negative_infinity;
         var row_delta = 0.0;
@@ -175,54 +181,81 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         delta_tile[r] = row_delta;
       }
       workgroupBarrier();
-      if (key_active) {
-        for (var r = 0u; r < BLOCK_M; r++) {
-          let i = row0 + r;
-          let lse = lse_tile[r];
-          let bounds = key_bounds(i32(i), sequence);
-          if (lse == negative_infinity || i32(j) < bounds.x || i32(j) > bounds.y) {
-            continue;
+      for (var r = 0u; r < BLOCK_M; r++) {
+        let i = row0 + r;
+        let lse = lse_tile[r];
+        let bounds = key_bounds(i32(i), sequence);
+        // Skip rows without any allowed key, and rows none of this thread's keys may be attended by.
+        if (lse == negative_infinity || last_key < max(bounds.x, i32(first_key)) || i32(first_key) > bounds.y) {
+          continue;
+        }
+        // The same summation order as the forward's (identical scores keep P exact).
+        var dots: array<f32, ROWS>;
+        var dps: array<f32, ROWS>;
+        for (var t = 0u; t < ROWS; t++) {
+          dots[t] = 0.0;
+          dps[t] = 0.0;
+        }
+        for (var d4 = 0u; d4 < QK4; d4++) {
+          let query = q_tile[r * QK4 + d4];
+          for (var t = 0u; t < ROWS; t++) {
+            dots[t] += dot(query, k_rows[t * QK4 + d4]);
           }
-          var dot_product = 0.0;
-          // The same summation order as the forward's (identical scores keep P exact).
-          for (var d4 = 0u; d4 < QK4; d4++) {
-            dot_product += dot(q_tile[r * QK4 + d4], k_row[d4]);
+        }
+        for (var d4 = 0u; d4 < V4; d4++) {
+          let g = do_tile[r * V4 + d4];
+          for (var t = 0u; t < ROWS; t++) {
+            dps[t] += dot(g, v_rows[t * V4 + d4]);
           }
-          let capped = capped_score(dot_product);
-          let score = masked_score(capped.x, b, h, i, j);
-          if (score == negative_infinity) {
-            continue;
-          }
-          let p = exp((score - lse) - residual_tile[r]);
+        }
+        var weights: array<f32, ROWS>;
+        var ds: array<f32, ROWS>;
+        for (var t = 0u; t < ROWS; t++) {
+          let j = first_key + t;
+          weights[t] = 0.0;
+          ds[t] = 0.0;
+          if (i32(j) >= bounds.x && i32(j) <= min(bounds.y, last_key)) {
+            let capped = capped_score(dots[t]);
+            let score = masked_score(capped.x, b, h, i, j);
+            if (score > negative_infinity) {
+              let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
-          let keep = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, batch_head, i, j));
+              let keep = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, batch_head, i, j));
 #else
-          let keep = 1.0;
+              let keep = 1.0;
 #endif
-          var dp = 0.0;
-          let weight = p * keep;
-          for (var d4 = 0u; d4 < V4; d4++) {
-            let g = do_tile[r * V4 + d4];
-            dv_acc[d4] += weight * g;
-            dp += dot(g, v_row[d4]);
+              weights[t] = p * keep;
+              ds[t] = p * (dps[t] * keep - delta_tile[r]) * capped.y * params.scale;
+            }
           }
-          let ds = p * (dp * keep - delta_tile[r]) * capped.y * params.scale;
-          for (var d4 = 0u; d4 < QK4; d4++) {
-            dk_acc[d4] += ds * q_tile[r * QK4 + d4];
+        }
+        for (var d4 = 0u; d4 < V4; d4++) {
+          let g = do_tile[r * V4 + d4];
+          for (var t = 0u; t < ROWS; t++) {
+            dv_acc[t * V4 + d4] += weights[t] * g;
+          }
+        }
+        for (var d4 = 0u; d4 < QK4; d4++) {
+          let query = q_tile[r * QK4 + d4];
+          for (var t = 0u; t < ROWS; t++) {
+            dk_acc[t * QK4 + d4] += ds[t] * query;
           }
         }
       }
     }
   }
 
-  if (j < sequence.k_len) {
-    let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
-    let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
-    for (var d = 0u; d < dqk; d++) {
-      dk[dk_address + d * params.dk_dim] = ${T}(dk_acc[d / 4u][d % 4u]);
-    }
-    for (var d = 0u; d < dvd; d++) {
-      dv[dv_address + d * params.dv_dim] = ${T}(dv_acc[d / 4u][d % 4u]);
+  for (var t = 0u; t < ROWS; t++) {
+    let j = first_key + t;
+    if (j < sequence.k_len) {
+      let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
+      let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
+      for (var d = 0u; d < dqk; d++) {
+        dk[dk_address + d * params.dk_dim] = ${T}(dk_acc[t * QK4 + d / 4u][d % 4u]);
+      }
+      for (var d = 0u; d < dvd; d++) {
+        dv[dv_address + d * params.dv_dim] = ${T}(dv_acc[t * V4 + d / 4u][d % 4u]);
+      }
     }
   }
 }

@@ -93,11 +93,11 @@ export function recordFlashBackward(
     recorder.dispatch(
       flashKernel('flash-backward-key-value', keyValueSource, variant, tiles, {
         BLOCK_M: tiles.backwardRows,
-        BLOCK_N: tiles.backwardKeys,
+        THREADS: tiles.backwardKeys,
       }),
       [...shared, [BINDING.first + 6, buffers.dk], [BINDING.first + 7, buffers.dv]],
       uniforms,
-      [Math.ceil(keyLength / tiles.backwardKeys), kvHeads, batch],
+      [Math.ceil(keyLength / (tiles.backwardKeys * tiles.forwardRowsPerThread)), kvHeads, batch],
     );
   }
   if (queryLength > 0) {
