@@ -72,6 +72,7 @@ describe('chooseTiles', () => {
     expect(chooseTiles({ headDimQk: 64, headDimV: 64 }, caps({ maxComputeWorkgroupStorageSize: 32768 }))).toMatchObject({ keys: 32, headDimQk: 64, forwardRowsPerThread: 2, forwardKeys: 32 });
     expect(chooseTiles({ headDimQk: 40, headDimV: 24 }, caps({ maxComputeWorkgroupStorageSize: 49152 }))).toMatchObject({ keys: 64, headDimQk: 64, headDimV: 32, forwardRowsPerThread: 2, forwardKeys: 32 });
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps())).toMatchObject({ keys: 4, backwardRows: 4, forwardRowsPerThread: 1, forwardKeys: 4 });
+    expect(chooseTiles({ headDimQk: 16, headDimV: 8 }, caps())).toMatchObject({ headDimQk: 16, headDimV: 16, forwardRowsPerThread: 4 });
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps({ maxComputeWorkgroupStorageSize: 4096 }))).toBeNull();
   });
 });

@@ -24,7 +24,7 @@ export function capsOfGpuDevice(device: GPUDevice): FlashCaps {
 }
 
 /** Head dims are compiled in buckets (the size of per-thread register arrays); any dim up to the bucket runs. */
-export const HEAD_DIM_BUCKETS = [32, 64, 128, 256] as const;
+export const HEAD_DIM_BUCKETS = [16, 32, 64, 128, 256] as const;
 export const MAX_HEAD_DIM = 256;
 /** Largest key tile (the kernels' MAX_BLOCK_N: per-row score registers). */
 const MAX_TILE = 64;
