@@ -58,7 +58,7 @@ describe.skipIf(!gpu)('resources on WebGPU', () => {
         }
         await device.sync();
         const after = device.pool.stats();
-        expect(after.inUseBytes, 'bytes still handed out after the loop').toBe(baseline.inUseBytes);
+        expect(after.inUseBytes, 'bytes still handed out after the loop (less: the FinalizationRegistry returned something older)').toBeLessThanOrEqual(baseline.inUseBytes);
         expect(after.created - baseline.created, `buffers created during ${GPU_ITERATIONS} calls on a warm pool`).toBe(0);
         expect(peakLive, 'pool bytes grew during the loop').toBe(baseline.liveBytes);
         expect(after.reused - baseline.reused, 'every buffer came from the pool').toBeGreaterThan(GPU_ITERATIONS);

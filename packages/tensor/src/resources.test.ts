@@ -36,7 +36,7 @@ describe.skipIf(!gpu)('FinalizationRegistry safety net', () => {
         for (let i = 0; i < 40; i++) tensor(device, randomValues(1000, seed + i), [10, 100]);
       })();
       expect(device.pool.stats().inUseBytes).toBeGreaterThan(baseline);
-      const returned = await collectUntil(() => device.pool.stats().inUseBytes === baseline);
+      const returned = await collectUntil(() => device.pool.stats().inUseBytes <= baseline);
       expect(returned, `in use: ${device.pool.stats().inUseBytes} bytes, baseline ${baseline}`).toBe(true);
     });
   });
@@ -73,7 +73,7 @@ describe.skipIf(!gpu)('FinalizationRegistry safety net', () => {
       other.dispose();
       view.dispose();
       view = null;
-      expect(await collectUntil(() => device.pool.stats().inUseBytes === baseline)).toBe(true);
+      expect(await collectUntil(() => device.pool.stats().inUseBytes <= baseline)).toBe(true);
     });
   });
 });
