@@ -68,8 +68,9 @@ describe.skipIf(!gpu)('seed mini-test (CI size, GPU)', () => {
         expect(result.backend, where).not.toBe('—');
       }
       if (result.variant === 'flash') expect(result.backend, where).toBe('flash');
-      // Nothing leaks from step to step: the pool holds the same bytes after the last step as after the warm-up.
-      expect(result.inUseBytes!.afterLast, where).toBe(result.inUseBytes!.afterWarmup);
+      // Nothing leaks from step to step: the pool holds no more bytes after the last step than after the warm-up
+      // (fewer is possible: the FinalizationRegistry may return storage of tensors collected meanwhile).
+      expect(result.inUseBytes!.afterLast, where).toBeLessThanOrEqual(result.inUseBytes!.afterWarmup);
     }
     // Same weights, inputs and options: all four variants compute the same function (dropout off).
     const loss = (variant: string, options: string) => results.find((r) => r.variant === variant && r.options === options)!;
