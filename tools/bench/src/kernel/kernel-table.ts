@@ -7,8 +7,9 @@ export const formatShape = (shape: BenchShape) => `B${shape.batch} H${shape.head
 export function formatTiles(reports: readonly TileReport[]): string[] {
   return reports.map(({ dtype, headDim, tiles }) =>
     tiles
-      ? `flash tiles ${dtype} D${headDim}: forward/dQ ${tiles.rows} query rows × ${tiles.keys} keys per tile, ` +
-        `dK/dV ${tiles.backwardKeys} keys × ${tiles.backwardRows} query rows (head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`
+      ? `flash tiles ${dtype} D${headDim}: forward/dQ ${tiles.forwardThreads} threads × ${tiles.forwardRowsPerThread} query rows ` +
+        `per thread, ${tiles.forwardKeys} keys per tile; dK/dV ${tiles.backwardKeys} threads × ${tiles.forwardRowsPerThread} keys ` +
+        `per thread, ${tiles.backwardRows} query rows per tile (head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`
       : `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`,
   );
 }
