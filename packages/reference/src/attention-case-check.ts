@@ -92,7 +92,7 @@ export function checkCaseForward(
   seed: number,
 ): void {
   const label = (what: string) => `${kase.name}: ${what}`;
-  expectAttentionClose(label('out'), actual.out, expected.oracle.out, expected.samePrecision.out, kase.dtype, seed);
+  expectAttentionClose(label('out'), actual.out, expected.oracle.out, expected.samePrecision.out, kase.dtype, seed, kase.probabilityRule);
   if (actual.logsumexp) {
     expectAttentionClose(
       label('logsumexp'),
@@ -111,6 +111,7 @@ export function checkCaseForward(
       expected.samePrecision.weights,
       kase.dtype,
       seed,
+      kase.probabilityRule,
     );
   }
 }
@@ -125,6 +126,6 @@ export function checkCaseBackward(
   const same = expected.samePrecisionGradients;
   if (!oracle || !same) throw new Error(`${kase.name} does not check backward (case.backward is false)`);
   for (const name of ['dq', 'dk', 'dv'] as const) {
-    expectAttentionClose(`${kase.name}: ${name}`, actual[name], oracle[name], same[name], kase.dtype, seed, kase.backwardRule);
+    expectAttentionClose(`${kase.name}: ${name}`, actual[name], oracle[name], same[name], kase.dtype, seed, kase.probabilityRule);
   }
 }
