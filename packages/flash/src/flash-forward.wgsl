@@ -27,46 +27,8 @@ var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * QK4>;
 var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
 var<workgroup> sequence_shared: Sequence;
 
-// Elements d..d+3 of a q/k/v row starting at `base` with element stride `stride`; zero at and past `dim`.
-fn load_q4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
-  if (d + 3u < dim) {
-    return vec4<f32>(f32(q[base + d * stride]), f32(q[base + (d + 1u) * stride]), f32(q[base + (d + 2u) * stride]), f32(q[base + (d + 3u) * stride]));
-  }
-  var value = vec4<f32>(0.0);
-  for (var t = 0u; t < 4u; t++) {
-    if (d + t < dim) {
-      value[t] = f32(q[base + (d + t) * stride]);
-    }
-  }
-  return value;
-}
-
-fn load_k4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
-  if (d + 3u < dim) {
-    return vec4<f32>(f32(k[base + d * stride]), f32(k[base + (d + 1u) * stride]), f32(k[base + (d + 2u) * stride]), f32(k[base + (d + 3u) * stride]));
-  }
-  var value = vec4<f32>(0.0);
-  for (var t = 0u; t < 4u; t++) {
-    if (d + t < dim) {
-      value[t] = f32(k[base + (d + t) * stride]);
-    }
-  }
-  return value;
-}
-
-fn load_v4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
-  if (d + 3u < dim) {
-    return vec4<f32>(f32(v[base + d * stride]), f32(v[base + (d + 1u) * stride]), f32(v[base + (d + 2u) * stride]), f32(v[base + (d + 3u) * stride]));
-  }
-  var value = vec4<f32>(0.0);
-  for (var t = 0u; t < 4u; t++) {
-    if (d + t < dim) {
-      value[t] = f32(v[base + (d + t) * stride]);
-    }
-  }
-  return value;
-}
-
+// load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
+${VEC4_LOADERS}
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let b = wid.z;

@@ -2,6 +2,7 @@ import { PHILOX_WGSL, composeWgsl, type AttentionProblem, type KernelSource } fr
 import common from './flash-common.wgsl?raw';
 import { FLASH_UNIFORMS } from './flash-uniforms';
 import type { FlashTiles } from './flash-tiles';
+import { vec4Loaders } from './vec4-loaders';
 
 /** Setup-time facts of a problem that change the generated WGSL (never its sizes). */
 export interface FlashVariant {
@@ -66,6 +67,7 @@ export function flashKernel(
         },
         replacements: {
           UNIFORMS: FLASH_UNIFORMS.wgslStruct('Params'),
+          VEC4_LOADERS: vec4Loaders(source),
           T: variant.f16 ? 'f16' : 'f32',
           HEAD_DIM_QK: String(tiles.headDimQk),
           HEAD_DIM_V: String(tiles.headDimV),
