@@ -1,4 +1,5 @@
 import {
+  DTypeError,
   DeviceMismatchError,
   ShapeError,
   Tensor,
@@ -131,7 +132,7 @@ export function flashAttentionGrad(
     if (t.shape.length !== expectedOut.length || t.shape.some((size, axis) => size !== expectedOut[axis])) {
       throw new ShapeError(`${name} has shape [${t.shape.join(', ')}], need [${expectedOut.join(', ')}] (the forward's out)`);
     }
-    if (t.dtype !== problem.dtype) throw new ShapeError(`${name} has dtype ${t.dtype}, need ${problem.dtype} like q`);
+    if (t.dtype !== problem.dtype) throw new DTypeError(`${name} has dtype ${t.dtype}, need ${problem.dtype} like q`);
   }
   const lseShape = [problem.batch, problem.queryHeads, problem.queryLength];
   if (logsumexp.dtype !== 'f32' || !logsumexp.isContiguous() || logsumexp.offset !== 0 || logsumexp.shape.join() !== lseShape.join()) {

@@ -1,4 +1,5 @@
 import {
+  DTypeError,
   DeviceMismatchError,
   ShapeError,
   describeAttention,
@@ -73,6 +74,8 @@ export function cpuAttentionBackward(
     if (t.shape.length !== shape.length || t.shape.some((size, axis) => size !== shape[axis])) {
       throw new ShapeError(`${name} ${formatShape(t.shape)} must have shape ${formatShape(shape)}`);
     }
+    const dtype = name === 'logsumexp' ? 'f32' : plan.problem.dtype;
+    if (t.dtype !== dtype) throw new DTypeError(`${name} has dtype ${t.dtype}, need ${dtype}${name === 'logsumexp' ? '' : ' like q'}`);
   }
   const grads = referenceBackward(plan, hostViewOf(gradOut));
   const device = q.device;

@@ -1,4 +1,5 @@
 import {
+  DTypeError,
   DeviceMismatchError,
   InvalidArgumentError,
   ResourceLimitError,
@@ -200,8 +201,8 @@ export function mathAttentionBackward(
   assertLike('out', out, sizes.out, q);
   assertLike('gradOut', gradOut, sizes.out, q);
   assertLike('logsumexp', logsumexp, [batch, queryHeads, queryLength], q);
-  if (out.dtype !== problem.dtype || gradOut.dtype !== problem.dtype) {
-    throw new InvalidArgumentError(`out and gradOut need q's dtype ${problem.dtype}, got ${out.dtype} and ${gradOut.dtype}`);
+  for (const [name, t] of [['out', out], ['gradOut', gradOut]] as const) {
+    if (t.dtype !== problem.dtype) throw new DTypeError(`${name} has dtype ${t.dtype}, need ${problem.dtype} like q`);
   }
   if (logsumexp.dtype !== 'f32' || !logsumexp.isContiguous() || logsumexp.offset !== 0) {
     throw new InvalidArgumentError('logsumexp must be the forward\'s contiguous f32 tensor');

@@ -395,6 +395,12 @@ const BACKWARD_CASES: {
     message: /gradOut (has shape )?\[2, 2, 5, 9\].*\[2, 2, 5, 8\]/,
   },
   {
+    name: 'gradOut of another dtype',
+    build: (g, make) => ({ ...g, gradOut: make([B, H, L, D], 'f16') }),
+    error: DTypeError,
+    message: /gradOut has dtype f16, need f32 like q/,
+  },
+  {
     name: 'logsumexp of the wrong shape',
     build: (g, make) => ({ ...g, logsumexp: make([B, H, L + 1]) }),
     error: ShapeError,
