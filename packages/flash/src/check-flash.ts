@@ -1,4 +1,5 @@
 import { rejection, type AttentionLayout, type AttentionProblem, type Rejection } from '@webattn/tensor';
+import { backwardBindings, forwardBindings, planKernelChunks, type KernelBindings } from './flash-chunks';
 import { MAX_HEAD_DIM, chooseTiles, minimumStorage, type FlashCaps } from './flash-tiles';
 
 const BACKEND = 'flash';
@@ -33,7 +34,38 @@ function checkLayout(name: string, layout: AttentionLayout, out: Rejection[]): v
  * rejection names the value it got and what it needs.
  */
 export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejection[] {
-  return [...checkCommon(problem, caps, BACKEND), ...checkWeights(problem)];
+  const common = checkCommon(problem, caps, BACKEND);
+  const kernels = [forwardBindings(problem, true)];
+  if (problem.requiresGrad) {
+    const { delta, query, keyValue } = backwardBindings(problem, { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v }, true);
+    kernels.push(delta, query, keyValue);
+  }
+  return [...common, ...(common.length === 0 ? checkBindings(problem, caps, BACKEND, kernels) : []), ...checkWeights(problem)];
+}
+
+/**
+ * Flash splits a dispatch over batch entries, heads and query rows so that no binding exceeds the limit; it
+ * refuses only when even one head's chunk does not fit (the keys and values of one kv head, the logsumexp and
+ * the backward's delta are bound whole). Run after checkCommon found nothing (it needs valid sizes).
+ */
+export function checkBindings(problem: AttentionProblem, caps: FlashCaps, backend: string, kernels: readonly KernelBindings[]): Rejection[] {
+  const limit = caps.maxStorageBufferBindingSize;
+  for (const kernel of kernels) {
+    const plan = planKernelChunks(problem, kernel, limit);
+    if ('overflow' in plan) {
+      const { name, bytes } = plan.overflow;
+      return [
+        rejection(
+          backend,
+          `${name} binding size`,
+          `${bytes} B`,
+          `≤ ${limit} B`,
+          'maxStorageBufferBindingSize; flash splits over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward delta whole',
+        ),
+      ];
+    }
+  }
+  return [];
 }
 
 function checkWeights(problem: AttentionProblem): Rejection[] {
@@ -93,26 +125,16 @@ export function checkCommon(problem: AttentionProblem, caps: FlashCaps, backend:
   const workgroups = caps.maxComputeWorkgroupsPerDimension || 65535;
   if (problem.batch > workgroups) reject('batch', problem.batch, `≤ ${workgroups}`, 'one workgroup row per batch entry');
   if (problem.queryHeads > workgroups) reject('query heads', problem.queryHeads, `≤ ${workgroups}`);
-  if (Math.ceil(Math.max(problem.queryLength, problem.keyLength) / 4) > workgroups) {
-    reject('sequence length', Math.max(problem.queryLength, problem.keyLength), `≤ ${workgroups * 4}`);
+  // Every kernel covers at least one row or key per thread of a workgroup (chooseTiles' thread count).
+  const rowsPerWorkgroup = Math.min(64, caps.maxComputeInvocationsPerWorkgroup || 64);
+  if (Math.ceil(Math.max(problem.queryLength, problem.keyLength) / rowsPerWorkgroup) > workgroups) {
+    reject('sequence length', Math.max(problem.queryLength, problem.keyLength), `≤ ${workgroups * rowsPerWorkgroup}`, 'one workgroup per tile of rows');
   }
   const layout = problem.layout;
   checkLayout('q', layout.q, out);
   checkLayout('k', layout.k, out);
   checkLayout('v', layout.v, out);
   checkLayout('out', layout.out, out);
-  const bytes = problem.dtype === 'f16' ? 2 : 4;
-  const spans: [string, number][] = [
-    ['q', layoutSpan(layout.q, problem.batch, problem.queryHeads, problem.queryLength, problem.headDimQk)],
-    ['k', layoutSpan(layout.k, problem.batch, problem.kvHeads, problem.keyLength, problem.headDimQk)],
-    ['v', layoutSpan(layout.v, problem.batch, problem.kvHeads, problem.keyLength, problem.headDimV)],
-    ['out', layoutSpan(layout.out, problem.batch, problem.queryHeads, problem.queryLength, problem.headDimV)],
-  ];
-  for (const [name, span] of spans) {
-    if (!problem.varlen && span * bytes > caps.maxStorageBufferBindingSize) {
-      reject(`${name} binding size`, `${span * bytes} B`, `≤ ${caps.maxStorageBufferBindingSize} B`, 'the maxStorageBufferBindingSize limit');
-    }
-  }
   const needed = storageBuffersNeeded(problem);
   if (caps.maxStorageBuffersPerShaderStage && needed > caps.maxStorageBuffersPerShaderStage) {
     reject('storage buffers', needed, `≤ ${caps.maxStorageBuffersPerShaderStage}`, 'the maxStorageBuffersPerShaderStage limit');

@@ -9,10 +9,11 @@ override BLOCK_M: u32 = 64u;
 
 @compute @workgroup_size(BLOCK_M)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let b = wid.z;
-  let h = wid.y;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers batch entries, heads and rows from its bases.
+  let b = params.batch_base + wid.z;
+  let h = params.head_base + wid.y;
   let sequence = load_sequence(b);
-  let i = wid.x * BLOCK_M + lid;
+  let i = params.row_base + wid.x * BLOCK_M + lid;
   if (i >= sequence.q_len) {
     return;
   }

@@ -33,9 +33,10 @@ var<workgroup> sequence_shared: Sequence;
 ${VEC4_LOADERS}
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let b = wid.z;
-  let kv_head = wid.y;
-  let key0 = wid.x * THREADS * ROWS;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers batch entries and kv heads from its bases.
+  let b = params.batch_base + wid.z;
+  let kv_head = params.head_base + wid.y;
+  let key0 = params.row_base + wid.x * THREADS * ROWS;
   let first_key = key0 + lid * ROWS;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);

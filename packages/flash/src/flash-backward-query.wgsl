@@ -27,10 +27,11 @@ var<workgroup> sequence_shared: Sequence;
 ${VEC4_LOADERS}
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let b = wid.z;
-  let h = wid.y;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers batch entries, heads and rows from its bases.
+  let b = params.batch_base + wid.z;
+  let h = params.head_base + wid.y;
   let kv_head = h / (params.q_heads / params.kv_heads);
-  let row0 = wid.x * THREADS * ROWS;
+  let row0 = params.row_base + wid.x * THREADS * ROWS;
   let first_row = row0 + lid * ROWS;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);

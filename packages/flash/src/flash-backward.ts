@@ -4,15 +4,16 @@ import {
   assertBufferHolds,
   assertProblemBuffers,
   assertRunnable,
-  optionalBindings,
   recordingCaps,
+  wholeOptionalBindings,
   type FlashForwardBuffers,
   type FlashRecordOptions,
   type FlashRecording,
 } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
+import { backwardBindings, dispatchChunks, requireChunks } from './flash-chunks';
 import { chooseTiles, type FlashCaps } from './flash-tiles';
-import { packFlashUniforms, type GradientLayouts } from './flash-uniforms';
+import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import deltaSource from './flash-backward-delta.wgsl?raw';
 import keyValueSource from './flash-backward-key-value.wgsl?raw';
@@ -51,61 +52,70 @@ export function recordFlashBackward(
   problem: AttentionProblem,
   buffers: FlashBackwardBuffers,
 ): void {
-  const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
+  const { batch, queryHeads, queryLength, keyLength } = problem;
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
   const tiles = chooseTiles(problem, caps)!;
   const variant = variantOf(problem);
-  const uniforms = packFlashUniforms(
-    problem,
-    gradientLayouts(problem, buffers.layouts),
-    undefined,
-    buffers.logsumexpResidual ?? false,
-  );
-  const optional = optionalBindings(problem, buffers);
+  const gradients = gradientLayouts(problem, buffers.layouts);
+  const residual = buffers.logsumexpResidual ?? false;
+  // Split into chunks (batch entries × query heads × rows; kv heads for dK/dV) when a binding would exceed the limit.
+  const kernels = backwardBindings(problem, gradients, residual);
+  const limit = caps.maxStorageBufferBindingSize;
+  const chunks = {
+    delta: requireChunks(problem, kernels.delta, limit, 'flash backward'),
+    query: requireChunks(problem, kernels.query, limit, 'flash backward'),
+    keyValue: requireChunks(problem, kernels.keyValue, limit, 'flash backward'),
+  };
+  const uniforms = (chunk: ChunkUniforms) => packFlashUniforms(problem, gradients, undefined, residual, chunk);
+  const optional = wholeOptionalBindings(problem, buffers);
+  const tensors = { ...buffers };
   const delta = recorder.temporary(
     Math.max(4, batch * queryHeads * queryLength * 4),
     GPUBufferUsage.STORAGE,
     'flash backward delta',
   );
+  const rowsPerWorkgroup = tiles.forwardThreads * tiles.forwardRowsPerThread;
   if (queryLength > 0) {
-    recorder.dispatch(
+    dispatchChunks(
+      recorder,
       flashKernel('flash-backward-delta', deltaSource, variant, tiles, { BLOCK_M: tiles.rows }),
-      [
-        ...optional.filter(([binding]) => binding !== BINDING.mask),
-        [BINDING.first, buffers.out],
-        [BINDING.first + 1, buffers.gradOut],
-        [BINDING.first + 2, delta],
-      ],
+      problem,
+      kernels.delta,
+      chunks.delta,
+      tensors,
+      [...optional, [BINDING.first + 2, delta]],
       uniforms,
-      [Math.ceil(queryLength / tiles.rows), queryHeads, batch],
+      (chunk) => [Math.ceil(chunk.rows.count / tiles.rows), chunk.heads.count, chunk.batch.count],
     );
   }
-  const shared: [number, GPUBuffer][] = [
-    ...optional,
-    [BINDING.first, buffers.q],
-    [BINDING.first + 1, buffers.k],
-    [BINDING.first + 2, buffers.v],
-    [BINDING.first + 3, buffers.gradOut],
-    [BINDING.first + 4, buffers.logsumexp],
-    [BINDING.first + 5, delta],
-  ];
+  const whole: [number, GPUBuffer][] = [...optional, [BINDING.first + 4, buffers.logsumexp], [BINDING.first + 5, delta]];
   if (keyLength > 0) {
-    recorder.dispatch(
+    dispatchChunks(
+      recorder,
       flashKernel('flash-backward-key-value', keyValueSource, variant, tiles, {
         BLOCK_M: tiles.backwardRows,
         THREADS: tiles.backwardKeys,
       }),
-      [...shared, [BINDING.first + 6, buffers.dk], [BINDING.first + 7, buffers.dv]],
+      problem,
+      kernels.keyValue,
+      chunks.keyValue,
+      tensors,
+      whole,
       uniforms,
-      [Math.ceil(keyLength / (tiles.backwardKeys * tiles.forwardRowsPerThread)), kvHeads, batch],
+      (chunk) => [Math.ceil(chunk.rows.count / (tiles.backwardKeys * tiles.forwardRowsPerThread)), chunk.heads.count, chunk.batch.count],
     );
   }
   if (queryLength > 0) {
-    recorder.dispatch(
+    dispatchChunks(
+      recorder,
       flashKernel('flash-backward-query', querySource, variant, tiles, { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys }),
-      [...shared, [BINDING.first + 6, buffers.dq]],
+      problem,
+      kernels.query,
+      chunks.query,
+      tensors,
+      whole,
       uniforms,
-      [Math.ceil(queryLength / (tiles.forwardThreads * tiles.forwardRowsPerThread)), queryHeads, batch],
+      (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
     );
   }
 }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection } from '@webattn/tensor';
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
+import { dispatchChunks, forwardBindings, requireChunks } from './flash-chunks';
 import { chooseTiles, capsOfGpuDevice, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
@@ -42,13 +43,23 @@ export interface FlashRecordOptions {
    * 16384 runs the tiles every WebGPU device supports.
    */
   readonly workgroupStorageLimit?: number;
+  /**
+   * Bind at most this many bytes per storage buffer (default: the device's maxStorageBufferBindingSize). Larger
+   * problems are split into more dispatches; tests lower it to split small problems.
+   */
+  readonly maxStorageBindingSize?: number;
 }
 
-/** The device's caps, with the workgroup storage limited as `options` asks. */
+/** The device's caps, with the workgroup storage and binding size limited as `options` asks. */
 export function recordingCaps(device: GPUDevice, options: FlashRecordOptions): FlashCaps {
   const caps = capsOfGpuDevice(device);
-  const limit = options.workgroupStorageLimit;
-  return limit === undefined ? caps : { ...caps, maxComputeWorkgroupStorageSize: Math.min(limit, caps.maxComputeWorkgroupStorageSize) };
+  const storage = options.workgroupStorageLimit;
+  const binding = options.maxStorageBindingSize;
+  return {
+    ...caps,
+    ...(storage === undefined ? {} : { maxComputeWorkgroupStorageSize: Math.min(storage, caps.maxComputeWorkgroupStorageSize) }),
+    ...(binding === undefined ? {} : { maxStorageBufferBindingSize: Math.min(binding, caps.maxStorageBufferBindingSize) }),
+  };
 }
 
 /** What a raw-buffer call leaves behind: `release()` frees its temporaries (already done when it submitted itself). */
@@ -88,6 +99,11 @@ export function optionalBindings(problem: AttentionProblem, buffers: FlashForwar
   return bindings;
 }
 
+/** The optional inputs bound whole (key lengths, varlen offsets): the mask is bound per chunk. */
+export function wholeOptionalBindings(problem: AttentionProblem, buffers: FlashForwardBuffers): [number, GPUBuffer][] {
+  return optionalBindings(problem, buffers).filter(([binding]) => binding !== BINDING.mask);
+}
+
 export function assertProblemBuffers(problem: AttentionProblem, buffers: FlashForwardBuffers): void {
   const bytes = problem.dtype === 'f16' ? 2 : 4;
   const { layout, batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
@@ -107,7 +123,10 @@ export function assertProblemBuffers(problem: AttentionProblem, buffers: FlashFo
   }
 }
 
-/** Records the forward kernels (no checks): shared by the raw-buffer and Tensor-level entry points. */
+/**
+ * Records the forward kernel (no checks): shared by the raw-buffer and Tensor-level entry points. Split into
+ * chunks of batch entries × heads × query rows when a binding would exceed the caps' maxStorageBufferBindingSize.
+ */
 export function recordFlashForward(
   recorder: KernelRecorder,
   caps: FlashCaps,
@@ -115,6 +134,10 @@ export function recordFlashForward(
   buffers: FlashForwardBuffers,
 ): void {
   if (problem.batch === 0 || problem.queryHeads === 0 || problem.queryLength === 0) return;
+  const residual = buffers.logsumexpResidual ?? false;
+  // Split into chunks of batch entries × heads × query rows when a binding would exceed the binding limit.
+  const chunked = forwardBindings(problem, residual);
+  const chunks = requireChunks(problem, chunked, caps.maxStorageBufferBindingSize, 'flash forward');
   const tiles = chooseTiles(problem, caps)!;
   const source = flashKernel(
     'flash-forward',
@@ -123,18 +146,17 @@ export function recordFlashForward(
     tiles,
     { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys },
   );
-  recorder.dispatch(
+  const rowsPerWorkgroup = tiles.forwardThreads * tiles.forwardRowsPerThread;
+  dispatchChunks(
+    recorder,
     source,
-    [
-      ...optionalBindings(problem, buffers),
-      [BINDING.first, buffers.q],
-      [BINDING.first + 1, buffers.k],
-      [BINDING.first + 2, buffers.v],
-      [BINDING.first + 3, buffers.out],
-      [BINDING.first + 4, buffers.logsumexp],
-    ],
-    packFlashUniforms(problem, undefined, undefined, buffers.logsumexpResidual ?? false),
-    [Math.ceil(problem.queryLength / (tiles.forwardThreads * tiles.forwardRowsPerThread)), problem.queryHeads, problem.batch],
+    problem,
+    chunked,
+    chunks,
+    { ...buffers },
+    [...wholeOptionalBindings(problem, buffers), [BINDING.first + 4, buffers.logsumexp]],
+    (chunk) => packFlashUniforms(problem, undefined, undefined, residual, chunk),
+    (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
   );
 }
 

@@ -40,6 +40,11 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['lse_count', 'u32'],
   ['opaque_zero', 'u32'],
   ['split_length', 'u32'],
+  // The chunk a dispatch covers (binding-chunks.ts): its first batch entry, head and row, and its head count.
+  ['batch_base', 'u32'],
+  ['head_base', 'u32'],
+  ['row_base', 'u32'],
+  ['head_count', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
   ...LAYOUT_FIELDS('v'),
@@ -68,11 +73,15 @@ function layoutValues(prefix: string, layout: AttentionLayout): Record<string, n
   };
 }
 
+/** A chunk's uniforms (binding-chunks.ts): bases, head count and shifted offsets such as `q_offset`. */
+export type ChunkUniforms = Readonly<Partial<Record<'batch_base' | 'head_base' | 'row_base' | 'head_count' | `${string}_offset`, number>>>;
+
 export function packFlashUniforms(
   problem: AttentionProblem,
   gradients?: GradientLayouts,
   split: { count: number; length: number } = { count: 1, length: problem.keyLength },
   logsumexpResidual = false,
+  chunk: ChunkUniforms = {},
 ): ArrayBuffer {
   const mask = problem.mask.kind === 'none' ? null : problem.mask;
   const dropout = problem.dropout && problem.dropout.p > 0 ? problem.dropout : null;
@@ -109,6 +118,10 @@ export function packFlashUniforms(
     // Always 0; the compiler cannot know it (see the logsumexp residual in flash-forward.wgsl).
     opaque_zero: 0,
     split_length: split.length,
+    batch_base: 0,
+    head_base: 0,
+    row_base: 0,
+    head_count: problem.queryHeads,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),
     ...layoutValues('v', layout.v),
@@ -117,5 +130,6 @@ export function packFlashUniforms(
     ...layoutValues('dq', gradients?.dq ?? layout.q),
     ...layoutValues('dk', gradients?.dk ?? layout.k),
     ...layoutValues('dv', gradients?.dv ?? layout.v),
+    ...chunk,
   } as Parameters<typeof FLASH_UNIFORMS.pack>[0]);
 }

@@ -5,26 +5,31 @@ import { pipelineCacheFor, type Device, type KernelSource } from '@webattn/tenso
  * created and destroyed by `finish`), or into a webattn `Device`'s shared encoder (temporaries come from and go
  * back to its buffer pool, dispatches go through `Device.dispatch` so debug mode names the kernel).
  */
+/** A whole buffer (bound up to the binding limit) or a sub-range of one (binding-chunks.ts). */
+export type BoundBuffer = GPUBuffer | GPUBufferBinding;
+
 export interface KernelRecorder {
   readonly gpu: GPUDevice;
   temporary(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer;
-  dispatch(source: KernelSource, bindings: readonly (readonly [number, GPUBuffer])[], uniforms: ArrayBuffer, workgroups: readonly [number, number, number]): void;
+  dispatch(source: KernelSource, bindings: readonly (readonly [number, BoundBuffer])[], uniforms: ArrayBuffer, workgroups: readonly [number, number, number]): void;
   /** Gives the temporaries back (raw: destroys them — only after the commands were submitted). */
   finish(): void;
 }
 
-function bindGroup(gpu: GPUDevice, pipeline: GPUComputePipeline, name: string, bindings: readonly (readonly [number, GPUBuffer])[], uniforms: GPUBuffer, uniformBytes: number): GPUBindGroup {
+function resource(gpu: GPUDevice, bound: BoundBuffer): GPUBufferBinding {
+  if ('buffer' in bound) return bound;
+  // Pool buckets may make a buffer larger than the binding limit although what the kernel reads fits (checked by
+  // checkFlash): bind at most the limit.
+  return { buffer: bound, size: Math.min(bound.size, Math.floor(gpu.limits.maxStorageBufferBindingSize / 4) * 4) };
+}
+
+function bindGroup(gpu: GPUDevice, pipeline: GPUComputePipeline, name: string, bindings: readonly (readonly [number, BoundBuffer])[], uniforms: GPUBuffer, uniformBytes: number): GPUBindGroup {
   return gpu.createBindGroup({
     label: name,
     layout: pipeline.getBindGroupLayout(0),
     entries: [
       { binding: 0, resource: { buffer: uniforms, size: uniformBytes } },
-      // Pool buckets may make a buffer larger than the binding limit although the problem's span fits (checked by
-      // checkFlash): bind at most the limit.
-      ...bindings.map(([binding, buffer]) => ({
-        binding,
-        resource: { buffer, size: Math.min(buffer.size, Math.floor(gpu.limits.maxStorageBufferBindingSize / 4) * 4) },
-      })),
+      ...bindings.map(([binding, bound]) => ({ binding, resource: resource(gpu, bound) })),
     ],
   });
 }

@@ -11,15 +11,16 @@ override THREADS: u32 = 64u;
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let i = wid.x;
-  let h = wid.y;
-  let b = wid.z;
+  // Global indices (chunk bases, binding-chunks.ts); the partials are indexed within the chunk.
+  let h = params.head_base + wid.y;
+  let b = params.batch_base + wid.z;
   let sequence = load_sequence(b);
   if (i >= sequence.q_len) {
     return;
   }
   let negative_infinity = params.negative_infinity;
   let row = (b * params.q_heads + h) * params.query_length + i;
-  let first = row * params.split_count;
+  let first = ((wid.z * params.head_count + wid.y) * params.query_length + i) * params.split_count;
   var m = negative_infinity;
   for (var s = 0u; s < params.split_count; s++) {
     m = max(m, partial_stats[(first + s) * 2u]);

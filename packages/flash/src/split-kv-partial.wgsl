@@ -35,9 +35,11 @@ fn reduce(lid: u32, value: f32, is_max: bool) -> f32 {
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let split = wid.x;
-  let i = wid.y / params.q_heads;
-  let h = wid.y % params.q_heads;
-  let b = wid.z;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers head_count heads from head_base, batch entries
+  // from batch_base; the partials are indexed within the chunk.
+  let i = wid.y / params.head_count;
+  let h = params.head_base + wid.y % params.head_count;
+  let b = params.batch_base + wid.z;
   let kv_head = h / (params.q_heads / params.kv_heads);
   let sequence = load_sequence(b);
   let negative_infinity = params.negative_infinity;
@@ -81,7 +83,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   let l = reduce(lid, local_sum, false);
 
-  let partial = ((b * params.q_heads + h) * params.query_length + i) * params.split_count + split;
+  let partial = ((wid.z * params.head_count + wid.y % params.head_count) * params.query_length + i) * params.split_count + split;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
   for (var d = lid; d < dv; d += THREADS) {
     var acc = 0.0;

@@ -7,15 +7,16 @@ import {
   type Rejection,
   type Tensor,
 } from '@webattn/tensor';
-import { checkCommon } from './check-flash';
+import { checkBindings, checkCommon } from './check-flash';
 import { layoutOfTensor, optionalInputs, requireGpu } from './flash-attention';
-import { assertProblemBuffers, assertRunnable, optionalBindings, recordingCaps, type FlashForwardBuffers, type FlashRecordOptions, type FlashRecording } from './flash-forward';
+import { assertProblemBuffers, assertRunnable, recordingCaps, wholeOptionalBindings, type FlashForwardBuffers, type FlashRecordOptions, type FlashRecording } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import { chooseTiles, type FlashCaps } from './flash-tiles';
-import { packFlashUniforms } from './flash-uniforms';
+import { dispatchChunks, requireChunks, splitKvBindings, type KernelBindings } from './flash-chunks';
+import { packFlashUniforms, type ChunkUniforms } from './flash-uniforms';
 import { deviceRecorder, rawRecorder, type KernelRecorder } from './recorder';
-import partialSource from './split-kv-partial.wgsl?raw';
-import combineSource from './split-kv-combine.wgsl?raw';
+import partialText from './split-kv-partial.wgsl?raw';
+import combineText from './split-kv-combine.wgsl?raw';
 
 const BACKEND = 'efficient';
 /** Decode shapes: few query rows over many keys. */
@@ -45,6 +46,7 @@ export function checkSplitKv(problem: AttentionProblem, caps: FlashCaps): Reject
   if (problem.requiresGrad) reject('requiresGrad', 'true', 'false', 'split-KV is forward only; flash has a backward');
   if (problem.varlen) reject('varlen', 'cuSeqlens', 'a padded batch (keyLengths)', 'split-KV does not read packed sequences');
   if (problem.needWeights) reject('needWeights', 'true', 'false', 'split-KV never materialises the weights');
+  if (out.length === 0) out.push(...checkBindings(problem, caps, BACKEND, [splitKvKernels(problem)]));
   return out;
 }
 
@@ -58,29 +60,52 @@ export function splitPlan(problem: AttentionProblem): { count: number; length: n
   return { count: Math.ceil(problem.keyLength / length), length };
 }
 
+/** Both split-KV passes bind per chunk: plan them together (the partial's q, k, v and mask, the combine's out, scratch). */
+function splitKvKernels(problem: AttentionProblem): KernelBindings {
+  const { partial, combine } = splitKvBindings(problem, splitPlan(problem).count);
+  return { ...partial, tensors: [...partial.tensors, ...combine.tensors], whole: combine.whole };
+}
+
 export function recordSplitKv(recorder: KernelRecorder, caps: FlashCaps, problem: AttentionProblem, buffers: FlashForwardBuffers): void {
   const { batch, queryHeads, queryLength, headDimV } = problem;
   if (batch === 0 || queryHeads === 0 || queryLength === 0) return;
   const tiles = chooseTiles(problem, caps)!;
   const variant = variantOf(problem);
   const split = splitPlan(problem);
-  const uniforms = packFlashUniforms(problem, undefined, split);
-  const partials = batch * queryHeads * queryLength * split.count;
-  const stats = recorder.temporary(partials * 2 * 4, GPUBufferUsage.STORAGE, 'split-kv partial stats');
-  const partialOut = recorder.temporary(partials * headDimV * 4, GPUBufferUsage.STORAGE, 'split-kv partial out');
-  const optional = optionalBindings(problem, buffers);
-  recorder.dispatch(
-    flashKernel('split-kv-partial', partialSource, variant, tiles, { THREADS }),
-    [...optional, [BINDING.first, buffers.q], [BINDING.first + 1, buffers.k], [BINDING.first + 2, buffers.v], [BINDING.first + 3, stats], [BINDING.first + 4, partialOut]],
-    uniforms,
-    [split.count, queryLength * queryHeads, batch],
-  );
-  recorder.dispatch(
-    flashKernel('split-kv-combine', combineSource, variant, tiles, { THREADS }),
-    [...optional.filter(([binding]) => binding !== BINDING.mask), [BINDING.first, stats], [BINDING.first + 1, partialOut], [BINDING.first + 2, buffers.out], [BINDING.first + 3, buffers.logsumexp]],
-    uniforms,
-    [queryLength, queryHeads, batch],
-  );
+  // Chunks of batch entries × heads when a binding would exceed the limit; each chunk has its own scratch.
+  const kernels = splitKvBindings(problem, split.count);
+  const chunks = requireChunks(problem, splitKvKernels(problem), caps.maxStorageBufferBindingSize, 'split-KV forward');
+  const optional = wholeOptionalBindings(problem, buffers);
+  const partialSource = flashKernel('split-kv-partial', partialText, variant, tiles, { THREADS });
+  const combineSource = flashKernel('split-kv-combine', combineText, variant, tiles, { THREADS });
+  for (const chunk of chunks) {
+    const partials = chunk.batch.count * chunk.heads.count * queryLength * split.count;
+    const stats = recorder.temporary(partials * 2 * 4, GPUBufferUsage.STORAGE, 'split-kv partial stats');
+    const partialOut = recorder.temporary(partials * headDimV * 4, GPUBufferUsage.STORAGE, 'split-kv partial out');
+    const uniforms = (values: ChunkUniforms) => packFlashUniforms(problem, undefined, split, false, values);
+    dispatchChunks(
+      recorder,
+      partialSource,
+      problem,
+      kernels.partial,
+      [chunk],
+      { ...buffers },
+      [...optional, [BINDING.first + 3, stats], [BINDING.first + 4, partialOut]],
+      uniforms,
+      () => [split.count, queryLength * chunk.heads.count, chunk.batch.count],
+    );
+    dispatchChunks(
+      recorder,
+      combineSource,
+      problem,
+      kernels.combine,
+      [chunk],
+      { ...buffers },
+      [...optional, [BINDING.first, stats], [BINDING.first + 1, partialOut], [BINDING.first + 3, buffers.logsumexp]],
+      uniforms,
+      () => [queryLength, chunk.heads.count, chunk.batch.count],
+    );
+  }
 }
 
 /**

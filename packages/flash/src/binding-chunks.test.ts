@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { bindingWindow, planChunks, shiftedOffset, stridedRange, type Chunk } from './binding-chunks';
+
+const extent = (batch: number, heads: number, rows: number): Chunk => ({
+  batch: { start: 0, count: batch },
+  heads: { start: 0, count: heads },
+  rows: { start: 0, count: rows },
+});
+
+/** A contiguous [B, H, N, D] f32 tensor's bytes for a chunk (no alignment). */
+const contiguousBytes = (H: number, N: number, D: number) => (chunk: Chunk) => {
+  const range = stridedRange(7, [
+    { stride: H * N * D, ...chunk.batch },
+    { stride: N * D, ...chunk.heads },
+    { stride: D, ...chunk.rows },
+    { stride: 1, start: 0, count: D },
+  ]);
+  return [{ name: 'q', bytes: (range.end - range.first) * 4 }];
+};
+
+describe('stridedRange and bindingWindow', () => {
+  it('give the elements a strided box touches and an aligned window holding them', () => {
+    // [B2, H3, N5, D4] in [B, N, H, D] memory, batch 1, heads 1..2, rows 2..4.
+    const range = stridedRange(10, [
+      { stride: 60, start: 1, count: 1 },
+      { stride: 4, start: 1, count: 2 },
+      { stride: 12, start: 2, count: 3 },
+      { stride: 1, start: 0, count: 4 },
+    ]);
+    expect(range).toEqual({ first: 10 + 60 + 4 + 24, end: 10 + 60 + 8 + 48 + 3 + 1 });
+    expect(stridedRange(10, [{ stride: 5, start: 3, count: 0 }])).toEqual({ first: 10, end: 10 });
+    const window = bindingWindow({ first: 1000, end: 1003 }, 2, 256);
+    expect(window).toEqual({ offset: 1792, size: 2008 - 1792, shift: 896 });
+    expect(bindingWindow({ first: 1000, end: 1003 }, 2, 256, 2000).size).toBe(2000 - 1792);
+    // Bool masks: one byte per element, the size still whole words.
+    expect(bindingWindow({ first: 300, end: 301 }, 1, 256)).toEqual({ offset: 256, size: 48, shift: 256 });
+  });
+
+  it('shifts offsets with u32 wrap-around, so offset − shift + index lands on the binding', () => {
+    expect(shiftedOffset(5, 3)).toBe(2);
+    const wrapped = shiftedOffset(5, 1024);
+    expect(wrapped).toBe(2 ** 32 - 1019);
+    // The kernel's u32 arithmetic: (wrapped + 1019 + 7) mod 2^32 = 7.
+    expect((wrapped + 1019 + 7) >>> 0).toBe(7);
+  });
+});
+
+describe('planChunks', () => {
+  it('keeps the whole problem when it fits', () => {
+    const plan = planChunks(extent(3, 4, 37), 8, 1 << 20, contiguousBytes(4, 37, 40));
+    expect(plan).toEqual({ chunks: [extent(3, 4, 37)] });
+  });
+
+  it('splits batch entries first, then heads, then rows in multiples of the row step', () => {
+    const bytes = contiguousBytes(4, 37, 40);
+    const perHead = 37 * 40 * 4;
+    const byBatch = planChunks(extent(3, 4, 37), 8, 2 * 4 * perHead, bytes);
+    expect('chunks' in byBatch && byBatch.chunks.map((c) => [c.batch.start, c.batch.count, c.heads.count])).toEqual([
+      [0, 2, 4],
+      [2, 1, 4],
+    ]);
+    const byHeads = planChunks(extent(3, 4, 37), 8, 2 * perHead, bytes);
+    expect('chunks' in byHeads && byHeads.chunks.length).toBe(6);
+    expect('chunks' in byHeads && byHeads.chunks.every((c) => c.batch.count === 1 && c.heads.count === 2)).toBe(true);
+    const byRows = planChunks(extent(3, 4, 37), 8, 10 * 40 * 4, bytes);
+    if (!('chunks' in byRows)) throw new Error('expected chunks');
+    expect(byRows.chunks.length).toBe(3 * 4 * 5);
+    expect(byRows.chunks.slice(0, 5).map((c) => [c.rows.start, c.rows.count])).toEqual([
+      [0, 8],
+      [8, 8],
+      [16, 8],
+      [24, 8],
+      [32, 5],
+    ]);
+    for (const chunk of byRows.chunks) expect(bytes(chunk)[0]!.bytes).toBeLessThanOrEqual(10 * 40 * 4);
+  });
+
+  it('covers every (batch, head, row) exactly once', () => {
+    const plan = planChunks(extent(3, 5, 29), 4, 6 * 16 * 4, contiguousBytes(5, 29, 16));
+    if (!('chunks' in plan)) throw new Error('expected chunks');
+    const seen = new Uint8Array(3 * 5 * 29);
+    for (const c of plan.chunks) {
+      for (let b = c.batch.start; b < c.batch.start + c.batch.count; b++)
+        for (let h = c.heads.start; h < c.heads.start + c.heads.count; h++)
+          for (let i = c.rows.start; i < c.rows.start + c.rows.count; i++) seen[(b * 5 + h) * 29 + i]! += 1;
+    }
+    expect(seen.every((count) => count === 1)).toBe(true);
+  });
+
+  it('reports the largest binding of the smallest chunk when nothing fits', () => {
+    const bytes = (chunk: Chunk) => [
+      { name: 'q', bytes: chunk.rows.count * 16 },
+      { name: 'k', bytes: 5000 },
+    ];
+    expect(planChunks(extent(2, 2, 100), 8, 4096, bytes)).toEqual({ overflow: { name: 'k', bytes: 5000 } });
+    // Rows may not split (row step ≥ rows): one head's q is the overflow.
+    expect(planChunks(extent(2, 2, 1000), 1000, 8000, (c) => [{ name: 'q', bytes: c.rows.count * 16 }])).toEqual({ overflow: { name: 'q', bytes: 16000 } });
+  });
+});

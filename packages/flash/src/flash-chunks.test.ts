@@ -1,0 +1,230 @@
+/**
+ * Problems larger than one storage binding: flash splits its dispatches over batch entries, heads and query
+ * rows (binding-chunks.ts, flash-chunks.ts). A lowered binding limit splits small problems into many chunks,
+ * whose results must equal the unsplit run bit for bit; one real case exceeds lavapipe's 128 MiB.
+ */
+import { gpu } from '../test/test-device';
+import { attentionReference } from '@webattn/reference';
+import { InvalidArgumentError, bhndLayout, describeAttention, full, tensor, type AttentionProblem, type Tensor } from '@webattn/tensor';
+import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase, type Prepared } from '../test/flash-harness';
+import { flashAttention } from './flash-attention';
+import { flashAttentionBackward } from './flash-backward';
+import { backwardBindings, forwardBindings, planKernelChunks } from './flash-chunks';
+import { flashAttentionForward } from './flash-forward';
+
+afterAll(() => gpu?.destroy());
+
+/** Bool mask [B, 1, L, S] (broadcast over heads), about a fifth of the pairs removed. */
+function boolMask(batch: number, rows: number, keys: number, seed: number): number[] {
+  const noise = randomValues(batch * rows * keys, seed, 0, 1);
+  return Array.from(noise, (x) => (x < 0.2 ? 0 : 1));
+}
+
+interface Outputs {
+  readonly out: Float32Array;
+  readonly logsumexp: Float32Array;
+  readonly dq?: Float32Array;
+  readonly dk?: Float32Array;
+  readonly dv?: Float32Array;
+}
+
+/** Runs the raw-buffer forward (and backward) with at most `limit` bytes per binding, on NaN-poisoned outputs. */
+async function runRaw(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor | null, limit?: number): Promise<Outputs> {
+  const device = gpu!;
+  const { batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV, dtype } = problem;
+  const poisoned = (shape: number[], type: 'f32' | 'f16' = dtype) => full(device, shape, Number.NaN, { dtype: type });
+  const out = poisoned([batch, queryHeads, queryLength, headDimV]);
+  const logsumexp = poisoned([2 * batch * queryHeads * queryLength], 'f32');
+  const dq = poisoned([batch, queryHeads, queryLength, headDimQk]);
+  const dk = poisoned([batch, kvHeads, keyLength, headDimQk]);
+  const dv = poisoned([batch, kvHeads, keyLength, headDimV]);
+  device.submit();
+  const withOut = { ...problem, layout: { ...problem.layout, out: bhndLayout(queryHeads, queryLength, headDimV) } };
+  const options = limit === undefined ? {} : { maxStorageBindingSize: limit };
+  const buffers = {
+    q: prepared.q.buffer,
+    k: prepared.k.buffer,
+    v: prepared.v.buffer,
+    out: out.buffer,
+    logsumexp: logsumexp.buffer,
+    logsumexpResidual: true,
+    ...(prepared.attnMask ? { mask: prepared.attnMask.buffer } : {}),
+  };
+  await expectNoGpuErrors(device, () => {
+    flashAttentionForward(device.gpu, withOut, buffers, options);
+    if (gradOut) {
+      flashAttentionBackward(
+        device.gpu,
+        withOut,
+        {
+          ...buffers,
+          gradOut: gradOut.buffer,
+          dq: dq.buffer,
+          dk: dk.buffer,
+          dv: dv.buffer,
+          layouts: {
+            gradOut: bhndLayout(queryHeads, queryLength, headDimV),
+            dq: bhndLayout(queryHeads, queryLength, headDimQk),
+            dk: bhndLayout(kvHeads, keyLength, headDimQk),
+            dv: bhndLayout(kvHeads, keyLength, headDimV),
+          },
+        },
+        options,
+      );
+    }
+  });
+  const result: Outputs = {
+    out: (await out.toArray()) as Float32Array,
+    logsumexp: ((await logsumexp.toArray()) as Float32Array).slice(0, batch * queryHeads * queryLength),
+    ...(gradOut ? { dq: (await dq.toArray()) as Float32Array, dk: (await dk.toArray()) as Float32Array, dv: (await dv.toArray()) as Float32Array } : {}),
+  };
+  for (const t of [out, logsumexp, dq, dk, dv]) t.dispose();
+  return result;
+}
+
+function expectSameBits(name: string, split: Float32Array | undefined, whole: Float32Array | undefined, context: string): void {
+  const a = new Uint32Array(split!.buffer, split!.byteOffset, split!.length);
+  const b = new Uint32Array(whole!.buffer, whole!.byteOffset, whole!.length);
+  const first = a.findIndex((bits, index) => bits !== b[index]);
+  expect(first, `${name}: split run differs from the unsplit one at ${first} (${split![first]} vs ${whole![first]}); ${context}`).toBe(-1);
+}
+
+const GQA_CASE = (dtype: 'f32' | 'f16', seed: number): FlashCase => ({
+  batch: 3,
+  queryHeads: 4,
+  kvHeads: 2,
+  queryLength: 37,
+  keyLength: 29,
+  headDimQk: 40,
+  dtype,
+  mask: { shape: [3, 1, 37, 29], dtype: 'bool', data: boolMask(3, 37, 29, seed + 7) },
+  options: { isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 3 },
+});
+
+const BIG_CASE = [600_000, 8, 64] as const;
+const BIG_CASE_BYTES = BIG_CASE[0] * BIG_CASE[2] * 4;
+const BIG_CASE_EXCEEDS_BINDING =
+  gpu !== null && BIG_CASE_BYTES > gpu.caps.maxStorageBufferBindingSize && BIG_CASE_BYTES <= gpu.gpu.limits.maxBufferSize;
+
+describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', () => {
+  for (const dtype of ['f32', 'f16'] as const) {
+    it(`${dtype} GQA 4/2, bool mask over heads, dropout, causal: chunks of heads give the unsplit bits`, async () => {
+      const device = gpu!;
+      if (dtype === 'f16' && !device.caps.shaderF16) return;
+      const seed = freshSeed();
+      const spec = GQA_CASE(dtype, seed);
+      const prepared = prepare(device, spec, seed);
+      const context = describeCase(spec, seed);
+      const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+      // One batch entry × two query heads (one kv head's group) per chunk.
+      const limit = dtype === 'f32' ? 12288 : 6144;
+      const kernels = backwardBindings(problem, { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v }, true);
+      for (const kernel of [forwardBindings(problem, true), kernels.query, kernels.keyValue]) {
+        const plan = planKernelChunks(problem, kernel, limit);
+        expect('chunks' in plan && plan.chunks.length, context).toBe(6);
+      }
+      const gradValues = randomValues(3 * 4 * 37 * 40, seed + 3, -1, 1);
+      const gradOut = tensor(device, gradValues, [3, 4, 37, 40], { dtype });
+      const whole = await runRaw(prepared, problem, gradOut);
+      const split = await runRaw(prepared, problem, gradOut, limit);
+      for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
+      const forward = forwardReferences(prepared, dtype);
+      const hostGrad = { data: dtype === 'f16' ? await gradOut.toArray() : gradValues, shape: [3, 4, 37, 40] };
+      const backward = backwardReferences(prepared, hostGrad, dtype);
+      for (const c of [
+        compare('out', split.out, forward.exact.out, forward.same.out, dtype),
+        compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, dtype),
+        compare('dq', split.dq!, backward.exact.dq, backward.same.dq, dtype),
+        compare('dk', split.dk!, backward.exact.dk, backward.same.dk, dtype),
+        compare('dv', split.dv!, backward.exact.dv, backward.same.dv, dtype),
+      ]) {
+        expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+      }
+      for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+      prepared.attnMask?.dispose();
+    });
+  }
+
+  it('[B, L, H, D] memory split into query-row chunks gives the unsplit forward bits; backward refuses a kv head too large', async () => {
+    const device = gpu!;
+    const seed = freshSeed();
+    const spec: FlashCase = {
+      batch: 1,
+      queryHeads: 2,
+      kvHeads: 1,
+      queryLength: 600,
+      keyLength: 29,
+      headDimQk: 40,
+      layout: 'blhd',
+      options: { isCausal: true, causalAlignment: 'bottom-right', window: [300, -1] },
+    };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
+    // 256 rows of both interleaved heads (256 · 2 · 40 · 4 B) fit, 512 do not.
+    const limit = 90000;
+    const plan = planKernelChunks(problem, forwardBindings(problem, true), limit);
+    expect('chunks' in plan && plan.chunks.map((c) => [c.heads.start, c.rows.start, c.rows.count]), context).toEqual([
+      [0, 0, 256],
+      [0, 256, 256],
+      [0, 512, 88],
+      [1, 0, 256],
+      [1, 256, 256],
+      [1, 512, 88],
+    ]);
+    const whole = await runRaw(prepared, problem, null);
+    const split = await runRaw(prepared, problem, null, limit);
+    expectSameBits('out', split.out, whole.out, context);
+    expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
+    const forward = forwardReferences(prepared, 'f32');
+    for (const c of [
+      compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
+      compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
+    ]) {
+      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    }
+    // dK/dV binds all query rows of a kv head's query heads: 600 · 80 · 4 B do not fit 90000 B.
+    const gradOut = tensor(device, randomValues(2 * 600 * 40, seed + 3), [1, 2, 600, 40]);
+    await expect(runRaw(prepared, { ...problem, requiresGrad: true }, gradOut, limit)).rejects.toThrow(InvalidArgumentError);
+    await expect(runRaw(prepared, { ...problem, requiresGrad: true }, gradOut, limit)).rejects.toThrow(/q binding size \d+ B, need ≤ 90000 B/);
+    for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+  });
+
+  // Runs where q and out exceed one binding but fit one buffer (lavapipe: 128 MiB bindings, 4 GiB buffers).
+  it.skipIf(!BIG_CASE_EXCEEDS_BINDING)('runs q and out of 154 MB (over a 128 MiB binding) through the tensor API, checked on sampled rows', async () => {
+    const device = gpu!;
+    const [L, S, D] = BIG_CASE;
+    const seed = freshSeed();
+    const qValues = randomValues(L * D, seed);
+    const kValues = randomValues(S * D, seed + 1);
+    const vValues = randomValues(S * D, seed + 2);
+    const q = tensor(device, qValues, [1, 1, L, D]);
+    const k = tensor(device, kValues, [1, 1, S, D]);
+    const v = tensor(device, vValues, [1, 1, S, D]);
+    await poisonPool(device, [L * D]);
+    const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(q, k, v));
+    const outValues = (await out.toArray()) as Float32Array;
+    const lseValues = (await logsumexp.toArray()) as Float32Array;
+    // Both ends of every chunk (row chunks of 256-row multiples) and some random rows.
+    const rows = [0, 1, 255, 256, 300031, 300032, 300033, 524287, 524288, L - 2, L - 1, ...Array.from(randomValues(16, seed + 3, 0, L), Math.floor)];
+    const sampleQ = new Float32Array(rows.length * D);
+    rows.forEach((row, index) => sampleQ.set(qValues.subarray(row * D, (row + 1) * D), index * D));
+    const host = (data: Float32Array, n: number) => ({ data, shape: [1, 1, n, D] });
+    const inputs = [host(sampleQ, rows.length), host(kValues, S), host(vValues, S)] as const;
+    const exact = attentionReference(...inputs);
+    const same = attentionReference(...inputs, { precision: 'f32' });
+    const sampleOut = new Float32Array(rows.length * D);
+    rows.forEach((row, index) => sampleOut.set(outValues.subarray(row * D, (row + 1) * D), index * D));
+    const context = `seed ${seed}, rows ${rows.join(',')}`;
+    for (const c of [
+      compare('out', sampleOut, exact.out, same.out, 'f32'),
+      compare('logsumexp', Float32Array.from(rows, (row) => lseValues[row]!), exact.logsumexp, same.logsumexp, 'f32'),
+    ]) {
+      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    }
+    expect(outValues.some(Number.isNaN), `NaN left in out: ${context}`).toBe(false);
+    for (const t of [q, k, v, out, logsumexp]) t.dispose();
+  });
+});

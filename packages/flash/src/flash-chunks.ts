@@ -1,0 +1,303 @@
+/**
+ * Which buffer ranges each flash kernel binds for a chunk of batch entries × heads × rows (binding-chunks.ts
+ * plans the chunks), and the dispatch arguments of one chunk: sub-range bindings plus the uniforms that shift
+ * the tensors' offsets and give the chunk's bases. Used by the recording functions and by `checkCommon` (to
+ * refuse only problems whose smallest chunk still does not fit a binding).
+ */
+import { InvalidArgumentError, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import {
+  bindingWindow,
+  planChunks,
+  shiftedOffset,
+  stridedRange,
+  windowBytes,
+  type Chunk,
+  type ElementRange,
+  type IndexRange,
+  type Overflow,
+} from './binding-chunks';
+import { BINDING } from './flash-kernels';
+import type { ChunkUniforms, GradientLayouts } from './flash-uniforms';
+import type { BoundBuffer, KernelRecorder } from './recorder';
+
+/** minStorageBufferOffsetAlignment: 256 is WebGPU's default and the largest value a device may ask for. */
+export const BINDING_ALIGNMENT = 256;
+/** Row chunks start at multiples of this: every row-tiled kernel's rows per workgroup (64 threads × 1, 2 or 4) divides it. */
+export const ROW_STEP = 256;
+
+export type FlashTensorName = 'q' | 'k' | 'v' | 'out' | 'gradOut' | 'dq' | 'dk' | 'dv' | 'mask';
+
+/** A tensor a kernel binds in pieces: its binding number, offset uniform, element size and range per chunk. */
+export interface ChunkedTensor {
+  readonly name: FlashTensorName;
+  readonly binding: number;
+  readonly uniform: `${string}_offset`;
+  readonly offset: number;
+  readonly bytes: number;
+  readonly range: (chunk: Chunk) => ElementRange;
+}
+
+/** What a kernel binds: tensors split per chunk, plus buffers bound whole (sizes per chunk, for the limit). */
+export interface KernelBindings {
+  /** 'rows': chunks of query heads and query rows; 'keys': chunks of kv heads, all keys (dK/dV). */
+  readonly over: 'rows' | 'keys';
+  readonly tensors: readonly ChunkedTensor[];
+  readonly whole: (chunk: Chunk) => readonly { readonly name: string; readonly bytes: number }[];
+}
+
+const elementBytes = (problem: AttentionProblem) => (problem.dtype === 'f16' ? 2 : 4);
+
+function layoutRange(layout: AttentionLayout, batch: IndexRange, heads: IndexRange, rows: IndexRange, dim: number): ElementRange {
+  return stridedRange(layout.offset, [
+    { stride: layout.batch, ...batch },
+    { stride: layout.head, ...heads },
+    { stride: layout.sequence, ...rows },
+    { stride: layout.dim, start: 0, count: dim },
+  ]);
+}
+
+/** The kv heads a range of query heads reads (GQA: head h reads kv head ⌊h / group⌋). */
+function kvHeadsOf(heads: IndexRange, group: number): IndexRange {
+  const start = Math.floor(heads.start / group);
+  return { start, count: Math.floor((heads.start + heads.count - 1) / group) - start + 1 };
+}
+
+/** The query heads that share a range of kv heads. */
+function queryHeadsOf(kvHeads: IndexRange, group: number): IndexRange {
+  return { start: kvHeads.start * group, count: kvHeads.count * group };
+}
+
+type Side = 'query' | 'key';
+
+/**
+ * A tensor of the query side ([B, Hq, L, D]: q, out, gradOut, dq) or the key side ([B, Hkv, S, D]: k, v, dk, dv)
+ * for a kernel chunked over `over`.
+ */
+function tensor(
+  problem: AttentionProblem,
+  over: KernelBindings['over'],
+  name: FlashTensorName,
+  binding: number,
+  uniform: ChunkedTensor['uniform'],
+  layout: AttentionLayout,
+  side: Side,
+  dim: number,
+): ChunkedTensor {
+  const group = problem.queryHeads / problem.kvHeads;
+  const all = (count: number): IndexRange => ({ start: 0, count });
+  const range = (chunk: Chunk): ElementRange => {
+    if (over === 'rows') {
+      return side === 'query'
+        ? layoutRange(layout, chunk.batch, chunk.heads, chunk.rows, dim)
+        : layoutRange(layout, chunk.batch, kvHeadsOf(chunk.heads, group), all(problem.keyLength), dim);
+    }
+    return side === 'query'
+      ? layoutRange(layout, chunk.batch, queryHeadsOf(chunk.heads, group), all(problem.queryLength), dim)
+      : layoutRange(layout, chunk.batch, chunk.heads, chunk.rows, dim);
+  };
+  return { name, binding, uniform, offset: layout.offset, bytes: elementBytes(problem), range };
+}
+
+/** The mask (when the problem has one) over the chunk's batch entries, query heads and rows, all keys. */
+function maskTensor(problem: AttentionProblem, over: KernelBindings['over']): ChunkedTensor[] {
+  const mask = problem.mask;
+  if (mask.kind === 'none') return [];
+  const group = problem.queryHeads / problem.kvHeads;
+  const bytes = mask.dtype === 'bool' ? 1 : mask.dtype === 'f16' ? 2 : 4;
+  const range = (chunk: Chunk) => {
+    const heads = over === 'rows' ? chunk.heads : queryHeadsOf(chunk.heads, group);
+    const rows = over === 'rows' ? chunk.rows : { start: 0, count: problem.queryLength };
+    return stridedRange(mask.offset, [
+      { stride: mask.strides.batch, ...chunk.batch },
+      { stride: mask.strides.head, ...heads },
+      { stride: mask.strides.row, ...rows },
+      { stride: mask.strides.column, start: 0, count: problem.keyLength },
+    ]);
+  };
+  return [{ name: 'mask', binding: BINDING.mask, uniform: 'mask_offset', offset: mask.offset, bytes, range }];
+}
+
+/** Bytes of the f32 logsumexp buffer (twice B·Hq·L with the rounding residual): bound whole. */
+export function logsumexpBytes(problem: AttentionProblem, residual: boolean): number {
+  return problem.batch * problem.queryHeads * problem.queryLength * 4 * (residual ? 2 : 1);
+}
+
+const FIRST = BINDING.first;
+
+export function forwardBindings(problem: AttentionProblem, residual: boolean): KernelBindings {
+  const { layout, headDimQk, headDimV } = problem;
+  const lse = logsumexpBytes(problem, residual);
+  return {
+    over: 'rows',
+    tensors: [
+      ...maskTensor(problem, 'rows'),
+      tensor(problem, 'rows', 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
+      tensor(problem, 'rows', 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
+      tensor(problem, 'rows', 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+      tensor(problem, 'rows', 'out', FIRST + 3, 'o_offset', layout.out, 'query', headDimV),
+    ],
+    whole: () => [{ name: 'logsumexp', bytes: lse }],
+  };
+}
+
+/** Backward kernels: delta = rowsum(dO ∘ O), dQ (chunked over query rows) and dK/dV (chunked over kv heads). */
+export function backwardBindings(
+  problem: AttentionProblem,
+  gradients: GradientLayouts,
+  residual: boolean,
+): { delta: KernelBindings; query: KernelBindings; keyValue: KernelBindings } {
+  const { layout, headDimQk, headDimV } = problem;
+  const whole = () => [
+    { name: 'logsumexp', bytes: logsumexpBytes(problem, residual) },
+    { name: 'delta', bytes: logsumexpBytes(problem, false) },
+  ];
+  const inputs = (over: KernelBindings['over']) => [
+    ...maskTensor(problem, over),
+    tensor(problem, over, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
+    tensor(problem, over, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
+    tensor(problem, over, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+    tensor(problem, over, 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV),
+  ];
+  return {
+    delta: {
+      over: 'rows',
+      tensors: [
+        tensor(problem, 'rows', 'out', FIRST, 'o_offset', layout.out, 'query', headDimV),
+        tensor(problem, 'rows', 'gradOut', FIRST + 1, 'g_offset', gradients.gradOut, 'query', headDimV),
+      ],
+      whole: () => [{ name: 'delta', bytes: logsumexpBytes(problem, false) }],
+    },
+    query: {
+      over: 'rows',
+      tensors: [...inputs('rows'), tensor(problem, 'rows', 'dq', FIRST + 6, 'dq_offset', gradients.dq, 'query', headDimQk)],
+      whole,
+    },
+    keyValue: {
+      over: 'keys',
+      tensors: [
+        ...inputs('keys'),
+        tensor(problem, 'keys', 'dk', FIRST + 6, 'dk_offset', gradients.dk, 'key', headDimQk),
+        tensor(problem, 'keys', 'dv', FIRST + 7, 'dv_offset', gradients.dv, 'key', headDimV),
+      ],
+      whole,
+    },
+  };
+}
+
+/** Split-KV: the partial pass reads q, k, v (and the mask), the combine writes out; scratch per chunk. */
+export function splitKvBindings(problem: AttentionProblem, splitCount: number): { partial: KernelBindings; combine: KernelBindings } {
+  const { layout, headDimQk, headDimV } = problem;
+  const scratch = (chunk: Chunk) => {
+    const partials = chunk.batch.count * chunk.heads.count * problem.queryLength * splitCount;
+    return [
+      { name: 'split-kv partial out', bytes: partials * headDimV * 4 },
+      { name: 'split-kv partial stats', bytes: partials * 2 * 4 },
+    ];
+  };
+  return {
+    partial: {
+      over: 'rows',
+      tensors: [
+        ...maskTensor(problem, 'rows'),
+        tensor(problem, 'rows', 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
+        tensor(problem, 'rows', 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
+        tensor(problem, 'rows', 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+      ],
+      whole: scratch,
+    },
+    combine: {
+      over: 'rows',
+      tensors: [tensor(problem, 'rows', 'out', FIRST + 2, 'o_offset', layout.out, 'query', headDimV)],
+      whole: (chunk) => [...scratch(chunk), { name: 'logsumexp', bytes: logsumexpBytes(problem, false) }],
+    },
+  };
+}
+
+/** The whole problem as one chunk. */
+export function wholeProblem(problem: AttentionProblem, over: KernelBindings['over']): Chunk {
+  return {
+    batch: { start: 0, count: problem.batch },
+    heads: { start: 0, count: over === 'rows' ? problem.queryHeads : problem.kvHeads },
+    rows: { start: 0, count: over === 'rows' ? problem.queryLength : problem.keyLength },
+  };
+}
+
+/**
+ * Chunks for one kernel whose bindings each fit `limit` bytes, or the largest binding of its smallest chunk.
+ * Packed varlen problems are not split (one chunk binding whole buffers, as `chunkArguments` does for them).
+ */
+export function planKernelChunks(
+  problem: AttentionProblem,
+  kernel: KernelBindings,
+  limit: number,
+  rowStep = ROW_STEP,
+): { readonly chunks: readonly Chunk[] } | { readonly overflow: Overflow } {
+  const extent = wholeProblem(problem, kernel.over);
+  if (problem.varlen) return { chunks: [extent] };
+  const step = kernel.over === 'rows' ? rowStep : extent.rows.count;
+  return planChunks(extent, step, limit, (chunk) => [
+    ...kernel.tensors.map((t) => ({ name: t.name, bytes: windowBytes(t.range(chunk), t.bytes, BINDING_ALIGNMENT) })),
+    ...kernel.whole(chunk),
+  ]);
+}
+
+/** Bindings (buffer sub-ranges) and uniforms (bases, head count, shifted offsets) of one chunk. */
+export function chunkArguments(
+  problem: AttentionProblem,
+  kernel: KernelBindings,
+  chunk: Chunk,
+  buffers: Readonly<Partial<Record<FlashTensorName, GPUBuffer>>>,
+): { bindings: [number, BoundBuffer][]; uniforms: ChunkUniforms } {
+  const bindings: [number, BoundBuffer][] = [];
+  const uniforms: Record<string, number> = {
+    batch_base: chunk.batch.start,
+    head_base: chunk.heads.start,
+    row_base: chunk.rows.start,
+    head_count: chunk.heads.count,
+  };
+  for (const t of kernel.tensors) {
+    const buffer = buffers[t.name];
+    if (!buffer) throw new Error(`flash: no ${t.name} buffer for binding ${t.binding}`);
+    if (problem.varlen) {
+      bindings.push([t.binding, buffer]);
+      continue;
+    }
+    const window = bindingWindow(t.range(chunk), t.bytes, BINDING_ALIGNMENT, buffer.size);
+    bindings.push([t.binding, { buffer, offset: window.offset, size: window.size }]);
+    uniforms[t.uniform] = shiftedOffset(t.offset, window.shift);
+  }
+  return { bindings, uniforms };
+}
+
+/** The chunks of a kernel, or an InvalidArgumentError naming the binding that does not fit even one head. */
+export function requireChunks(problem: AttentionProblem, kernel: KernelBindings, limit: number, what: string): readonly Chunk[] {
+  const plan = planKernelChunks(problem, kernel, limit);
+  if ('chunks' in plan) return plan.chunks;
+  throw new InvalidArgumentError(`${what} cannot run this problem:\n  - ${overflowMessage(plan.overflow, limit)}`);
+}
+
+/** "the k binding of one chunk needs N B, the limit is M B (...)" */
+export function overflowMessage(overflow: Overflow, limit: number): string {
+  return `${overflow.name} binding size ${overflow.bytes} B, need ≤ ${limit} B (maxStorageBufferBindingSize; flash splits the dispatch over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward's delta whole)`;
+}
+
+/**
+ * Records one kernel over its chunks: each dispatch binds the chunk's sub-ranges plus `whole` (buffers bound
+ * entirely), with the uniforms `uniforms(chunk's bases and offsets)` and `workgroups(chunk)`.
+ */
+export function dispatchChunks(
+  recorder: KernelRecorder,
+  source: KernelSource,
+  problem: AttentionProblem,
+  kernel: KernelBindings,
+  chunks: readonly Chunk[],
+  buffers: Readonly<Partial<Record<FlashTensorName, GPUBuffer>>>,
+  whole: readonly (readonly [number, BoundBuffer])[],
+  uniforms: (chunk: ChunkUniforms) => ArrayBuffer,
+  workgroups: (chunk: Chunk) => readonly [number, number, number],
+): void {
+  for (const chunk of chunks) {
+    const args = chunkArguments(problem, kernel, chunk, buffers);
+    recorder.dispatch(source, [...whole, ...args.bindings], uniforms(args.uniforms), workgroups(chunk));
+  }
+}
