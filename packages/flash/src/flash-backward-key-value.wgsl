@@ -2,7 +2,9 @@
 // each thread owning ROWS consecutive keys (register tiling: every staged Q/dO element serves ROWS keys). It loops over the query heads that share the kv head (GQA) and over the query tiles that may
 // attend its keys (others are skipped), stages Q, dO, logsumexp and delta in workgroup memory, recomputes
 // P = exp(score − logsumexp), regenerates the dropout bits and accumulates dV += P̃ᵀ dO and
-// dK += dSᵀ Q · scale. Each key's gradient is summed by one thread in a fixed order: deterministic.
+// dK += dSᵀ Q · scale. Each key's gradient is summed by one thread in a fixed order: deterministic. A key that a
+// row with a NaN logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the Q tile (they are
+// such rows), so that the zero dS of a masked pair cannot spread them.
 
 override BLOCK_M: u32 = 16u;
 override THREADS: u32 = 64u;
@@ -68,7 +70,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var v_rows: array<vec4<f32>, ROWS * V4>;
   var dk_acc: array<vec4<f32>, ROWS * QK4>;
   var dv_acc: array<vec4<f32>, ROWS * V4>;
+  var poisoned: array<bool, ROWS>;
   for (var t = 0u; t < ROWS; t++) {
+    poisoned[t] = false;
     let j = first_key + t;
     for (var d4 = 0u; d4 < QK4; d4++) {
       dk_acc[t * QK4 + d4] = vec4<f32>(0.0);
@@ -102,7 +106,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let i = row0 + e / QK4;
         var value = vec4<f32>(0.0);
         if (i < sequence.q_len) {
-          value = load_q4(q_base + (sequence.q_start + i) * params.q_seq, (e % QK4) * 4u, dqk, params.q_dim);
+          value = without_nan4(load_q4(q_base + (sequence.q_start + i) * params.q_seq, (e % QK4) * 4u, dqk, params.q_dim));
         }
         q_tile[e] = value;
       }
@@ -134,6 +138,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       for (var r = 0u; r < BLOCK_M; r++) {
         let i = row0 + r;
         let lse = lse_tile[r];
+        let row_nan = is_nan(lse);
         let bounds = key_bounds(i32(i), sequence);
         // Skip rows without any allowed key, and rows none of this thread's keys may be attended by.
         if (lse == negative_infinity || last_key < max(bounds.x, i32(first_key)) || i32(first_key) > bounds.y) {
@@ -167,7 +172,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           if (i32(j) >= bounds.x && i32(j) <= min(bounds.y, last_key)) {
             let capped = capped_score(dots[t]);
             let score = masked_score(capped.x, b, h, i, j);
-            if (score > negative_infinity) {
+            // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
+            if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
+              poisoned[t] = true;
+            } else if (score > negative_infinity) {
               let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
               let keep = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, batch_head, i, j));
@@ -201,10 +209,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
       let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
       for (var d = 0u; d < dqk; d++) {
-        dk[dk_address + d * params.dk_dim] = ${T}(dk_acc[t * QK4 + d / 4u][d % 4u]);
+        dk[dk_address + d * params.dk_dim] = select(${T}(dk_acc[t * QK4 + d / 4u][d % 4u]), nan_stored(), poisoned[t]);
       }
       for (var d = 0u; d < dvd; d++) {
-        dv[dv_address + d * params.dv_dim] = ${T}(dv_acc[t * V4 + d / 4u][d % 4u]);
+        dv[dv_address + d * params.dv_dim] = select(${T}(dv_acc[t * V4 + d / 4u][d % 4u]), nan_stored(), poisoned[t]);
       }
     }
   }

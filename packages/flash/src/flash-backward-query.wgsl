@@ -1,7 +1,9 @@
 // FlashAttention-2 backward for dQ: one workgroup per tile of THREADS · ROWS query rows of one (batch, head), each
 // thread owning ROWS consecutive rows like the forward (no atomics: deterministic). Loops over the key tiles the rows may attend, recomputes
 // P = exp(score − logsumexp), regenerates the dropout bits and accumulates dQ += dS K · scale with
-// dS = P ∘ (dP̃ − delta).
+// dS = P ∘ (dP̃ − delta). A row whose logsumexp is NaN (the forward found a NaN it may attend) gets a NaN dQ;
+// NaN keys are kept out of the K tile (every row that may attend them is such a row), so that the zero dS of a
+// masked pair cannot spread them.
 
 override THREADS: u32 = 64u;
 override BLOCK_N: u32 = 16u;
@@ -64,6 +66,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var lse: array<f32, ROWS>;
   var lse_residual: array<f32, ROWS>;
   var row_delta: array<f32, ROWS>;
+  var poisoned: array<bool, ROWS>;
   var thread_hi = -1;
   for (var r = 0u; r < ROWS; r++) {
     let i = first_row + r;
@@ -72,6 +75,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     lse[r] = negative_infinity;
     lse_residual[r] = 0.0;
     row_delta[r] = 0.0;
+    poisoned[r] = false;
     for (var d4 = 0u; d4 < QK4; d4++) {
       dq_acc[r * QK4 + d4] = vec4<f32>(0.0);
       q_rows[r * QK4 + d4] = vec4<f32>(0.0);
@@ -85,7 +89,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         lse_residual[r] = logsumexp[params.lse_count + batch_head * params.query_length + i];
       }
       row_delta[r] = delta[batch_head * params.query_length + i];
-      if (lse[r] > negative_infinity) {
+      poisoned[r] = is_nan(lse[r]);
+      if (!poisoned[r] && lse[r] > negative_infinity) {
         let bounds = key_bounds(i32(i), sequence);
         lo[r] = bounds.x;
         hi[r] = bounds.y;
@@ -111,7 +116,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let j = key0 + e / QK4;
       var value = vec4<f32>(0.0);
       if (j < sequence.k_valid) {
-        value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e % QK4) * 4u, dqk, params.k_dim);
+        value = without_nan4(load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e % QK4) * 4u, dqk, params.k_dim));
       }
       k_tile[e] = value;
     }
@@ -188,7 +193,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (i < sequence.q_len) {
       let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
       for (var d = 0u; d < dqk; d++) {
-        dq[dq_address + d * params.dq_dim] = ${T}(dq_acc[r * QK4 + d / 4u][d % 4u]);
+        dq[dq_address + d * params.dq_dim] = select(${T}(dq_acc[r * QK4 + d / 4u][d % 4u]), nan_stored(), poisoned[r]);
       }
     }
   }

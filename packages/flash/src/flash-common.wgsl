@@ -119,6 +119,33 @@ fn masked_score(score: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
 #endif
 }
 
+// NaN by its bits: WGSL leaves NaN comparisons, max() and select on NaN to the implementation.
+fn is_nan(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_nan4(x: vec4<f32>) -> vec4<bool> {
+  return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
+// x with its NaN elements replaced by 0 (for tiles whose NaNs are accounted for by a row or key flag).
+fn without_nan4(x: vec4<f32>) -> vec4<f32> {
+  return select(x, vec4<f32>(0.0), is_nan4(x));
+}
+
+// Quiet NaNs built at run time (a NaN constant expression is a shader-creation error in WGSL).
+fn nan_f32() -> f32 {
+  return bitcast<f32>(0x7fc00000u | params.opaque_zero);
+}
+
+fn nan_stored() -> ${T} {
+#if F16
+  return bitcast<vec2<f16>>(0x7e007e00u | params.opaque_zero).x;
+#else
+  return nan_f32();
+#endif
+}
+
 // Kept-element multiplier for dropout: 1 / (1 - p) when kept, 0 when dropped.
 fn dropout_factor(word: u32) -> f32 {
   return select(0.0, params.dropout_scale, word >= params.dropout_threshold);

@@ -7,6 +7,12 @@
 // out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key). When the logsumexp buffer has
 // room for 2·B·Hq·L floats (params.lse_residual), the second half receives each row's rounding residual
 // (m − lse) + log l.
+//
+// NaN inputs (as PyTorch's flash kernels): a NaN score of an allowed (row, key) pair (NaN in q row i or k row j)
+// makes row i NaN (out and logsumexp); a NaN in v[j, d] makes out[i, d] NaN for the rows i that may attend key
+// j. Keys row i may not attend (causal, window, padding, bool mask) never affect it. Scores are tested by their
+// bits; NaN values of v are kept out of the tile and flagged per key, and only rows that may attend such a key
+// read its values (so that the zero weight of a masked pair cannot turn them into NaN).
 
 override THREADS: u32 = 64u;
 override BLOCK_N: u32 = 16u;
@@ -25,6 +31,8 @@ const V4: u32 = HEAD_DIM_V / 4u;
 
 var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * QK4>;
 var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
+// v_nan[c] == tile + 1: key c of this tile has a NaN in v (workgroup memory starts zeroed).
+var<workgroup> v_nan: array<atomic<u32>, MAX_BLOCK_N>;
 var<workgroup> sequence_shared: Sequence;
 
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
@@ -73,11 +81,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var hi: array<i32, ROWS>;
   var m: array<f32, ROWS>;
   var l: array<f32, ROWS>;
+  var poisoned: array<bool, ROWS>;
   var thread_hi = -1;
   for (var r = 0u; r < ROWS; r++) {
     let i = first_row + r;
     m[r] = negative_infinity;
     l[r] = 0.0;
+    poisoned[r] = false;
     lo[r] = 1;
     hi[r] = 0;
     for (var d4 = 0u; d4 < V4; d4++) {
@@ -118,6 +128,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       var value = vec4<f32>(0.0);
       if (j < sequence.k_valid) {
         value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dv, params.v_dim);
+        if (any(is_nan4(value))) {
+          atomicStore(&v_nan[c], tile + 1u);
+          value = without_nan4(value);
+        }
       }
       v_tile[e] = value;
     }
@@ -146,6 +160,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         var score = negative_infinity;
         if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
           score = masked_score(capped_score(dots[r]).x, b, h, first_row + r, j);
+          if (is_nan(score)) {
+            poisoned[r] = true;
+            score = negative_infinity;
+          }
         }
         scores[r * MAX_BLOCK_N + c] = score;
         tile_max[r] = max(tile_max[r], score);
@@ -186,6 +204,20 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         weights[r] = p;
 #endif
       }
+      if (atomicLoad(&v_nan[c]) == tile + 1u) {
+        // Rare: key c's v row has NaN (kept out of the tile). Only rows that may attend key c take its values
+        // from memory, NaN included; the others skip it (their zero weight times NaN would be NaN).
+        let v_address = v_base + (sequence.k_start + key0 + c) * params.v_seq;
+        for (var d4 = 0u; d4 < V4; d4++) {
+          let value = load_v4(v_address, d4 * 4u, dv, params.v_dim);
+          for (var r = 0u; r < ROWS; r++) {
+            if (scores[r * MAX_BLOCK_N + c] != negative_infinity) {
+              acc[r * V4 + d4] += weights[r] * value;
+            }
+          }
+        }
+        continue;
+      }
       for (var d4 = 0u; d4 < V4; d4++) {
         let value = v_tile[c * V4 + d4];
         for (var r = 0u; r < ROWS; r++) {
@@ -201,12 +233,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
       let inverse = select(0.0, 1.0 / l[r], l[r] > 0.0);
       for (var d = 0u; d < dv; d++) {
-        out[o_base + d * params.o_dim] = ${T}(acc[r * V4 + d / 4u][d % 4u] * inverse);
+        var value = ${T}(acc[r * V4 + d / 4u][d % 4u] * inverse);
+        if (poisoned[r]) {
+          value = nan_stored();
+        }
+        out[o_base + d * params.o_dim] = value;
       }
       let lse_index = batch_head * params.query_length + i;
       let log_sum = log(l[r]);
       let lse = m[r] + log_sum;
-      logsumexp[lse_index] = select(negative_infinity, lse, l[r] > 0.0);
+      logsumexp[lse_index] = select(select(negative_infinity, lse, l[r] > 0.0), nan_f32(), poisoned[r]);
       if (params.lse_residual == 1u) {
         // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits. The
         // stored value goes through an XOR with a uniform zero so that no compiler folds (m − (m + log l)) + log l

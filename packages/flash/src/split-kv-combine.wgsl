@@ -1,5 +1,6 @@
 // Split-KV pass 2: merges the chunks of one (row, head, batch): m = max m_s, l = Σ l_s e^{m_s − m},
-// out = Σ acc_s e^{m_s − m} / l, logsumexp = m + log l (out 0 and −∞ for a row without any allowed key).
+// out = Σ acc_s e^{m_s − m} / l, logsumexp = m + log l (out 0 and −∞ for a row without any allowed key). A chunk
+// whose l is NaN (a NaN score, split-kv-partial.wgsl) makes the row NaN.
 
 override THREADS: u32 = 64u;
 
@@ -26,7 +27,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     m = max(m, partial_stats[(first + s) * 2u]);
   }
   var l = 0.0;
+  var poisoned = false;
   for (var s = 0u; s < params.split_count; s++) {
+    poisoned = poisoned || is_nan(partial_stats[(first + s) * 2u + 1u]);
     let m_s = partial_stats[(first + s) * 2u];
     if (m_s > negative_infinity) {
       l += partial_stats[(first + s) * 2u + 1u] * exp(m_s - m);
@@ -42,9 +45,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         acc += partial_out[(first + s) * params.head_dim_v + d] * exp(m_s - m);
       }
     }
-    out[o_base + d * params.o_dim] = ${T}(acc * inverse);
+    out[o_base + d * params.o_dim] = select(${T}(acc * inverse), nan_stored(), poisoned);
   }
   if (lid == 0u) {
-    logsumexp[row] = select(negative_infinity, m + log(l), l > 0.0);
+    logsumexp[row] = select(select(negative_infinity, m + log(l), l > 0.0), nan_f32(), poisoned);
   }
 }

@@ -1,7 +1,8 @@
 // Split-KV (flash-decoding) forward, pass 1: one workgroup per (key chunk, query row · head, batch). Its threads
 // score the chunk's keys for that row (causal, window, key padding, masks, softcap as every flash kernel), reduce
 // the chunk's max m and sum l, and write the chunk's unnormalised output Σ_j exp(s_j − m) v_j with (m, l). Chunks
-// outside the row's allowed key range are not loaded. Pass 2 (split-kv-combine.wgsl) merges the chunks.
+// outside the row's allowed key range are not loaded. Pass 2 (split-kv-combine.wgsl) merges the chunks. A NaN
+// score of an allowed key (tested by its bits) makes the chunk's l NaN, which makes the row NaN in pass 2.
 
 override THREADS: u32 = 64u;
 const MAX_CHUNK: u32 = 512u;
@@ -16,6 +17,8 @@ const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 var<workgroup> q_row: array<f32, HEAD_DIM_QK>;
 var<workgroup> scores: array<f32, MAX_CHUNK>;
 var<workgroup> reduction: array<f32, THREADS>;
+// 1 when some allowed key of the chunk has a NaN score (workgroup memory starts zeroed).
+var<workgroup> chunk_nan: atomic<u32>;
 
 fn reduce(lid: u32, value: f32, is_max: bool) -> f32 {
   reduction[lid] = value;
@@ -68,7 +71,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var d = 0u; d < dqk; d++) {
       dot_product += q_row[d] * f32(k[k_address + d * params.k_dim]);
     }
-    let score = masked_score(capped_score(dot_product).x, b, h, i, j);
+    var score = masked_score(capped_score(dot_product).x, b, h, i, j);
+    if (is_nan(score)) {
+      atomicStore(&chunk_nan, 1u);
+      score = negative_infinity;
+    }
     scores[j - chunk0] = score;
     local_max = max(local_max, score);
   }
@@ -97,6 +104,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   if (lid == 0u) {
     partial_stats[partial * 2u] = m;
-    partial_stats[partial * 2u + 1u] = l;
+    partial_stats[partial * 2u + 1u] = select(l, nan_f32(), atomicLoad(&chunk_nan) == 1u);
   }
 }
