@@ -3,37 +3,52 @@
  * reference, the split-KV decode path, and rough timings. Bundle with
  *   node tools/bench/scripts/bundle.mjs packages/flash/scripts/gpu-check.ts .gpu/flash-check.mjs
  * and run there: bash .gpu/remote.sh node .gpu/flash-check.mjs $OUT/flash-check.json
+ * WEBATTN_CHECK_ONLY=<text> runs only the cases whose name contains it; WEBATTN_CHECK_TIMINGS=0 skips the timings.
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice, tensor, type Tensor } from '@webattn/tensor';
-import { attentionCases, caseExpectation, caseTensors, compareAttention } from '@webattn/reference/testing';
+import { attentionCases, caseExpectation, caseTensors, compareAttention, inHalfPrecision } from '@webattn/reference/testing';
 import { randomValues } from '@webattn/tensor/testing';
 import { flashAttention, flashAttentionGrad, splitKvAttention } from '../src/index';
 
 const device = await createDevice({ requireGpu: true });
+const reportFile = process.argv[2] ?? 'flash-check.json';
 const report: Record<string, unknown> = { adapter: device.info.adapter, storage: device.caps.maxComputeWorkgroupStorageSize };
 console.log('device', device.info.adapter, 'f16', device.caps.shaderF16);
 const conformance: unknown[] = [];
-for (const kase of attentionCases) {
+// Every case as written, and every f32 case again in f16 (the f16 kernels see every feature, not only the two
+// f16 cases of the suite).
+const cases = attentionCases.flatMap((kase) => (kase.dtype === 'f32' ? [kase, inHalfPrecision(kase)] : [kase]));
+const only = process.env.WEBATTN_CHECK_ONLY;
+for (const kase of cases) {
+  if (only && !kase.name.includes(only)) continue;
   const seed = 1234;
   const generated = kase.generate(seed);
   const { needWeights: _w, ...options } = generated.options;
   const inputs = { ...generated, options };
   const t = caseTensors(device, inputs);
   const expected = caseExpectation(kase, inputs);
-  const forward = flashAttention(t.q, t.k, t.v, t.options);
   const results: Record<string, { error: number; tolerance: number; pass: boolean }> = {};
   const check = (name: string, actual: ArrayLike<number>, oracle: ArrayLike<number>, same: ArrayLike<number>) => {
     const c = compareAttention(actual, oracle, same, kase.dtype);
     results[name] = { error: c.error, tolerance: c.tolerance, pass: c.pass };
   };
-  check('out', await forward.out.toArray(), expected.oracle.out, expected.samePrecision.out);
-  check('logsumexp', await forward.logsumexp.toArray(), expected.oracle.logsumexp, expected.samePrecision.logsumexp);
-  if (kase.backward) {
-    const g = flashAttentionGrad(t.q, t.k, t.v, forward.out, forward.logsumexp, t.gradOut, t.options);
-    check('dq', await g.dq.toArray(), expected.oracleGradients!.dq, expected.samePrecisionGradients!.dq);
-    check('dk', await g.dk.toArray(), expected.oracleGradients!.dk, expected.samePrecisionGradients!.dk);
-    check('dv', await g.dv.toArray(), expected.oracleGradients!.dv, expected.samePrecisionGradients!.dv);
+  try {
+    const forward = flashAttention(t.q, t.k, t.v, t.options);
+    check('out', await forward.out.toArray(), expected.oracle.out, expected.samePrecision.out);
+    check('logsumexp', await forward.logsumexp.toArray(), expected.oracle.logsumexp, expected.samePrecision.logsumexp);
+    if (kase.backward) {
+      const g = flashAttentionGrad(t.q, t.k, t.v, forward.out, forward.logsumexp, t.gradOut, t.options);
+      check('dq', await g.dq.toArray(), expected.oracleGradients!.dq, expected.samePrecisionGradients!.dq);
+      check('dk', await g.dk.toArray(), expected.oracleGradients!.dk, expected.samePrecisionGradients!.dk);
+      check('dv', await g.dv.toArray(), expected.oracleGradients!.dv, expected.samePrecisionGradients!.dv);
+      for (const x of [g.dq, g.dk, g.dv]) x.dispose();
+    }
+    forward.out.dispose();
+    forward.logsumexp.dispose();
+  } catch (error) {
+    results.error = { error: Number.NaN, tolerance: 0, pass: false };
+    console.log('ERROR', kase.name, String(error).slice(0, 2000));
   }
   const pass = Object.values(results).every((r) => r.pass);
   console.log(pass ? 'PASS' : 'FAIL', kase.name, pass ? '' : JSON.stringify(results));
@@ -41,6 +56,12 @@ for (const kase of attentionCases) {
   t.dispose();
 }
 report.conformance = conformance;
+writeFileSync(reportFile, JSON.stringify(report, null, 2));
+console.log(`conformance: ${conformance.filter((c) => (c as { pass: boolean }).pass).length} of ${conformance.length} passed`);
+if (process.env.WEBATTN_CHECK_TIMINGS === '0') {
+  device.destroy();
+  process.exit(0);
+}
 
 async function time(run: () => Tensor[], iterations = 3): Promise<number> {
   for (const x of run()) x.dispose();
@@ -87,5 +108,5 @@ for (const [B, H, N, D, dtype, causal] of [
   timings.push(entry);
 }
 report.timings = timings;
-writeFileSync(process.argv[2] ?? 'flash-check.json', JSON.stringify(report, null, 2));
+writeFileSync(reportFile, JSON.stringify(report, null, 2));
 device.destroy();

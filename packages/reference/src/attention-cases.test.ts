@@ -1,7 +1,7 @@
 import { roundToHalf } from '@webattn/tensor';
 import { freshSeed } from '@webattn/tensor/testing';
 import { describe, expect, it } from 'vitest';
-import { attentionCases, selectAttentionCases } from './attention-cases';
+import { attentionCases, inHalfPrecision, selectAttentionCases } from './attention-cases';
 
 describe('attention conformance cases', () => {
   it('cover the head dims, lengths and features every backend must handle', () => {
@@ -52,5 +52,31 @@ describe('selectAttentionCases', () => {
     expect(run.some((kase) => kase.exercises.includes('dropout') || kase.exercises.includes('f16'))).toBe(false);
     expect(skipped.map((entry) => entry.reason)).toContain('dropout: no dropout yet');
     expect(skipped.filter((entry) => entry.reason.startsWith('f16')).length).toBe(2);
+  });
+
+  it('inHalfPrecision gives the same case with half-precision inputs and an f16 expectation', () => {
+    const seed = freshSeed();
+    const base = attentionCases.find((kase) => kase.name.startsWith('GQA'))!;
+    const half = inHalfPrecision(base);
+    expect(half.dtype).toBe('f16');
+    expect(half.exercises).toContain('f16');
+    const original = base.generate(seed);
+    const rounded = half.generate(seed);
+    expect(rounded.dtype).toBe('f16');
+    for (const name of ['q', 'k', 'v', 'gradOut'] as const) {
+      expect(rounded[name].dtype).toBe('f16');
+      expect(rounded[name].shape).toEqual(original[name].shape);
+      const data = rounded[name].data;
+      expect(Array.from(data, roundToHalf)).toEqual(Array.from(data));
+      // Rounding moved some values (the f32 inputs are not all halves already), by at most half an f16 ulp.
+      let moved = 0;
+      data.forEach((value, index) => {
+        const before = original[name].data[index]!;
+        if (value !== before) moved++;
+        expect(Math.abs(value - before)).toBeLessThanOrEqual(Math.abs(before) * 2 ** -11 + 2 ** -25);
+      });
+      expect(moved, `seed ${seed}`).toBeGreaterThan(0);
+    }
+    expect(inHalfPrecision(half)).toBe(half);
   });
 });

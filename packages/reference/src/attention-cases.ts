@@ -386,3 +386,23 @@ export function selectAttentionCases(
   }
   return { run, skipped };
 }
+
+const toHalf = (t: HostTensor): HostTensor => ({ ...t, data: Float32Array.from(t.data, roundToHalf), dtype: 'f16' });
+
+/**
+ * The same case in f16: q, k, v and gradOut rounded to half precision (masks and options unchanged), checked
+ * against the f16 same-precision reference. For kernels that only run in f16 (e.g. on subgroup matrices).
+ */
+export function inHalfPrecision(kase: AttentionCase): AttentionCase {
+  if (kase.dtype === 'f16') return kase;
+  return {
+    ...kase,
+    name: `${kase.name} (in f16)`,
+    dtype: 'f16',
+    exercises: [...kase.exercises, 'f16'],
+    generate(seed) {
+      const inputs = kase.generate(seed);
+      return { ...inputs, dtype: 'f16', q: toHalf(inputs.q), k: toHalf(inputs.k), v: toHalf(inputs.v), gradOut: toHalf(inputs.gradOut) };
+    },
+  };
+}

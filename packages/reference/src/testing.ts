@@ -4,6 +4,7 @@
  */
 export {
   attentionCases,
+  inHalfPrecision,
   selectAttentionCases,
   type AttentionCase,
   type AttentionCaseInputs,
