@@ -2,7 +2,7 @@ import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import { dispatchChunks, forwardBindings, requireChunks } from './flash-chunks';
-import { chooseTiles, capsOfGpuDevice, type FlashCaps } from './flash-tiles';
+import { chooseTiles, capsOfGpuDevice, tunedForwardTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import forwardSource from './flash-forward.wgsl?raw';
@@ -138,7 +138,7 @@ export function recordFlashForward(
   // Split into chunks of batch entries × heads × query rows when a binding would exceed the binding limit.
   const chunked = forwardBindings(problem, residual);
   const chunks = requireChunks(problem, chunked, caps.maxStorageBufferBindingSize, 'flash forward');
-  const tiles = chooseTiles(problem, caps)!;
+  const tiles = chooseTiles(problem, caps, tunedForwardTiles(recorder.gpu, problem.dtype, problem.headDimQk, problem.headDimV))!;
   const source = flashKernel(
     'flash-forward',
     forwardSource,

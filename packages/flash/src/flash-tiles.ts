@@ -66,7 +66,58 @@ function largestTile(bytesPerRow: number, storage: number, minimum: number): num
   return null;
 }
 
-export function chooseTiles(problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'>, caps: FlashCaps): FlashTiles | null {
+/** The forward kernel's workgroup shape: threads, query rows per thread (register tiling) and keys per staged tile. */
+export interface ForwardTiles {
+  readonly threads: number;
+  readonly rowsPerThread: number;
+  readonly keys: number;
+}
+
+/** Query rows per forward thread the kernel compiles (the size of its per-thread register arrays). */
+export const FORWARD_ROWS_PER_THREAD = [1, 2, 4] as const;
+
+/** Whether `forward` runs for these head-dim buckets on `caps` (threads, storage, register arrays). */
+export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
+  return (
+    forward.threads <= (caps.maxComputeInvocationsPerWorkgroup || 64) &&
+    (FORWARD_ROWS_PER_THREAD as readonly number[]).includes(forward.rowsPerThread) &&
+    forward.rowsPerThread * (headDimBucket(headDimQk) + headDimBucket(headDimV)) <= 512 &&
+    forward.keys >= MIN_TILE &&
+    forward.keys <= FORWARD_MAX_TILE &&
+    forward.keys * (headDimBucket(headDimQk) + headDimBucket(headDimV)) * 4 + SHARED_EXTRA <= caps.maxComputeWorkgroupStorageSize
+  );
+}
+
+/** Tuned forward tiles per device (flash-tuning.ts fills it), keyed by forwardTuningKey. */
+const TUNED_FORWARD = new WeakMap<GPUDevice, Map<string, ForwardTiles>>();
+
+export const forwardTuningKey = (dtype: string, headDimQk: number, headDimV: number) =>
+  `${dtype}|${headDimBucket(headDimQk)}|${headDimBucket(headDimV)}`;
+
+/** The device's tuned forward tiles (a live map: tuning writes into it). */
+export function tunedForwardTilesOf(gpu: GPUDevice): Map<string, ForwardTiles> {
+  let tuned = TUNED_FORWARD.get(gpu);
+  if (!tuned) {
+    tuned = new Map();
+    TUNED_FORWARD.set(gpu, tuned);
+  }
+  return tuned;
+}
+
+/** The tuned forward tiles for this device, dtype and head dims, if `tuneFlashForward` chose some. */
+export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: number, headDimV: number): ForwardTiles | undefined {
+  return TUNED_FORWARD.get(gpu)?.get(forwardTuningKey(dtype, headDimQk, headDimV));
+}
+
+/**
+ * Tile sizes for a problem on a device. `forward` (a tuned choice, see flash-tuning.ts) replaces the forward's
+ * default workgroup shape when it fits.
+ */
+export function chooseTiles(
+  problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'>,
+  caps: FlashCaps,
+  forward?: ForwardTiles,
+): FlashTiles | null {
   const headDimQk = headDimBucket(problem.headDimQk);
   const headDimV = headDimBucket(problem.headDimV);
   const storage = caps.maxComputeWorkgroupStorageSize;
@@ -74,14 +125,15 @@ export function chooseTiles(problem: Pick<AttentionProblem, 'headDimQk' | 'headD
   const keys = largestTile((headDimQk + headDimV) * 4, storage, MIN_TILE);
   const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
   if (keys === null || backwardRows === null) return null;
+  const tuned = forward && forwardTilesFit(forward, headDimQk, headDimV, caps) ? forward : null;
   return {
     headDimQk,
     headDimV,
     rows: threads,
     keys,
-    forwardThreads: threads,
-    forwardRowsPerThread: forwardRowsPerThread(headDimQk + headDimV),
-    forwardKeys: Math.min(keys, FORWARD_MAX_TILE),
+    forwardThreads: tuned?.threads ?? threads,
+    forwardRowsPerThread: tuned?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV),
+    forwardKeys: tuned?.keys ?? Math.min(keys, FORWARD_MAX_TILE),
     backwardKeys: threads,
     backwardRows,
   };

@@ -7,6 +7,14 @@ export {
   type FlashRecording,
   type FlashRecordOptions,
 } from './flash-forward';
-export { capsOfGpuDevice, chooseTiles, type FlashCaps, type FlashTiles } from './flash-tiles';
+export {
+  capsOfGpuDevice,
+  chooseTiles,
+  tunedForwardTiles,
+  type FlashCaps,
+  type FlashTiles,
+  type ForwardTiles,
+} from './flash-tiles';
+export { forwardCandidates, tuneFlashForward, type ForwardTuning, type TuneOptions } from './flash-tuning';
 export type { GradientLayouts } from './flash-uniforms';
 export { checkSplitKv, splitKvAttention, splitKvAttentionForward } from './split-kv';

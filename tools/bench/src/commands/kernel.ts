@@ -2,7 +2,8 @@ import { appendFileSync } from 'node:fs';
 import type { Command } from '../command';
 import { describeDevice, formatDeviceReport } from '../device-report';
 import { KERNEL_USAGE, parseKernelArgs } from '../kernel/kernel-args';
-import { formatRecord, formatTiles, tableHeader } from '../kernel/kernel-table';
+import { formatRecord, formatTiles, formatTunings, tableHeader } from '../kernel/kernel-table';
+import { tuneForShapes } from '../kernel/kernel-tuning';
 import { OPTION_DESCRIPTIONS, OPTION_NAMES } from '../kernel/option-sets';
 import { runKernelBench } from '../kernel/run-kernel-bench';
 
@@ -23,6 +24,8 @@ export const kernelCommand: Command = {
       print('kernel: the benchmark times WebGPU kernels and this is the CPU device; run it where a WebGPU adapter exists');
       return { ok: false, device: report, records: [] };
     }
+    const tunings = config.tune ? await tuneForShapes(device, config) : [];
+    for (const line of formatTunings(tunings)) print(line);
     for (const name of OPTION_NAMES) print(`option ${name}: ${OPTION_DESCRIPTIONS[name]}`);
     print('FLOPs: 4·B·H·N²·D forward, 2.5× that backward, halved for causal; "vs math" = math ms ÷ this ms');
     let headerPrinted = false;
@@ -58,6 +61,7 @@ export const kernelCommand: Command = {
         mathBudgetBytes: config.mathBudgetBytes ?? null,
       },
       tiles: result.tiles,
+      tunings,
       records: result.records,
     };
   },

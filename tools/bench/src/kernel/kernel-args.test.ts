@@ -26,7 +26,7 @@ describe('kernel bench arguments', () => {
       '--options', 'none,padding+dropout,causal',
       '--backends', 'math,efficient',
       '--iterations', '4', '--warmup', '0', '--timing', 'wall-clock', '--math-budget', '2', '--no-compare',
-      '--records', 'out.jsonl',
+      '--records', 'out.jsonl', '--tune',
     ]);
     expect(config.shapes).toEqual([
       { batch: 1, heads: 2, length: 3, headDim: 4 },
@@ -37,7 +37,7 @@ describe('kernel bench arguments', () => {
     expect(config.optionSets.map((set) => set.name)).toEqual(['none', 'padding+dropout', 'causal']);
     expect(config.optionSets[1]).toMatchObject({ keyLengths: true, boolMask: false, dropout: 0.1, causal: false });
     expect(config.backends).toEqual(['math', 'efficient']);
-    expect(config).toMatchObject({ iterations: 4, warmup: 0, timing: 'wall-clock', mathBudgetBytes: 2 * 2 ** 20, compare: false, recordsFile: 'out.jsonl' });
+    expect(config).toMatchObject({ iterations: 4, warmup: 0, timing: 'wall-clock', mathBudgetBytes: 2 * 2 ** 20, compare: false, recordsFile: 'out.jsonl', tune: true });
   });
 
   it('--quick is a tiny f32 run unless shapes are given', () => {

@@ -39,6 +39,8 @@ export interface KernelBenchConfig {
   readonly compare: boolean;
   /** Also append each finished case's records to this file as JSON lines (kept if a later case crashes). */
   readonly recordsFile: string | undefined;
+  /** Autotune flash's forward workgroup shape for these dtypes and head dims first (tuneFlashForward). */
+  readonly tune: boolean;
 }
 
 export const DEFAULT_SHAPES: readonly BenchShape[] = [
@@ -55,7 +57,7 @@ export const DEFAULT_OPTIONS = 'none,padding,padding-mask,dropout,causal';
 export const KERNEL_USAGE =
   '[--shape B,H,N,D ...] [--dtype f32,f16] [--options none,padding,padding-mask,dropout,causal (join with +)]' +
   ' [--backends flash,math,efficient] [--iterations N] [--warmup N] [--timing auto|timestamp|wall-clock]' +
-  ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--quick]';
+  ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--tune] [--quick]';
 
 export function parseShape(text: string): BenchShape {
   const parts = text.split(',').map((part) => Number(part.trim()));
@@ -96,6 +98,7 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
   let compare = true;
   let recordsFile: string | undefined;
   let quick = false;
+  let tune = false;
   for (let index = 0; index < args.length; index++) {
     const flag = args[index]!;
     const value = () => {
@@ -139,6 +142,9 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
       case '--quick':
         quick = true;
         break;
+      case '--tune':
+        tune = true;
+        break;
       default:
         throw new InvalidArgumentError(`unknown option "${flag}" for kernel; options: ${KERNEL_USAGE}`);
     }
@@ -158,5 +164,6 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
     mathBudgetBytes,
     compare,
     recordsFile,
+    tune,
   };
 }

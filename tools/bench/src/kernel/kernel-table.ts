@@ -1,4 +1,5 @@
 /** The kernel benchmark's lines for a terminal: tile choices, then one table row per record. */
+import type { ForwardTuning } from '@webattn/flash';
 import type { BenchShape } from './kernel-args';
 import type { KernelRecord, TileReport } from './run-kernel-bench';
 
@@ -49,4 +50,22 @@ export function formatRecord(record: KernelRecord, maxReasonLength = 110): strin
     record.maxAbsDiffVsMath === null ? '' : record.maxAbsDiffVsMath.toExponential(1),
   ].map((text, index) => text.padStart(COLUMNS[index + 5]![1]));
   return `${head.join(' ')} ${cells.join(' ')}`.trimEnd();
+}
+
+const describeTiles = (tiles: { threads: number; rowsPerThread: number; keys: number }) =>
+  `${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys`;
+
+/** `--tune` results: the chosen forward workgroup shape per dtype and head dim, against the default. */
+export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
+  return tunings.map((tuning) => {
+    const timeOf = (tiles: ForwardTuning['chosen']) =>
+      tuning.candidates.find((candidate) => JSON.stringify(candidate.tiles) === JSON.stringify(tiles))?.ms;
+    const chosen = timeOf(tuning.chosen)!;
+    const fallback = timeOf(tuning.defaultTiles);
+    const versus = fallback === undefined ? '' : `; default ${describeTiles(tuning.defaultTiles)} ${fallback.toFixed(3)} ms (${(fallback / chosen).toFixed(2)}×)`;
+    return (
+      `flash forward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ` +
+      `${describeTiles(tuning.chosen)} ${chosen.toFixed(3)} ms${versus}; ${tuning.candidates.length} candidates`
+    );
+  });
 }

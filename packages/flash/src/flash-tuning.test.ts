@@ -1,0 +1,75 @@
+import { gpu } from '../test/test-device';
+import { attentionCases, caseExpectation, caseTensors, checkCaseForward } from '@webattn/reference/testing';
+import { expectNoGpuErrors, freshSeed } from '@webattn/tensor/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { poisonPool } from '../test/flash-harness';
+import { flashAttention } from './flash-attention';
+import { chooseTiles, forwardTuningKey, tunedForwardTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
+import { forwardCandidates, tuneFlashForward } from './flash-tuning';
+
+afterAll(() => gpu?.destroy());
+
+// Cases whose features meet the forward's tiling: row/key bounds (causal, window), masks, dropout, odd dims.
+// (Each tile shape is a new pipeline: slow to compile on lavapipe, so a few shapes and cases.)
+const CASES = ['window (4, 4) + causal top-left + bool mask', 'dropout 0.3', 'value dim differs'];
+
+describe.skipIf(!gpu)('forward autotuning', () => {
+  it('offers only workgroup shapes that fit the device, the default among them', () => {
+    const device = gpu!;
+    for (const headDim of [16, 64, 256]) {
+      const candidates = forwardCandidates(device, headDim);
+      expect(candidates.length).toBeGreaterThan(0);
+      for (const tiles of candidates) {
+        expect(tiles.threads).toBeLessThanOrEqual(device.caps.maxComputeInvocationsPerWorkgroup);
+        expect(tiles.keys * headDim * 2 * 4).toBeLessThanOrEqual(device.caps.maxComputeWorkgroupStorageSize);
+      }
+      const defaults = chooseTiles({ headDimQk: headDim, headDimV: headDim }, device.caps)!;
+      expect(candidates).toContainEqual({ threads: defaults.forwardThreads, rowsPerThread: defaults.forwardRowsPerThread, keys: defaults.forwardKeys });
+    }
+  });
+
+  it('times every candidate, keeps the fastest for the device and later forwards use it', async () => {
+    const device = gpu!;
+    const candidates = forwardCandidates(device, 40).slice(0, 3);
+    const [tuning] = await tuneFlashForward(device, { headDims: [40], dtypes: ['f32'], shape: [1, 2, 48], iterations: 1, candidates });
+    expect(tuning!.candidates.map((candidate) => candidate.tiles)).toEqual(candidates);
+    for (const candidate of tuning!.candidates) expect(candidate.ms).toBeGreaterThan(0);
+    const fastest = Math.min(...tuning!.candidates.map((candidate) => candidate.ms));
+    expect(tuning!.candidates.find((candidate) => candidate.tiles === tuning!.chosen)!.ms).toBe(fastest);
+    expect(tunedForwardTiles(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
+    // Same bucket (64), other dtype: not tuned.
+    expect(tunedForwardTiles(device.gpu, 'f16', 40, 40)).toBeUndefined();
+    tunedForwardTilesOf(device.gpu).clear();
+  });
+
+  const shapes: [ForwardTiles, string[]][] = [
+    [{ threads: 128, rowsPerThread: 4, keys: 16 }, CASES.slice(0, 2)],
+    [{ threads: 256, rowsPerThread: 1, keys: 8 }, CASES.slice(2)],
+  ];
+  for (const [tiles, names] of shapes) {
+    for (const name of names) {
+      const kase = attentionCases.find((candidate) => candidate.name.startsWith(name))!;
+      it(`${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys: ${kase.name}`, async () => {
+        const device = gpu!;
+        const seed = freshSeed();
+        const generated = kase.generate(seed);
+        const { needWeights: _weights, ...options } = generated.options;
+        const inputs = { ...generated, options };
+        const tensors = caseTensors(device, inputs);
+        const dims = inputs.q.shape.at(-1)!;
+        const valueDims = inputs.v.shape.at(-1)!;
+        const tuned = tunedForwardTilesOf(device.gpu);
+        tuned.set(forwardTuningKey(kase.dtype, dims, valueDims), tiles);
+        try {
+          await poisonPool(device, [tensors.q.size, tensors.v.size]);
+          const forward = await expectNoGpuErrors(device, () => flashAttention(tensors.q, tensors.k, tensors.v, tensors.options));
+          const expected = caseExpectation(kase, inputs);
+          checkCaseForward(kase, expected, { out: await forward.out.toArray(), logsumexp: await forward.logsumexp.toArray() }, seed);
+        } finally {
+          tuned.clear();
+          tensors.dispose();
+        }
+      });
+    }
+  }
+});
