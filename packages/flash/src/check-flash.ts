@@ -1,5 +1,6 @@
 import { rejection, type AttentionLayout, type AttentionProblem, type Rejection } from '@webattn/tensor';
-import { backwardBindings, forwardBindings, planKernelChunks, type KernelBindings } from './flash-chunks';
+import type { Overflow } from './binding-chunks';
+import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue, type KernelBindings } from './flash-chunks';
 import { MAX_HEAD_DIM, chooseTiles, minimumStorage, type FlashCaps } from './flash-tiles';
 
 const BACKEND = 'flash';
@@ -35,12 +36,15 @@ function checkLayout(name: string, layout: AttentionLayout, out: Rejection[]): v
  */
 export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejection[] {
   const common = checkCommon(problem, caps, BACKEND);
-  const kernels = [forwardBindings(problem, true)];
-  if (problem.requiresGrad) {
-    const { delta, query, keyValue } = backwardBindings(problem, { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v }, true);
-    kernels.push(delta, query, keyValue);
+  const bindings: Rejection[] = [];
+  if (common.length === 0) {
+    const gradients = { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v };
+    const { delta, query } = backwardBindings(problem, gradients, true);
+    bindings.push(...checkBindings(problem, caps, BACKEND, problem.requiresGrad ? [forwardBindings(problem, true), delta, query] : [forwardBindings(problem, true)]));
+    const keyValue = problem.requiresGrad && bindings.length === 0 ? planKeyValue(problem, gradients, true, caps.maxStorageBufferBindingSize) : null;
+    if (keyValue && 'overflow' in keyValue) bindings.push(bindingRejection(BACKEND, keyValue.overflow, caps.maxStorageBufferBindingSize));
   }
-  return [...common, ...(common.length === 0 ? checkBindings(problem, caps, BACKEND, kernels) : []), ...checkWeights(problem)];
+  return [...common, ...bindings, ...checkWeights(problem)];
 }
 
 /**
@@ -52,20 +56,19 @@ export function checkBindings(problem: AttentionProblem, caps: FlashCaps, backen
   const limit = caps.maxStorageBufferBindingSize;
   for (const kernel of kernels) {
     const plan = planKernelChunks(problem, kernel, limit);
-    if ('overflow' in plan) {
-      const { name, bytes } = plan.overflow;
-      return [
-        rejection(
-          backend,
-          `${name} binding size`,
-          `${bytes} B`,
-          `≤ ${limit} B`,
-          'maxStorageBufferBindingSize; flash splits over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward delta whole',
-        ),
-      ];
-    }
+    if ('overflow' in plan) return [bindingRejection(backend, plan.overflow, limit)];
   }
   return [];
+}
+
+function bindingRejection(backend: string, overflow: Overflow, limit: number): Rejection {
+  return rejection(
+    backend,
+    `${overflow.name} binding size`,
+    `${overflow.bytes} B`,
+    `≤ ${limit} B`,
+    'maxStorageBufferBindingSize; flash splits over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward delta whole',
+  );
 }
 
 function checkWeights(problem: AttentionProblem): Rejection[] {

@@ -14,7 +14,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let h = params.head_base + wid.y;
   let sequence = load_sequence(b);
   let i = params.row_base + wid.x * BLOCK_M + lid;
-  if (i >= sequence.q_len) {
+  if (i >= min(sequence.q_len, params.row_end)) {
     return;
   }
   let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;

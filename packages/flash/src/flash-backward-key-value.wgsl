@@ -5,6 +5,12 @@
 // dK += dSᵀ Q · scale. Each key's gradient is summed by one thread in a fixed order: deterministic. A key that a
 // row with a NaN logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the Q tile (they are
 // such rows), so that the zero dS of a masked pair cannot spread them.
+//
+// When the query rows of one kv head do not fit a storage binding, the recording splits them (binding-chunks.ts):
+// each dispatch covers the query heads [group_first, group_first + group_count) of the group and the rows
+// [query_row_first, query_row_end), in the unsplit order (heads, then row tiles). This source is then compiled
+// with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
+// params.kv_partial is 1 (so the sums continue exactly), and flash-backward-finish.wgsl writes them out.
 
 override BLOCK_M: u32 = 16u;
 override THREADS: u32 = 64u;
@@ -21,8 +27,8 @@ const V4: u32 = HEAD_DIM_V / 4u;
 @group(0) @binding(8) var<storage, read> grad_out: array<${T}>;
 @group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
-@group(0) @binding(11) var<storage, read_write> dk: array<${T}>;
-@group(0) @binding(12) var<storage, read_write> dv: array<${T}>;
+@group(0) @binding(11) var<storage, read_write> dk: array<${GRADIENT_T}>;
+@group(0) @binding(12) var<storage, read_write> dv: array<${GRADIENT_T}>;
 
 var<workgroup> q_tile: array<vec4<f32>, BLOCK_M * QK4>;
 var<workgroup> do_tile: array<vec4<f32>, BLOCK_M * V4>;
@@ -63,6 +69,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       tile_end = u32(rows.y) / BLOCK_M + 1u;
     }
   }
+  // This dispatch's query rows (all of them unless split; the split points are multiples of BLOCK_M).
+  tile_begin = max(tile_begin, params.query_row_first / BLOCK_M);
+  tile_end = min(tile_end, (params.query_row_end + BLOCK_M - 1u) / BLOCK_M);
 
   // This thread's keys [first_key, last_key] (valid ones only; none: last_key < first_key).
   let last_key = i32(min(first_key + ROWS, sequence.k_valid)) - 1;
@@ -82,6 +91,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       dv_acc[t * V4 + d4] = vec4<f32>(0.0);
       v_rows[t * V4 + d4] = vec4<f32>(0.0);
     }
+    if (params.kv_partial == 1u && j < sequence.k_len) {
+      // Continue the sums of the previous dispatches (f32 scratch, see the header); NaN marks a poisoned key.
+      let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
+      let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
+      for (var d = 0u; d < dqk; d++) {
+        let value = f32(dk[dk_address + d * params.dk_dim]);
+        poisoned[t] = poisoned[t] || is_nan(value);
+        dk_acc[t * QK4 + d / 4u][d % 4u] = value;
+      }
+      for (var d = 0u; d < dvd; d++) {
+        let value = f32(dv[dv_address + d * params.dv_dim]);
+        poisoned[t] = poisoned[t] || is_nan(value);
+        dv_acc[t * V4 + d / 4u][d % 4u] = value;
+      }
+    }
     if (j < sequence.k_valid) {
       let k_address = params.k_offset + b * params.k_batch + kv_head * params.k_head + (sequence.k_start + j) * params.k_seq;
       let v_address = params.v_offset + b * params.v_batch + kv_head * params.v_head + (sequence.k_start + j) * params.v_seq;
@@ -94,7 +118,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
   }
 
-  for (var head_in_group = 0u; head_in_group < group; head_in_group++) {
+  for (var head_in_group = params.group_first; head_in_group < params.group_first + params.group_count; head_in_group++) {
     let h = kv_head * group + head_in_group;
     let batch_head = b * params.q_heads + h;
     let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
@@ -209,10 +233,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
       let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
       for (var d = 0u; d < dqk; d++) {
-        dk[dk_address + d * params.dk_dim] = select(${T}(dk_acc[t * QK4 + d / 4u][d % 4u]), nan_stored(), poisoned[t]);
+        dk[dk_address + d * params.dk_dim] = select(${GRADIENT_T}(dk_acc[t * QK4 + d / 4u][d % 4u]), ${GRADIENT_NAN}, poisoned[t]);
       }
       for (var d = 0u; d < dvd; d++) {
-        dv[dv_address + d * params.dv_dim] = select(${T}(dv_acc[t * V4 + d / 4u][d % 4u]), nan_stored(), poisoned[t]);
+        dv[dv_address + d * params.dv_dim] = select(${GRADIENT_T}(dv_acc[t * V4 + d / 4u][d % 4u]), ${GRADIENT_NAN}, poisoned[t]);
       }
     }
   }

@@ -46,7 +46,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let dvd = params.head_dim_v;
   let negative_infinity = params.negative_infinity;
 
-  let row_last = min(row0 + THREADS * ROWS, sequence.q_len) - 1u;
+  // Rows this dispatch computes: the sequence's, up to the chunk's end (a workgroup may reach past it).
+  let row_limit = min(sequence.q_len, params.row_end);
+  let row_last = min(row0 + THREADS * ROWS, row_limit) - 1u;
   let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
   let key_hi = key_bounds(i32(row_last), sequence).y;
   var tile_begin = 0u;
@@ -83,7 +85,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var d4 = 0u; d4 < V4; d4++) {
       do_rows[r * V4 + d4] = vec4<f32>(0.0);
     }
-    if (i < sequence.q_len) {
+    if (i < row_limit) {
       lse[r] = logsumexp[batch_head * params.query_length + i];
       if (params.lse_residual == 1u) {
         lse_residual[r] = logsumexp[params.lse_count + batch_head * params.query_length + i];
@@ -190,7 +192,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   for (var r = 0u; r < ROWS; r++) {
     let i = first_row + r;
-    if (i < sequence.q_len) {
+    if (i < row_limit) {
       let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
       for (var d = 0u; d < dqk; d++) {
         dq[dq_address + d * params.dq_dim] = select(${T}(dq_acc[r * QK4 + d / 4u][d % 4u]), nan_stored(), poisoned[r]);

@@ -1,4 +1,5 @@
-import type { AttentionLayout, AttentionProblem } from '@webattn/tensor';
+import { InvalidArgumentError, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import type { Chunk } from './binding-chunks';
 import { checkFlash, layoutSpan } from './check-flash';
 import {
   assertBufferHolds,
@@ -11,13 +12,32 @@ import {
   type FlashRecording,
 } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
-import { backwardBindings, dispatchChunks, requireChunks } from './flash-chunks';
+import {
+  backwardBindings,
+  chunkArguments,
+  dispatchChunks,
+  keyValuePartialBindings,
+  overflowMessage,
+  planKeyValue,
+  requireChunks,
+} from './flash-chunks';
 import { chooseTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import deltaSource from './flash-backward-delta.wgsl?raw';
 import keyValueSource from './flash-backward-key-value.wgsl?raw';
 import querySource from './flash-backward-query.wgsl?raw';
+import finishSource from './flash-backward-finish.wgsl?raw';
+
+/**
+ * The dK/dV kernel's source: writing dk and dv in the problem's dtype, or (partial) running f32 sums in scratch
+ * that later dispatches continue and flash-backward-finish.wgsl writes out.
+ */
+export function keyValueSourceFor(partial: boolean): string {
+  return keyValueSource
+    .replaceAll('${GRADIENT_T}', partial ? 'f32' : '${T}')
+    .replaceAll('${GRADIENT_NAN}', partial ? 'nan_f32()' : 'nan_stored()');
+}
 
 /**
  * Buffers of a flash backward pass: the forward's inputs, out and logsumexp, plus gradOut (read) and dq, dk, dv
@@ -64,8 +84,11 @@ export function recordFlashBackward(
   const chunks = {
     delta: requireChunks(problem, kernels.delta, limit, 'flash backward'),
     query: requireChunks(problem, kernels.query, limit, 'flash backward'),
-    keyValue: requireChunks(problem, kernels.keyValue, limit, 'flash backward'),
   };
+  const keyValuePlan = planKeyValue(problem, gradients, residual, limit);
+  if ('overflow' in keyValuePlan) {
+    throw new InvalidArgumentError(`flash backward cannot run this problem:\n  - ${overflowMessage(keyValuePlan.overflow, limit)}`);
+  }
   const uniforms = (chunk: ChunkUniforms) => packFlashUniforms(problem, gradients, undefined, residual, chunk);
   const optional = wholeOptionalBindings(problem, buffers);
   const tensors = { ...buffers };
@@ -89,21 +112,34 @@ export function recordFlashBackward(
     );
   }
   const whole: [number, GPUBuffer][] = [...optional, [BINDING.first + 4, buffers.logsumexp], [BINDING.first + 5, delta]];
-  if (keyLength > 0) {
+  const keysPerWorkgroup = tiles.backwardKeys * tiles.forwardRowsPerThread;
+  const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
+  if (keyLength > 0 && 'direct' in keyValuePlan) {
     dispatchChunks(
       recorder,
-      flashKernel('flash-backward-key-value', keyValueSource, variant, tiles, {
-        BLOCK_M: tiles.backwardRows,
-        THREADS: tiles.backwardKeys,
-      }),
+      flashKernel('flash-backward-key-value', keyValueSourceFor(false), variant, tiles, keyValueConstants),
       problem,
       kernels.keyValue,
-      chunks.keyValue,
+      keyValuePlan.direct,
       tensors,
       whole,
       uniforms,
-      (chunk) => [Math.ceil(chunk.rows.count / (tiles.backwardKeys * tiles.forwardRowsPerThread)), chunk.heads.count, chunk.batch.count],
+      (chunk) => [Math.ceil(chunk.rows.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
     );
+  }
+  if (keyLength > 0 && 'partial' in keyValuePlan) {
+    const source = flashKernel('flash-backward-key-value-partial', keyValueSourceFor(true), variant, tiles, keyValueConstants);
+    const finish = flashKernel('flash-backward-finish', finishSource, variant, tiles, { THREADS: tiles.backwardKeys });
+    recordPartialKeyValue(recorder, problem, gradients, residual, keyValuePlan.partial, {
+      source,
+      finish,
+      tensors,
+      whole,
+      optional,
+      uniforms,
+      workgroups: Math.ceil(keyLength / keysPerWorkgroup),
+      finishWorkgroups: Math.ceil(keyLength / tiles.backwardKeys),
+    });
   }
   if (queryLength > 0) {
     dispatchChunks(
@@ -116,6 +152,68 @@ export function recordFlashBackward(
       whole,
       uniforms,
       (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+    );
+  }
+}
+
+/**
+ * dK/dV one kv head at a time when its query rows do not fit a binding: the partial kernel runs over chunks of
+ * the kv head's query heads × rows (in the unsplit order), continuing f32 sums in scratch [S, D]; then the finish
+ * kernel writes dk and dv in their layouts and dtype.
+ */
+function recordPartialKeyValue(
+  recorder: KernelRecorder,
+  problem: AttentionProblem,
+  gradients: GradientLayouts,
+  residual: boolean,
+  plan: readonly (readonly Chunk[])[],
+  run: {
+    source: KernelSource;
+    finish: KernelSource;
+    tensors: Parameters<typeof chunkArguments>[3];
+    whole: readonly (readonly [number, GPUBuffer])[];
+    optional: readonly (readonly [number, GPUBuffer])[];
+    uniforms: (chunk: ChunkUniforms) => ArrayBuffer;
+    workgroups: number;
+    finishWorkgroups: number;
+  },
+): void {
+  const { keyLength, headDimQk, headDimV } = problem;
+  const bindings = keyValuePartialBindings(problem, gradients, residual);
+  const group = problem.queryHeads / problem.kvHeads;
+  const scratchK = recorder.temporary(keyLength * headDimQk * 4, GPUBufferUsage.STORAGE, 'flash backward dk scratch');
+  const scratchV = recorder.temporary(keyLength * headDimV * 4, GPUBufferUsage.STORAGE, 'flash backward dv scratch');
+  // dk and dv point at the scratch: contiguous f32 [S, D].
+  const scratch = { dk_batch: 0, dk_head: 0, dk_seq: headDimQk, dk_dim: 1, dk_offset: 0, dv_batch: 0, dv_head: 0, dv_seq: headDimV, dv_dim: 1, dv_offset: 0 };
+  for (const chunks of plan) {
+    const first = chunks[0]!;
+    const kvHead = Math.floor(first.heads.start / group);
+    chunks.forEach((chunk, index) => {
+      const args = chunkArguments(problem, bindings.partial, chunk, run.tensors);
+      recorder.dispatch(
+        run.source,
+        [...run.whole, ...args.bindings, [BINDING.first + 6, scratchK], [BINDING.first + 7, scratchV]],
+        run.uniforms({
+          ...args.uniforms,
+          ...scratch,
+          head_base: kvHead,
+          row_base: 0,
+          group_first: chunk.heads.start - kvHead * group,
+          group_count: chunk.heads.count,
+          query_row_first: chunk.rows.start,
+          query_row_end: chunk.rows.start + chunk.rows.count,
+          kv_partial: index === 0 ? 0 : 1,
+        }),
+        [run.workgroups, 1, 1],
+      );
+    });
+    const keys: Chunk = { batch: first.batch, heads: { start: kvHead, count: 1 }, rows: { start: 0, count: keyLength } };
+    const args = chunkArguments(problem, bindings.finish, keys, run.tensors);
+    recorder.dispatch(
+      run.finish,
+      [...run.optional, [BINDING.first, scratchK], [BINDING.first + 1, scratchV], ...args.bindings],
+      run.uniforms(args.uniforms),
+      [run.finishWorkgroups, 1, 1],
     );
   }
 }

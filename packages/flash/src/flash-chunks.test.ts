@@ -4,14 +4,14 @@
  * whose results must equal the unsplit run bit for bit; one real case exceeds lavapipe's 128 MiB.
  */
 import { gpu } from '../test/test-device';
-import { attentionReference } from '@webattn/reference';
+import { attentionReference, attentionReferenceBackward } from '@webattn/reference';
 import { InvalidArgumentError, bhndLayout, describeAttention, full, tensor, type AttentionProblem, type Tensor } from '@webattn/tensor';
-import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
+import { expectNoGpuErrors, freshSeed, randomValues, relativeL2 } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase, type Prepared } from '../test/flash-harness';
-import { flashAttention } from './flash-attention';
+import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { flashAttentionBackward } from './flash-backward';
-import { backwardBindings, forwardBindings, planKernelChunks } from './flash-chunks';
+import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
 import { flashAttentionForward } from './flash-forward';
 
 afterAll(() => gpu?.destroy());
@@ -147,7 +147,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', (
     });
   }
 
-  it('[B, L, H, D] memory split into query-row chunks gives the unsplit forward bits; backward refuses a kv head too large', async () => {
+  it('[B, L, H, D] memory split into query-row chunks gives the unsplit bits, backward included (dK/dV summed over row chunks)', async () => {
     const device = gpu!;
     const seed = freshSeed();
     const spec: FlashCase = {
@@ -162,7 +162,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', (
     };
     const prepared = prepare(device, spec, seed);
     const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
     // 256 rows of both interleaved heads (256 · 2 · 40 · 4 B) fit, 512 do not.
     const limit = 90000;
     const plan = planKernelChunks(problem, forwardBindings(problem, true), limit);
@@ -174,21 +174,38 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', (
       [1, 256, 256],
       [1, 512, 88],
     ]);
-    const whole = await runRaw(prepared, problem, null);
-    const split = await runRaw(prepared, problem, null, limit);
-    expectSameBits('out', split.out, whole.out, context);
-    expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
+    // dK/dV: the one kv head's two query heads do not fit with all rows, so it sums over head × row chunks.
+    const gradients = { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v };
+    const keyValue = planKeyValue(problem, gradients, true, limit);
+    expect('partial' in keyValue && keyValue.partial.map((chunks) => chunks.map((c) => [c.heads.start, c.rows.start])), context).toEqual([
+      [
+        [0, 0],
+        [0, 256],
+        [0, 512],
+        [1, 0],
+        [1, 256],
+        [1, 512],
+      ],
+    ]);
+    const gradValues = randomValues(2 * 600 * 40, seed + 3, -1, 1);
+    const gradOut = tensor(device, gradValues, [1, 2, 600, 40]);
+    const whole = await runRaw(prepared, problem, gradOut);
+    const split = await runRaw(prepared, problem, gradOut, limit);
+    for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
     const forward = forwardReferences(prepared, 'f32');
+    const backward = backwardReferences(prepared, { data: gradValues, shape: [1, 2, 600, 40] }, 'f32');
     for (const c of [
       compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
       compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
+      compare('dq', split.dq!, backward.exact.dq, backward.same.dq, 'f32'),
+      compare('dk', split.dk!, backward.exact.dk, backward.same.dk, 'f32'),
+      compare('dv', split.dv!, backward.exact.dv, backward.same.dv, 'f32'),
     ]) {
       expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
     }
-    // dK/dV binds all query rows of a kv head's query heads: 600 · 80 · 4 B do not fit 90000 B.
-    const gradOut = tensor(device, randomValues(2 * 600 * 40, seed + 3), [1, 2, 600, 40]);
-    await expect(runRaw(prepared, { ...problem, requiresGrad: true }, gradOut, limit)).rejects.toThrow(InvalidArgumentError);
-    await expect(runRaw(prepared, { ...problem, requiresGrad: true }, gradOut, limit)).rejects.toThrow(/q binding size \d+ B, need ≤ 90000 B/);
+    // The keys of one kv head stay bound whole: below their size the backward refuses, naming it.
+    await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(InvalidArgumentError);
+    await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(/binding size \d+ B, need ≤ 4096 B/);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
@@ -226,5 +243,52 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', (
     }
     expect(outValues.some(Number.isNaN), `NaN left in out: ${context}`).toBe(false);
     for (const t of [q, k, v, out, logsumexp]) t.dispose();
+  });
+
+  it.skipIf(!BIG_CASE_EXCEEDS_BINDING)('runs the backward of that problem: dq on sampled rows, dk and dv summed over every row', async () => {
+    const device = gpu!;
+    const [L, S, D] = BIG_CASE;
+    // Inputs repeat every PERIOD rows, so dk and dv (sums over all L rows) are L / PERIOD times the period's.
+    const PERIOD = 96;
+    const seed = freshSeed();
+    const periodic = (values: Float32Array) => {
+      const all = new Float32Array(L * D);
+      for (let start = 0; start < L; start += PERIOD) all.set(values, start * D);
+      return all;
+    };
+    const qPeriod = randomValues(PERIOD * D, seed);
+    const gradPeriod = randomValues(PERIOD * D, seed + 3, -1, 1);
+    const kValues = randomValues(S * D, seed + 1);
+    const vValues = randomValues(S * D, seed + 2);
+    const q = tensor(device, periodic(qPeriod), [1, 1, L, D]);
+    const gradOut = tensor(device, periodic(gradPeriod), [1, 1, L, D]);
+    const k = tensor(device, kValues, [1, 1, S, D]);
+    const v = tensor(device, vValues, [1, 1, S, D]);
+    const { out, logsumexp } = flashAttention(q, k, v);
+    await poisonPool(device, [L * D]);
+    const { dq, dk, dv } = await expectNoGpuErrors(device, () => flashAttentionGrad(q, k, v, out, logsumexp, gradOut));
+    const host = (data: Float32Array, n: number) => ({ data, shape: [1, 1, n, D] });
+    const inputs = [host(qPeriod, PERIOD), host(kValues, S), host(vValues, S)] as const;
+    const exact = attentionReferenceBackward(...inputs, host(gradPeriod, PERIOD));
+    const same = attentionReferenceBackward(...inputs, host(gradPeriod, PERIOD), { precision: 'f32' });
+    const dqValues = (await dq.toArray()) as Float32Array;
+    const context = `seed ${seed}`;
+    // Rows at both ends of each row chunk: their period position picks the reference row.
+    for (const row of [0, 255, 256, 300031, 300032, 524288, L - 1]) {
+      const at = row % PERIOD;
+      const c = compare(`dq row ${row}`, dqValues.subarray(row * D, (row + 1) * D), exact.dq.subarray(at * D, (at + 1) * D), same.dq.subarray(at * D, (at + 1) * D), 'f32');
+      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    }
+    // f32 sums over 600000 rows against the float64 period sums × 6250. A lost or doubled row chunk (half the
+    // rows) would be off by 50%; f32 accumulation over that many rows measured 5e-4 (dk, whose terms cancel).
+    const repeats = L / PERIOD;
+    for (const [name, actual, expected] of [
+      ['dk', (await dk.toArray()) as Float32Array, exact.dk],
+      ['dv', (await dv.toArray()) as Float32Array, exact.dv],
+    ] as const) {
+      const error = relativeL2(actual, Float64Array.from(expected, (x) => x * repeats));
+      expect(error, `${name} relative L2 error ${error}: ${context}`).toBeLessThan(1e-2);
+    }
+    for (const t of [q, k, v, gradOut, out, logsumexp, dq, dk, dv]) t.dispose();
   });
 });

@@ -22,7 +22,7 @@ import type { BoundBuffer, KernelRecorder } from './recorder';
 
 /** minStorageBufferOffsetAlignment: 256 is WebGPU's default and the largest value a device may ask for. */
 export const BINDING_ALIGNMENT = 256;
-/** Row chunks start at multiples of this: every row-tiled kernel's rows per workgroup (64 threads × 1, 2 or 4) divides it. */
+/** Row chunks start at multiples of this (the dK/dV kernel's query tiles, ≤ 64 rows, divide it); row-tiled kernels stop at the chunk's row_end. */
 export const ROW_STEP = 256;
 
 export type FlashTensorName = 'q' | 'k' | 'v' | 'out' | 'gradOut' | 'dq' | 'dk' | 'dv' | 'mask';
@@ -213,6 +213,86 @@ export function splitKvBindings(problem: AttentionProblem, splitCount: number): 
   };
 }
 
+/**
+ * dK/dV when the query rows of one kv head's query heads do not fit a binding: the key-value kernel runs over
+ * chunks of one kv group's query heads × query rows (in the unsplit order), summing into f32 scratch [S, D];
+ * flash-backward-finish.wgsl then writes dk and dv (`finish`, one kv head per dispatch).
+ */
+export function keyValuePartialBindings(
+  problem: AttentionProblem,
+  gradients: GradientLayouts,
+  residual: boolean,
+): { partial: KernelBindings; finish: KernelBindings } {
+  const { layout, headDimQk, headDimV, keyLength } = problem;
+  const group = problem.queryHeads / problem.kvHeads;
+  const finish: KernelBindings = {
+    over: 'keys',
+    tensors: [
+      tensor(problem, 'keys', 'dk', FIRST + 2, 'dk_offset', gradients.dk, 'key', headDimQk),
+      tensor(problem, 'keys', 'dv', FIRST + 3, 'dv_offset', gradients.dv, 'key', headDimV),
+    ],
+    whole: () => [],
+  };
+  return {
+    partial: {
+      over: 'rows',
+      tensors: [
+        ...maskTensor(problem, 'rows'),
+        tensor(problem, 'rows', 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
+        tensor(problem, 'rows', 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
+        tensor(problem, 'rows', 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+        tensor(problem, 'rows', 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV),
+      ],
+      whole: (chunk) => {
+        const keys: Chunk = { batch: chunk.batch, heads: kvHeadsOf(chunk.heads, group), rows: { start: 0, count: keyLength } };
+        return [
+          { name: 'logsumexp', bytes: logsumexpBytes(problem, residual) },
+          { name: 'delta', bytes: logsumexpBytes(problem, false) },
+          { name: 'dk scratch', bytes: keyLength * headDimQk * 4 },
+          { name: 'dv scratch', bytes: keyLength * headDimV * 4 },
+          ...finish.tensors.map((t) => ({ name: t.name, bytes: windowBytes(t.range(keys), t.bytes, BINDING_ALIGNMENT) })),
+        ];
+      },
+    },
+    finish,
+  };
+}
+
+/** How dK/dV runs: chunks of kv heads, or per kv head in chunks of its query heads × rows (`partial`). */
+export type KeyValuePlan =
+  | { readonly direct: readonly Chunk[] }
+  | { readonly partial: readonly (readonly Chunk[])[] }
+  | { readonly overflow: Overflow };
+
+export function planKeyValue(problem: AttentionProblem, gradients: GradientLayouts, residual: boolean, limit: number): KeyValuePlan {
+  const direct = planKernelChunks(problem, backwardBindings(problem, gradients, residual).keyValue, limit);
+  if ('chunks' in direct) return { direct: direct.chunks };
+  const { partial } = keyValuePartialBindings(problem, gradients, residual);
+  const group = problem.queryHeads / problem.kvHeads;
+  const perKvHead: (readonly Chunk[])[] = [];
+  for (let b = 0; b < problem.batch; b++) {
+    for (let kvHead = 0; kvHead < problem.kvHeads; kvHead++) {
+      const extent: Chunk = {
+        batch: { start: b, count: 1 },
+        heads: { start: kvHead * group, count: group },
+        rows: { start: 0, count: problem.queryLength },
+      };
+      const plan = planChunks(extent, ROW_STEP, limit, bindingBytes(partial));
+      if ('overflow' in plan) return plan;
+      perKvHead.push(plan.chunks);
+    }
+  }
+  return { partial: perKvHead };
+}
+
+/** The bytes each binding of a kernel takes for a chunk (tensor windows and whole buffers). */
+function bindingBytes(kernel: KernelBindings): (chunk: Chunk) => { name: string; bytes: number }[] {
+  return (chunk) => [
+    ...kernel.tensors.map((t) => ({ name: t.name, bytes: windowBytes(t.range(chunk), t.bytes, BINDING_ALIGNMENT) })),
+    ...kernel.whole(chunk),
+  ];
+}
+
 /** The whole problem as one chunk. */
 export function wholeProblem(problem: AttentionProblem, over: KernelBindings['over']): Chunk {
   return {
@@ -235,10 +315,7 @@ export function planKernelChunks(
   const extent = wholeProblem(problem, kernel.over);
   if (problem.varlen) return { chunks: [extent] };
   const step = kernel.over === 'rows' ? rowStep : extent.rows.count;
-  return planChunks(extent, step, limit, (chunk) => [
-    ...kernel.tensors.map((t) => ({ name: t.name, bytes: windowBytes(t.range(chunk), t.bytes, BINDING_ALIGNMENT) })),
-    ...kernel.whole(chunk),
-  ]);
+  return planChunks(extent, step, limit, bindingBytes(kernel));
 }
 
 /** Bindings (buffer sub-ranges) and uniforms (bases, head count, shifted offsets) of one chunk. */
@@ -253,6 +330,7 @@ export function chunkArguments(
     batch_base: chunk.batch.start,
     head_base: chunk.heads.start,
     row_base: chunk.rows.start,
+    row_end: chunk.rows.start + chunk.rows.count,
     head_count: chunk.heads.count,
   };
   for (const t of kernel.tensors) {

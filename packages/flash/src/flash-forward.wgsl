@@ -54,7 +54,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (row0 >= sequence.q_len) {
     // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference).
     for (var r = 0u; r < ROWS; r++) {
-      if (first_row + r < params.query_length) {
+      if (first_row + r < params.row_end) {
         logsumexp[batch_head * params.query_length + first_row + r] = negative_infinity;
       }
     }
@@ -64,7 +64,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let dv = params.head_dim_v;
 
   // Keys any row of this workgroup may attend: bounds are monotone in the row.
-  let row_last = min(row0 + THREADS * ROWS, sequence.q_len) - 1u;
+  // Rows this dispatch computes: the sequence's, up to the chunk's end (a workgroup may reach past it).
+  let row_limit = min(sequence.q_len, params.row_end);
+  let row_last = min(row0 + THREADS * ROWS, row_limit) - 1u;
   let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
   let key_hi = key_bounds(i32(row_last), sequence).y;
   var tile_begin = 0u;
@@ -96,7 +98,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var d4 = 0u; d4 < QK4; d4++) {
       q_rows[r * QK4 + d4] = vec4<f32>(0.0);
     }
-    if (i < sequence.q_len) {
+    if (i < row_limit) {
       let bounds = key_bounds(i32(i), sequence);
       lo[r] = bounds.x;
       hi[r] = bounds.y;
@@ -229,7 +231,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   for (var r = 0u; r < ROWS; r++) {
     let i = first_row + r;
-    if (i < sequence.q_len) {
+    if (i < row_limit) {
       let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
       let inverse = select(0.0, 1.0 / l[r], l[r] > 0.0);
       for (var d = 0u; d < dv; d++) {
@@ -250,7 +252,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
         logsumexp[params.lse_count + lse_index] = select(0.0, (m[r] - stored) + log_sum, l[r] > 0.0);
       }
-    } else if (i < params.query_length) {
+    } else if (i < params.row_end) {
       logsumexp[batch_head * params.query_length + i] = negative_infinity;
     }
   }

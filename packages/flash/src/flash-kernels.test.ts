@@ -8,14 +8,24 @@ import { flashKernel, type FlashVariant } from './flash-kernels';
 import { chooseTiles } from './flash-tiles';
 import forwardSource from './flash-forward.wgsl?raw';
 import deltaSource from './flash-backward-delta.wgsl?raw';
-import keyValueSource from './flash-backward-key-value.wgsl?raw';
 import querySource from './flash-backward-query.wgsl?raw';
+import finishSource from './flash-backward-finish.wgsl?raw';
+import { keyValueSourceFor } from './flash-backward';
 import partialSource from './split-kv-partial.wgsl?raw';
 import combineSource from './split-kv-combine.wgsl?raw';
 
 afterAll(() => gpu?.destroy());
 
-const KERNELS = { forwardSource, deltaSource, keyValueSource, querySource, partialSource, combineSource };
+const KERNELS = {
+  forwardSource,
+  deltaSource,
+  keyValueSource: keyValueSourceFor(false),
+  keyValuePartialSource: keyValueSourceFor(true),
+  finishSource,
+  querySource,
+  partialSource,
+  combineSource,
+};
 
 function* variants(f16Available: boolean): Generator<FlashVariant> {
   for (const f16 of f16Available ? [false, true] : [false]) {

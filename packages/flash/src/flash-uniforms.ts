@@ -40,11 +40,18 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['lse_count', 'u32'],
   ['opaque_zero', 'u32'],
   ['split_length', 'u32'],
-  // The chunk a dispatch covers (binding-chunks.ts): its first batch entry, head and row, and its head count.
+  // The chunk a dispatch covers (binding-chunks.ts): its first batch entry, head and row, its row end and head count.
   ['batch_base', 'u32'],
   ['head_base', 'u32'],
   ['row_base', 'u32'],
+  ['row_end', 'u32'],
   ['head_count', 'u32'],
+  // dK/dV over part of a kv head's query heads and rows, summing in f32 scratch (flash-backward-key-value.wgsl).
+  ['group_first', 'u32'],
+  ['group_count', 'u32'],
+  ['query_row_first', 'u32'],
+  ['query_row_end', 'u32'],
+  ['kv_partial', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
   ...LAYOUT_FIELDS('v'),
@@ -74,7 +81,7 @@ function layoutValues(prefix: string, layout: AttentionLayout): Record<string, n
 }
 
 /** A chunk's uniforms (binding-chunks.ts): bases, head count and shifted offsets such as `q_offset`. */
-export type ChunkUniforms = Readonly<Partial<Record<'batch_base' | 'head_base' | 'row_base' | 'head_count' | `${string}_offset`, number>>>;
+export type ChunkUniforms = Readonly<Record<string, number>>;
 
 export function packFlashUniforms(
   problem: AttentionProblem,
@@ -121,7 +128,13 @@ export function packFlashUniforms(
     batch_base: 0,
     head_base: 0,
     row_base: 0,
+    row_end: problem.queryLength,
     head_count: problem.queryHeads,
+    group_first: 0,
+    group_count: problem.kvHeads > 0 ? problem.queryHeads / problem.kvHeads : 0,
+    query_row_first: 0,
+    query_row_end: problem.queryLength,
+    kv_partial: 0,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),
     ...layoutValues('v', layout.v),
