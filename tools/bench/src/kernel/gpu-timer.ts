@@ -125,6 +125,9 @@ export async function timeCalls(device: Device, method: TimingMethod, call: Time
     for (let iteration = 0; iteration < options.iterations; iteration++) samplesMs.push(await sampler.sample(call, repeats));
     return { method, ms: median(samplesMs), samplesMs, repeats, quantized: method === 'timestamp' && sampler.quantized };
   } finally {
+    // A call that threw (e.g. math refusing a size) leaves the sampler's first timestamp pass in the shared
+    // encoder: submit it before the query set is destroyed. The call's own error is already on its way.
+    await device.sync().catch(() => undefined);
     sampler.destroy();
   }
 }

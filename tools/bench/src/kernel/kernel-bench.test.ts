@@ -93,6 +93,20 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
   });
 });
 
+describe.skipIf(!gpu?.caps.timestampQuery)('kernel benchmark with timestamps', () => {
+  it('a refused call leaves no timestamp pass behind on a destroyed query set', async () => {
+    const config = { ...parseKernelArgs(['--quick', '--options', 'none', '--timing', 'timestamp']), mathBudgetBytes: 1024 };
+    // expectNoGpuErrors fails on the validation error a dangling timestamp pass would cause at the next submit.
+    const result = await expectNoGpuErrors(gpu!, async () => {
+      const bench = await runKernelBench(gpu!, config);
+      await gpu!.sync();
+      return bench;
+    });
+    expect(result.records.filter((r) => r.backend === 'math').every((r) => r.status.startsWith('refused'))).toBe(true);
+    expect(result.records.filter((r) => r.backend === 'flash').every((r) => r.status === 'ok' && r.timing === 'timestamp')).toBe(true);
+  });
+});
+
 describe('kernel benchmark without WebGPU', () => {
   it('says it needs a GPU device and fails instead of timing the CPU', async () => {
     const lines: string[] = [];
