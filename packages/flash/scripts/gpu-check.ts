@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice, tensor, type Tensor } from '@webattn/tensor';
-import { attentionCases, caseExpectation, caseTensors, compareAttention, inHalfPrecision } from '@webattn/reference/testing';
+import { attentionCases, caseExpectation, caseTensors, compareCaseQuantity, inHalfPrecision, type AttentionQuantity } from '@webattn/reference/testing';
 import { randomValues } from '@webattn/tensor/testing';
 import { flashAttention, flashAttentionGrad, splitKvAttention } from '../src/index';
 
@@ -29,8 +29,8 @@ for (const kase of cases) {
   const t = caseTensors(device, inputs);
   const expected = caseExpectation(kase, inputs);
   const results: Record<string, { error: number; tolerance: number; pass: boolean }> = {};
-  const check = (name: string, actual: ArrayLike<number>, oracle: ArrayLike<number>, same: ArrayLike<number>) => {
-    const c = compareAttention(actual, oracle, same, kase.dtype);
+  const check = (name: AttentionQuantity, actual: ArrayLike<number>, oracle: ArrayLike<number>, same: ArrayLike<number>) => {
+    const c = compareCaseQuantity(kase, name, actual, oracle, same);
     results[name] = { error: c.error, tolerance: c.tolerance, pass: c.pass };
   };
   try {

@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice, randn } from '@webattn/tensor';
-import { attentionCases, caseExpectation, caseTensors, compareAttention } from '@webattn/reference/testing';
+import { attentionCases, caseExpectation, caseTensors, compareCaseQuantity, type AttentionQuantity } from '@webattn/reference/testing';
 import { mathAttention, mathAttentionBackward } from '../src/index';
 
 const device = await createDevice({ requireGpu: true });
@@ -19,8 +19,8 @@ for (const kase of attentionCases) {
   const expected = caseExpectation(kase, inputs);
   const t = caseTensors(device, inputs);
   const results: Record<string, { error: number; tolerance: number; pass: boolean }> = {};
-  const check = (name: string, actual: ArrayLike<number>, oracle: ArrayLike<number>, same: ArrayLike<number>) => {
-    const c = compareAttention(actual, oracle, same, kase.dtype);
+  const check = (name: AttentionQuantity, actual: ArrayLike<number>, oracle: ArrayLike<number>, same: ArrayLike<number>) => {
+    const c = compareCaseQuantity(kase, name, actual, oracle, same);
     results[name] = { error: c.error, tolerance: c.tolerance, pass: c.pass };
   };
   const forward = mathAttention(t.q, t.k, t.v, t.options);

@@ -6,7 +6,7 @@ import {
   type AttentionReferenceGradients,
   type AttentionReferenceResult,
 } from './attention-reference';
-import { expectAttentionClose } from './attention-tolerance';
+import { compareAttention, expectAttentionClose, type AttentionComparison } from './attention-tolerance';
 import type { HostTensor } from './host-tensor';
 
 export interface AttentionCaseTensors {
@@ -82,6 +82,23 @@ export interface AttentionBackwardValues {
   readonly dq: ArrayLike<number>;
   readonly dk: ArrayLike<number>;
   readonly dv: ArrayLike<number>;
+}
+
+/** What a conformance case compares. */
+export type AttentionQuantity = 'out' | 'logsumexp' | 'weights' | 'dq' | 'dk' | 'dv';
+
+/**
+ * One quantity of a case compared without throwing (for reports such as the GPU-machine scripts): the case's
+ * probability rule for what is computed from the probabilities, the default rule for the logsumexp.
+ */
+export function compareCaseQuantity(
+  kase: AttentionCase,
+  quantity: AttentionQuantity,
+  actual: ArrayLike<number>,
+  oracle: ArrayLike<number>,
+  samePrecision: ArrayLike<number>,
+): AttentionComparison {
+  return compareAttention(actual, oracle, samePrecision, kase.dtype, quantity === 'logsumexp' ? undefined : kase.probabilityRule);
 }
 
 /** Applies the tolerance rule to a backend's forward outputs (row-major, as the oracle lays them out). */

@@ -70,11 +70,11 @@ describe('selectAttentionCases', () => {
       expect(Array.from(data, roundToHalf)).toEqual(Array.from(data));
       // Rounding moved some values (the f32 inputs are not all halves already), by at most half an f16 ulp.
       let moved = 0;
-      data.forEach((value, index) => {
-        const before = original[name].data[index]!;
+      for (let index = 0; index < data.length; index++) {
+        const [value, before] = [data[index]!, original[name].data[index]!];
         if (value !== before) moved++;
         expect(Math.abs(value - before)).toBeLessThanOrEqual(Math.abs(before) * 2 ** -11 + 2 ** -25);
-      });
+      }
       expect(moved, `seed ${seed}`).toBeGreaterThan(0);
     }
     expect(inHalfPrecision(half)).toBe(half);

@@ -16,10 +16,12 @@ export {
   caseTensors,
   checkCaseBackward,
   checkCaseForward,
+  compareCaseQuantity,
   type AttentionBackwardValues,
   type AttentionCaseExpectation,
   type AttentionCaseTensors,
   type AttentionForwardValues,
+  type AttentionQuantity,
 } from './attention-case-check';
 export {
   ATTENTION_TOLERANCE,
