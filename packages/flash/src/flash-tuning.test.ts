@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { poisonPool } from '../test/flash-harness';
 import { flashAttention } from './flash-attention';
 import { chooseTiles, forwardTuningKey, tunedForwardTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
-import { forwardCandidates, tuneFlashForward } from './flash-tuning';
+import { forwardCandidates, restoreFlashTuning, tuneFlashForward, type SavedForwardTuning } from './flash-tuning';
 
 afterAll(() => gpu?.destroy());
 
@@ -39,6 +39,13 @@ describe.skipIf(!gpu)('forward autotuning', () => {
     expect(tunedForwardTiles(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
     // Same bucket (64), other dtype: not tuned.
     expect(tunedForwardTiles(device.gpu, 'f16', 40, 40)).toBeUndefined();
+    // Saved as JSON and restored (e.g. at the next start of an app): the same choice, no re-timing.
+    const saved = JSON.parse(JSON.stringify([tuning])) as SavedForwardTuning[];
+    tunedForwardTilesOf(device.gpu).clear();
+    const tooBig = { dtype: 'f32' as const, headDim: 16, chosen: { threads: 4096, rowsPerThread: 1, keys: 16 } };
+    expect(restoreFlashTuning(device, [...saved, tooBig])).toBe(1);
+    expect(tunedForwardTiles(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
+    expect(tunedForwardTiles(device.gpu, 'f32', 16, 16)).toBeUndefined();
     tunedForwardTilesOf(device.gpu).clear();
   });
 

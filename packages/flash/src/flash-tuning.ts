@@ -92,3 +92,22 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
   }
   return results;
 }
+
+/** A tuning choice as saved by an app (e.g. JSON in localStorage): enough to restore it without re-timing. */
+export type SavedForwardTuning = Pick<ForwardTuning, 'dtype' | 'headDim' | 'chosen'>;
+
+/**
+ * Restores choices `tuneFlashForward` made earlier (on the same adapter), so an app can save them once and skip
+ * the search at later starts. Choices that do not fit this device are skipped; returns how many were applied.
+ */
+export function restoreFlashTuning(device: Device, saved: readonly SavedForwardTuning[]): number {
+  if (!device.isGpu) return 0;
+  const tuned = tunedForwardTilesOf(device.gpu);
+  let applied = 0;
+  for (const { dtype, headDim, chosen } of saved) {
+    if (!forwardTilesFit(chosen, headDim, headDim, device.caps)) continue;
+    tuned.set(forwardTuningKey(dtype, headDim, headDim), { threads: chosen.threads, rowsPerThread: chosen.rowsPerThread, keys: chosen.keys });
+    applied++;
+  }
+  return applied;
+}

@@ -15,6 +15,13 @@ export {
   type FlashTiles,
   type ForwardTiles,
 } from './flash-tiles';
-export { forwardCandidates, tuneFlashForward, type ForwardTuning, type TuneOptions } from './flash-tuning';
+export {
+  forwardCandidates,
+  restoreFlashTuning,
+  tuneFlashForward,
+  type ForwardTuning,
+  type SavedForwardTuning,
+  type TuneOptions,
+} from './flash-tuning';
 export type { GradientLayouts } from './flash-uniforms';
 export { checkSplitKv, splitKvAttention, splitKvAttentionForward } from './split-kv';
