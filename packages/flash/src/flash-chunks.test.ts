@@ -13,6 +13,7 @@ import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { flashAttentionBackward } from './flash-backward';
 import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
 import { flashAttentionForward } from './flash-forward';
+import { forwardTilesFit, forwardTuningKey, tunedForwardTilesOf } from './flash-tiles';
 
 afterAll(() => gpu?.destroy());
 
@@ -207,6 +208,35 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', (
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(InvalidArgumentError);
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(/binding size \d+ B, need ≤ 4096 B/);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+  });
+
+  // The kernels stop at each chunk's row_end; without it the extra rows would read and write past the chunk's
+  // bindings (lavapipe discards such writes and a later chunk rewrites the rows, so here that part cannot show;
+  // the chunking with a 1024-row workgroup still must give the unsplit bits).
+  it('a tuned forward workgroup spanning more rows than a row chunk gives the unsplit bits', async () => {
+    const device = gpu!;
+    const seed = freshSeed();
+    const spec: FlashCase = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 600, keyLength: 29, headDimQk: 40, layout: 'blhd', options: { isCausal: true } };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
+    // 256 threads × 4 rows: one workgroup spans 1024 rows, the chunks (limit below) 256.
+    const tuned = { threads: Math.min(256, device.caps.maxComputeInvocationsPerWorkgroup), rowsPerThread: 4, keys: 16 };
+    expect(forwardTilesFit(tuned, 40, 40, device.caps), context).toBe(true);
+    const key = forwardTuningKey('f32', 40, 40);
+    tunedForwardTilesOf(device.gpu).set(key, tuned);
+    try {
+      const whole = await runRaw(prepared, problem, null);
+      const split = await runRaw(prepared, problem, null, 90000);
+      expectSameBits('out', split.out, whole.out, context);
+      expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
+      const forward = forwardReferences(prepared, 'f32');
+      const c = compare('out', split.out, forward.exact.out, forward.same.out, 'f32');
+      expect(c.error, `out error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    } finally {
+      tunedForwardTilesOf(device.gpu).delete(key);
+    }
+    for (const t of [prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
   // Runs where q and out exceed one binding but fit one buffer (lavapipe: 128 MiB bindings, 4 GiB buffers).

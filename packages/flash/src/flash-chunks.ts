@@ -1,8 +1,8 @@
 /**
  * Which buffer ranges each flash kernel binds for a chunk of batch entries × heads × rows (binding-chunks.ts
  * plans the chunks), and the dispatch arguments of one chunk: sub-range bindings plus the uniforms that shift
- * the tensors' offsets and give the chunk's bases. Used by the recording functions and by `checkCommon` (to
- * refuse only problems whose smallest chunk still does not fit a binding).
+ * the tensors' offsets and give the chunk's bases. Used by the recording functions and by `checkFlash` and
+ * `checkSplitKv` (to refuse only problems whose smallest chunk still does not fit a binding).
  */
 import { InvalidArgumentError, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import {

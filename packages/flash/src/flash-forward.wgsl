@@ -31,8 +31,10 @@ const V4: u32 = HEAD_DIM_V / 4u;
 
 var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * QK4>;
 var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
-// v_nan[c] == tile + 1: key c of this tile has a NaN in v (workgroup memory starts zeroed).
+// v_nan[c] == tile + 1: key c of this tile has a NaN in v; tile_v_nan == tile + 1: some key has (workgroup memory
+// starts zeroed).
 var<workgroup> v_nan: array<atomic<u32>, MAX_BLOCK_N>;
+var<workgroup> tile_v_nan: atomic<u32>;
 var<workgroup> sequence_shared: Sequence;
 
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
@@ -132,6 +134,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dv, params.v_dim);
         if (any(is_nan4(value))) {
           atomicStore(&v_nan[c], tile + 1u);
+          atomicStore(&tile_v_nan, tile + 1u);
           value = without_nan4(value);
         }
       }
@@ -141,6 +144,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
     // Keys of this tile some row of this thread may attend.
     let keys = u32(clamp(thread_hi - i32(key0) + 1, 0, i32(BLOCK_N)));
+    let v_has_nan = atomicLoad(&tile_v_nan) == tile + 1u;
     var scores: array<f32, ROWS * MAX_BLOCK_N>;
     var tile_max: array<f32, ROWS>;
     for (var r = 0u; r < ROWS; r++) {
@@ -206,7 +210,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         weights[r] = p;
 #endif
       }
-      if (atomicLoad(&v_nan[c]) == tile + 1u) {
+      if (v_has_nan && atomicLoad(&v_nan[c]) == tile + 1u) {
         // Rare: key c's v row has NaN (kept out of the tile). Only rows that may attend key c take its values
         // from memory, NaN included; the others skip it (their zero weight times NaN would be NaN).
         let v_address = v_base + (sequence.k_start + key0 + c) * params.v_seq;
