@@ -13,6 +13,7 @@ import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { flashAttentionBackward } from './flash-backward';
 import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
 import { flashAttentionForward } from './flash-forward';
+import { splitKvAttentionForward, splitKvKernels } from './split-kv';
 import { forwardTilesFit, forwardTuningKey, tunedForwardTilesOf } from './flash-tiles';
 
 afterAll(() => gpu?.destroy());
@@ -109,7 +110,9 @@ const BIG_CASE_BYTES = BIG_CASE[0] * BIG_CASE[2] * 4;
 const BIG_CASE_EXCEEDS_BINDING =
   gpu !== null && BIG_CASE_BYTES > gpu.caps.maxStorageBufferBindingSize && BIG_CASE_BYTES <= gpu.gpu.limits.maxBufferSize;
 
-describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', () => {
+// Each test compiles the kernels of one more variant (the chunked partial dK/dV among them): minutes on a cold,
+// loaded lavapipe, seconds once Mesa's shader cache has them.
+describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', { timeout: 300_000 }, () => {
   for (const dtype of ['f32', 'f16'] as const) {
     it(`${dtype} GQA 4/2, bool mask over heads, dropout, causal: chunks of heads give the unsplit bits`, async () => {
       const device = gpu!;
@@ -208,6 +211,58 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', (
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(InvalidArgumentError);
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(/binding size \d+ B, need ≤ 4096 B/);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+  });
+
+  it('split-KV: chunks of batch entries × kv heads (GQA, bool mask, causal) give the unsplit bits', async () => {
+    const device = gpu!;
+    const seed = freshSeed();
+    const spec: FlashCase = {
+      batch: 2,
+      queryHeads: 4,
+      kvHeads: 2,
+      queryLength: 3,
+      keyLength: 1100,
+      headDimQk: 32,
+      mask: { shape: [2, 1, 3, 1100], dtype: 'bool', data: boolMask(2, 3, 1100, seed + 7) },
+      options: { isCausal: true, causalAlignment: 'bottom-right' },
+    };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
+    // The keys of one kv head (1100 · 32 · 4 B) fit, two do not: 4 chunks of one batch entry × two query heads.
+    const limit = 150000;
+    const plan = planKernelChunks(problem, splitKvKernels(problem), limit);
+    expect('chunks' in plan && plan.chunks.map((c) => [c.batch.start, c.heads.start, c.heads.count]), context).toEqual([
+      [0, 0, 2],
+      [0, 2, 2],
+      [1, 0, 2],
+      [1, 2, 2],
+    ]);
+    const run = async (maxStorageBindingSize?: number) => {
+      const out = full(device, [2, 4, 3, 32], Number.NaN);
+      const logsumexp = full(device, [2 * 4 * 3], Number.NaN);
+      device.submit();
+      const withOut = { ...problem, layout: { ...problem.layout, out: bhndLayout(4, 3, 32) } };
+      const buffers = { q: prepared.q.buffer, k: prepared.k.buffer, v: prepared.v.buffer, out: out.buffer, logsumexp: logsumexp.buffer, mask: prepared.attnMask!.buffer };
+      await expectNoGpuErrors(device, () => splitKvAttentionForward(device.gpu, withOut, buffers, maxStorageBindingSize ? { maxStorageBindingSize } : {}));
+      const result = { out: (await out.toArray()) as Float32Array, logsumexp: (await logsumexp.toArray()) as Float32Array };
+      out.dispose();
+      logsumexp.dispose();
+      return result;
+    };
+    const whole = await run();
+    const split = await run(limit);
+    expectSameBits('out', split.out, whole.out, context);
+    expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
+    const forward = forwardReferences(prepared, 'f32');
+    for (const c of [
+      compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
+      compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
+    ]) {
+      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    }
+    for (const t of [prepared.q, prepared.k, prepared.v]) t.dispose();
+    prepared.attnMask?.dispose();
   });
 
   // The kernels stop at each chunk's row_end; without it the extra rows would read and write past the chunk's

@@ -61,7 +61,7 @@ export function splitPlan(problem: AttentionProblem): { count: number; length: n
 }
 
 /** Both split-KV passes bind per chunk: plan them together (the partial's q, k, v and mask, the combine's out, scratch). */
-function splitKvKernels(problem: AttentionProblem): KernelBindings {
+export function splitKvKernels(problem: AttentionProblem): KernelBindings {
   const { partial, combine } = splitKvBindings(problem, splitPlan(problem).count);
   return { ...partial, tensors: [...partial.tensors, ...combine.tensors], whole: combine.whole };
 }
