@@ -124,17 +124,24 @@ export function logsumexpBytes(problem: AttentionProblem, residual: boolean): nu
 
 const FIRST = BINDING.first;
 
-export function forwardBindings(problem: AttentionProblem, residual: boolean): KernelBindings {
+/** The inputs every attention kernel binds first: the mask (if any), then q, k and v at FIRST..FIRST + 2. */
+function attentionInputs(problem: AttentionProblem, over: KernelBindings['over']): ChunkedTensor[] {
   const { layout, headDimQk, headDimV } = problem;
+  return [
+    ...maskTensor(problem, over),
+    tensor(problem, over, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
+    tensor(problem, over, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
+    tensor(problem, over, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+  ];
+}
+
+export function forwardBindings(problem: AttentionProblem, residual: boolean): KernelBindings {
   const lse = logsumexpBytes(problem, residual);
   return {
     over: 'rows',
     tensors: [
-      ...maskTensor(problem, 'rows'),
-      tensor(problem, 'rows', 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
-      tensor(problem, 'rows', 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
-      tensor(problem, 'rows', 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
-      tensor(problem, 'rows', 'out', FIRST + 3, 'o_offset', layout.out, 'query', headDimV),
+      ...attentionInputs(problem, 'rows'),
+      tensor(problem, 'rows', 'out', FIRST + 3, 'o_offset', problem.layout.out, 'query', problem.headDimV),
     ],
     whole: () => [{ name: 'logsumexp', bytes: lse }],
   };
@@ -152,10 +159,7 @@ export function backwardBindings(
     { name: 'delta', bytes: logsumexpBytes(problem, false) },
   ];
   const inputs = (over: KernelBindings['over']) => [
-    ...maskTensor(problem, over),
-    tensor(problem, over, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
-    tensor(problem, over, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
-    tensor(problem, over, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+    ...attentionInputs(problem, over),
     tensor(problem, over, 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV),
   ];
   return {
@@ -186,7 +190,7 @@ export function backwardBindings(
 
 /** Split-KV: the partial pass reads q, k, v (and the mask), the combine writes out; scratch per chunk. */
 export function splitKvBindings(problem: AttentionProblem, splitCount: number): { partial: KernelBindings; combine: KernelBindings } {
-  const { layout, headDimQk, headDimV } = problem;
+  const { layout, headDimV } = problem;
   const scratch = (chunk: Chunk) => {
     const partials = chunk.batch.count * chunk.heads.count * problem.queryLength * splitCount;
     return [
@@ -197,12 +201,7 @@ export function splitKvBindings(problem: AttentionProblem, splitCount: number): 
   return {
     partial: {
       over: 'rows',
-      tensors: [
-        ...maskTensor(problem, 'rows'),
-        tensor(problem, 'rows', 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
-        tensor(problem, 'rows', 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
-        tensor(problem, 'rows', 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
-      ],
+      tensors: attentionInputs(problem, 'rows'),
       whole: scratch,
     },
     combine: {
@@ -223,7 +222,7 @@ export function keyValuePartialBindings(
   gradients: GradientLayouts,
   residual: boolean,
 ): { partial: KernelBindings; finish: KernelBindings } {
-  const { layout, headDimQk, headDimV, keyLength } = problem;
+  const { headDimQk, headDimV, keyLength } = problem;
   const group = problem.queryHeads / problem.kvHeads;
   const finish: KernelBindings = {
     over: 'keys',
@@ -237,10 +236,7 @@ export function keyValuePartialBindings(
     partial: {
       over: 'rows',
       tensors: [
-        ...maskTensor(problem, 'rows'),
-        tensor(problem, 'rows', 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
-        tensor(problem, 'rows', 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
-        tensor(problem, 'rows', 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+        ...attentionInputs(problem, 'rows'),
         tensor(problem, 'rows', 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV),
       ],
       whole: (chunk) => {
