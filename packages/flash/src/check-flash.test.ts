@@ -75,6 +75,19 @@ describe('checkFlash and the binding limit', () => {
     expect(checkFlash(long, caps())).toEqual([]);
   });
 
+  it('rejects packed varlen buffers that may exceed one binding (they are bound whole), naming the bound', () => {
+    // [total, H, D] memory: B × the longest sequence bounds the rows; 4 × 60000 rows × 4 heads × 64 × 4 B = 245 MB.
+    const packed = (heads: number) => ({ batch: 0, sequence: heads * 64, head: 64, dim: 1, offset: 0 });
+    const layout = { q: packed(4), k: packed(2), v: packed(2), out: packed(4) };
+    const varlen = problem({ varlen: true, batch: 4, queryLength: 60000, keyLength: 100, layout, causal: false });
+    const rejections = checkFlash({ ...varlen, requiresGrad: false }, caps());
+    expect(rejections.map((r) => [r.check, r.got])).toEqual([
+      ['q binding size', `up to ${(4 * 60000 * 4 * 64) * 4} B`],
+      ['out binding size', `up to ${(4 * 60000 * 4 * 64) * 4} B`],
+    ]);
+    expect(checkFlash({ ...varlen, queryLength: 100, requiresGrad: false }, caps())).toEqual([]);
+  });
+
   it('rejects keys of one kv head larger than one binding, naming the size', () => {
     const keys = 600_000;
     const longKeys = problem({ requiresGrad: false, batch: 1, queryLength: 4, keyLength: keys, layout: { q: bhndLayout(4, 4, 64), k: bhndLayout(2, keys, 64), v: bhndLayout(2, keys, 64), out: bhndLayout(4, 4, 64) } });

@@ -54,11 +54,38 @@ export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejectio
  */
 export function checkBindings(problem: AttentionProblem, caps: FlashCaps, backend: string, kernels: readonly KernelBindings[]): Rejection[] {
   const limit = caps.maxStorageBufferBindingSize;
+  if (problem.varlen) return checkPackedBindings(problem, limit, backend);
   for (const kernel of kernels) {
     const plan = planKernelChunks(problem, kernel, limit);
     if ('overflow' in plan) return [bindingRejection(backend, plan.overflow, limit)];
   }
   return [];
+}
+
+/**
+ * Packed varlen sequences are not split: q, k, v and out are bound whole. Their row count is at most B times the
+ * longest sequence; refuse when that bound does not fit one binding (it would be cut off silently otherwise).
+ */
+function checkPackedBindings(problem: AttentionProblem, limit: number, backend: string): Rejection[] {
+  const bytes = problem.dtype === 'f16' ? 2 : 4;
+  const { layout, batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
+  const spans: [string, number][] = [
+    ['q', layoutSpan(layout.q, 1, queryHeads, batch * queryLength, headDimQk)],
+    ['k', layoutSpan(layout.k, 1, kvHeads, batch * keyLength, headDimQk)],
+    ['v', layoutSpan(layout.v, 1, kvHeads, batch * keyLength, headDimV)],
+    ['out', layoutSpan(layout.out, 1, queryHeads, batch * queryLength, headDimV)],
+  ];
+  return spans
+    .filter(([, span]) => span * bytes > limit)
+    .map(([name, span]) =>
+      rejection(
+        backend,
+        `${name} binding size`,
+        `up to ${span * bytes} B`,
+        `≤ ${limit} B`,
+        'maxStorageBufferBindingSize; packed varlen sequences are bound whole (B × the longest sequence bounds the rows)',
+      ),
+    );
 }
 
 function bindingRejection(backend: string, overflow: Overflow, limit: number): Rejection {
