@@ -39,53 +39,32 @@ export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejectio
   const bindings: Rejection[] = [];
   if (common.length === 0) {
     const gradients = { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v };
-    const { delta, query } = backwardBindings(problem, gradients, true);
-    bindings.push(...checkBindings(problem, caps, BACKEND, problem.requiresGrad ? [forwardBindings(problem, true), delta, query] : [forwardBindings(problem, true)]));
-    const keyValue = problem.requiresGrad && bindings.length === 0 ? planKeyValue(problem, gradients, true, caps.maxStorageBufferBindingSize) : null;
+    // Packed varlen: no offsets here, so plan for sequences all as long as the longest ('longest').
+    const packing = problem.varlen ? 'longest' : undefined;
+    const forward = forwardBindings(problem, true, packing);
+    const { delta, query } = backwardBindings(problem, gradients, true, packing);
+    bindings.push(...checkBindings(problem, caps, BACKEND, problem.requiresGrad ? [forward, delta, query] : [forward]));
+    const keyValue = problem.requiresGrad && bindings.length === 0 ? planKeyValue(problem, gradients, true, caps.maxStorageBufferBindingSize, packing) : null;
     if (keyValue && 'overflow' in keyValue) bindings.push(bindingRejection(BACKEND, keyValue.overflow, caps.maxStorageBufferBindingSize));
   }
   return [...common, ...bindings, ...checkWeights(problem)];
 }
 
 /**
- * Flash splits a dispatch over batch entries, heads and query rows so that no binding exceeds the limit; it
- * refuses only when even one head's chunk does not fit (the keys and values of one kv head, the logsumexp and
- * the backward's delta are bound whole). Run after checkCommon found nothing (it needs valid sizes).
+ * Flash splits a dispatch over batch entries (packed varlen: sequences), heads and query rows so that no binding
+ * exceeds the limit; it refuses only when even one head's chunk does not fit (the keys and values of one kv head,
+ * the logsumexp and the backward's delta are bound whole). For packed varlen the kernels are planned with
+ * 'longest' packing: the rows of the longest sequence at the least favourable alignment, so that any packing
+ * with these longest lengths fits (the raw-buffer API without host offsets binds whole buffers and checks them
+ * when recording). Run after checkCommon found nothing (it needs valid sizes).
  */
 export function checkBindings(problem: AttentionProblem, caps: FlashCaps, backend: string, kernels: readonly KernelBindings[]): Rejection[] {
   const limit = caps.maxStorageBufferBindingSize;
-  if (problem.varlen) return checkPackedBindings(problem, limit, backend);
   for (const kernel of kernels) {
     const plan = planKernelChunks(problem, kernel, limit);
     if ('overflow' in plan) return [bindingRejection(backend, plan.overflow, limit)];
   }
   return [];
-}
-
-/**
- * Packed varlen sequences are not split: q, k, v and out are bound whole. Their row count is at most B times the
- * longest sequence; refuse when that bound does not fit one binding (it would be cut off silently otherwise).
- */
-function checkPackedBindings(problem: AttentionProblem, limit: number, backend: string): Rejection[] {
-  const bytes = problem.dtype === 'f16' ? 2 : 4;
-  const { layout, batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
-  const spans: [string, number][] = [
-    ['q', layoutSpan(layout.q, 1, queryHeads, batch * queryLength, headDimQk)],
-    ['k', layoutSpan(layout.k, 1, kvHeads, batch * keyLength, headDimQk)],
-    ['v', layoutSpan(layout.v, 1, kvHeads, batch * keyLength, headDimV)],
-    ['out', layoutSpan(layout.out, 1, queryHeads, batch * queryLength, headDimV)],
-  ];
-  return spans
-    .filter(([, span]) => span * bytes > limit)
-    .map(([name, span]) =>
-      rejection(
-        backend,
-        `${name} binding size`,
-        `up to ${span * bytes} B`,
-        `≤ ${limit} B`,
-        'maxStorageBufferBindingSize; packed varlen sequences are bound whole (B × the longest sequence bounds the rows)',
-      ),
-    );
 }
 
 function bindingRejection(backend: string, overflow: Overflow, limit: number): Rejection {

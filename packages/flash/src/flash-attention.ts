@@ -49,12 +49,15 @@ function u32Buffer(recorder: KernelRecorder, values: readonly number[] | Uint32A
   return buffer;
 }
 
-/** The optional input buffers of a problem (mask view's buffer, uploaded key lengths and sequence offsets). */
+/**
+ * The optional input buffers of a problem (mask view's buffer, uploaded key lengths and sequence offsets, plus
+ * the host offsets, so that packed varlen dispatches can be split over sequences).
+ */
 export function optionalInputs(
   recorder: KernelRecorder,
   problem: AttentionProblem,
   options: AttentionOptions,
-): Pick<FlashForwardBuffers, 'mask' | 'keyLengths' | 'cuSeqlensQ' | 'cuSeqlensK'> {
+): Pick<FlashForwardBuffers, 'mask' | 'keyLengths' | 'cuSeqlensQ' | 'cuSeqlensK' | 'packedRows'> {
   return {
     ...(problem.mask.kind !== 'none' && options.attnMask ? { mask: options.attnMask.buffer } : {}),
     ...(problem.keyLengths && options.keyLengths ? { keyLengths: u32Buffer(recorder, options.keyLengths, 'flash key lengths') } : {}),
@@ -62,6 +65,7 @@ export function optionalInputs(
       ? {
           cuSeqlensQ: u32Buffer(recorder, options.cuSeqlensQ, 'flash cuSeqlensQ'),
           cuSeqlensK: u32Buffer(recorder, options.cuSeqlensK, 'flash cuSeqlensK'),
+          packedRows: { cuSeqlensQ: options.cuSeqlensQ, cuSeqlensK: options.cuSeqlensK },
         }
       : {}),
   };

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
-import type { Chunk } from './binding-chunks';
+import { shiftedOffset, type Chunk } from './binding-chunks';
 import { checkFlash, layoutSpan } from './check-flash';
 import {
   assertBufferHolds,
@@ -13,6 +13,7 @@ import {
 } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import {
+  assertWholeBuffersFit,
   backwardBindings,
   chunkArguments,
   dispatchChunks,
@@ -20,6 +21,7 @@ import {
   overflowMessage,
   planKeyValue,
   requireChunks,
+  type PackedRows,
 } from './flash-chunks';
 import { chooseTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
@@ -79,13 +81,15 @@ export function recordFlashBackward(
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;
   // Split into chunks (batch entries × query heads × rows; kv heads for dK/dV) when a binding would exceed the limit.
-  const kernels = backwardBindings(problem, gradients, residual);
+  const packing = buffers.packedRows;
+  const kernels = backwardBindings(problem, gradients, residual, packing);
   const limit = caps.maxStorageBufferBindingSize;
   const chunks = {
     delta: requireChunks(problem, kernels.delta, limit, 'flash backward'),
     query: requireChunks(problem, kernels.query, limit, 'flash backward'),
   };
-  const keyValuePlan = planKeyValue(problem, gradients, residual, limit);
+  assertWholeBuffersFit([kernels.delta, kernels.query, kernels.keyValue], { ...buffers }, limit, 'flash backward');
+  const keyValuePlan = planKeyValue(problem, gradients, residual, limit, packing);
   if ('overflow' in keyValuePlan) {
     throw new InvalidArgumentError(`flash backward cannot run this problem:\n  - ${overflowMessage(keyValuePlan.overflow, limit)}`);
   }
@@ -130,7 +134,7 @@ export function recordFlashBackward(
   if (keyLength > 0 && 'partial' in keyValuePlan) {
     const source = flashKernel('flash-backward-key-value-partial', keyValueSourceFor(true), variant, tiles, keyValueConstants);
     const finish = flashKernel('flash-backward-finish', finishSource, variant, tiles, { THREADS: tiles.backwardKeys });
-    recordPartialKeyValue(recorder, problem, gradients, residual, keyValuePlan.partial, {
+    recordPartialKeyValue(recorder, problem, gradients, residual, packing, keyValuePlan.partial, {
       source,
       finish,
       tensors,
@@ -166,6 +170,7 @@ function recordPartialKeyValue(
   problem: AttentionProblem,
   gradients: GradientLayouts,
   residual: boolean,
+  packing: PackedRows | undefined,
   plan: readonly (readonly Chunk[])[],
   run: {
     source: KernelSource;
@@ -179,15 +184,23 @@ function recordPartialKeyValue(
   },
 ): void {
   const { keyLength, headDimQk, headDimV } = problem;
-  const bindings = keyValuePartialBindings(problem, gradients, residual);
+  const bindings = keyValuePartialBindings(problem, gradients, residual, packing);
   const group = problem.queryHeads / problem.kvHeads;
   const scratchK = recorder.temporary(keyLength * headDimQk * 4, GPUBufferUsage.STORAGE, 'flash backward dk scratch');
   const scratchV = recorder.temporary(keyLength * headDimV * 4, GPUBufferUsage.STORAGE, 'flash backward dv scratch');
-  // dk and dv point at the scratch: contiguous f32 [S, D].
-  const scratch = { dk_batch: 0, dk_head: 0, dk_seq: headDimQk, dk_dim: 1, dk_offset: 0, dv_batch: 0, dv_head: 0, dv_seq: headDimV, dv_dim: 1, dv_offset: 0 };
+  // dk and dv point at the scratch: contiguous f32 [S, D] (packed varlen: shifted back by the sequence's first key,
+  // as the kernel adds it; u32 arithmetic wraps).
+  const scratchOf = (b: number) => {
+    const keyStart = problem.varlen && packing ? packing.cuSeqlensK[b]! : 0;
+    return {
+      dk_batch: 0, dk_head: 0, dk_seq: headDimQk, dk_dim: 1, dk_offset: shiftedOffset(0, keyStart * headDimQk),
+      dv_batch: 0, dv_head: 0, dv_seq: headDimV, dv_dim: 1, dv_offset: shiftedOffset(0, keyStart * headDimV),
+    };
+  };
   for (const chunks of plan) {
     const first = chunks[0]!;
     const kvHead = Math.floor(first.heads.start / group);
+    const scratch = scratchOf(first.batch.start);
     chunks.forEach((chunk, index) => {
       const args = chunkArguments(problem, bindings.partial, chunk, run.tensors);
       recorder.dispatch(

@@ -1,6 +1,6 @@
 /**
- * Problems larger than one storage binding: flash splits its dispatches over batch entries, heads and query
- * rows (binding-chunks.ts, flash-chunks.ts). A lowered binding limit splits small problems into many chunks,
+ * Problems larger than one storage binding: flash splits its dispatches over batch entries (packed varlen:
+ * sequences), heads and query rows (binding-chunks.ts, flash-chunks.ts). A lowered binding limit splits small problems into many chunks,
  * whose results must equal the unsplit run bit for bit; one real case exceeds lavapipe's 128 MiB.
  */
 import { gpu } from '../test/test-device';
@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase, type Prepared } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { flashAttentionBackward } from './flash-backward';
-import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
+import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue, type PackedRows } from './flash-chunks';
 import { flashAttentionForward } from './flash-forward';
 import { splitKvAttentionForward, splitKvKernels } from './split-kv';
 import { forwardTilesFit, forwardTuningKey, tunedForwardTilesOf } from './flash-tiles';
@@ -84,6 +84,77 @@ async function runRaw(prepared: Prepared, problem: AttentionProblem, gradOut: Te
   };
   for (const t of [out, logsumexp, dq, dk, dv]) t.dispose();
   return result;
+}
+
+/** A u32 storage buffer holding `values` (the GPU copy of cu_seqlens). */
+function u32Buffer(values: readonly number[]): GPUBuffer {
+  const buffer = gpu!.gpu.createBuffer({ size: Math.max(16, values.length * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  gpu!.gpu.queue.writeBuffer(buffer, 0, Uint32Array.from(values));
+  return buffer;
+}
+
+/**
+ * Packed varlen ([total, H, D] tensors) through the raw-buffer forward and backward at most `limit` bytes per
+ * binding, on NaN-poisoned outputs; `packedRows` (the host offsets) lets them split over sequences.
+ */
+async function runPacked(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor, packedRows: PackedRows | undefined, limit?: number): Promise<Outputs> {
+  const device = gpu!;
+  const { batch, queryHeads, kvHeads, queryLength, headDimQk, headDimV, dtype } = problem;
+  const totalQ = prepared.q.shape[0]!;
+  const totalK = prepared.k.shape[0]!;
+  const poisoned = (shape: number[], type: 'f32' | 'f16' = dtype) => full(device, shape, Number.NaN, { dtype: type });
+  const out = poisoned([totalQ, queryHeads, headDimV]);
+  const logsumexp = poisoned([2 * batch * queryHeads * queryLength], 'f32');
+  const dq = poisoned([totalQ, queryHeads, headDimQk]);
+  const dk = poisoned([totalK, kvHeads, headDimQk]);
+  const dv = poisoned([totalK, kvHeads, headDimV]);
+  device.submit();
+  const packed = (heads: number, dim: number) => ({ batch: 0, sequence: heads * dim, head: dim, dim: 1, offset: 0 });
+  const withOut = { ...problem, layout: { ...problem.layout, out: packed(queryHeads, headDimV) } };
+  const options = limit === undefined ? {} : { maxStorageBindingSize: limit };
+  const cuSeqlensQ = u32Buffer(Array.from(prepared.options.cuSeqlensQ!));
+  const cuSeqlensK = u32Buffer(Array.from(prepared.options.cuSeqlensK!));
+  const buffers = {
+    q: prepared.q.buffer,
+    k: prepared.k.buffer,
+    v: prepared.v.buffer,
+    out: out.buffer,
+    logsumexp: logsumexp.buffer,
+    logsumexpResidual: true,
+    cuSeqlensQ,
+    cuSeqlensK,
+    ...(packedRows ? { packedRows } : {}),
+  };
+  try {
+    await expectNoGpuErrors(device, () => {
+      flashAttentionForward(device.gpu, withOut, buffers, options);
+      flashAttentionBackward(
+        device.gpu,
+        withOut,
+        {
+          ...buffers,
+          gradOut: gradOut.buffer,
+          dq: dq.buffer,
+          dk: dk.buffer,
+          dv: dv.buffer,
+          layouts: { gradOut: packed(queryHeads, headDimV), dq: packed(queryHeads, headDimQk), dk: packed(kvHeads, headDimQk), dv: packed(kvHeads, headDimV) },
+        },
+        options,
+      );
+    });
+    return {
+      out: (await out.toArray()) as Float32Array,
+      logsumexp: ((await logsumexp.toArray()) as Float32Array).slice(0, batch * queryHeads * queryLength),
+      dq: (await dq.toArray()) as Float32Array,
+      dk: (await dk.toArray()) as Float32Array,
+      dv: (await dv.toArray()) as Float32Array,
+    };
+  } finally {
+    for (const t of [out, logsumexp, dq, dk, dv]) t.dispose();
+    device.submit();
+    cuSeqlensQ.destroy();
+    cuSeqlensK.destroy();
+  }
 }
 
 function expectSameBits(name: string, split: Float32Array | undefined, whole: Float32Array | undefined, context: string): void {
@@ -210,6 +281,119 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     // The keys of one kv head stay bound whole: below their size the backward refuses, naming it.
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(InvalidArgumentError);
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(/binding size \d+ B, need ≤ 4096 B/);
+    for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+  });
+
+  for (const dtype of ['f32', 'f16'] as const) {
+    it(`${dtype} packed varlen (5 sequences, GQA 4/2, D40, causal bottom-right, dropout): chunks of sequences give the unsplit bits`, async () => {
+      const device = gpu!;
+      if (dtype === 'f16' && !device.caps.shaderF16) return;
+      const seed = freshSeed();
+      // Query lengths 1, 17, 33, 9, 40; key lengths 3, 25, 33, 1, 47 (rows before the keys start are fully masked).
+      const cuSeqlensQ = [0, 1, 18, 51, 60, 100];
+      const cuSeqlensK = [0, 3, 28, 61, 62, 109];
+      const spec: FlashCase = {
+        batch: 5,
+        queryHeads: 4,
+        kvHeads: 2,
+        queryLength: 40,
+        keyLength: 47,
+        headDimQk: 40,
+        dtype,
+        options: { cuSeqlensQ, cuSeqlensK, isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 5 },
+      };
+      const prepared = prepare(device, spec, seed);
+      const context = describeCase(spec, seed);
+      const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+      const packedRows = { cuSeqlensQ, cuSeqlensK };
+      // q of all 100 rows (100 · 160 · 4 B = 64000 B in f32) does not fit, the rows of two sequences do:
+      // chunks of sequences [0, 2), [2, 4), [4, 5) for every kernel.
+      const limit = dtype === 'f32' ? 30000 : 15000;
+      const gradients = { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v };
+      const kernels = backwardBindings(problem, gradients, true, packedRows);
+      for (const kernel of [forwardBindings(problem, true, packedRows), kernels.delta, kernels.query, kernels.keyValue]) {
+        const plan = planKernelChunks(problem, kernel, limit);
+        expect('chunks' in plan && plan.chunks.map((c) => [c.batch.start, c.batch.count, c.heads.count]), context).toEqual([
+          [0, 2, kernel.over === 'rows' ? 4 : 2],
+          [2, 2, kernel.over === 'rows' ? 4 : 2],
+          [4, 1, kernel.over === 'rows' ? 4 : 2],
+        ]);
+      }
+      const gradValues = randomValues(100 * 4 * 40, seed + 3, -1, 1);
+      const gradOut = tensor(device, gradValues, [100, 4, 40], { dtype });
+      const whole = await runPacked(prepared, problem, gradOut, packedRows);
+      const split = await runPacked(prepared, problem, gradOut, packedRows, limit);
+      for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
+      const forward = forwardReferences(prepared, dtype);
+      const hostGrad = { data: dtype === 'f16' ? ((await gradOut.toArray()) as Float32Array) : gradValues, shape: [100, 4, 40] };
+      const backward = backwardReferences(prepared, hostGrad, dtype);
+      for (const c of [
+        compare('out', split.out, forward.exact.out, forward.same.out, dtype),
+        compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, dtype),
+        compare('dq', split.dq!, backward.exact.dq, backward.same.dq, dtype),
+        compare('dk', split.dk!, backward.exact.dk, backward.same.dk, dtype),
+        compare('dv', split.dv!, backward.exact.dv, backward.same.dv, dtype),
+      ]) {
+        expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+      }
+      // Without the host offsets the raw API binds whole buffers: over the limit it refuses, naming the fix.
+      await expect(runPacked(prepared, problem, gradOut, undefined, limit)).rejects.toThrow(InvalidArgumentError);
+      await expect(runPacked(prepared, problem, gradOut, undefined, limit)).rejects.toThrow(/q buffer \(\d+ B\) is bound whole.*packedRows/);
+      for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+    });
+  }
+
+  it('packed varlen with a 300-row sequence: query-row chunks and dK/dV summed over row chunks give the unsplit bits', async () => {
+    const device = gpu!;
+    const seed = freshSeed();
+    // Query lengths 3, 300, 20; key lengths 5, 40, 20: the dK/dV scratch of sequences 1 and 2 starts past key 0.
+    const cuSeqlensQ = [0, 3, 303, 323];
+    const cuSeqlensK = [0, 5, 45, 65];
+    const spec: FlashCase = {
+      batch: 3,
+      queryHeads: 4,
+      kvHeads: 2,
+      queryLength: 300,
+      keyLength: 40,
+      headDimQk: 40,
+      options: { cuSeqlensQ, cuSeqlensK, isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 5 },
+    };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const packedRows = { cuSeqlensQ, cuSeqlensK };
+    // One head's 300 rows (299 · 160 + 40 elements · 4 B = 191520 B) do not fit, 256 rows do.
+    const limit = 180000;
+    const plan = planKernelChunks(problem, forwardBindings(problem, true, packedRows), limit);
+    expect('chunks' in plan && plan.chunks.filter((c) => c.batch.start === 1).map((c) => [c.heads.start, c.rows.start, c.rows.count]), context).toEqual([
+      [0, 0, 256],
+      [0, 256, 44],
+      [1, 0, 256],
+      [1, 256, 44],
+      [2, 0, 256],
+      [2, 256, 44],
+      [3, 0, 256],
+      [3, 256, 44],
+    ]);
+    const gradients = { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v };
+    const keyValue = planKeyValue(problem, gradients, true, limit, packedRows);
+    expect('partial' in keyValue && keyValue.partial.map((chunks) => chunks.length), context).toEqual([1, 1, 4, 4, 1, 1]);
+    const gradValues = randomValues(323 * 4 * 40, seed + 3, -1, 1);
+    const gradOut = tensor(device, gradValues, [323, 4, 40]);
+    const whole = await runPacked(prepared, problem, gradOut, packedRows);
+    const split = await runPacked(prepared, problem, gradOut, packedRows, limit);
+    for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
+    const forward = forwardReferences(prepared, 'f32');
+    const backward = backwardReferences(prepared, { data: gradValues, shape: [323, 4, 40] }, 'f32');
+    for (const c of [
+      compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
+      compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
+      compare('dq', split.dq!, backward.exact.dq, backward.same.dq, 'f32'),
+      compare('dk', split.dk!, backward.exact.dk, backward.same.dk, 'f32'),
+      compare('dv', split.dv!, backward.exact.dv, backward.same.dv, 'f32'),
+    ]) {
+      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
+    }
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 

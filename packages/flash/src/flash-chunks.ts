@@ -37,10 +37,27 @@ export interface ChunkedTensor {
   readonly range: (chunk: Chunk) => ElementRange;
 }
 
+/** Host copies of the packed varlen offsets (cu_seqlens, B + 1 values each). */
+export interface PackedRows {
+  readonly cuSeqlensQ: ArrayLike<number>;
+  readonly cuSeqlensK: ArrayLike<number>;
+}
+
+/**
+ * Where the rows of packed varlen sequences lie, so that a chunk of sequences binds only their rows:
+ * - host offsets (`PackedRows`): the exact rows [cu[b0], cu[b1]) (query side of a row chunk: from row r0 on);
+ * - 'longest' (checks, which have no offsets): every sequence as long as the longest, each tensor's rows starting
+ *   at the least favourable alignment, so that a chunk fitting there fits under any real packing;
+ * - undefined (the raw-buffer API without host offsets): not split, q, k, v, ... bound whole.
+ */
+export type Packing = PackedRows | 'longest' | undefined;
+
 /** What a kernel binds: tensors split per chunk, plus buffers bound whole (sizes per chunk, for the limit). */
 export interface KernelBindings {
   /** 'rows': chunks of query heads and query rows; 'keys': chunks of kv heads, all keys (dK/dV). */
   readonly over: 'rows' | 'keys';
+  /** Packed varlen without host offsets: one chunk, tensors bound whole (`assertWholeBuffersFit` checks them). */
+  readonly bindWhole: boolean;
   readonly tensors: readonly ChunkedTensor[];
   readonly whole: (chunk: Chunk) => readonly { readonly name: string; readonly bytes: number }[];
 }
@@ -70,6 +87,30 @@ function queryHeadsOf(kvHeads: IndexRange, group: number): IndexRange {
 type Side = 'query' | 'key';
 
 /**
+ * The packed rows a chunk of sequences reads on one side: [cu[b0] + r0, cu[b1 − 1] + r1) for rows [r0, r1) of
+ * each sequence, clipped to the sequences' lengths (the rows of sequences in between lie inside).
+ */
+export function packedRowRange(cu: ArrayLike<number>, batch: IndexRange, rows: IndexRange): IndexRange {
+  const first = batch.start;
+  const last = batch.start + batch.count - 1;
+  const start = cu[first]! + Math.min(rows.start, cu[first + 1]! - cu[first]!);
+  const end = cu[last]! + Math.min(rows.start + rows.count, cu[last + 1]! - cu[last]!);
+  return { start, count: Math.max(0, end - start) };
+}
+
+/** Offsets of B sequences all as long as the longest (`length`): 0, length, 2·length, ... */
+function longestOffsets(batch: number, length: number): number[] {
+  return Array.from({ length: batch + 1 }, (_, b) => b * length);
+}
+
+/** A range as long as `range` whose first element sits just past an aligned boundary: the largest window it can get. */
+function leastAligned(range: ElementRange, bytes: number): ElementRange {
+  if (range.end <= range.first) return range;
+  const lead = BINDING_ALIGNMENT / bytes - 1;
+  return { first: lead, end: lead + range.end - range.first };
+}
+
+/**
  * A tensor of the query side ([B, Hq, L, D]: q, out, gradOut, dq) or the key side ([B, Hkv, S, D]: k, v, dk, dv)
  * for a kernel chunked over `over`.
  */
@@ -82,20 +123,32 @@ function tensor(
   layout: AttentionLayout,
   side: Side,
   dim: number,
+  packing: Packing,
 ): ChunkedTensor {
   const group = problem.queryHeads / problem.kvHeads;
+  const bytes = elementBytes(problem);
   const all = (count: number): IndexRange => ({ start: 0, count });
+  const padded = (batch: IndexRange, heads: IndexRange, rows: IndexRange) => layoutRange(layout, batch, heads, rows, dim);
+  // Packed varlen: one sequence axis (batch stride 0) holding the chunk's sequences' rows.
+  const host = typeof packing === 'object' ? packing : null;
+  const longest = side === 'query' ? problem.queryLength : problem.keyLength;
+  const cu = !problem.varlen ? [] : host ? (side === 'query' ? host.cuSeqlensQ : host.cuSeqlensK) : longestOffsets(problem.batch, longest);
+  const packed = (batch: IndexRange, heads: IndexRange, rows: IndexRange) => {
+    const range = layoutRange(layout, all(1), heads, packedRowRange(cu, batch, rows), dim);
+    return host ? range : leastAligned(range, bytes);
+  };
+  const rangeOf = problem.varlen ? packed : padded;
   const range = (chunk: Chunk): ElementRange => {
     if (over === 'rows') {
       return side === 'query'
-        ? layoutRange(layout, chunk.batch, chunk.heads, chunk.rows, dim)
-        : layoutRange(layout, chunk.batch, kvHeadsOf(chunk.heads, group), all(problem.keyLength), dim);
+        ? rangeOf(chunk.batch, chunk.heads, chunk.rows)
+        : rangeOf(chunk.batch, kvHeadsOf(chunk.heads, group), all(problem.keyLength));
     }
     return side === 'query'
-      ? layoutRange(layout, chunk.batch, queryHeadsOf(chunk.heads, group), all(problem.queryLength), dim)
-      : layoutRange(layout, chunk.batch, chunk.heads, chunk.rows, dim);
+      ? rangeOf(chunk.batch, queryHeadsOf(chunk.heads, group), all(problem.queryLength))
+      : rangeOf(chunk.batch, chunk.heads, chunk.rows);
   };
-  return { name, binding, uniform, offset: layout.offset, bytes: elementBytes(problem), range };
+  return { name, binding, uniform, offset: layout.offset, bytes, range };
 }
 
 /** The mask (when the problem has one) over the chunk's batch entries, query heads and rows, all keys. */
@@ -125,23 +178,27 @@ export function logsumexpBytes(problem: AttentionProblem, residual: boolean): nu
 const FIRST = BINDING.first;
 
 /** The inputs every attention kernel binds first: the mask (if any), then q, k and v at FIRST..FIRST + 2. */
-function attentionInputs(problem: AttentionProblem, over: KernelBindings['over']): ChunkedTensor[] {
+function attentionInputs(problem: AttentionProblem, over: KernelBindings['over'], packing: Packing): ChunkedTensor[] {
   const { layout, headDimQk, headDimV } = problem;
   return [
     ...maskTensor(problem, over),
-    tensor(problem, over, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk),
-    tensor(problem, over, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk),
-    tensor(problem, over, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV),
+    tensor(problem, over, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk, packing),
+    tensor(problem, over, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk, packing),
+    tensor(problem, over, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV, packing),
   ];
 }
 
-export function forwardBindings(problem: AttentionProblem, residual: boolean): KernelBindings {
+/** Packed varlen without host offsets cannot be split: its kernels bind whole buffers. */
+const bindsWhole = (problem: AttentionProblem, packing: Packing) => problem.varlen && packing === undefined;
+
+export function forwardBindings(problem: AttentionProblem, residual: boolean, packing?: Packing): KernelBindings {
   const lse = logsumexpBytes(problem, residual);
   return {
     over: 'rows',
+    bindWhole: bindsWhole(problem, packing),
     tensors: [
-      ...attentionInputs(problem, 'rows'),
-      tensor(problem, 'rows', 'out', FIRST + 3, 'o_offset', problem.layout.out, 'query', problem.headDimV),
+      ...attentionInputs(problem, 'rows', packing),
+      tensor(problem, 'rows', 'out', FIRST + 3, 'o_offset', problem.layout.out, 'query', problem.headDimV, packing),
     ],
     whole: () => [{ name: 'logsumexp', bytes: lse }],
   };
@@ -152,43 +209,48 @@ export function backwardBindings(
   problem: AttentionProblem,
   gradients: GradientLayouts,
   residual: boolean,
+  packing?: Packing,
 ): { delta: KernelBindings; query: KernelBindings; keyValue: KernelBindings } {
   const { layout, headDimQk, headDimV } = problem;
+  const bindWhole = bindsWhole(problem, packing);
   const whole = () => [
     { name: 'logsumexp', bytes: logsumexpBytes(problem, residual) },
     { name: 'delta', bytes: logsumexpBytes(problem, false) },
   ];
   const inputs = (over: KernelBindings['over']) => [
-    ...attentionInputs(problem, over),
-    tensor(problem, over, 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV),
+    ...attentionInputs(problem, over, packing),
+    tensor(problem, over, 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
   ];
   return {
     delta: {
       over: 'rows',
+      bindWhole,
       tensors: [
-        tensor(problem, 'rows', 'out', FIRST, 'o_offset', layout.out, 'query', headDimV),
-        tensor(problem, 'rows', 'gradOut', FIRST + 1, 'g_offset', gradients.gradOut, 'query', headDimV),
+        tensor(problem, 'rows', 'out', FIRST, 'o_offset', layout.out, 'query', headDimV, packing),
+        tensor(problem, 'rows', 'gradOut', FIRST + 1, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
       ],
       whole: () => [{ name: 'delta', bytes: logsumexpBytes(problem, false) }],
     },
     query: {
       over: 'rows',
-      tensors: [...inputs('rows'), tensor(problem, 'rows', 'dq', FIRST + 6, 'dq_offset', gradients.dq, 'query', headDimQk)],
+      bindWhole,
+      tensors: [...inputs('rows'), tensor(problem, 'rows', 'dq', FIRST + 6, 'dq_offset', gradients.dq, 'query', headDimQk, packing)],
       whole,
     },
     keyValue: {
       over: 'keys',
+      bindWhole,
       tensors: [
         ...inputs('keys'),
-        tensor(problem, 'keys', 'dk', FIRST + 6, 'dk_offset', gradients.dk, 'key', headDimQk),
-        tensor(problem, 'keys', 'dv', FIRST + 7, 'dv_offset', gradients.dv, 'key', headDimV),
+        tensor(problem, 'keys', 'dk', FIRST + 6, 'dk_offset', gradients.dk, 'key', headDimQk, packing),
+        tensor(problem, 'keys', 'dv', FIRST + 7, 'dv_offset', gradients.dv, 'key', headDimV, packing),
       ],
       whole,
     },
   };
 }
 
-/** Split-KV: the partial pass reads q, k, v (and the mask), the combine writes out; scratch per chunk. */
+/** Split-KV (no packed varlen: checkSplitKv refuses it): the partial pass reads q, k, v (and the mask), the combine writes out; scratch per chunk. */
 export function splitKvBindings(problem: AttentionProblem, splitCount: number): { partial: KernelBindings; combine: KernelBindings } {
   const { layout, headDimV } = problem;
   const scratch = (chunk: Chunk) => {
@@ -201,12 +263,14 @@ export function splitKvBindings(problem: AttentionProblem, splitCount: number): 
   return {
     partial: {
       over: 'rows',
-      tensors: attentionInputs(problem, 'rows'),
+      bindWhole: problem.varlen,
+      tensors: attentionInputs(problem, 'rows', undefined),
       whole: scratch,
     },
     combine: {
       over: 'rows',
-      tensors: [tensor(problem, 'rows', 'out', FIRST + 2, 'o_offset', layout.out, 'query', headDimV)],
+      bindWhole: problem.varlen,
+      tensors: [tensor(problem, 'rows', 'out', FIRST + 2, 'o_offset', layout.out, 'query', headDimV, undefined)],
       whole: (chunk) => [...scratch(chunk), { name: 'logsumexp', bytes: logsumexpBytes(problem, false) }],
     },
   };
@@ -221,23 +285,27 @@ export function keyValuePartialBindings(
   problem: AttentionProblem,
   gradients: GradientLayouts,
   residual: boolean,
+  packing?: Packing,
 ): { partial: KernelBindings; finish: KernelBindings } {
   const { headDimQk, headDimV, keyLength } = problem;
   const group = problem.queryHeads / problem.kvHeads;
+  const bindWhole = bindsWhole(problem, packing);
   const finish: KernelBindings = {
     over: 'keys',
+    bindWhole,
     tensors: [
-      tensor(problem, 'keys', 'dk', FIRST + 2, 'dk_offset', gradients.dk, 'key', headDimQk),
-      tensor(problem, 'keys', 'dv', FIRST + 3, 'dv_offset', gradients.dv, 'key', headDimV),
+      tensor(problem, 'keys', 'dk', FIRST + 2, 'dk_offset', gradients.dk, 'key', headDimQk, packing),
+      tensor(problem, 'keys', 'dv', FIRST + 3, 'dv_offset', gradients.dv, 'key', headDimV, packing),
     ],
     whole: () => [],
   };
   return {
     partial: {
       over: 'rows',
+      bindWhole,
       tensors: [
-        ...attentionInputs(problem, 'rows'),
-        tensor(problem, 'rows', 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV),
+        ...attentionInputs(problem, 'rows', packing),
+        tensor(problem, 'rows', 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
       ],
       whole: (chunk) => {
         const keys: Chunk = { batch: chunk.batch, heads: kvHeadsOf(chunk.heads, group), rows: { start: 0, count: keyLength } };
@@ -260,10 +328,10 @@ export type KeyValuePlan =
   | { readonly partial: readonly (readonly Chunk[])[] }
   | { readonly overflow: Overflow };
 
-export function planKeyValue(problem: AttentionProblem, gradients: GradientLayouts, residual: boolean, limit: number): KeyValuePlan {
-  const direct = planKernelChunks(problem, backwardBindings(problem, gradients, residual).keyValue, limit);
+export function planKeyValue(problem: AttentionProblem, gradients: GradientLayouts, residual: boolean, limit: number, packing?: Packing): KeyValuePlan {
+  const direct = planKernelChunks(problem, backwardBindings(problem, gradients, residual, packing).keyValue, limit);
   if ('chunks' in direct) return { direct: direct.chunks };
-  const { partial } = keyValuePartialBindings(problem, gradients, residual);
+  const { partial } = keyValuePartialBindings(problem, gradients, residual, packing);
   const group = problem.queryHeads / problem.kvHeads;
   const perKvHead: (readonly Chunk[])[] = [];
   for (let b = 0; b < problem.batch; b++) {
@@ -300,7 +368,8 @@ export function wholeProblem(problem: AttentionProblem, over: KernelBindings['ov
 
 /**
  * Chunks for one kernel whose bindings each fit `limit` bytes, or the largest binding of its smallest chunk.
- * Packed varlen problems are not split (one chunk binding whole buffers, as `chunkArguments` does for them).
+ * Packed varlen problems split over sequences like batch entries when the kernel knows their rows (`Packing`);
+ * without host offsets they are one chunk binding whole buffers (see `assertWholeBuffersFit`).
  */
 export function planKernelChunks(
   problem: AttentionProblem,
@@ -309,7 +378,7 @@ export function planKernelChunks(
   rowStep = ROW_STEP,
 ): { readonly chunks: readonly Chunk[] } | { readonly overflow: Overflow } {
   const extent = wholeProblem(problem, kernel.over);
-  if (problem.varlen) return { chunks: [extent] };
+  if (kernel.bindWhole) return { chunks: [extent] };
   const step = kernel.over === 'rows' ? rowStep : extent.rows.count;
   return planChunks(extent, step, limit, bindingBytes(kernel));
 }
@@ -332,7 +401,7 @@ export function chunkArguments(
   for (const t of kernel.tensors) {
     const buffer = buffers[t.name];
     if (!buffer) throw new Error(`flash: no ${t.name} buffer for binding ${t.binding}`);
-    if (problem.varlen) {
+    if (kernel.bindWhole) {
       bindings.push([t.binding, buffer]);
       continue;
     }
@@ -348,6 +417,28 @@ export function requireChunks(problem: AttentionProblem, kernel: KernelBindings,
   const plan = planKernelChunks(problem, kernel, limit);
   if ('chunks' in plan) return plan.chunks;
   throw new InvalidArgumentError(`${what} cannot run this problem:\n  - ${overflowMessage(plan.overflow, limit)}`);
+}
+
+/**
+ * Packed varlen through the raw-buffer API without `packedRows` (host copies of cu_seqlens): the kernels bind q,
+ * k, v, ... whole, so each buffer must fit one binding. Throws InvalidArgumentError naming the first that does not.
+ */
+export function assertWholeBuffersFit(
+  kernels: readonly KernelBindings[],
+  buffers: Readonly<Partial<Record<FlashTensorName, GPUBuffer>>>,
+  limit: number,
+  what: string,
+): void {
+  for (const kernel of kernels.filter((k) => k.bindWhole)) {
+    for (const t of kernel.tensors) {
+      const size = buffers[t.name]?.size ?? 0;
+      if (size > limit) {
+        throw new InvalidArgumentError(
+          `${what} cannot run this problem:\n  - the ${t.name} buffer (${size} B) is bound whole, need ≤ ${limit} B (maxStorageBufferBindingSize): packed varlen buffers are split over sequences only when buffers.packedRows gives the host copies of cuSeqlensQ/K; pass them, or use flashAttention`,
+        );
+      }
+    }
+  }
 }
 
 /** "the k binding of one chunk needs N B, the limit is M B (...)" */

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection } from '@webattn/tensor';
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
-import { dispatchChunks, forwardBindings, requireChunks } from './flash-chunks';
+import { assertWholeBuffersFit, dispatchChunks, forwardBindings, requireChunks, type PackedRows } from './flash-chunks';
 import { chooseTiles, capsOfGpuDevice, tunedForwardTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
@@ -24,6 +24,12 @@ export interface FlashForwardBuffers {
   readonly keyLengths?: GPUBuffer;
   readonly cuSeqlensQ?: GPUBuffer;
   readonly cuSeqlensK?: GPUBuffer;
+  /**
+   * Packed varlen: the same offsets as cuSeqlensQ/cuSeqlensK, on the host. With them the dispatches are split over
+   * sequences (binding only their rows) when q, k, v, ... exceed one binding; without them those buffers are
+   * bound whole and must each fit maxStorageBufferBindingSize (InvalidArgumentError otherwise).
+   */
+  readonly packedRows?: PackedRows;
   /**
    * The logsumexp buffer holds 2·B·Hq·L floats: forward writes each row's f32 rounding residual after the
    * logsumexp values, and backward subtracts it too, so recomputed probabilities stay exact even for huge logits
@@ -120,6 +126,21 @@ export function assertProblemBuffers(problem: AttentionProblem, buffers: FlashFo
   if (problem.varlen) {
     if (buffers.cuSeqlensQ) assertBufferHolds('cuSeqlensQ', buffers.cuSeqlensQ, batch + 1, 4);
     if (buffers.cuSeqlensK) assertBufferHolds('cuSeqlensK', buffers.cuSeqlensK, batch + 1, 4);
+    if (buffers.packedRows) {
+      assertPackedRows('cuSeqlensQ', buffers.packedRows.cuSeqlensQ, batch, queryLength);
+      assertPackedRows('cuSeqlensK', buffers.packedRows.cuSeqlensK, batch, keyLength);
+    }
+  }
+}
+
+/** Host offsets must be B + 1 non-decreasing integers whose sequences are at most the problem's longest. */
+function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, longest: number): void {
+  const values = Array.from(cu);
+  const bad = values.length !== batch + 1 || values.some((value, b) => !Number.isInteger(value) || value < 0 || (b > 0 && (value < values[b - 1]! || value - values[b - 1]! > longest)));
+  if (bad) {
+    throw new ShapeError(
+      `buffers.packedRows.${name} is [${values.join(', ')}], need ${batch + 1} non-decreasing offsets whose sequences are at most ${longest} rows long (the problem's longest), equal to the ${name} buffer`,
+    );
   }
 }
 
@@ -136,8 +157,9 @@ export function recordFlashForward(
   if (problem.batch === 0 || problem.queryHeads === 0 || problem.queryLength === 0) return;
   const residual = buffers.logsumexpResidual ?? false;
   // Split into chunks of batch entries × heads × query rows when a binding would exceed the binding limit.
-  const chunked = forwardBindings(problem, residual);
+  const chunked = forwardBindings(problem, residual, buffers.packedRows);
   const chunks = requireChunks(problem, chunked, caps.maxStorageBufferBindingSize, 'flash forward');
+  assertWholeBuffersFit([chunked], { ...buffers }, caps.maxStorageBufferBindingSize, 'flash forward');
   const tiles = chooseTiles(problem, caps, tunedForwardTiles(recorder.gpu, problem.dtype, problem.headDimQk, problem.headDimV))!;
   const source = flashKernel(
     'flash-forward',
