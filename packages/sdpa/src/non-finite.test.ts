@@ -27,6 +27,11 @@ type Poison = { what: 'q' | 'k' | 'v'; row: number; column: number; value: numbe
 
 async function run(device: Device, backend: SdpaBackendName, dtype: 'f32' | 'f16', poison: Poison) {
   const values = { q: randomValues(L * D, seed), k: randomValues(S * D, seed + 1), v: randomValues(S * D, seed + 2) };
+  // Signs that make every infinite poison reach some row whatever the seed: with q[2, 0] = +∞, key 0's score is
+  // +∞ only if k[0, 0] > 0 (all-negative k[:, 0] would give a row of −∞ scores, i.e. a fully masked row, out 0);
+  // with k[4, 5] = −∞, row 0's score is +∞ only if q[0, 5] < 0.
+  values.k[0 * D + 0] = 0.5;
+  values.q[0 * D + 5] = -0.5;
   values[poison.what][poison.row * D + poison.column] = poison.value;
   const shape = (rows: number) => [1, 1, rows, D];
   const q = tensor(device, values.q, shape(L), { dtype });
