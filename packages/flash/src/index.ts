@@ -1,6 +1,7 @@
 export { checkFlash } from './check-flash';
 export { flashAttention, flashAttentionGrad } from './flash-attention';
 export { flashAttentionBackward, type FlashBackwardBuffers } from './flash-backward';
+export type { PackedRows } from './flash-chunks';
 export {
   flashAttentionForward,
   type FlashForwardBuffers,
