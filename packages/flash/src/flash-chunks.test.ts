@@ -12,7 +12,8 @@ import { backwardReferences, compare, describeCase, forwardReferences, poisonPoo
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { flashAttentionBackward } from './flash-backward';
 import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue, type PackedRows } from './flash-chunks';
-import { flashAttentionForward } from './flash-forward';
+import { flashAttentionForward, type FlashForwardBuffers } from './flash-forward';
+import type { GradientLayouts } from './flash-uniforms';
 import { splitKvAttentionForward, splitKvKernels } from './split-kv';
 import { forwardTilesFit, forwardTuningKey, tunedForwardTilesOf } from './flash-tiles';
 
@@ -32,58 +33,82 @@ interface Outputs {
   readonly dv?: Float32Array;
 }
 
-/** Runs the raw-buffer forward (and backward) with at most `limit` bytes per binding, on NaN-poisoned outputs. */
-async function runRaw(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor | null, limit?: number): Promise<Outputs> {
+/** NaN-poisoned outputs and gradients (query rows × heads and key rows × kv heads lead their shapes). */
+function poisonedTargets(problem: AttentionProblem, queryRows: number[], keyRows: number[], layouts: GradientLayouts) {
   const device = gpu!;
-  const { batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV, dtype } = problem;
+  const { batch, queryHeads, queryLength, headDimQk, headDimV, dtype } = problem;
   const poisoned = (shape: number[], type: 'f32' | 'f16' = dtype) => full(device, shape, Number.NaN, { dtype: type });
-  const out = poisoned([batch, queryHeads, queryLength, headDimV]);
-  const logsumexp = poisoned([2 * batch * queryHeads * queryLength], 'f32');
-  const dq = poisoned([batch, queryHeads, queryLength, headDimQk]);
-  const dk = poisoned([batch, kvHeads, keyLength, headDimQk]);
-  const dv = poisoned([batch, kvHeads, keyLength, headDimV]);
+  const targets = {
+    out: poisoned([...queryRows, headDimV]),
+    logsumexp: poisoned([2 * batch * queryHeads * queryLength], 'f32'),
+    dq: poisoned([...queryRows, headDimQk]),
+    dk: poisoned([...keyRows, headDimQk]),
+    dv: poisoned([...keyRows, headDimV]),
+  };
   device.submit();
-  const withOut = { ...problem, layout: { ...problem.layout, out: bhndLayout(queryHeads, queryLength, headDimV) } };
-  const options = limit === undefined ? {} : { maxStorageBindingSize: limit };
-  const buffers = {
+  return {
+    ...targets,
+    layouts,
+    dispose() {
+      for (const t of Object.values(targets)) t.dispose();
+      device.submit();
+    },
+  };
+}
+
+type Targets = ReturnType<typeof poisonedTargets>;
+
+/** The forward's buffers: the prepared inputs and the poisoned out and logsumexp (with residual). */
+function inputBuffers(prepared: Prepared, targets: Targets) {
+  return {
     q: prepared.q.buffer,
     k: prepared.k.buffer,
     v: prepared.v.buffer,
-    out: out.buffer,
-    logsumexp: logsumexp.buffer,
+    out: targets.out.buffer,
+    logsumexp: targets.logsumexp.buffer,
     logsumexpResidual: true,
-    ...(prepared.attnMask ? { mask: prepared.attnMask.buffer } : {}),
   };
+}
+
+/** Records the raw forward and (with gradOut) backward at most `limit` bytes per binding, then reads the targets. */
+async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuffers, targets: Targets, gradOut: Tensor | null, limit?: number): Promise<Outputs> {
+  const device = gpu!;
+  const options = limit === undefined ? {} : { maxStorageBindingSize: limit };
   await expectNoGpuErrors(device, () => {
-    flashAttentionForward(device.gpu, withOut, buffers, options);
+    flashAttentionForward(device.gpu, problem, buffers, options);
     if (gradOut) {
-      flashAttentionBackward(
-        device.gpu,
-        withOut,
-        {
-          ...buffers,
-          gradOut: gradOut.buffer,
-          dq: dq.buffer,
-          dk: dk.buffer,
-          dv: dv.buffer,
-          layouts: {
-            gradOut: bhndLayout(queryHeads, queryLength, headDimV),
-            dq: bhndLayout(queryHeads, queryLength, headDimQk),
-            dk: bhndLayout(kvHeads, keyLength, headDimQk),
-            dv: bhndLayout(kvHeads, keyLength, headDimV),
-          },
-        },
-        options,
-      );
+      const gradients = { gradOut: gradOut.buffer, dq: targets.dq.buffer, dk: targets.dk.buffer, dv: targets.dv.buffer, layouts: targets.layouts };
+      flashAttentionBackward(device.gpu, problem, { ...buffers, ...gradients }, options);
     }
   });
-  const result: Outputs = {
-    out: (await out.toArray()) as Float32Array,
-    logsumexp: ((await logsumexp.toArray()) as Float32Array).slice(0, batch * queryHeads * queryLength),
-    ...(gradOut ? { dq: (await dq.toArray()) as Float32Array, dk: (await dk.toArray()) as Float32Array, dv: (await dv.toArray()) as Float32Array } : {}),
+  const rows = problem.batch * problem.queryHeads * problem.queryLength;
+  const read = async (t: Tensor) => (await t.toArray()) as Float32Array;
+  return {
+    out: await read(targets.out),
+    logsumexp: (await read(targets.logsumexp)).slice(0, rows),
+    ...(gradOut ? { dq: await read(targets.dq), dk: await read(targets.dk), dv: await read(targets.dv) } : {}),
   };
-  for (const t of [out, logsumexp, dq, dk, dv]) t.dispose();
-  return result;
+}
+
+/** Runs the raw-buffer forward (and backward) with at most `limit` bytes per binding, on NaN-poisoned outputs. */
+async function runRaw(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor | null, limit?: number): Promise<Outputs> {
+  const { batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
+  const targets = poisonedTargets(problem, [batch, queryHeads, queryLength], [batch, kvHeads, keyLength], {
+    gradOut: bhndLayout(queryHeads, queryLength, headDimV),
+    dq: bhndLayout(queryHeads, queryLength, headDimQk),
+    dk: bhndLayout(kvHeads, keyLength, headDimQk),
+    dv: bhndLayout(kvHeads, keyLength, headDimV),
+  });
+  const withOut = { ...problem, layout: { ...problem.layout, out: targets.layouts.gradOut } };
+  const buffers = {
+    ...inputBuffers(prepared, targets),
+    ...(prepared.attnMask ? { mask: prepared.attnMask.buffer } : {}),
+  };
+  try {
+    return await recordAndRead(withOut, buffers, targets, gradOut, limit);
+  } finally {
+    targets.dispose();
+  }
 }
 
 /** A u32 storage buffer holding `values` (the GPU copy of cu_seqlens). */
@@ -98,62 +123,40 @@ function u32Buffer(values: readonly number[]): GPUBuffer {
  * binding, on NaN-poisoned outputs; `packedRows` (the host offsets) lets them split over sequences.
  */
 async function runPacked(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor, packedRows: PackedRows | undefined, limit?: number): Promise<Outputs> {
-  const device = gpu!;
-  const { batch, queryHeads, kvHeads, queryLength, headDimQk, headDimV, dtype } = problem;
-  const totalQ = prepared.q.shape[0]!;
-  const totalK = prepared.k.shape[0]!;
-  const poisoned = (shape: number[], type: 'f32' | 'f16' = dtype) => full(device, shape, Number.NaN, { dtype: type });
-  const out = poisoned([totalQ, queryHeads, headDimV]);
-  const logsumexp = poisoned([2 * batch * queryHeads * queryLength], 'f32');
-  const dq = poisoned([totalQ, queryHeads, headDimQk]);
-  const dk = poisoned([totalK, kvHeads, headDimQk]);
-  const dv = poisoned([totalK, kvHeads, headDimV]);
-  device.submit();
+  const { queryHeads, kvHeads, headDimQk, headDimV } = problem;
   const packed = (heads: number, dim: number) => ({ batch: 0, sequence: heads * dim, head: dim, dim: 1, offset: 0 });
-  const withOut = { ...problem, layout: { ...problem.layout, out: packed(queryHeads, headDimV) } };
-  const options = limit === undefined ? {} : { maxStorageBindingSize: limit };
+  const targets = poisonedTargets(problem, [prepared.q.shape[0]!, queryHeads], [prepared.k.shape[0]!, kvHeads], {
+    gradOut: packed(queryHeads, headDimV),
+    dq: packed(queryHeads, headDimQk),
+    dk: packed(kvHeads, headDimQk),
+    dv: packed(kvHeads, headDimV),
+  });
+  const withOut = { ...problem, layout: { ...problem.layout, out: targets.layouts.gradOut } };
   const cuSeqlensQ = u32Buffer(Array.from(prepared.options.cuSeqlensQ!));
   const cuSeqlensK = u32Buffer(Array.from(prepared.options.cuSeqlensK!));
-  const buffers = {
-    q: prepared.q.buffer,
-    k: prepared.k.buffer,
-    v: prepared.v.buffer,
-    out: out.buffer,
-    logsumexp: logsumexp.buffer,
-    logsumexpResidual: true,
-    cuSeqlensQ,
-    cuSeqlensK,
-    ...(packedRows ? { packedRows } : {}),
-  };
+  const buffers = { ...inputBuffers(prepared, targets), cuSeqlensQ, cuSeqlensK, ...(packedRows ? { packedRows } : {}) };
   try {
-    await expectNoGpuErrors(device, () => {
-      flashAttentionForward(device.gpu, withOut, buffers, options);
-      flashAttentionBackward(
-        device.gpu,
-        withOut,
-        {
-          ...buffers,
-          gradOut: gradOut.buffer,
-          dq: dq.buffer,
-          dk: dk.buffer,
-          dv: dv.buffer,
-          layouts: { gradOut: packed(queryHeads, headDimV), dq: packed(queryHeads, headDimQk), dk: packed(kvHeads, headDimQk), dv: packed(kvHeads, headDimV) },
-        },
-        options,
-      );
-    });
-    return {
-      out: (await out.toArray()) as Float32Array,
-      logsumexp: ((await logsumexp.toArray()) as Float32Array).slice(0, batch * queryHeads * queryLength),
-      dq: (await dq.toArray()) as Float32Array,
-      dk: (await dk.toArray()) as Float32Array,
-      dv: (await dv.toArray()) as Float32Array,
-    };
+    return await recordAndRead(withOut, buffers, targets, gradOut, limit);
   } finally {
-    for (const t of [out, logsumexp, dq, dk, dv]) t.dispose();
-    device.submit();
+    targets.dispose();
     cuSeqlensQ.destroy();
     cuSeqlensK.destroy();
+  }
+}
+
+/** Split results (forward and backward) against the float64 and same-precision references of the case. */
+async function expectCloseToReferences(split: Outputs, prepared: Prepared, gradOut: Tensor, gradValues: Float32Array, dtype: 'f32' | 'f16', context: string) {
+  const forward = forwardReferences(prepared, dtype);
+  const hostGrad = { data: dtype === 'f16' ? ((await gradOut.toArray()) as Float32Array) : gradValues, shape: [...gradOut.shape] };
+  const backward = backwardReferences(prepared, hostGrad, dtype);
+  for (const c of [
+    compare('out', split.out, forward.exact.out, forward.same.out, dtype),
+    compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, dtype),
+    compare('dq', split.dq!, backward.exact.dq, backward.same.dq, dtype),
+    compare('dk', split.dk!, backward.exact.dk, backward.same.dk, dtype),
+    compare('dv', split.dv!, backward.exact.dv, backward.same.dv, dtype),
+  ]) {
+    expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
   }
 }
 
@@ -205,18 +208,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
       const whole = await runRaw(prepared, problem, gradOut);
       const split = await runRaw(prepared, problem, gradOut, limit);
       for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
-      const forward = forwardReferences(prepared, dtype);
-      const hostGrad = { data: dtype === 'f16' ? await gradOut.toArray() : gradValues, shape: [3, 4, 37, 40] };
-      const backward = backwardReferences(prepared, hostGrad, dtype);
-      for (const c of [
-        compare('out', split.out, forward.exact.out, forward.same.out, dtype),
-        compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, dtype),
-        compare('dq', split.dq!, backward.exact.dq, backward.same.dq, dtype),
-        compare('dk', split.dk!, backward.exact.dk, backward.same.dk, dtype),
-        compare('dv', split.dv!, backward.exact.dv, backward.same.dv, dtype),
-      ]) {
-        expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
-      }
+      await expectCloseToReferences(split, prepared, gradOut, gradValues, dtype, context);
       for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
       prepared.attnMask?.dispose();
     });
@@ -267,17 +259,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     const whole = await runRaw(prepared, problem, gradOut);
     const split = await runRaw(prepared, problem, gradOut, limit);
     for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
-    const forward = forwardReferences(prepared, 'f32');
-    const backward = backwardReferences(prepared, { data: gradValues, shape: [1, 2, 600, 40] }, 'f32');
-    for (const c of [
-      compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
-      compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
-      compare('dq', split.dq!, backward.exact.dq, backward.same.dq, 'f32'),
-      compare('dk', split.dk!, backward.exact.dk, backward.same.dk, 'f32'),
-      compare('dv', split.dv!, backward.exact.dv, backward.same.dv, 'f32'),
-    ]) {
-      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
-    }
+    await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f32', context);
     // The keys of one kv head stay bound whole: below their size the backward refuses, naming it.
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(InvalidArgumentError);
     await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(/binding size \d+ B, need ≤ 4096 B/);
@@ -324,18 +306,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
       const whole = await runPacked(prepared, problem, gradOut, packedRows);
       const split = await runPacked(prepared, problem, gradOut, packedRows, limit);
       for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
-      const forward = forwardReferences(prepared, dtype);
-      const hostGrad = { data: dtype === 'f16' ? ((await gradOut.toArray()) as Float32Array) : gradValues, shape: [100, 4, 40] };
-      const backward = backwardReferences(prepared, hostGrad, dtype);
-      for (const c of [
-        compare('out', split.out, forward.exact.out, forward.same.out, dtype),
-        compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, dtype),
-        compare('dq', split.dq!, backward.exact.dq, backward.same.dq, dtype),
-        compare('dk', split.dk!, backward.exact.dk, backward.same.dk, dtype),
-        compare('dv', split.dv!, backward.exact.dv, backward.same.dv, dtype),
-      ]) {
-        expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
-      }
+      await expectCloseToReferences(split, prepared, gradOut, gradValues, dtype, context);
       // Without the host offsets the raw API binds whole buffers: over the limit it refuses, naming the fix.
       await expect(runPacked(prepared, problem, gradOut, undefined, limit)).rejects.toThrow(InvalidArgumentError);
       await expect(runPacked(prepared, problem, gradOut, undefined, limit)).rejects.toThrow(/q buffer \(\d+ B\) is bound whole.*packedRows/);
@@ -383,17 +354,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     const whole = await runPacked(prepared, problem, gradOut, packedRows);
     const split = await runPacked(prepared, problem, gradOut, packedRows, limit);
     for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
-    const forward = forwardReferences(prepared, 'f32');
-    const backward = backwardReferences(prepared, { data: gradValues, shape: [323, 4, 40] }, 'f32');
-    for (const c of [
-      compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
-      compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, 'f32'),
-      compare('dq', split.dq!, backward.exact.dq, backward.same.dq, 'f32'),
-      compare('dk', split.dk!, backward.exact.dk, backward.same.dk, 'f32'),
-      compare('dv', split.dv!, backward.exact.dv, backward.same.dv, 'f32'),
-    ]) {
-      expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
-    }
+    await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f32', context);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
