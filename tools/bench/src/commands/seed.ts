@@ -1,4 +1,6 @@
+import { tuneFlashForward } from '@webattn/flash';
 import type { Command } from '../command';
+import { formatTunings } from '../kernel/kernel-table';
 import { progressBar } from '../seed/progress-bar';
 import { runSeed } from '../seed/run-seed';
 import { SEED_USAGE, parseSeedArgs } from '../seed/seed-args';
@@ -8,7 +10,7 @@ import { formatSeedTable } from '../seed/seed-table';
  * `seed`: the seed's mini-test — a batch-32, length-500, width-128 (8 heads) model trained for 100 steps with four
  * attention variants under six option sets; prints ms/step, the ratio to naive and the backend the dispatch log
  * recorded. On a software adapter or the CPU it runs a reduced size unless --size seed; --steps/--batch/--seq
- * override single numbers (CI runs a tiny version).
+ * override single numbers (CI runs a tiny version). On a hardware GPU flash's forward is autotuned first.
  */
 export const seedCommand: Command = {
   name: 'seed',
@@ -19,10 +21,16 @@ export const seedCommand: Command = {
     const { config, sizeNote, variants, optionSets } = parseSeedArgs(args, { softwareAdapter });
     const deviceName = device.isGpu ? device.info.adapter : `CPU (${device.info.reason})`;
     print(`seed mini-test: ${sizeNote} — batch ${config.batch}, sequence ${config.seq}, embedding ${config.embed}, ${config.heads} heads, ${config.steps} steps`);
+    // On a hardware GPU, autotune flash's forward for this head dim first (seconds there; on a software adapter
+    // every candidate's pipeline compile would take longer than the run).
+    const tunings = softwareAdapter
+      ? []
+      : await tuneFlashForward(device, { headDims: [config.embed / config.heads], shape: [config.batch, config.heads, config.seq] });
+    for (const line of formatTunings(tunings)) print(line);
     const results = await runSeed(device, config, variants, optionSets, progressBar(variants.length * optionSets.length * (config.steps + 1)));
     for (const line of formatSeedTable(results, config, deviceName)) print(line);
     // Flash forced on a device without flash (the CPU) is expected to fail; any other failure is a real one.
     const unexpected = results.filter((r) => r.error && !(r.variant === 'flash' && !device.isGpu));
-    return { ok: unexpected.length === 0, device: deviceName, config, results };
+    return { ok: unexpected.length === 0, device: deviceName, config, tunings, results };
   },
 };
