@@ -25,7 +25,7 @@ export const seedCommand: Command = {
     // every candidate's pipeline compile would take longer than the run).
     const tunings = softwareAdapter
       ? []
-      : await tuneFlashForward(device, { headDims: [config.embed / config.heads], shape: [config.batch, config.heads, config.seq] });
+      : await tuneFlashForward(device, { dtypes: ['f32'], headDims: [config.embed / config.heads], shape: [config.batch, config.heads, config.seq] });
     for (const line of formatTunings(tunings)) print(line);
     const results = await runSeed(device, config, variants, optionSets, progressBar(variants.length * optionSets.length * (config.steps + 1)));
     for (const line of formatSeedTable(results, config, deviceName)) print(line);
