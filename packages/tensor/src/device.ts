@@ -325,7 +325,8 @@ export function cpuDevice(reason?: string): Device {
   return cpuSingleton;
 }
 
-const DEFAULT_DAWN_FEATURES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
+/** The Dawn toggles `createDevice` passes in Node unless `dawnFeatures` says otherwise. */
+export const DEFAULT_DAWN_FEATURES: readonly string[] = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 
 async function findGpu(options: CreateDeviceOptions): Promise<{ gpu: GPU; root: unknown } | string> {
   if (options.gpu) return { gpu: options.gpu, root: options.gpu };

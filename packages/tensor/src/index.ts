@@ -1,6 +1,7 @@
 export { BufferPool, bucketSize, type BufferPoolStats } from './buffer-pool';
 export { full, ones, rand, randn, tensor, zeros, type RandomOptions, type TensorOptions } from './creation';
 export {
+  DEFAULT_DAWN_FEATURES,
   Device,
   cpuDevice,
   createDevice,

@@ -8,10 +8,12 @@ describe('bench CLI arguments', () => {
       command: 'info',
       json: 'out.json',
       cpu: false,
+      noRobustness: false,
       help: false,
       rest: ['--size', '3,4,5'],
     });
     expect(parseArgs(['--cpu', '--json=x.json', 'info'])).toMatchObject({ command: 'info', json: 'x.json', cpu: true });
+    expect(parseArgs(['kernel', '--no-robustness', '--quick'])).toMatchObject({ command: 'kernel', noRobustness: true, rest: ['--quick'] });
   });
 
   it('rejects --json without a file name', () => {

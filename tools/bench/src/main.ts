@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { createDevice } from '@webattn/tensor';
+import { DEFAULT_DAWN_FEATURES, createDevice } from '@webattn/tensor';
 import { parseArgs, usage } from './args';
 import { findCommand } from './commands/index';
 
@@ -15,11 +15,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.error(`unknown command "${args.command}"\n\n${usage()}`);
     return 2;
   }
-  const device = await createDevice(args.cpu ? { prefer: 'cpu' } : {});
+  const device = await createDevice(
+    args.cpu ? { prefer: 'cpu' } : args.noRobustness ? { dawnFeatures: [...DEFAULT_DAWN_FEATURES, 'disable_robustness'] } : {},
+  );
+  const robustness = args.noRobustness ? 'disabled (Dawn disable_robustness; not what browsers run)' : 'default';
+  if (args.noRobustness) console.log(`robustness: ${robustness}`);
   try {
     const record = await command.run({ device, args: args.rest, print: (line = '') => console.log(line) });
     if (args.json) {
-      await writeFile(args.json, `${JSON.stringify({ command: command.name, ...record }, null, 2)}\n`);
+      await writeFile(args.json, `${JSON.stringify({ command: command.name, robustness, ...record }, null, 2)}\n`);
       console.log(`wrote ${args.json}`);
     }
     return record.ok ? 0 : 1;
