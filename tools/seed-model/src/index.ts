@@ -13,3 +13,4 @@ export {
 } from './seed-config';
 export { buildSeedMasks, type SeedMasks } from './seed-masks';
 export { SeedModel } from './seed-model';
+export { seedTraining, summarizeBackends, type SeedPhase, type SeedTraining } from './seed-training';

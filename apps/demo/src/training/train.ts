@@ -3,18 +3,9 @@
  * `steps` timed steps of forward, MSE loss, backward and Adam, the loss read back every step (as loss.item()
  * would). Reports progress and every loss as it goes, so the page can draw while it runs.
  */
-import { Adam, mseLoss } from '@webattn/nn';
-import { onSdpaDispatch, type SdpaDispatchEvent } from '@webattn/sdpa';
-import { randn, type Device } from '@webattn/tensor';
+import type { Device } from '@webattn/tensor';
 import { errorMessage } from '../dom';
-import {
-  OPTION_SET_DEFINITIONS,
-  type OptionSetName,
-  type SeedConfig,
-  type VariantName,
-  buildSeedMasks,
-  SeedModel,
-} from '@webattn/seed-model';
+import { seedTraining, type OptionSetName, type SeedConfig, type VariantName } from '@webattn/seed-model';
 
 export interface TrainingCase {
   readonly variant: VariantName;
@@ -51,16 +42,6 @@ export interface TrainingCallbacks {
   shouldStop?(): boolean;
 }
 
-/** "flash" when every call ran on one backend, else "fwd A / bwd B"; "—" when no SDPA call happened. */
-export function summarizeBackends(events: readonly SdpaDispatchEvent[]): string {
-  if (events.length === 0) return '—';
-  const of = (phase: 'forward' | 'backward') => [...new Set(events.filter((e) => e.phase === phase).map((e) => e.backend))].join('+');
-  const forward = of('forward');
-  const backward = of('backward');
-  if (!backward || forward === backward) return forward || backward;
-  return `fwd ${forward} / bwd ${backward}`;
-}
-
 class Stopped extends Error {}
 
 async function trainCase(
@@ -70,26 +51,11 @@ async function trainCase(
   report: (step: number, loss: number) => void,
   shouldStop: () => boolean,
 ): Promise<TrainingResult> {
-  const options = OPTION_SET_DEFINITIONS[current.options];
-  const { batch: B, seq: L, embed: E, heads: H } = config;
-  const masks = buildSeedMasks(device, config);
-  const x = randn(device, [B, L, E], { seed: config.seed });
-  const target = randn(device, [B, L, E], { seed: config.seed + 1 });
-  const model = new SeedModel(device, current.variant, { embed: E, heads: H, dropout: options.dropout, seed: config.seed + 2 });
-  const optimizer = new Adam(model.parameters(), { lr: 1e-3 });
-  const events: SdpaDispatchEvent[] = [];
-  const stop = onSdpaDispatch((event) => events.push(event));
+  const training = seedTraining(device, config, current.variant, current.options);
   const losses: number[] = [];
   try {
     const step = async () => {
-      optimizer.zeroGrad();
-      const prediction = model.forward(x, options, masks);
-      const loss = mseLoss(prediction, target);
-      prediction.dispose();
-      loss.backward();
-      optimizer.step();
-      const value = (await loss.toArray())[0]!;
-      loss.dispose();
+      const value = await training.step();
       losses.push(value);
       report(losses.length - 1, value);
     };
@@ -100,18 +66,12 @@ async function trainCase(
       if (shouldStop()) throw new Stopped('stopped');
       await step();
     }
-    return { ...current, msPerStep: (performance.now() - start) / timed, losses, backend: summarizeBackends(events), error: null };
+    return { ...current, msPerStep: (performance.now() - start) / timed, losses, backend: training.backend(), error: null };
   } catch (error) {
     if (error instanceof Stopped) throw error;
-    return { ...current, msPerStep: null, losses, backend: summarizeBackends(events), error: errorMessage(error) };
+    return { ...current, msPerStep: null, losses, backend: training.backend(), error: errorMessage(error) };
   } finally {
-    stop();
-    optimizer.zeroGrad();
-    model.dispose();
-    masks.dispose();
-    x.dispose();
-    target.dispose();
-    await device.sync().catch(() => undefined);
+    await training.dispose();
   }
 }
 

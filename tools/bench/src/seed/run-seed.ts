@@ -1,22 +1,9 @@
-import { Adam, mseLoss } from '@webattn/nn';
-import { onSdpaDispatch, type SdpaDispatchEvent } from '@webattn/sdpa';
-import { randn, type Device } from '@webattn/tensor';
-import {
-  OPTION_SET_DEFINITIONS,
-  type OptionSetName,
-  type SeedConfig,
-  type VariantName,
-  buildSeedMasks,
-  SeedModel,
-} from '@webattn/seed-model';
+import type { Device } from '@webattn/tensor';
+import { seedTraining, type OptionSetName, type SeedConfig, type SeedPhase, type VariantName } from '@webattn/seed-model';
 import type { ProgressBar } from './progress-bar';
 
-export interface SeedPhases {
-  readonly forward: number;
-  readonly backward: number;
-  readonly optimizer: number;
-  readonly readback: number;
-}
+/** Mean ms per step in each phase. */
+export type SeedPhases = Readonly<Record<SeedPhase, number>>;
 
 export interface SeedResult {
   readonly variant: VariantName;
@@ -45,41 +32,24 @@ export async function runSeedCase(
   optionName: OptionSetName,
   onStep: (step: number) => void = () => {},
 ): Promise<Omit<SeedResult, 'speedupVsNaive'>> {
-  const options = OPTION_SET_DEFINITIONS[optionName];
-  const { batch: B, seq: L, embed: E, heads: H } = config;
-  const masks = buildSeedMasks(device, config);
-  const x = randn(device, [B, L, E], { seed: config.seed });
-  const target = randn(device, [B, L, E], { seed: config.seed + 1 });
-  const model = new SeedModel(device, variant, { embed: E, heads: H, dropout: options.dropout, seed: config.seed + 2 });
-  const optimizer = new Adam(model.parameters(), { lr: 1e-3 });
-  const events: SdpaDispatchEvent[] = [];
-  const stop = onSdpaDispatch((event) => events.push(event));
+  const training = seedTraining(device, config, variant, optionName);
   const losses: number[] = [];
   try {
-    const phaseTotals = { forward: 0, backward: 0, optimizer: 0, readback: 0 };
+    const phaseTotals: Record<SeedPhase, number> = { forward: 0, backward: 0, optimizer: 0, readback: 0 };
     let timing = false;
+    let since = 0;
     // With config.profile the GPU is drained after each phase, so each phase's time includes its GPU work.
-    const mark = async (phase: keyof typeof phaseTotals, since: number) => {
-      if (!config.profile) return since;
-      await device.sync();
-      const now = performance.now();
-      if (timing) phaseTotals[phase] += now - since;
-      return now;
-    };
+    const mark = config.profile
+      ? async (phase: SeedPhase) => {
+          await device.sync();
+          const now = performance.now();
+          if (timing) phaseTotals[phase] += now - since;
+          since = now;
+        }
+      : undefined;
     const step = async () => {
-      let t = performance.now();
-      optimizer.zeroGrad();
-      const prediction = model.forward(x, options, masks);
-      const loss = mseLoss(prediction, target);
-      prediction.dispose();
-      t = await mark('forward', t);
-      loss.backward();
-      t = await mark('backward', t);
-      optimizer.step();
-      t = await mark('optimizer', t);
-      losses.push((await loss.toArray())[0]!); // loss.item(): waits for the step to finish
-      await mark('readback', t);
-      loss.dispose();
+      since = performance.now();
+      losses.push(await training.step(mark)); // loss.item(): waits for the step to finish
     };
     const inUse = () => (device.isGpu ? device.pool.stats().inUseBytes : 0);
     await step(); // warm-up: pipelines compile, buffers enter the pool, optimizer state is created
@@ -97,7 +67,7 @@ export async function runSeedCase(
       variant,
       options: optionName,
       msPerStep,
-      backend: summarizeBackends(events),
+      backend: training.backend(),
       firstLoss: losses[0]!,
       lastLoss: losses[losses.length - 1]!,
       ...(device.isGpu ? { inUseBytes: { afterWarmup, afterLast } } : {}),
@@ -117,31 +87,14 @@ export async function runSeedCase(
       variant,
       options: optionName,
       msPerStep: null,
-      backend: summarizeBackends(events),
+      backend: training.backend(),
       firstLoss: null,
       lastLoss: null,
       error: shortError(error),
     };
   } finally {
-    stop();
-    optimizer.zeroGrad();
-    optimizer.dispose();
-    model.dispose();
-    masks.dispose();
-    x.dispose();
-    target.dispose();
-    await device.sync().catch(() => {});
+    await training.dispose();
   }
-}
-
-/** "flash" when every call ran on one backend, else "fwd A / bwd B"; "—" when no SDPA call happened. */
-export function summarizeBackends(events: readonly SdpaDispatchEvent[]): string {
-  if (events.length === 0) return '—';
-  const of = (phase: 'forward' | 'backward') => [...new Set(events.filter((e) => e.phase === phase).map((e) => e.backend))].join('+');
-  const forward = of('forward');
-  const backward = of('backward');
-  if (!backward || forward === backward) return forward || backward;
-  return `fwd ${forward} / bwd ${backward}`;
 }
 
 /** Every (variant, option set) in order, with ratios to naive filled in. */
