@@ -58,73 +58,71 @@ class Projections extends Module {
   }
 }
 
-class NaiveAttention extends Module implements AttentionBlock {
+/**
+ * A variant built on its own q, k, v and output projections: split into heads, `attend`, merge. Only the
+ * attention in between differs (naive tensor ops or scaledDotProductAttention).
+ */
+abstract class ProjectedAttention extends Module implements AttentionBlock {
   private readonly projections: Projections;
-  private readonly dropoutSeeds: SeedSequence;
+  protected readonly dropoutSeeds: SeedSequence;
 
-  constructor(private readonly init: VariantInit) {
+  constructor(protected readonly init: VariantInit) {
     super(init.device);
     this.projections = this.registerModule('projections', new Projections(init));
     this.dropoutSeeds = new SeedSequence(init.seed + 1);
   }
 
+  /** q, k, v [B, H, L, D] → attended [B, H, L, D]; intermediate tensors go to `scratch`. */
+  protected abstract attend(q: Tensor, k: Tensor, v: Tensor, options: OptionSet, masks: SeedMasks, scratch: Scratch): Tensor;
+
   forward(x: Tensor, options: OptionSet, masks: SeedMasks): Tensor {
     const scratch = new Scratch();
     try {
       const [q, k, v] = this.projections.heads(x, this.init.heads, scratch);
-      const headDim = this.init.embed / this.init.heads;
-      let scores = scratch.own(scale(scratch.own(matmul(q, k, { transposeB: true })), 1 / Math.sqrt(headDim)));
-      const mask = options.keyPadding
-        ? masks.paddingAdditive
-        : options.boolMask
-          ? masks.bandAdditive
-          : options.causal
-            ? masks.causalAdditive
-            : null;
-      if (mask) scores = scratch.own(add(scores, mask));
-      let probabilities = scratch.own(softmax(scores, -1));
-      if (this.training && options.dropout > 0) {
-        probabilities = scratch.own(dropout(probabilities, options.dropout, { seed: this.dropoutSeeds.take() }));
-      }
-      const attended = scratch.own(matmul(probabilities, v));
-      return this.projections.merge(attended, scratch);
+      return this.projections.merge(scratch.own(this.attend(q, k, v, options, masks, scratch)), scratch);
     } finally {
       scratch.dispose();
     }
   }
 }
 
-class SdpaAttention extends Module implements AttentionBlock {
-  private readonly projections: Projections;
-  private readonly dropoutSeeds: SeedSequence;
+class NaiveAttention extends ProjectedAttention {
+  protected attend(q: Tensor, k: Tensor, v: Tensor, options: OptionSet, masks: SeedMasks, scratch: Scratch): Tensor {
+    const headDim = this.init.embed / this.init.heads;
+    let scores = scratch.own(scale(scratch.own(matmul(q, k, { transposeB: true })), 1 / Math.sqrt(headDim)));
+    const mask = options.keyPadding
+      ? masks.paddingAdditive
+      : options.boolMask
+        ? masks.bandAdditive
+        : options.causal
+          ? masks.causalAdditive
+          : null;
+    if (mask) scores = scratch.own(add(scores, mask));
+    let probabilities = scratch.own(softmax(scores, -1));
+    if (this.training && options.dropout > 0) {
+      probabilities = scratch.own(dropout(probabilities, options.dropout, { seed: this.dropoutSeeds.take() }));
+    }
+    return matmul(probabilities, v);
+  }
+}
 
+class SdpaAttention extends ProjectedAttention {
   constructor(
-    private readonly init: VariantInit,
+    init: VariantInit,
     private readonly backends: readonly SdpaBackendName[] | undefined,
   ) {
-    super(init.device);
-    this.projections = this.registerModule('projections', new Projections(init));
-    this.dropoutSeeds = new SeedSequence(init.seed + 1);
+    super(init);
   }
 
-  forward(x: Tensor, options: OptionSet, masks: SeedMasks): Tensor {
-    const scratch = new Scratch();
-    try {
-      const [q, k, v] = this.projections.heads(x, this.init.heads, scratch);
-      const attnMask = options.keyPadding ? masks.paddingAllowed : options.boolMask ? masks.bandAllowed : undefined;
-      const dropoutP = this.training ? options.dropout : 0;
-      const attended = scratch.own(
-        scaledDotProductAttention(q, k, v, {
-          ...(attnMask ? { attnMask } : {}),
-          ...(options.causal ? { isCausal: true } : {}),
-          ...(dropoutP > 0 ? { dropoutP, dropoutSeed: this.dropoutSeeds.take() } : {}),
-          ...(this.backends ? { backends: this.backends } : {}),
-        }),
-      );
-      return this.projections.merge(attended, scratch);
-    } finally {
-      scratch.dispose();
-    }
+  protected attend(q: Tensor, k: Tensor, v: Tensor, options: OptionSet, masks: SeedMasks): Tensor {
+    const attnMask = options.keyPadding ? masks.paddingAllowed : options.boolMask ? masks.bandAllowed : undefined;
+    const dropoutP = this.training ? options.dropout : 0;
+    return scaledDotProductAttention(q, k, v, {
+      ...(attnMask ? { attnMask } : {}),
+      ...(options.causal ? { isCausal: true } : {}),
+      ...(dropoutP > 0 ? { dropoutP, dropoutSeed: this.dropoutSeeds.take() } : {}),
+      ...(this.backends ? { backends: this.backends } : {}),
+    });
   }
 }
 
