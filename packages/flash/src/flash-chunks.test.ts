@@ -421,7 +421,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     const context = describeCase(spec, seed);
     const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
     // 256 threads × 4 rows: one workgroup spans 1024 rows, the chunks (limit below) 256.
-    const tuned = { threads: Math.min(256, device.caps.maxComputeInvocationsPerWorkgroup), rowsPerThread: 4, keys: 16 };
+    const tuned = { kernel: 'compact' as const, threads: Math.min(256, device.caps.maxComputeInvocationsPerWorkgroup), rowsPerThread: 4, keys: 16 };
     expect(forwardTilesFit(tuned, 40, 40, device.caps), context).toBe(true);
     const key = forwardTuningKey('f32', 40, 40);
     tunedForwardTilesOf(device.gpu).set(key, tuned);

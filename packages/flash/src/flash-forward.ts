@@ -2,10 +2,11 @@ import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import { assertWholeBuffersFit, dispatchChunks, forwardBindings, requireChunks, type PackedRows } from './flash-chunks';
-import { chooseTiles, capsOfGpuDevice, tunedForwardTiles, type FlashCaps } from './flash-tiles';
+import { chooseTiles, capsOfGpuDevice, forwardRowsPerWorkgroup, tunedForwardTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import forwardSource from './flash-forward.wgsl?raw';
+import tiledForwardSource from './flash-forward-tiled.wgsl?raw';
 
 /**
  * Buffers of a flash forward pass. q, k, v and out are read and written through `problem.layout` (element
@@ -161,14 +162,17 @@ export function recordFlashForward(
   const chunks = requireChunks(problem, chunked, caps.maxStorageBufferBindingSize, 'flash forward');
   assertWholeBuffersFit([chunked], { ...buffers }, caps.maxStorageBufferBindingSize, 'flash forward');
   const tiles = chooseTiles(problem, caps, tunedForwardTiles(recorder.gpu, problem.dtype, problem.headDimQk, problem.headDimV))!;
-  const source = flashKernel(
-    'flash-forward',
-    forwardSource,
-    variantOf(problem),
-    tiles,
-    { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys },
-  );
-  const rowsPerWorkgroup = tiles.forwardThreads * tiles.forwardRowsPerThread;
+  const forward = tiles.forward;
+  const source =
+    forward.kernel === 'tiled'
+      ? flashKernel('flash-forward-tiled', tiledForwardSource, variantOf(problem), tiles, { THREADS: forward.threads }, {
+          rows: forward.rowsPerThread,
+          keyThreads: forward.keys / 4,
+        })
+      : flashKernel('flash-forward', forwardSource, variantOf(problem), tiles, { THREADS: forward.threads, BLOCK_N: forward.keys }, {
+          rows: forward.rowsPerThread,
+        });
+  const rowsPerWorkgroup = forwardRowsPerWorkgroup(forward);
   dispatchChunks(
     recorder,
     source,

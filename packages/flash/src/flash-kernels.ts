@@ -33,9 +33,12 @@ export function flashKernel(
   variant: FlashVariant,
   tiles: FlashTiles,
   constants: Readonly<Record<string, number>>,
+  sizes: { readonly rows?: number; readonly keyThreads?: number } = {},
 ): KernelSource {
-  // The forward's rows per thread size its register arrays (a preprocessor size, not an override).
-  const rows = source.includes('${ROWS}') ? tiles.forwardRowsPerThread : null;
+  // Rows per thread (and the tiled forward's key threads) size register arrays: preprocessor sizes, not overrides.
+  const rows = source.includes('${ROWS}') ? (sizes.rows ?? tiles.forwardRowsPerThread) : null;
+  const keyThreads = source.includes('${KEY_THREADS}') ? (sizes.keyThreads ?? null) : null;
+  if (source.includes('${KEY_THREADS}') && keyThreads === null) throw new Error(`flash: ${name} needs sizes.keyThreads`);
   const key = [
     variant.f16 ? 'f16' : 'f32',
     `qk${tiles.headDimQk}`,
@@ -46,6 +49,7 @@ export function flashKernel(
     variant.dropout ? 'dropout' : '',
     ...Object.entries(constants).map(([constant, value]) => `${constant}=${value}`),
     rows === null ? '' : `ROWS=${rows}`,
+    keyThreads === null ? '' : `KEY_THREADS=${keyThreads}`,
   ]
     .filter(Boolean)
     .join('|');
@@ -72,6 +76,7 @@ export function flashKernel(
           HEAD_DIM_QK: String(tiles.headDimQk),
           HEAD_DIM_V: String(tiles.headDimV),
           ROWS: String(rows ?? 1),
+          KEY_THREADS: String(keyThreads ?? 1),
         },
       }),
   };

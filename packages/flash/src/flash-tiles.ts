@@ -50,7 +50,9 @@ export interface FlashTiles {
   /** dQ (and split-KV): query rows per workgroup (threads) and keys per staged tile. */
   readonly rows: number;
   readonly keys: number;
-  /** Forward: threads per workgroup, query rows per thread (register tiling) and keys per staged tile. */
+  /** The forward kernel and its shape (tuned or default). */
+  readonly forward: ForwardTiles;
+  /** The compact row-per-thread shape (dQ's, and the compact forward's): threads, query rows per thread, keys per tile. */
   readonly forwardThreads: number;
   readonly forwardRowsPerThread: number;
   readonly forwardKeys: number;
@@ -66,26 +68,77 @@ function largestTile(bytesPerRow: number, storage: number, minimum: number): num
   return null;
 }
 
-/** The forward kernel's workgroup shape: threads, query rows per thread (register tiling) and keys per staged tile. */
+/**
+ * The forward kernel and its workgroup shape. 'tiled' (flash-forward-tiled.wgsl): S = q kᵀ and O += P v as
+ * register-blocked products, `keys` = 4 · key threads per tile, threads / key threads · rowsPerThread query rows
+ * per workgroup. 'compact' (flash-forward.wgsl): each thread owns rowsPerThread whole rows, `keys` per staged tile,
+ * threads · rowsPerThread rows per workgroup; it needs less workgroup storage (the fallback for small limits).
+ */
 export interface ForwardTiles {
+  readonly kernel: 'tiled' | 'compact';
   readonly threads: number;
   readonly rowsPerThread: number;
   readonly keys: number;
 }
 
-/** Query rows per forward thread the kernel compiles (the size of its per-thread register arrays). */
+/** Query rows per thread the forward kernels compile (the size of their per-thread register arrays). */
 export const FORWARD_ROWS_PER_THREAD = [1, 2, 4] as const;
+/** The tiled forward's threads per row group (keys per tile = 4 ×). */
+export const TILED_KEY_THREADS = [4, 8, 16] as const;
+
+/** Query rows one forward workgroup computes. */
+export function forwardRowsPerWorkgroup(forward: ForwardTiles): number {
+  const rowGroups = forward.kernel === 'tiled' ? forward.threads / (forward.keys / 4) : forward.threads;
+  return rowGroups * forward.rowsPerThread;
+}
+
+/** Workgroup bytes of the tiled forward (flash-forward-tiled.wgsl's workgroup arrays). */
+export function tiledForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headDimQk: number, headDimV: number): number {
+  const keyThreads = forward.keys / 4;
+  const rows = (forward.threads / keyThreads) * forward.rowsPerThread;
+  const [qk4, v4] = [headDimBucket(headDimQk) / 4, headDimBucket(headDimV) / 4];
+  const vec4s = rows * (qk4 + 1) + qk4 * 4 * keyThreads + forward.keys * v4 + rows * (keyThreads + 1);
+  return vec4s * 16 + forward.threads * forward.rowsPerThread * 4 + forward.keys * 4 + 4 + SHARED_EXTRA;
+}
 
 /** Whether `forward` runs for these head-dim buckets on `caps` (threads, storage, register arrays). */
 export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
-  return (
+  const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
+  const common =
     forward.threads <= (caps.maxComputeInvocationsPerWorkgroup || 64) &&
-    (FORWARD_ROWS_PER_THREAD as readonly number[]).includes(forward.rowsPerThread) &&
-    forward.rowsPerThread * (headDimBucket(headDimQk) + headDimBucket(headDimV)) <= 512 &&
+    (FORWARD_ROWS_PER_THREAD as readonly number[]).includes(forward.rowsPerThread);
+  if (forward.kernel === 'tiled') {
+    const keyThreads = forward.keys / 4;
+    return (
+      common &&
+      (TILED_KEY_THREADS as readonly number[]).includes(keyThreads) &&
+      forward.threads % keyThreads === 0 &&
+      keyThreads <= v / 4 &&
+      // Output registers per thread: rows × head dims / key threads.
+      (forward.rowsPerThread * v) / keyThreads <= 64 &&
+      tiledForwardStorage(forward, qk, v) <= caps.maxComputeWorkgroupStorageSize
+    );
+  }
+  return (
+    common &&
+    forward.kernel === 'compact' &&
+    forward.rowsPerThread * (qk + v) <= 512 &&
     forward.keys >= MIN_TILE &&
     forward.keys <= FORWARD_MAX_TILE &&
-    forward.keys * (headDimBucket(headDimQk) + headDimBucket(headDimV)) * 4 + SHARED_EXTRA <= caps.maxComputeWorkgroupStorageSize
+    forward.keys * (qk + v) * 4 + SHARED_EXTRA <= caps.maxComputeWorkgroupStorageSize
   );
+}
+
+/** The tiled forward's default shape: 128 threads, key threads by head dim, as many rows per thread as fit. */
+function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
+  const keyThreads = Math.min(16, Math.max(4, headDimV / 8));
+  for (const threads of [128, 64]) {
+    for (const rowsPerThread of [4, 2, 1]) {
+      const tiles: ForwardTiles = { kernel: 'tiled', threads, rowsPerThread, keys: 4 * keyThreads };
+      if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
+    }
+  }
+  return null;
 }
 
 /** Tuned forward tiles per device (flash-tuning.ts fills it), keyed by forwardTuningKey. */
@@ -126,14 +179,22 @@ export function chooseTiles(
   const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
   if (keys === null || backwardRows === null) return null;
   const tuned = forward && forwardTilesFit(forward, headDimQk, headDimV, caps) ? forward : null;
+  const compact = tuned?.kernel === 'compact' ? tuned : null;
+  const compactTiles: ForwardTiles = {
+    kernel: 'compact',
+    threads: compact?.threads ?? threads,
+    rowsPerThread: compact?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV),
+    keys: compact?.keys ?? Math.min(keys, FORWARD_MAX_TILE),
+  };
   return {
     headDimQk,
     headDimV,
     rows: threads,
     keys,
-    forwardThreads: tuned?.threads ?? threads,
-    forwardRowsPerThread: tuned?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV),
-    forwardKeys: tuned?.keys ?? Math.min(keys, FORWARD_MAX_TILE),
+    forward: tuned ?? defaultTiledForward(headDimQk, headDimV, caps) ?? compactTiles,
+    forwardThreads: compactTiles.threads,
+    forwardRowsPerThread: compactTiles.rowsPerThread,
+    forwardKeys: compactTiles.keys,
     backwardKeys: threads,
     backwardRows,
   };

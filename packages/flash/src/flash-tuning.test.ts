@@ -24,7 +24,8 @@ describe.skipIf(!gpu)('forward autotuning', () => {
         expect(tiles.keys * headDim * 2 * 4).toBeLessThanOrEqual(device.caps.maxComputeWorkgroupStorageSize);
       }
       const defaults = chooseTiles({ headDimQk: headDim, headDimV: headDim }, device.caps)!;
-      expect(candidates).toContainEqual({ threads: defaults.forwardThreads, rowsPerThread: defaults.forwardRowsPerThread, keys: defaults.forwardKeys });
+      expect(candidates).toContainEqual(defaults.forward);
+      expect(candidates).toContainEqual({ kernel: 'compact', threads: defaults.forwardThreads, rowsPerThread: defaults.forwardRowsPerThread, keys: defaults.forwardKeys });
     }
   });
 
@@ -50,13 +51,15 @@ describe.skipIf(!gpu)('forward autotuning', () => {
   });
 
   const shapes: [ForwardTiles, string[]][] = [
-    [{ threads: 128, rowsPerThread: 4, keys: 16 }, CASES.slice(0, 2)],
-    [{ threads: 256, rowsPerThread: 1, keys: 8 }, CASES.slice(2)],
+    [{ kernel: 'compact', threads: 128, rowsPerThread: 4, keys: 16 }, CASES.slice(0, 2)],
+    [{ kernel: 'compact', threads: 256, rowsPerThread: 1, keys: 8 }, CASES.slice(2)],
+    [{ kernel: 'tiled', threads: 64, rowsPerThread: 1, keys: 16 }, CASES.slice(0, 2)],
+    [{ kernel: 'tiled', threads: 256, rowsPerThread: 4, keys: 32 }, CASES.slice(1)],
   ];
   for (const [tiles, names] of shapes) {
     for (const name of names) {
       const kase = attentionCases.find((candidate) => candidate.name.startsWith(name))!;
-      it(`${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys: ${kase.name}`, async () => {
+      it(`${tiles.kernel} ${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys: ${kase.name}`, async () => {
         const device = gpu!;
         const seed = freshSeed();
         const generated = kase.generate(seed);

@@ -1,10 +1,19 @@
 import { randn, type Device } from '@webattn/tensor';
 import { flashAttention } from './flash-attention';
-import { chooseTiles, forwardTilesFit, forwardTuningKey, headDimBucket, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
+import {
+  FORWARD_ROWS_PER_THREAD,
+  TILED_KEY_THREADS,
+  chooseTiles,
+  forwardTilesFit,
+  forwardTuningKey,
+  headDimBucket,
+  tunedForwardTilesOf,
+  type ForwardTiles,
+} from './flash-tiles';
 
 /**
  * Autotuning of the forward kernel's workgroup shape: `tuneFlashForward(device)` times every candidate
- * (threads × query rows per thread × keys per tile) on a small problem per dtype and head-dim bucket and keeps
+ * (kernel × threads × query rows per thread × keys per tile) on a small problem per dtype and head-dim bucket and keeps
  * the fastest for that device; later flash forwards on the device use it (chooseTiles' default otherwise).
  * The choice lives as long as the device; benchmarks print it.
  */
@@ -33,16 +42,19 @@ export interface TuneOptions {
   readonly candidates?: readonly ForwardTiles[];
 }
 
-/** Every forward workgroup shape the kernel compiles that fits this device and head dim. */
+/** Every forward kernel and workgroup shape that fits this device and head dim (tiled first, then compact). */
 export function forwardCandidates(device: Device, headDim: number): ForwardTiles[] {
   const candidates: ForwardTiles[] = [];
   const defaults = chooseTiles({ headDimQk: headDim, headDimV: headDim }, device.caps);
-  const keyTiles = new Set([8, 16, 32, ...(defaults ? [defaults.forwardKeys] : [])]);
-  for (const threads of [64, 128, 256]) {
-    for (const rowsPerThread of [1, 2, 4]) {
-      for (const keys of [...keyTiles].sort((a, b) => a - b)) {
-        const tiles = { threads, rowsPerThread, keys };
-        if (forwardTilesFit(tiles, headDim, headDim, device.caps)) candidates.push(tiles);
+  const compactKeys = new Set([8, 16, 32, ...(defaults ? [defaults.forwardKeys] : [])]);
+  const keysOf = { tiled: TILED_KEY_THREADS.map((threads) => 4 * threads), compact: [...compactKeys].sort((a, b) => a - b) };
+  for (const kernel of ['tiled', 'compact'] as const) {
+    for (const threads of [64, 128, 256]) {
+      for (const rowsPerThread of FORWARD_ROWS_PER_THREAD) {
+        for (const keys of keysOf[kernel]) {
+          const tiles = { kernel, threads, rowsPerThread, keys };
+          if (forwardTilesFit(tiles, headDim, headDim, device.caps)) candidates.push(tiles);
+        }
       }
     }
   }
@@ -84,7 +96,7 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
       }
       const problem = { headDimQk: headDim, headDimV: headDim };
       const defaults = chooseTiles(problem, device.caps)!;
-      const defaultTiles = { threads: defaults.forwardThreads, rowsPerThread: defaults.forwardRowsPerThread, keys: defaults.forwardKeys };
+      const defaultTiles = defaults.forward;
       const best = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
       tuned.set(key, best.tiles);
       results.push({ dtype, headDim: headDimBucket(headDim), shape, candidates, defaultTiles, chosen: best.tiles });
@@ -94,7 +106,12 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
 }
 
 /** A tuning choice as saved by an app (e.g. JSON in localStorage): enough to restore it without re-timing. */
-export type SavedForwardTuning = Pick<ForwardTuning, 'dtype' | 'headDim' | 'chosen'>;
+export interface SavedForwardTuning {
+  readonly dtype: ForwardTuning['dtype'];
+  readonly headDim: number;
+  /** Choices saved before the tiled kernel existed have no `kernel` (they are compact shapes). */
+  readonly chosen: Omit<ForwardTiles, 'kernel'> & { readonly kernel?: ForwardTiles['kernel'] };
+}
 
 /**
  * Restores choices `tuneFlashForward` made earlier (on the same adapter), so an app can save them once and skip
@@ -105,8 +122,10 @@ export function restoreFlashTuning(device: Device, saved: readonly SavedForwardT
   const tuned = tunedForwardTilesOf(device.gpu);
   let applied = 0;
   for (const { dtype, headDim, chosen } of saved) {
-    if (!forwardTilesFit(chosen, headDim, headDim, device.caps)) continue;
-    tuned.set(forwardTuningKey(dtype, headDim, headDim), { threads: chosen.threads, rowsPerThread: chosen.rowsPerThread, keys: chosen.keys });
+    // Choices saved before the tiled kernel existed have no `kernel`: they are compact shapes.
+    const tiles: ForwardTiles = { kernel: chosen.kernel ?? 'compact', threads: chosen.threads, rowsPerThread: chosen.rowsPerThread, keys: chosen.keys };
+    if (!forwardTilesFit(tiles, headDim, headDim, device.caps)) continue;
+    tuned.set(forwardTuningKey(dtype, headDim, headDim), tiles);
     applied++;
   }
   return applied;

@@ -1,0 +1,319 @@
+// FlashAttention forward (Dao et al.) as two small matrix products per key tile, each thread owning a register
+// block of both (the SIMT GEMM layout): one workgroup per tile of BR = (THREADS / KEY_THREADS) · ROWS query rows
+// of one (batch, head). Threads form a grid of row groups (ty) × KEY_THREADS (tx); thread (ty, tx) owns query
+// rows ty·ROWS .. ty·ROWS + ROWS − 1 of the tile and
+// - in S = q kᵀ: those rows × the 4 keys tx·4 .. tx·4 + 3 of each BC = 4·KEY_THREADS-key tile;
+// - in O += P v: those rows × the output dims (vec4 columns) j·KEY_THREADS + tx.
+// q is staged once, kᵀ (transposed, 4 keys per vec4) and v once per key tile, P per key tile, all in workgroup
+// memory as f32; every per-thread array has a compile-time size and is indexed by unrolled constant loops, so it
+// lives in registers. A row's tile maximum is reduced over its KEY_THREADS threads through workgroup memory; its
+// sum l stays split over them until the end. Online softmax (running max m, sum l, unnormalised output) in f32.
+// Key tiles that no row of the workgroup may attend (causal, window, key padding, varlen bounds) are never loaded.
+// Writes out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key). When the logsumexp
+// buffer has room for 2·B·Hq·L floats (params.lse_residual), the second half receives each row's rounding residual
+// (m − lse) + log l.
+//
+// NaN inputs (as PyTorch's flash kernels): a NaN score of an allowed (row, key) pair (NaN in q row i or k row j)
+// makes row i NaN (out and logsumexp); a NaN in v[j, d] makes out[i, d] NaN for the rows i that may attend key
+// j. Keys row i may not attend (causal, window, padding, bool mask) never affect it. Scores are tested by their
+// bits; NaN values of v are kept out of the tile and flagged per key, and only rows that may attend such a key
+// read its values from memory.
+
+override THREADS: u32 = 128u;
+const ROWS: u32 = ${ROWS}u;
+const KEY_THREADS: u32 = ${KEY_THREADS}u;
+const BLOCK_N: u32 = 4u * KEY_THREADS;
+const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
+const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const QK4: u32 = HEAD_DIM_QK / 4u;
+const V4: u32 = HEAD_DIM_V / 4u;
+// Output vec4 columns per thread.
+const OUT4: u32 = V4 / KEY_THREADS;
+// Padded row strides (in vec4) of the q and P tiles, so that the rows a subgroup reads fall in different banks.
+const Q_STRIDE: u32 = QK4 + 1u;
+const P_STRIDE: u32 = KEY_THREADS + 1u;
+
+@group(0) @binding(5) var<storage, read> q: array<${T}>;
+@group(0) @binding(6) var<storage, read> k: array<${T}>;
+@group(0) @binding(7) var<storage, read> v: array<${T}>;
+@group(0) @binding(8) var<storage, read_write> out: array<${T}>;
+@group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
+
+var<workgroup> q_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * Q_STRIDE>;
+// kt_tile[d · KEY_THREADS + c4] = keys 4·c4 .. 4·c4 + 3 of the tile at dim d.
+var<workgroup> kt_tile: array<vec4<f32>, HEAD_DIM_QK * KEY_THREADS>;
+var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
+// p_tile[r · P_STRIDE + c4] = weights of row r for keys 4·c4 .. 4·c4 + 3.
+var<workgroup> p_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * P_STRIDE>;
+// Per row, one value per key thread: tile maxima, then at the end the partial sums l.
+var<workgroup> row_partials: array<f32, THREADS * ROWS>;
+// v_nan[c] == tile + 1: key c of this tile has a NaN in v; tile_v_nan == tile + 1: some key has (workgroup memory
+// starts zeroed).
+var<workgroup> v_nan: array<atomic<u32>, BLOCK_N>;
+var<workgroup> tile_v_nan: atomic<u32>;
+var<workgroup> sequence_shared: Sequence;
+
+// load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
+${VEC4_LOADERS}
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let block_rows = THREADS / KEY_THREADS * ROWS;
+  let tx = lid % KEY_THREADS;
+  let ty = lid / KEY_THREADS;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers batch entries, heads and rows from its bases.
+  let b = params.batch_base + wid.z;
+  let h = params.head_base + wid.y;
+  let kv_head = h / (params.q_heads / params.kv_heads);
+  let row0 = params.row_base + wid.x * block_rows;
+  let first_row = row0 + ty * ROWS;
+  let batch_head = b * params.q_heads + h;
+  if (lid == 0u) {
+    sequence_shared = load_sequence(b);
+  }
+  let sequence = workgroupUniformLoad(&sequence_shared);
+  let negative_infinity = params.negative_infinity;
+  if (row0 >= sequence.q_len) {
+    // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference).
+    for (var r = lid; r < block_rows; r += THREADS) {
+      if (row0 + r < params.row_end) {
+        logsumexp[batch_head * params.query_length + row0 + r] = negative_infinity;
+      }
+    }
+    return;
+  }
+  let dqk = params.head_dim_qk;
+  let dv = params.head_dim_v;
+
+  // Rows this dispatch computes: the sequence's, up to the chunk's end (a workgroup may reach past it).
+  let row_limit = min(sequence.q_len, params.row_end);
+  let row_last = min(row0 + block_rows, row_limit) - 1u;
+  // Keys any row of this workgroup may attend: bounds are monotone in the row.
+  let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
+  let key_hi = key_bounds(i32(row_last), sequence).y;
+  var tile_begin = 0u;
+  var tile_end = 0u;
+  if (key_hi >= key_lo) {
+    tile_begin = u32(key_lo) / BLOCK_N;
+    tile_end = u32(key_hi) / BLOCK_N + 1u;
+  }
+
+  // The workgroup's query rows (zero past the rows it computes).
+  for (var e = lid; e < block_rows * QK4; e += THREADS) {
+    let r = e / QK4;
+    let i = row0 + r;
+    var value = vec4<f32>(0.0);
+    if (i < row_limit) {
+      let q_base = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
+      value = load_q4(q_base, (e % QK4) * 4u, dqk, params.q_dim);
+    }
+    q_tile[r * Q_STRIDE + e % QK4] = value;
+  }
+
+  // This thread's rows: bounds (inactive rows: empty) and online-softmax state.
+  var lo: array<i32, ROWS>;
+  var hi: array<i32, ROWS>;
+  var m: array<f32, ROWS>;
+  var l: array<f32, ROWS>;
+  var poisoned: array<bool, ROWS>;
+  var acc: array<vec4<f32>, ROWS * OUT4>;
+  for (var r = 0u; r < ROWS; r++) {
+    m[r] = negative_infinity;
+    l[r] = 0.0;
+    poisoned[r] = false;
+    lo[r] = 1;
+    hi[r] = 0;
+    if (first_row + r < row_limit) {
+      let bounds = key_bounds(i32(first_row + r), sequence);
+      lo[r] = bounds.x;
+      hi[r] = bounds.y;
+    }
+    for (var j = 0u; j < OUT4; j++) {
+      acc[r * OUT4 + j] = vec4<f32>(0.0);
+    }
+  }
+  let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
+  let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
+
+  for (var tile = tile_begin; tile < tile_end; tile++) {
+    let key0 = tile * BLOCK_N;
+    workgroupBarrier();
+    // kᵀ: consecutive threads take consecutive keys of one dim quad (conflict-free stores).
+    for (var e = lid; e < BLOCK_N * QK4; e += THREADS) {
+      let c = e % BLOCK_N;
+      let d4 = e / BLOCK_N;
+      let j = key0 + c;
+      var value = vec4<f32>(0.0);
+      if (j < sequence.k_valid) {
+        value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, d4 * 4u, dqk, params.k_dim);
+      }
+      for (var t = 0u; t < 4u; t++) {
+        kt_tile[(d4 * 4u + t) * KEY_THREADS + c / 4u][c % 4u] = value[t];
+      }
+    }
+    for (var e = lid; e < BLOCK_N * V4; e += THREADS) {
+      let c = e / V4;
+      let j = key0 + c;
+      var value = vec4<f32>(0.0);
+      if (j < sequence.k_valid) {
+        value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dv, params.v_dim);
+        if (any(is_nan4(value))) {
+          atomicStore(&v_nan[c], tile + 1u);
+          atomicStore(&tile_v_nan, tile + 1u);
+          value = without_nan4(value);
+        }
+      }
+      v_tile[e] = value;
+    }
+    workgroupBarrier();
+
+    // S = q kᵀ for this thread's rows × keys key0 + 4·tx .. + 3.
+    var s: array<vec4<f32>, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+      s[r] = vec4<f32>(0.0);
+    }
+    for (var d4 = 0u; d4 < QK4; d4++) {
+      var q4: array<vec4<f32>, ROWS>;
+      for (var r = 0u; r < ROWS; r++) {
+        q4[r] = q_tile[(ty * ROWS + r) * Q_STRIDE + d4];
+      }
+      for (var t = 0u; t < 4u; t++) {
+        let keys = kt_tile[(d4 * 4u + t) * KEY_THREADS + tx];
+        for (var r = 0u; r < ROWS; r++) {
+          s[r] += q4[r][t] * keys;
+        }
+      }
+    }
+    // Scores (−∞ where masked) and each row's maximum over this thread's keys.
+    let key_first = key0 + 4u * tx;
+    for (var r = 0u; r < ROWS; r++) {
+      var row_max = negative_infinity;
+      for (var t = 0u; t < 4u; t++) {
+        let j = key_first + t;
+        var score = negative_infinity;
+        if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
+          score = masked_score(capped_score(s[r][t]).x, b, h, first_row + r, j);
+          if (is_nan(score)) {
+            poisoned[r] = true;
+            score = negative_infinity;
+          }
+        }
+        s[r][t] = score;
+        row_max = max(row_max, score);
+      }
+      row_partials[(ty * ROWS + r) * KEY_THREADS + tx] = row_max;
+    }
+    workgroupBarrier();
+
+    // Rescale to the rows' new maxima, then P = exp(S − m) (with dropout) into workgroup memory.
+    for (var r = 0u; r < ROWS; r++) {
+      var tile_max = negative_infinity;
+      for (var t = 0u; t < KEY_THREADS; t++) {
+        tile_max = max(tile_max, row_partials[(ty * ROWS + r) * KEY_THREADS + t]);
+      }
+      let m_new = max(m[r], tile_max);
+      // m = −∞: nothing accumulated yet (l and acc are 0).
+      let correction = select(exp(m[r] - m_new), 0.0, m[r] == negative_infinity);
+      l[r] *= correction;
+      for (var j = 0u; j < OUT4; j++) {
+        acc[r * OUT4 + j] *= correction;
+      }
+      m[r] = m_new;
+      // score = −∞ (masked) gives 0, also when m is still −∞.
+      let masked = s[r] == vec4<f32>(negative_infinity);
+      let p = select(exp(s[r] - vec4<f32>(m_new)), vec4<f32>(0.0), masked);
+      l[r] += p.x + p.y + p.z + p.w;
+#if DROPOUT
+      let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, first_row + r, key_first >> 2u);
+      let kept = vec4<f32>(dropout_factor(words.x), dropout_factor(words.y), dropout_factor(words.z), dropout_factor(words.w));
+      let weights = p * kept;
+#else
+      let weights = p;
+#endif
+      p_tile[(ty * ROWS + r) * P_STRIDE + tx] = weights;
+    }
+    workgroupBarrier();
+
+    // O += P v for this thread's rows × output columns j·KEY_THREADS + tx.
+    for (var c4 = 0u; c4 < KEY_THREADS; c4++) {
+      var p4: array<vec4<f32>, ROWS>;
+      for (var r = 0u; r < ROWS; r++) {
+        p4[r] = p_tile[(ty * ROWS + r) * P_STRIDE + c4];
+      }
+      for (var t = 0u; t < 4u; t++) {
+        for (var j = 0u; j < OUT4; j++) {
+          let values = v_tile[(c4 * 4u + t) * V4 + j * KEY_THREADS + tx];
+          for (var r = 0u; r < ROWS; r++) {
+            acc[r * OUT4 + j] += p4[r][t] * values;
+          }
+        }
+      }
+    }
+    if (atomicLoad(&tile_v_nan) == tile + 1u) {
+      // Rare: some keys' v rows have NaN (kept out of the tile). Rows that may attend such a key add its NaN
+      // values from memory; the others skip it (their zero weight times NaN would be NaN).
+      for (var c = 0u; c < BLOCK_N; c++) {
+        if (atomicLoad(&v_nan[c]) != tile + 1u) {
+          continue;
+        }
+        let j = key0 + c;
+        let v_address = v_base + (sequence.k_start + j) * params.v_seq;
+        for (var r = 0u; r < ROWS; r++) {
+          let masked = i32(j) < lo[r] || i32(j) > hi[r] || masked_score(0.0, b, h, first_row + r, j) == negative_infinity;
+          if (masked) {
+            continue;
+          }
+          let weight = p_tile[(ty * ROWS + r) * P_STRIDE + c / 4u][c % 4u];
+          for (var j = 0u; j < OUT4; j++) {
+            let values = load_v4(v_address, (j * KEY_THREADS + tx) * 4u, dv, params.v_dim);
+            acc[r * OUT4 + j] += select(vec4<f32>(0.0), weight * values, is_nan4(values));
+          }
+        }
+      }
+    }
+  }
+
+  // Each row's sum l over its key threads (NaN marks a poisoned row).
+  for (var r = 0u; r < ROWS; r++) {
+    row_partials[(ty * ROWS + r) * KEY_THREADS + tx] = select(l[r], nan_f32(), poisoned[r]);
+  }
+  workgroupBarrier();
+  for (var r = 0u; r < ROWS; r++) {
+    let i = first_row + r;
+    var total = 0.0;
+    for (var t = 0u; t < KEY_THREADS; t++) {
+      total += row_partials[(ty * ROWS + r) * KEY_THREADS + t];
+    }
+    let row_poisoned = is_nan(total);
+    if (i < row_limit) {
+      let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
+      let inverse = select(0.0, 1.0 / total, total > 0.0);
+      for (var j = 0u; j < OUT4; j++) {
+        let d0 = (j * KEY_THREADS + tx) * 4u;
+        for (var t = 0u; t < 4u; t++) {
+          if (d0 + t < dv) {
+            var value = ${T}(acc[r * OUT4 + j][t] * inverse);
+            if (row_poisoned) {
+              value = nan_stored();
+            }
+            out[o_base + (d0 + t) * params.o_dim] = value;
+          }
+        }
+      }
+      if (tx == 0u) {
+        let lse_index = batch_head * params.query_length + i;
+        let log_sum = log(total);
+        let lse = m[r] + log_sum;
+        logsumexp[lse_index] = select(select(negative_infinity, lse, total > 0.0), nan_f32(), row_poisoned);
+        if (params.lse_residual == 1u) {
+          // What rounding m + log l to f32 lost: backward subtracts it too, so P is exact even for huge logits.
+          // The stored value goes through an XOR with a uniform zero so that no compiler folds
+          // (m − (m + log l)) + log l to 0 algebraically (a driver doing so was seen to lose exactly this residual).
+          let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
+          logsumexp[params.lse_count + lse_index] = select(0.0, (m[r] - stored) + log_sum, total > 0.0);
+        }
+      }
+    } else if (i < params.row_end && tx == 0u) {
+      logsumexp[batch_head * params.query_length + i] = negative_infinity;
+    }
+  }
+}
