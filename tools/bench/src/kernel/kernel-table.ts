@@ -52,8 +52,15 @@ export function formatRecord(record: KernelRecord, maxReasonLength = 110): strin
   return `${head.join(' ')} ${cells.join(' ')}`.trimEnd();
 }
 
-const describeTiles = (tiles: { threads: number; rowsPerThread: number; keys: number }) =>
-  `${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys`;
+const describeTiles = (tiles: ForwardTuning['chosen']) =>
+  `${tiles.kernel} ${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys`;
+
+/** The fastest candidate of each forward kernel ("tiled 1.234 ms, compact 2.345 ms"). */
+function bestPerKernel(tuning: ForwardTuning): string {
+  const best = new Map<string, number>();
+  for (const { tiles, ms } of tuning.candidates) best.set(tiles.kernel, Math.min(ms, best.get(tiles.kernel) ?? Infinity));
+  return [...best].map(([kernel, ms]) => `${kernel} ${ms.toFixed(3)} ms`).join(', ');
+}
 
 /** `--tune` results: the chosen forward workgroup shape per dtype and head dim, against the default. */
 export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
@@ -65,7 +72,7 @@ export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
     const versus = fallback === undefined ? '' : `; default ${describeTiles(tuning.defaultTiles)} ${fallback.toFixed(3)} ms (${(fallback / chosen).toFixed(2)}×)`;
     return (
       `flash forward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ` +
-      `${describeTiles(tuning.chosen)} ${chosen.toFixed(3)} ms${versus}; ${tuning.candidates.length} candidates`
+      `${describeTiles(tuning.chosen)} ${chosen.toFixed(3)} ms${versus}; ${tuning.candidates.length} candidates (best ${bestPerKernel(tuning)})`
     );
   });
 }
