@@ -3,12 +3,17 @@ import type { Device } from '@webattn/tensor';
 import type { KernelBenchConfig } from './kernel-args';
 
 /**
- * `--tune`: flash's forward workgroup shape searched for every dtype and head dim of the run, on the first
- * shape's batch and heads with at most 2048 rows (long enough to time, short enough for the whole search).
+ * `--tune`: flash's forward kernel and workgroup shape searched for every dtype and head dim of the run, each head
+ * dim on the first shape that has it (its batch and heads, at most 2048 rows: long enough to time, short enough
+ * for the whole search), so that a small problem's choice is not made on a large one's.
  */
 export async function tuneForShapes(device: Device, config: KernelBenchConfig): Promise<ForwardTuning[]> {
-  const first = config.shapes[0]!;
   const dtypes = config.dtypes.filter((dtype) => dtype === 'f32' || device.caps.shaderF16);
-  const headDims = [...new Set(config.shapes.map((shape) => shape.headDim))];
-  return tuneFlashForward(device, { dtypes, headDims, shape: [first.batch, first.heads, Math.min(first.length, 2048)] });
+  const tunings: ForwardTuning[] = [];
+  for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
+    const first = config.shapes.find((shape) => shape.headDim === headDim)!;
+    const shape = [first.batch, first.heads, Math.min(first.length, 2048)] as const;
+    tunings.push(...(await tuneFlashForward(device, { dtypes, headDims: [headDim], shape })));
+  }
+  return tunings;
 }
