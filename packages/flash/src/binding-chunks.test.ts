@@ -1,11 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { bindingWindow, planChunks, shiftedOffset, stridedRange, type Chunk } from './binding-chunks';
 
-const extent = (batch: number, heads: number, rows: number): Chunk => ({
+const extent = (batch: number, heads: number, rows: number, keys = 1): Chunk => ({
   batch: { start: 0, count: batch },
   heads: { start: 0, count: heads },
   rows: { start: 0, count: rows },
+  keys: { start: 0, count: keys },
 });
+
+/** Rows split in multiples of `rows`, keys not split. */
+const rowSteps = (rows: number) => ({ rows, keys: 0 });
 
 /** A contiguous [B, H, N, D] f32 tensor's bytes for a chunk (no alignment). */
 const contiguousBytes = (H: number, N: number, D: number) => (chunk: Chunk) => {
@@ -47,22 +51,22 @@ describe('stridedRange and bindingWindow', () => {
 
 describe('planChunks', () => {
   it('keeps the whole problem when it fits', () => {
-    const plan = planChunks(extent(3, 4, 37), 8, 1 << 20, contiguousBytes(4, 37, 40));
+    const plan = planChunks(extent(3, 4, 37), 1 << 20, contiguousBytes(4, 37, 40), rowSteps(8));
     expect(plan).toEqual({ chunks: [extent(3, 4, 37)] });
   });
 
   it('splits batch entries first, then heads, then rows in multiples of the row step', () => {
     const bytes = contiguousBytes(4, 37, 40);
     const perHead = 37 * 40 * 4;
-    const byBatch = planChunks(extent(3, 4, 37), 8, 2 * 4 * perHead, bytes);
+    const byBatch = planChunks(extent(3, 4, 37), 2 * 4 * perHead, bytes, rowSteps(8));
     expect('chunks' in byBatch && byBatch.chunks.map((c) => [c.batch.start, c.batch.count, c.heads.count])).toEqual([
       [0, 2, 4],
       [2, 1, 4],
     ]);
-    const byHeads = planChunks(extent(3, 4, 37), 8, 2 * perHead, bytes);
+    const byHeads = planChunks(extent(3, 4, 37), 2 * perHead, bytes, rowSteps(8));
     expect('chunks' in byHeads && byHeads.chunks.length).toBe(6);
     expect('chunks' in byHeads && byHeads.chunks.every((c) => c.batch.count === 1 && c.heads.count === 2)).toBe(true);
-    const byRows = planChunks(extent(3, 4, 37), 8, 10 * 40 * 4, bytes);
+    const byRows = planChunks(extent(3, 4, 37), 10 * 40 * 4, bytes, rowSteps(8));
     if (!('chunks' in byRows)) throw new Error('expected chunks');
     expect(byRows.chunks.length).toBe(3 * 4 * 5);
     expect(byRows.chunks.slice(0, 5).map((c) => [c.rows.start, c.rows.count])).toEqual([
@@ -76,7 +80,7 @@ describe('planChunks', () => {
   });
 
   it('covers every (batch, head, row) exactly once', () => {
-    const plan = planChunks(extent(3, 5, 29), 4, 6 * 16 * 4, contiguousBytes(5, 29, 16));
+    const plan = planChunks(extent(3, 5, 29), 6 * 16 * 4, contiguousBytes(5, 29, 16), rowSteps(4));
     if (!('chunks' in plan)) throw new Error('expected chunks');
     const seen = new Uint8Array(3 * 5 * 29);
     for (const c of plan.chunks) {
@@ -87,13 +91,59 @@ describe('planChunks', () => {
     expect(seen.every((count) => count === 1)).toBe(true);
   });
 
+  it('splits keys after heads, in multiples of the key step, keys innermost', () => {
+    // k of one head: keys × 16 B; q: rows × 16 B.
+    const bytes = (chunk: Chunk) => [
+      { name: 'q', bytes: chunk.rows.count * 16 },
+      { name: 'k', bytes: chunk.keys.count * 16 },
+    ];
+    const plan = planChunks(extent(1, 2, 40, 1000), 8000, bytes, { rows: 8, keys: 100 });
+    expect('chunks' in plan && plan.chunks.map((c) => [c.heads.start, c.rows.count, c.keys.start, c.keys.count])).toEqual([
+      [0, 40, 0, 500],
+      [0, 40, 500, 500],
+      [1, 40, 0, 500],
+      [1, 40, 500, 500],
+    ]);
+    // Rows and keys both too large (504 rows take 8064 B): the combination with the fewest chunks (ties: fewer key splits).
+    const both = planChunks(extent(1, 1, 1000, 1000), 8000, bytes, { rows: 8, keys: 100 });
+    expect('chunks' in both && both.chunks.map((c) => [c.rows.start, c.rows.count, c.keys.start, c.keys.count])).toEqual([
+      [0, 256, 0, 500],
+      [0, 256, 500, 500],
+      [256, 256, 0, 500],
+      [256, 256, 500, 500],
+      [512, 256, 0, 500],
+      [512, 256, 500, 500],
+      [768, 232, 0, 500],
+      [768, 232, 500, 500],
+    ]);
+    // A key step at or above the key count, or 0, does not split keys.
+    expect(planChunks(extent(1, 1, 8, 1000), 8000, bytes, { rows: 8, keys: 1000 })).toEqual({ overflow: { name: 'k', bytes: 16000 } });
+  });
+
+  it('covers every (batch, head, row, key) exactly once and honours `accept`', () => {
+    const bytes = (chunk: Chunk) => [{ name: 'mask', bytes: chunk.rows.count * chunk.keys.count }];
+    const accept = (chunk: Chunk) => chunk.rows.count * chunk.heads.count <= 4;
+    const plan = planChunks(extent(2, 3, 13, 37), 60, bytes, { rows: 1, keys: 5, accept });
+    if (!('chunks' in plan)) throw new Error('expected chunks');
+    const seen = new Uint8Array(2 * 3 * 13 * 37);
+    for (const c of plan.chunks) {
+      expect(accept(c) && bytes(c)[0]!.bytes <= 60).toBe(true);
+      expect(c.keys.start % 5).toBe(0);
+      for (let b = c.batch.start; b < c.batch.start + c.batch.count; b++)
+        for (let h = c.heads.start; h < c.heads.start + c.heads.count; h++)
+          for (let i = c.rows.start; i < c.rows.start + c.rows.count; i++)
+            for (let j = c.keys.start; j < c.keys.start + c.keys.count; j++) seen[((b * 3 + h) * 13 + i) * 37 + j]! += 1;
+    }
+    expect(seen.every((count) => count === 1)).toBe(true);
+  });
+
   it('reports the largest binding of the smallest chunk when nothing fits', () => {
     const bytes = (chunk: Chunk) => [
       { name: 'q', bytes: chunk.rows.count * 16 },
       { name: 'k', bytes: 5000 },
     ];
-    expect(planChunks(extent(2, 2, 100), 8, 4096, bytes)).toEqual({ overflow: { name: 'k', bytes: 5000 } });
+    expect(planChunks(extent(2, 2, 100), 4096, bytes, rowSteps(8))).toEqual({ overflow: { name: 'k', bytes: 5000 } });
     // Rows may not split (row step ≥ rows): one head's q is the overflow.
-    expect(planChunks(extent(2, 2, 1000), 1000, 8000, (c) => [{ name: 'q', bytes: c.rows.count * 16 }])).toEqual({ overflow: { name: 'q', bytes: 16000 } });
+    expect(planChunks(extent(2, 2, 1000), 8000, (c) => [{ name: 'q', bytes: c.rows.count * 16 }], rowSteps(1000))).toEqual({ overflow: { name: 'q', bytes: 16000 } });
   });
 });

@@ -75,7 +75,7 @@ describe('checkFlash and the binding limit', () => {
     expect(checkFlash(long, caps())).toEqual([]);
   });
 
-  it('accepts packed varlen buffers larger than one binding (split over sequences), refusing one sequence\'s keys over it', () => {
+  it('accepts packed varlen buffers larger than one binding (split over sequences), and one sequence\'s keys over it (split over keys)', () => {
     // [total, H, D] memory; B × the longest sequence bounds the rows: 4 × 60000 rows × 4 heads × 64 × 4 B = 245 MB.
     const packed = (heads: number) => ({ batch: 0, sequence: heads * 64, head: 64, dim: 1, offset: 0 });
     const layout = { q: packed(4), k: packed(2), v: packed(2), out: packed(4) };
@@ -83,23 +83,48 @@ describe('checkFlash and the binding limit', () => {
     expect(4 * 60000 * 4 * 64 * 4).toBeGreaterThan(2 ** 27);
     expect(checkFlash({ ...varlen, requiresGrad: false }, caps())).toEqual([]);
     expect(checkFlash(varlen, caps())).toEqual([]);
-    // The keys of one kv head of the longest sequence are bound whole: 600000 keys (stride 2 · 64) of one kv head
-    // span 599999 · 128 + 64 elements, plus up to 63 more before them at the least favourable alignment.
+    // 600000 keys (stride 2 · 64) of one kv head span 307 MB: the forward runs split-KV over key chunks, the
+    // backward splits dQ and dK/dV over keys.
     const longKeys = { ...varlen, queryLength: 100, keyLength: 600_000 };
-    const rejections = checkFlash({ ...longKeys, requiresGrad: false }, caps());
-    expect(rejections.map((r) => [r.check, r.got])).toEqual([['k binding size', `${(599_999 * 128 + 64 + 63) * 4} B`]]);
-    expect(checkFlash(longKeys, caps()).map((r) => r.check)).toEqual(['k binding size']);
+    expect(checkFlash({ ...longKeys, requiresGrad: false }, caps())).toEqual([]);
+    expect(checkFlash(longKeys, caps())).toEqual([]);
   });
 
-  it('rejects keys of one kv head larger than one binding, naming the size', () => {
+  it('accepts keys of one kv head larger than one binding, forward and backward (split over keys)', () => {
     const keys = 600_000;
     const longKeys = problem({ requiresGrad: false, batch: 1, queryLength: 4, keyLength: keys, layout: { q: bhndLayout(4, 4, 64), k: bhndLayout(2, keys, 64), v: bhndLayout(2, keys, 64), out: bhndLayout(4, 4, 64) } });
-    const rejections = checkFlash(longKeys, caps());
-    expect(rejections.map((r) => [r.check, r.got])).toEqual([['k binding size', '153600000 B']]);
+    expect(keys * 64 * 4).toBeGreaterThan(2 ** 27);
+    expect(checkFlash(longKeys, caps())).toEqual([]);
+    expect(checkFlash({ ...longKeys, requiresGrad: true }, caps())).toEqual([]);
+  });
+
+  it('accepts a logsumexp larger than one binding (bound per chunk of rows)', () => {
+    // 2 · B·Hq·L floats with the residual: 2 · 8 · 32 · 70000 · 4 B = 143 MB.
+    const rows = 70_000;
+    const many = problem({ batch: 8, queryHeads: 32, kvHeads: 8, queryLength: rows, keyLength: 64, headDimQk: 8, headDimV: 8, causal: false, layout: { q: bhndLayout(32, rows, 8), k: bhndLayout(8, 64, 8), v: bhndLayout(8, 64, 8), out: bhndLayout(32, rows, 8) } });
+    expect(2 * 8 * 32 * rows * 4).toBeGreaterThan(2 ** 27);
+    expect(checkFlash(many, caps())).toEqual([]);
+  });
+
+  it('rejects what does not fit even the smallest chunk, naming the binding: a dense mask whose 256 rows exceed it in the backward', () => {
+    // An f32 mask [L, S] with S = 200000: 256 rows × S × 4 B = 205 MB (the forward splits it to single rows).
+    const [rows, keys] = [300, 200_000];
+    const masked = problem({
+      batch: 1,
+      queryLength: rows,
+      keyLength: keys,
+      causal: false,
+      layout: { q: bhndLayout(4, rows, 64), k: bhndLayout(2, keys, 64), v: bhndLayout(2, keys, 64), out: bhndLayout(4, rows, 64) },
+      mask: { kind: 'additive', dtype: 'f32', strides: { batch: 0, head: 0, row: keys, column: 1 }, offset: 0 },
+    });
+    expect(checkFlash({ ...masked, requiresGrad: false }, caps())).toEqual([]);
+    const rejections = checkFlash(masked, caps());
+    // The smallest dQ chunk: 256 rows × 256 keys of the mask.
+    const bytes = (255 * keys + 256) * 4;
+    expect(rejections.map((r) => [r.check, r.got])).toEqual([['mask binding size', `${bytes} B`]]);
     expect(rejections[0]!.message).toBe(
-      'flash: k binding size 153600000 B, need ≤ 134217728 B (maxStorageBufferBindingSize; flash splits over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward delta whole)',
+      `flash: mask binding size ${bytes} B, need ≤ 134217728 B (maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and 256 rows × 256 keys in the backward, and this binding does not fit even then)`,
     );
-    expect(checkFlash({ ...longKeys, requiresGrad: true }, caps()).map((r) => r.check)).toEqual(['k binding size']);
   });
 });
 

@@ -1,7 +1,8 @@
 import { rejection, type AttentionLayout, type AttentionProblem, type Rejection } from '@webattn/tensor';
 import type { Overflow } from './binding-chunks';
-import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue, type KernelBindings } from './flash-chunks';
+import { OVERFLOW_REASON, backwardBindings, forwardBindings, planKernelChunks, planKeyValue, type KernelBindings } from './flash-chunks';
 import { MAX_HEAD_DIM, chooseTiles, minimumStorage, type FlashCaps } from './flash-tiles';
+import { splitKvKernelsOf } from './split-kv-record';
 
 const BACKEND = 'flash';
 
@@ -41,9 +42,11 @@ export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejectio
     const gradients = { gradOut: problem.layout.out, dq: problem.layout.q, dk: problem.layout.k, dv: problem.layout.v };
     // Packed varlen: no offsets here, so plan for sequences all as long as the longest ('longest').
     const packing = problem.varlen ? 'longest' : undefined;
-    const forward = forwardBindings(problem, true, packing);
+    // The forward falls back to split-KV over key chunks when the flash kernel's smallest chunk does not fit.
+    const flashForward = checkBindings(problem, caps, BACKEND, [forwardBindings(problem, true, packing)]);
+    if (flashForward.length > 0) bindings.push(...checkBindings(problem, caps, BACKEND, [splitKvKernelsOf(problem, caps, true, packing).plan]));
     const { delta, query } = backwardBindings(problem, gradients, true, packing);
-    bindings.push(...checkBindings(problem, caps, BACKEND, problem.requiresGrad ? [forward, delta, query] : [forward]));
+    if (problem.requiresGrad && bindings.length === 0) bindings.push(...checkBindings(problem, caps, BACKEND, [delta, query]));
     const keyValue = problem.requiresGrad && bindings.length === 0 ? planKeyValue(problem, gradients, true, caps.maxStorageBufferBindingSize, packing) : null;
     if (keyValue && 'overflow' in keyValue) bindings.push(bindingRejection(BACKEND, keyValue.overflow, caps.maxStorageBufferBindingSize));
   }
@@ -51,9 +54,10 @@ export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejectio
 }
 
 /**
- * Flash splits a dispatch over batch entries (packed varlen: sequences), heads and query rows so that no binding
- * exceeds the limit; it refuses only when even one head's chunk does not fit (the keys and values of one kv head,
- * the logsumexp and the backward's delta are bound whole). For packed varlen the kernels are planned with
+ * Flash splits a dispatch over batch entries (packed varlen: sequences), heads, query rows and keys so that no
+ * binding exceeds the limit (the logsumexp and the backward's delta follow the chunk's rows); it refuses only when
+ * even the smallest chunk does not fit (e.g. a dense mask's row stride times 256 rows in the backward). For
+ * packed varlen the kernels are planned with
  * 'longest' packing: the rows of the longest sequence at the least favourable alignment, so that any packing
  * with these longest lengths fits (the raw-buffer API without host offsets binds whole buffers and checks them
  * when recording). Run after checkCommon found nothing (it needs valid sizes).
@@ -73,7 +77,7 @@ function bindingRejection(backend: string, overflow: Overflow, limit: number): R
     `${overflow.name} binding size`,
     `${overflow.bytes} B`,
     `≤ ${limit} B`,
-    'maxStorageBufferBindingSize; flash splits over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward delta whole',
+    OVERFLOW_REASON,
   );
 }
 

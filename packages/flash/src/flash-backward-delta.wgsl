@@ -1,5 +1,6 @@
 // Backward preprocessing: delta_i = Σ_d dO[i, d] · O[i, d] (f32), one thread per query row. gradOut has its own
-// layout (params.g_*). delta is [B, Hq, L] like the logsumexp.
+// layout (params.g_*). delta is [B, Hq, L] like the logsumexp; its binding holds the chunk's rows from
+// params.delta_base on (row-stats.ts).
 
 override BLOCK_M: u32 = 64u;
 
@@ -23,5 +24,5 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var d = 0u; d < params.head_dim_v; d++) {
     sum += f32(out[o_base + d * params.o_dim]) * f32(grad_out[g_base + d * params.g_dim]);
   }
-  delta[(b * params.q_heads + h) * params.query_length + i] = sum;
+  delta[(b * params.q_heads + h) * params.query_length + i - params.delta_base] = sum;
 }

@@ -6,9 +6,11 @@
 // row with a NaN logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the Q tile (they are
 // such rows), so that the zero dS of a masked pair cannot spread them.
 //
-// When the query rows of one kv head do not fit a storage binding, the recording splits them (binding-chunks.ts):
-// each dispatch covers the query heads [group_first, group_first + group_count) of the group and the rows
-// [query_row_first, query_row_end), in the unsplit order (heads, then row tiles). This source is then compiled
+// A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
+// multiples of the workgroup's keys) and the query rows [row_base, row_end). When the query rows of one kv head do
+// not fit a storage binding, the recording splits them: each dispatch covers the query heads
+// [group_first, group_first + group_count) of the group and a range of rows (multiples of BLOCK_M), in the
+// unsplit order (heads, then row tiles). This source is then compiled
 // with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
 // params.kv_partial is 1 (so the sums continue exactly), and flash-backward-finish.wgsl writes them out.
 
@@ -44,13 +46,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // Global indices: a chunked dispatch (binding-chunks.ts) covers batch entries and kv heads from its bases.
   let b = params.batch_base + wid.z;
   let kv_head = params.head_base + wid.y;
-  let key0 = params.row_base + wid.x * THREADS * ROWS;
+  let key0 = params.key_base + wid.x * THREADS * ROWS;
   let first_key = key0 + lid * ROWS;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);
   }
   let sequence = workgroupUniformLoad(&sequence_shared);
-  if (key0 >= sequence.k_len) {
+  // This dispatch's keys, and those of them that may be attended.
+  let key_end = min(sequence.k_len, params.key_end);
+  let valid_end = min(sequence.k_valid, params.key_end);
+  if (key0 >= key_end) {
     return;
   }
   let dqk = params.head_dim_qk;
@@ -61,8 +66,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // Rows that may attend some key of this workgroup.
   var tile_begin = 0u;
   var tile_end = 0u;
-  if (key0 < sequence.k_valid && sequence.q_len > 0u) {
-    let key_last = min(key0 + THREADS * ROWS, sequence.k_valid) - 1u;
+  if (key0 < valid_end && sequence.q_len > 0u) {
+    let key_last = min(key0 + THREADS * ROWS, valid_end) - 1u;
     let rows = row_bounds(i32(key0), i32(key_last), sequence);
     if (rows.y >= rows.x) {
       tile_begin = u32(rows.x) / BLOCK_M;
@@ -70,11 +75,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
   }
   // This dispatch's query rows (all of them unless split; the split points are multiples of BLOCK_M).
-  tile_begin = max(tile_begin, params.query_row_first / BLOCK_M);
-  tile_end = min(tile_end, (params.query_row_end + BLOCK_M - 1u) / BLOCK_M);
+  tile_begin = max(tile_begin, params.row_base / BLOCK_M);
+  tile_end = min(tile_end, (params.row_end + BLOCK_M - 1u) / BLOCK_M);
 
   // This thread's keys [first_key, last_key] (valid ones only; none: last_key < first_key).
-  let last_key = i32(min(first_key + ROWS, sequence.k_valid)) - 1;
+  let last_key = i32(min(first_key + ROWS, valid_end)) - 1;
   var k_rows: array<vec4<f32>, ROWS * QK4>;
   var v_rows: array<vec4<f32>, ROWS * V4>;
   var dk_acc: array<vec4<f32>, ROWS * QK4>;
@@ -91,7 +96,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       dv_acc[t * V4 + d4] = vec4<f32>(0.0);
       v_rows[t * V4 + d4] = vec4<f32>(0.0);
     }
-    if (params.kv_partial == 1u && j < sequence.k_len) {
+    if (params.kv_partial == 1u && j < key_end) {
       // Continue the sums of the previous dispatches (f32 scratch, see the header); NaN marks a poisoned key.
       let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
       let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
@@ -106,7 +111,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         dv_acc[t * V4 + d / 4u][d % 4u] = value;
       }
     }
-    if (j < sequence.k_valid) {
+    if (j < valid_end) {
       let k_address = params.k_offset + b * params.k_batch + kv_head * params.k_head + (sequence.k_start + j) * params.k_seq;
       let v_address = params.v_offset + b * params.v_batch + kv_head * params.v_head + (sequence.k_start + j) * params.v_seq;
       for (var d4 = 0u; d4 < QK4; d4++) {
@@ -148,10 +153,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         var row_delta = 0.0;
         var residual = 0.0;
         if (i < sequence.q_len) {
-          lse = logsumexp[batch_head * params.query_length + i];
-          row_delta = delta[batch_head * params.query_length + i];
+          // Rows of the logsumexp and delta bindings (row-stats.ts).
+          let row_index = batch_head * params.query_length + i;
+          lse = logsumexp[row_index - params.lse_base];
+          row_delta = delta[row_index - params.delta_base];
           if (params.lse_residual == 1u) {
-            residual = logsumexp[params.lse_count + batch_head * params.query_length + i];
+            residual = logsumexp[params.lse_count + row_index - params.lse_base];
           }
         }
         lse_tile[r] = lse;
@@ -229,7 +236,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   for (var t = 0u; t < ROWS; t++) {
     let j = first_key + t;
-    if (j < sequence.k_len) {
+    if (j < key_end) {
       let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
       let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
       for (var d = 0u; d < dqk; d++) {

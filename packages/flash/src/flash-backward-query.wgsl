@@ -4,6 +4,11 @@
 // dS = P ∘ (dP̃ − delta). A row whose logsumexp is NaN (the forward found a NaN it may attend) gets a NaN dQ;
 // NaN keys are kept out of the K tile (every row that may attend them is such a row), so that the zero dS of a
 // masked pair cannot spread them.
+//
+// When the keys do not fit a storage binding, the recording splits them (binding-chunks.ts): each dispatch covers
+// the key tiles of [key_base, key_end) (multiples of BLOCK_N), in the unsplit order. This source is then compiled
+// with ${GRADIENT_T} = f32: dq is f32 scratch holding the running sums, loaded at the start when
+// params.dq_partial is 1 (so the sums continue exactly), and flash-backward-query-finish.wgsl writes them out.
 
 override THREADS: u32 = 64u;
 override BLOCK_N: u32 = 16u;
@@ -19,7 +24,7 @@ const V4: u32 = HEAD_DIM_V / 4u;
 @group(0) @binding(8) var<storage, read> grad_out: array<${T}>;
 @group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
-@group(0) @binding(11) var<storage, read_write> dq: array<${T}>;
+@group(0) @binding(11) var<storage, read_write> dq: array<${GRADIENT_T}>;
 
 var<workgroup> k_tile: array<vec4<f32>, BLOCK_N * QK4>;
 var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
@@ -57,6 +62,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     tile_begin = u32(key_lo) / BLOCK_N;
     tile_end = u32(key_hi) / BLOCK_N + 1u;
   }
+  // This dispatch's keys (all of them unless split; the split points are multiples of BLOCK_N).
+  tile_begin = max(tile_begin, params.key_base / BLOCK_N);
+  tile_end = min(tile_end, (params.key_end + BLOCK_N - 1u) / BLOCK_N);
 
   let batch_head = b * params.q_heads + h;
   // This thread's rows (inactive rows and rows without any allowed key: empty bounds).
@@ -86,11 +94,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       do_rows[r * V4 + d4] = vec4<f32>(0.0);
     }
     if (i < row_limit) {
-      lse[r] = logsumexp[batch_head * params.query_length + i];
+      // Rows of the logsumexp and delta bindings (row-stats.ts).
+      let row_index = batch_head * params.query_length + i;
+      lse[r] = logsumexp[row_index - params.lse_base];
       if (params.lse_residual == 1u) {
-        lse_residual[r] = logsumexp[params.lse_count + batch_head * params.query_length + i];
+        lse_residual[r] = logsumexp[params.lse_count + row_index - params.lse_base];
       }
-      row_delta[r] = delta[batch_head * params.query_length + i];
+      row_delta[r] = delta[row_index - params.delta_base];
       poisoned[r] = is_nan(lse[r]);
       if (!poisoned[r] && lse[r] > negative_infinity) {
         let bounds = key_bounds(i32(i), sequence);
@@ -105,6 +115,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
       for (var d4 = 0u; d4 < V4; d4++) {
         do_rows[r * V4 + d4] = load_grad_out4(g_address, d4 * 4u, dvd, params.g_dim);
+      }
+      if (params.dq_partial == 1u) {
+        // Continue the sums of the previous key chunks (f32 scratch, see the header).
+        let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
+        for (var d = 0u; d < dqk; d++) {
+          dq_acc[r * QK4 + d / 4u][d % 4u] = f32(dq[dq_address + d * params.dq_dim]);
+        }
       }
     }
   }
@@ -195,7 +212,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (i < row_limit) {
       let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
       for (var d = 0u; d < dqk; d++) {
-        dq[dq_address + d * params.dq_dim] = select(${T}(dq_acc[r * QK4 + d / 4u][d % 4u]), nan_stored(), poisoned[r]);
+        dq[dq_address + d * params.dq_dim] = select(${GRADIENT_T}(dq_acc[r * QK4 + d / 4u][d % 4u]), ${GRADIENT_NAN}, poisoned[r]);
       }
     }
   }

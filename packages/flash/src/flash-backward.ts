@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
-import { shiftedOffset, type Chunk } from './binding-chunks';
+import { largest, rowGroups, shiftedOffset, type Chunk } from './binding-chunks';
 import { checkFlash, layoutSpan } from './check-flash';
 import {
   assertBufferHolds,
@@ -17,28 +17,41 @@ import {
   backwardBindings,
   chunkArguments,
   dispatchChunks,
+  finishChunk,
   keyValuePartialBindings,
   overflowMessage,
   planKeyValue,
+  queryPartialBindings,
+  queryScratch,
   requireChunks,
   type PackedRows,
 } from './flash-chunks';
 import { chooseTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
-import { rawRecorder, type KernelRecorder } from './recorder';
+import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
+import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
 import deltaSource from './flash-backward-delta.wgsl?raw';
 import keyValueSource from './flash-backward-key-value.wgsl?raw';
 import querySource from './flash-backward-query.wgsl?raw';
 import finishSource from './flash-backward-finish.wgsl?raw';
+import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
 
 /**
- * The dK/dV kernel's source: writing dk and dv in the problem's dtype, or (partial) running f32 sums in scratch
- * that later dispatches continue and flash-backward-finish.wgsl writes out.
+ * A gradient kernel's source: writing its gradients in the problem's dtype, or (partial) running f32 sums in
+ * scratch that later dispatches continue and a finish kernel writes out.
  */
+function gradientSource(source: string, partial: boolean): string {
+  return source.replaceAll('${GRADIENT_T}', partial ? 'f32' : '${T}').replaceAll('${GRADIENT_NAN}', partial ? 'nan_f32()' : 'nan_stored()');
+}
+
+/** The dK/dV kernel's source (see gradientSource). */
 export function keyValueSourceFor(partial: boolean): string {
-  return keyValueSource
-    .replaceAll('${GRADIENT_T}', partial ? 'f32' : '${T}')
-    .replaceAll('${GRADIENT_NAN}', partial ? 'nan_f32()' : 'nan_stored()');
+  return gradientSource(keyValueSource, partial);
+}
+
+/** The dQ kernel's source (see gradientSource). */
+export function querySourceFor(partial: boolean): string {
+  return gradientSource(querySource, partial);
 }
 
 /**
@@ -63,10 +76,27 @@ export function gradientLayouts(problem: AttentionProblem, layouts: Partial<Grad
   };
 }
 
+/** What the backward's recording functions share. */
+interface BackwardRun {
+  readonly recorder: KernelRecorder;
+  readonly problem: AttentionProblem;
+  readonly gradients: GradientLayouts;
+  readonly residual: boolean;
+  readonly packing: PackedRows | undefined;
+  readonly limit: number;
+  readonly tensors: Parameters<typeof chunkArguments>[3];
+  readonly optional: readonly (readonly [number, GPUBuffer])[];
+  readonly uniforms: (chunk: ChunkUniforms) => ArrayBuffer;
+  /** The logsumexp (read) and delta bindings of a kernel dispatched over `chunks` of these heads. */
+  readonly rowStats: (heads: ChunkHeads, chunks: readonly Chunk[]) => ChunkBinding[];
+}
+
 /**
  * Records the three backward kernels (no checks): delta = rowsum(dO ∘ O) into a temporary [B, Hq, L] f32 buffer
- * (the only extra memory), then dK/dV over key tiles and dQ over query tiles, both recomputing P from q, k and
- * the logsumexp (no N×N buffer, no atomics: the same bits on every run).
+ * (the only extra memory besides chunking scratch), then dK/dV over key tiles and dQ over query tiles, both
+ * recomputing P from q, k and the logsumexp (no N×N buffer, no atomics: the same bits on every run). Chunked
+ * (binding-chunks.ts) when a binding would exceed the limit: over keys too, where dQ and dK/dV continue f32 sums
+ * in scratch in the unsplit order, so the results keep their bits.
  */
 export function recordFlashBackward(
   recorder: KernelRecorder,
@@ -80,7 +110,8 @@ export function recordFlashBackward(
   const variant = variantOf(problem);
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;
-  // Split into chunks (batch entries × query heads × rows; kv heads for dK/dV) when a binding would exceed the limit.
+  // Split into chunks (batch entries × query heads × rows × keys; kv heads × keys for dK/dV) when a binding would
+  // exceed the limit.
   const packing = buffers.packedRows;
   const kernels = backwardBindings(problem, gradients, residual, packing);
   const limit = caps.maxStorageBufferBindingSize;
@@ -93,15 +124,22 @@ export function recordFlashBackward(
   if ('overflow' in keyValuePlan) {
     throw new InvalidArgumentError(`flash backward cannot run this problem:\n  - ${overflowMessage(keyValuePlan.overflow, limit)}`);
   }
-  const uniforms = (chunk: ChunkUniforms) => packFlashUniforms(problem, gradients, undefined, residual, chunk);
-  const optional = wholeOptionalBindings(problem, buffers);
-  const tensors = { ...buffers };
-  const delta = recorder.temporary(
-    Math.max(4, batch * queryHeads * queryLength * 4),
-    GPUBufferUsage.STORAGE,
-    'flash backward delta',
-  );
-  const rowsPerWorkgroup = tiles.forwardThreads * tiles.forwardRowsPerThread;
+  const delta = recorder.temporary(Math.max(4, batch * queryHeads * queryLength * 4), GPUBufferUsage.STORAGE, 'flash backward delta');
+  const run: BackwardRun = {
+    recorder,
+    problem,
+    gradients,
+    residual,
+    packing,
+    limit,
+    tensors: { ...buffers },
+    optional: wholeOptionalBindings(problem, buffers),
+    uniforms: (chunk) => packFlashUniforms(problem, gradients, undefined, residual, chunk),
+    rowStats: (heads, kernelChunks) => [
+      logsumexpBinding(recorder, problem, heads, { buffer: buffers.logsumexp, residual, limit, binding: BINDING.first + 4, access: 'read', chunks: kernelChunks }),
+      deltaBinding(problem, heads, { buffer: delta, limit, binding: BINDING.first + 5 }),
+    ],
+  };
   if (queryLength > 0) {
     dispatchChunks(
       recorder,
@@ -109,13 +147,13 @@ export function recordFlashBackward(
       problem,
       kernels.delta,
       chunks.delta,
-      tensors,
-      [...optional, [BINDING.first + 2, delta]],
-      uniforms,
+      run.tensors,
+      run.optional,
+      run.uniforms,
       (chunk) => [Math.ceil(chunk.rows.count / tiles.rows), chunk.heads.count, chunk.batch.count],
+      [deltaBinding(problem, 'query', { buffer: delta, limit, binding: BINDING.first + 2 })],
     );
   }
-  const whole: [number, GPUBuffer][] = [...optional, [BINDING.first + 4, buffers.logsumexp], [BINDING.first + 5, delta]];
   const keysPerWorkgroup = tiles.backwardKeys * tiles.forwardRowsPerThread;
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
   if (keyLength > 0 && 'direct' in keyValuePlan) {
@@ -125,73 +163,114 @@ export function recordFlashBackward(
       problem,
       kernels.keyValue,
       keyValuePlan.direct,
-      tensors,
-      whole,
-      uniforms,
-      (chunk) => [Math.ceil(chunk.rows.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
+      run.tensors,
+      run.optional,
+      run.uniforms,
+      (chunk) => [Math.ceil(chunk.keys.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
+      run.rowStats('kv', keyValuePlan.direct),
     );
   }
   if (keyLength > 0 && 'partial' in keyValuePlan) {
-    const source = flashKernel('flash-backward-key-value-partial', keyValueSourceFor(true), variant, tiles, keyValueConstants);
-    const finish = flashKernel('flash-backward-finish', finishSource, variant, tiles, { THREADS: tiles.backwardKeys });
-    recordPartialKeyValue(recorder, problem, gradients, residual, packing, keyValuePlan.partial, {
-      source,
-      finish,
-      tensors,
-      whole,
-      optional,
-      uniforms,
-      workgroups: Math.ceil(keyLength / keysPerWorkgroup),
-      finishWorkgroups: Math.ceil(keyLength / tiles.backwardKeys),
+    recordPartialKeyValue(run, keyValuePlan.partial, {
+      source: flashKernel('flash-backward-key-value-partial', keyValueSourceFor(true), variant, tiles, keyValueConstants),
+      finish: flashKernel('flash-backward-finish', finishSource, variant, tiles, { THREADS: tiles.backwardKeys }),
+      keysPerWorkgroup,
+      finishThreads: tiles.backwardKeys,
     });
   }
   if (queryLength > 0) {
+    const queryConstants = { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys };
+    const rowsPerWorkgroup = tiles.forwardThreads * tiles.forwardRowsPerThread;
+    const workgroups = (chunk: Chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count] as const;
+    if (chunks.query.every((chunk) => chunk.keys.count === keyLength)) {
+      const source = flashKernel('flash-backward-query', querySourceFor(false), variant, tiles, queryConstants);
+      dispatchChunks(recorder, source, problem, kernels.query, chunks.query, run.tensors, run.optional, run.uniforms, workgroups, run.rowStats('query', chunks.query));
+    } else {
+      recordPartialQuery(run, chunks.query, {
+        source: flashKernel('flash-backward-query-partial', querySourceFor(true), variant, tiles, queryConstants),
+        finish: flashKernel('flash-backward-query-finish', queryFinishSource, variant, tiles, { THREADS: tiles.rows }),
+        workgroups,
+        finishThreads: tiles.rows,
+      });
+    }
+  }
+}
+
+/** A scratch buffer bound from its start over `bytes`. */
+const scratchBinding = (buffer: GPUBuffer, bytes: number): BoundBuffer => ({ buffer, offset: 0, size: Math.max(4, bytes) });
+
+/**
+ * dQ when the keys do not fit one binding: per row chunk, the partial kernel runs over its key chunks in order,
+ * continuing f32 sums in scratch (the rows' [heads, rows, Dqk], seen through the dq_* uniforms); then the finish
+ * kernel writes those rows of dq in its layout and dtype.
+ */
+function recordPartialQuery(
+  run: BackwardRun,
+  chunks: readonly Chunk[],
+  kernels: { source: KernelSource; finish: KernelSource; workgroups: (chunk: Chunk) => readonly [number, number, number]; finishThreads: number },
+): void {
+  const { recorder, problem, packing } = run;
+  const bindings = queryPartialBindings(problem, run.gradients, run.residual, packing);
+  const groups = rowGroups(chunks);
+  const scratchOf = (chunk: Chunk) => queryScratch(problem, chunk, packing);
+  const most = largest(groups.map((group) => scratchOf(group[0]!).elements));
+  const scratch = recorder.temporary(most * 4, GPUBufferUsage.STORAGE, 'flash backward dq scratch');
+  const rowStats = run.rowStats('query', chunks);
+  for (const group of groups) {
+    const { layout, elements } = scratchOf(group[0]!);
+    const partialLayout = { dq_batch: layout.batch, dq_head: layout.head, dq_seq: layout.sequence, dq_dim: layout.dim, dq_offset: layout.offset };
+    group.forEach((chunk, index) => {
+      dispatchChunks(
+        recorder,
+        kernels.source,
+        problem,
+        bindings.partial,
+        [chunk],
+        run.tensors,
+        [...run.optional, [BINDING.first + 6, scratchBinding(scratch, elements * 4)]],
+        (values) => run.uniforms({ ...values, ...partialLayout, dq_partial: index === 0 ? 0 : 1 }),
+        kernels.workgroups,
+        rowStats,
+      );
+    });
+    const rows = { ...group[0]!, keys: { start: 0, count: problem.keyLength } };
+    const scratchLayout = { s_batch: layout.batch, s_head: layout.head, s_seq: layout.sequence, s_dim: layout.dim, s_offset: layout.offset };
     dispatchChunks(
       recorder,
-      flashKernel('flash-backward-query', querySource, variant, tiles, { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys }),
+      kernels.finish,
       problem,
-      kernels.query,
-      chunks.query,
-      tensors,
-      whole,
-      uniforms,
-      (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+      bindings.finish,
+      [rows],
+      run.tensors,
+      [...run.optional, [BINDING.first, scratchBinding(scratch, elements * 4)]],
+      (values) => run.uniforms({ ...values, ...scratchLayout }),
+      (chunk) => [Math.ceil(chunk.rows.count / kernels.finishThreads), chunk.heads.count, chunk.batch.count],
     );
   }
 }
 
 /**
- * dK/dV one kv head at a time when its query rows do not fit a binding: the partial kernel runs over chunks of
- * the kv head's query heads × rows (in the unsplit order), continuing f32 sums in scratch [S, D]; then the finish
- * kernel writes dk and dv in their layouts and dtype.
+ * dK/dV one kv head and key range at a time when its query rows do not fit a binding: the partial kernel runs
+ * over chunks of the kv head's query heads × rows (in the unsplit order), continuing f32 sums in scratch
+ * [keys, D]; then the finish kernel writes that key range of dk and dv in their layouts and dtype.
  */
 function recordPartialKeyValue(
-  recorder: KernelRecorder,
-  problem: AttentionProblem,
-  gradients: GradientLayouts,
-  residual: boolean,
-  packing: PackedRows | undefined,
+  run: BackwardRun,
   plan: readonly (readonly Chunk[])[],
-  run: {
-    source: KernelSource;
-    finish: KernelSource;
-    tensors: Parameters<typeof chunkArguments>[3];
-    whole: readonly (readonly [number, GPUBuffer])[];
-    optional: readonly (readonly [number, GPUBuffer])[];
-    uniforms: (chunk: ChunkUniforms) => ArrayBuffer;
-    workgroups: number;
-    finishWorkgroups: number;
-  },
+  kernels: { source: KernelSource; finish: KernelSource; keysPerWorkgroup: number; finishThreads: number },
 ): void {
-  const { keyLength, headDimQk, headDimV } = problem;
-  const bindings = keyValuePartialBindings(problem, gradients, residual, packing);
+  const { recorder, problem, packing } = run;
+  const { headDimQk, headDimV } = problem;
+  const bindings = keyValuePartialBindings(problem, run.gradients, run.residual, packing);
   const group = problem.queryHeads / problem.kvHeads;
-  const scratchK = recorder.temporary(keyLength * headDimQk * 4, GPUBufferUsage.STORAGE, 'flash backward dk scratch');
-  const scratchV = recorder.temporary(keyLength * headDimV * 4, GPUBufferUsage.STORAGE, 'flash backward dv scratch');
-  // dk and dv point at the scratch: contiguous f32 [S, D] (packed varlen: shifted back by the sequence's first key,
-  // as the kernel adds it; u32 arithmetic wraps).
-  const scratchOf = (b: number) => {
-    const keyStart = problem.varlen && packing ? packing.cuSeqlensK[b]! : 0;
+  const most = largest(plan.map((chunks) => chunks[0]!.keys.count));
+  const scratchK = recorder.temporary(most * headDimQk * 4, GPUBufferUsage.STORAGE, 'flash backward dk scratch');
+  const scratchV = recorder.temporary(most * headDimV * 4, GPUBufferUsage.STORAGE, 'flash backward dv scratch');
+  const rowStats = run.rowStats('query', plan.flat());
+  // dk and dv point at the scratch: contiguous f32 [keys, D] from the chunk's first key (packed varlen: also
+  // shifted back by the sequence's first key, as the kernel adds it; u32 arithmetic wraps).
+  const scratchOf = (chunk: Chunk) => {
+    const keyStart = (problem.varlen && packing ? packing.cuSeqlensK[chunk.batch.start]! : 0) + chunk.keys.start;
     return {
       dk_batch: 0, dk_head: 0, dk_seq: headDimQk, dk_dim: 1, dk_offset: shiftedOffset(0, keyStart * headDimQk),
       dv_batch: 0, dv_head: 0, dv_seq: headDimV, dv_dim: 1, dv_offset: shiftedOffset(0, keyStart * headDimV),
@@ -200,33 +279,40 @@ function recordPartialKeyValue(
   for (const chunks of plan) {
     const first = chunks[0]!;
     const kvHead = Math.floor(first.heads.start / group);
-    const scratch = scratchOf(first.batch.start);
+    const scratch = scratchOf(first);
+    const keys = first.keys.count;
     chunks.forEach((chunk, index) => {
-      const args = chunkArguments(problem, bindings.partial, chunk, run.tensors);
-      recorder.dispatch(
-        run.source,
-        [...run.whole, ...args.bindings, [BINDING.first + 6, scratchK], [BINDING.first + 7, scratchV]],
-        run.uniforms({
-          ...args.uniforms,
-          ...scratch,
-          head_base: kvHead,
-          row_base: 0,
-          group_first: chunk.heads.start - kvHead * group,
-          group_count: chunk.heads.count,
-          query_row_first: chunk.rows.start,
-          query_row_end: chunk.rows.start + chunk.rows.count,
-          kv_partial: index === 0 ? 0 : 1,
-        }),
-        [run.workgroups, 1, 1],
+      dispatchChunks(
+        recorder,
+        kernels.source,
+        problem,
+        bindings.partial,
+        [chunk],
+        run.tensors,
+        [...run.optional, [BINDING.first + 6, scratchBinding(scratchK, keys * headDimQk * 4)], [BINDING.first + 7, scratchBinding(scratchV, keys * headDimV * 4)]],
+        (values) =>
+          run.uniforms({
+            ...values,
+            ...scratch,
+            head_base: kvHead,
+            group_first: chunk.heads.start - kvHead * group,
+            group_count: chunk.heads.count,
+            kv_partial: index === 0 ? 0 : 1,
+          }),
+        () => [Math.ceil(keys / kernels.keysPerWorkgroup), 1, 1],
+        rowStats,
       );
     });
-    const keys: Chunk = { batch: first.batch, heads: { start: kvHead, count: 1 }, rows: { start: 0, count: keyLength } };
-    const args = chunkArguments(problem, bindings.finish, keys, run.tensors);
-    recorder.dispatch(
-      run.finish,
-      [...run.optional, [BINDING.first, scratchK], [BINDING.first + 1, scratchV], ...args.bindings],
-      run.uniforms(args.uniforms),
-      [run.finishWorkgroups, 1, 1],
+    dispatchChunks(
+      recorder,
+      kernels.finish,
+      problem,
+      bindings.finish,
+      [finishChunk(problem, first, group)],
+      run.tensors,
+      [...run.optional, [BINDING.first, scratchBinding(scratchK, keys * headDimQk * 4)], [BINDING.first + 1, scratchBinding(scratchV, keys * headDimV * 4)]],
+      run.uniforms,
+      () => [Math.ceil(keys / kernels.finishThreads), 1, 1],
     );
   }
 }

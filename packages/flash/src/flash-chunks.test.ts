@@ -1,19 +1,18 @@
 /**
  * Problems larger than one storage binding: flash splits its dispatches over batch entries (packed varlen:
- * sequences), heads and query rows (binding-chunks.ts, flash-chunks.ts). A lowered binding limit splits small problems into many chunks,
- * whose results must equal the unsplit run bit for bit; one real case exceeds lavapipe's 128 MiB.
+ * sequences), heads and query rows (binding-chunks.ts, flash-chunks.ts). A lowered binding limit splits small
+ * problems into many chunks, whose results must equal the unsplit run bit for bit; one real case exceeds
+ * lavapipe's 128 MiB. Key chunks and per-chunk logsumexp bindings: flash-key-chunks.test.ts.
  */
 import { gpu } from '../test/test-device';
 import { attentionReference, attentionReferenceBackward } from '@webattn/reference';
-import { InvalidArgumentError, bhndLayout, describeAttention, full, tensor, type AttentionProblem, type Tensor } from '@webattn/tensor';
+import { InvalidArgumentError, bhndLayout, describeAttention, full, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues, relativeL2 } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backwardReferences, compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase, type Prepared } from '../test/flash-harness';
+import { both, expectCloseToReferences, expectSameBits, runPacked, runRaw } from '../test/chunked-runs';
+import { compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
-import { flashAttentionBackward } from './flash-backward';
-import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue, type PackedRows } from './flash-chunks';
-import { flashAttentionForward, type FlashForwardBuffers } from './flash-forward';
-import type { GradientLayouts } from './flash-uniforms';
+import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
 import { splitKvAttentionForward, splitKvKernels } from './split-kv';
 import { forwardTilesFit, forwardTuningKey, tunedForwardTilesOf } from './flash-tiles';
 
@@ -23,148 +22,6 @@ afterAll(() => gpu?.destroy());
 function boolMask(batch: number, rows: number, keys: number, seed: number): number[] {
   const noise = randomValues(batch * rows * keys, seed, 0, 1);
   return Array.from(noise, (x) => (x < 0.2 ? 0 : 1));
-}
-
-interface Outputs {
-  readonly out: Float32Array;
-  readonly logsumexp: Float32Array;
-  readonly dq?: Float32Array;
-  readonly dk?: Float32Array;
-  readonly dv?: Float32Array;
-}
-
-/** NaN-poisoned outputs and gradients (query rows × heads and key rows × kv heads lead their shapes). */
-function poisonedTargets(problem: AttentionProblem, queryRows: number[], keyRows: number[], layouts: GradientLayouts) {
-  const device = gpu!;
-  const { batch, queryHeads, queryLength, headDimQk, headDimV, dtype } = problem;
-  const poisoned = (shape: number[], type: 'f32' | 'f16' = dtype) => full(device, shape, Number.NaN, { dtype: type });
-  const targets = {
-    out: poisoned([...queryRows, headDimV]),
-    logsumexp: poisoned([2 * batch * queryHeads * queryLength], 'f32'),
-    dq: poisoned([...queryRows, headDimQk]),
-    dk: poisoned([...keyRows, headDimQk]),
-    dv: poisoned([...keyRows, headDimV]),
-  };
-  device.submit();
-  return {
-    ...targets,
-    layouts,
-    dispose() {
-      for (const t of Object.values(targets)) t.dispose();
-      device.submit();
-    },
-  };
-}
-
-type Targets = ReturnType<typeof poisonedTargets>;
-
-/** The forward's buffers: the prepared inputs and the poisoned out and logsumexp (with residual). */
-function inputBuffers(prepared: Prepared, targets: Targets) {
-  return {
-    q: prepared.q.buffer,
-    k: prepared.k.buffer,
-    v: prepared.v.buffer,
-    out: targets.out.buffer,
-    logsumexp: targets.logsumexp.buffer,
-    logsumexpResidual: true,
-  };
-}
-
-/** Records the raw forward and (with gradOut) backward at most `limit` bytes per binding, then reads the targets. */
-async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuffers, targets: Targets, gradOut: Tensor | null, limit?: number): Promise<Outputs> {
-  const device = gpu!;
-  const options = limit === undefined ? {} : { maxStorageBindingSize: limit };
-  await expectNoGpuErrors(device, () => {
-    flashAttentionForward(device.gpu, problem, buffers, options);
-    if (gradOut) {
-      const gradients = { gradOut: gradOut.buffer, dq: targets.dq.buffer, dk: targets.dk.buffer, dv: targets.dv.buffer, layouts: targets.layouts };
-      flashAttentionBackward(device.gpu, problem, { ...buffers, ...gradients }, options);
-    }
-  });
-  const rows = problem.batch * problem.queryHeads * problem.queryLength;
-  const read = async (t: Tensor) => (await t.toArray()) as Float32Array;
-  return {
-    out: await read(targets.out),
-    logsumexp: (await read(targets.logsumexp)).slice(0, rows),
-    ...(gradOut ? { dq: await read(targets.dq), dk: await read(targets.dk), dv: await read(targets.dv) } : {}),
-  };
-}
-
-/** Runs the raw-buffer forward (and backward) with at most `limit` bytes per binding, on NaN-poisoned outputs. */
-async function runRaw(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor | null, limit?: number): Promise<Outputs> {
-  const { batch, queryHeads, kvHeads, queryLength, keyLength, headDimQk, headDimV } = problem;
-  const targets = poisonedTargets(problem, [batch, queryHeads, queryLength], [batch, kvHeads, keyLength], {
-    gradOut: bhndLayout(queryHeads, queryLength, headDimV),
-    dq: bhndLayout(queryHeads, queryLength, headDimQk),
-    dk: bhndLayout(kvHeads, keyLength, headDimQk),
-    dv: bhndLayout(kvHeads, keyLength, headDimV),
-  });
-  const withOut = { ...problem, layout: { ...problem.layout, out: targets.layouts.gradOut } };
-  const buffers = {
-    ...inputBuffers(prepared, targets),
-    ...(prepared.attnMask ? { mask: prepared.attnMask.buffer } : {}),
-  };
-  try {
-    return await recordAndRead(withOut, buffers, targets, gradOut, limit);
-  } finally {
-    targets.dispose();
-  }
-}
-
-/** A u32 storage buffer holding `values` (the GPU copy of cu_seqlens). */
-function u32Buffer(values: readonly number[]): GPUBuffer {
-  const buffer = gpu!.gpu.createBuffer({ size: Math.max(16, values.length * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  gpu!.gpu.queue.writeBuffer(buffer, 0, Uint32Array.from(values));
-  return buffer;
-}
-
-/**
- * Packed varlen ([total, H, D] tensors) through the raw-buffer forward and backward at most `limit` bytes per
- * binding, on NaN-poisoned outputs; `packedRows` (the host offsets) lets them split over sequences.
- */
-async function runPacked(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor, packedRows: PackedRows | undefined, limit?: number): Promise<Outputs> {
-  const { queryHeads, kvHeads, headDimQk, headDimV } = problem;
-  const packed = (heads: number, dim: number) => ({ batch: 0, sequence: heads * dim, head: dim, dim: 1, offset: 0 });
-  const targets = poisonedTargets(problem, [prepared.q.shape[0]!, queryHeads], [prepared.k.shape[0]!, kvHeads], {
-    gradOut: packed(queryHeads, headDimV),
-    dq: packed(queryHeads, headDimQk),
-    dk: packed(kvHeads, headDimQk),
-    dv: packed(kvHeads, headDimV),
-  });
-  const withOut = { ...problem, layout: { ...problem.layout, out: targets.layouts.gradOut } };
-  const cuSeqlensQ = u32Buffer(Array.from(prepared.options.cuSeqlensQ!));
-  const cuSeqlensK = u32Buffer(Array.from(prepared.options.cuSeqlensK!));
-  const buffers = { ...inputBuffers(prepared, targets), cuSeqlensQ, cuSeqlensK, ...(packedRows ? { packedRows } : {}) };
-  try {
-    return await recordAndRead(withOut, buffers, targets, gradOut, limit);
-  } finally {
-    targets.dispose();
-    cuSeqlensQ.destroy();
-    cuSeqlensK.destroy();
-  }
-}
-
-/** Split results (forward and backward) against the float64 and same-precision references of the case. */
-async function expectCloseToReferences(split: Outputs, prepared: Prepared, gradOut: Tensor, gradValues: Float32Array, dtype: 'f32' | 'f16', context: string) {
-  const forward = forwardReferences(prepared, dtype);
-  const hostGrad = { data: dtype === 'f16' ? ((await gradOut.toArray()) as Float32Array) : gradValues, shape: [...gradOut.shape] };
-  const backward = backwardReferences(prepared, hostGrad, dtype);
-  for (const c of [
-    compare('out', split.out, forward.exact.out, forward.same.out, dtype),
-    compare('logsumexp', split.logsumexp, forward.exact.logsumexp, forward.same.logsumexp, dtype),
-    compare('dq', split.dq!, backward.exact.dq, backward.same.dq, dtype),
-    compare('dk', split.dk!, backward.exact.dk, backward.same.dk, dtype),
-    compare('dv', split.dv!, backward.exact.dv, backward.same.dv, dtype),
-  ]) {
-    expect(c.error, `${c.name} error ${c.error} > ${c.allowed} at ${c.index}: ${context}`).toBeLessThanOrEqual(c.allowed);
-  }
-}
-
-function expectSameBits(name: string, split: Float32Array | undefined, whole: Float32Array | undefined, context: string): void {
-  const a = new Uint32Array(split!.buffer, split!.byteOffset, split!.length);
-  const b = new Uint32Array(whole!.buffer, whole!.byteOffset, whole!.length);
-  const first = a.findIndex((bits, index) => bits !== b[index]);
-  expect(first, `${name}: split run differs from the unsplit one at ${first} (${split![first]} vs ${whole![first]}); ${context}`).toBe(-1);
 }
 
 const GQA_CASE = (dtype: 'f32' | 'f16', seed: number): FlashCase => ({
@@ -206,7 +63,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
       const gradValues = randomValues(3 * 4 * 37 * 40, seed + 3, -1, 1);
       const gradOut = tensor(device, gradValues, [3, 4, 37, 40], { dtype });
       const whole = await runRaw(prepared, problem, gradOut);
-      const split = await runRaw(prepared, problem, gradOut, limit);
+      const split = await runRaw(prepared, problem, gradOut, both(limit));
       for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
       await expectCloseToReferences(split, prepared, gradOut, gradValues, dtype, context);
       for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
@@ -257,12 +114,13 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     const gradValues = randomValues(2 * 600 * 40, seed + 3, -1, 1);
     const gradOut = tensor(device, gradValues, [1, 2, 600, 40]);
     const whole = await runRaw(prepared, problem, gradOut);
-    const split = await runRaw(prepared, problem, gradOut, limit);
+    const split = await runRaw(prepared, problem, gradOut, both(limit));
     for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
     await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f32', context);
-    // The keys of one kv head stay bound whole: below their size the backward refuses, naming it.
-    await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(InvalidArgumentError);
-    await expect(runRaw(prepared, problem, gradOut, 4096)).rejects.toThrow(/binding size \d+ B, need ≤ 4096 B/);
+    // Key chunks hold at least one split (the forward) or 256 keys (the backward): 29 keys of 160 B do not fit
+    // 4096 B, and the forward refuses, naming the binding.
+    await expect(runRaw(prepared, problem, gradOut, both(4096))).rejects.toThrow(InvalidArgumentError);
+    await expect(runRaw(prepared, problem, gradOut, both(4096))).rejects.toThrow(/k binding size 4640 B, need ≤ 4096 B/);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
@@ -296,20 +154,20 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
       for (const kernel of [forwardBindings(problem, true, packedRows), kernels.delta, kernels.query, kernels.keyValue]) {
         const plan = planKernelChunks(problem, kernel, limit);
         expect('chunks' in plan && plan.chunks.map((c) => [c.batch.start, c.batch.count, c.heads.count]), context).toEqual([
-          [0, 2, kernel.over === 'rows' ? 4 : 2],
-          [2, 2, kernel.over === 'rows' ? 4 : 2],
-          [4, 1, kernel.over === 'rows' ? 4 : 2],
+          [0, 2, kernel.heads === 'query' ? 4 : 2],
+          [2, 2, kernel.heads === 'query' ? 4 : 2],
+          [4, 1, kernel.heads === 'query' ? 4 : 2],
         ]);
       }
       const gradValues = randomValues(100 * 4 * 40, seed + 3, -1, 1);
       const gradOut = tensor(device, gradValues, [100, 4, 40], { dtype });
       const whole = await runPacked(prepared, problem, gradOut, packedRows);
-      const split = await runPacked(prepared, problem, gradOut, packedRows, limit);
+      const split = await runPacked(prepared, problem, gradOut, packedRows, both(limit));
       for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
       await expectCloseToReferences(split, prepared, gradOut, gradValues, dtype, context);
       // Without the host offsets the raw API binds whole buffers: over the limit it refuses, naming the fix.
-      await expect(runPacked(prepared, problem, gradOut, undefined, limit)).rejects.toThrow(InvalidArgumentError);
-      await expect(runPacked(prepared, problem, gradOut, undefined, limit)).rejects.toThrow(/q buffer \(\d+ B\) is bound whole.*packedRows/);
+      await expect(runPacked(prepared, problem, gradOut, undefined, both(limit))).rejects.toThrow(InvalidArgumentError);
+      await expect(runPacked(prepared, problem, gradOut, undefined, both(limit))).rejects.toThrow(/q buffer \(\d+ B\) is bound whole.*packedRows/);
       for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
     });
   }
@@ -352,13 +210,13 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     const gradValues = randomValues(323 * 4 * 40, seed + 3, -1, 1);
     const gradOut = tensor(device, gradValues, [323, 4, 40]);
     const whole = await runPacked(prepared, problem, gradOut, packedRows);
-    const split = await runPacked(prepared, problem, gradOut, packedRows, limit);
+    const split = await runPacked(prepared, problem, gradOut, packedRows, both(limit));
     for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
     await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f32', context);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
-  it('split-KV: chunks of batch entries × kv heads (GQA, bool mask, causal) give the unsplit bits', async () => {
+  it('split-KV: chunks of batch entries × kv heads, and of keys (GQA, bool mask, causal), give the unsplit bits', async () => {
     const device = gpu!;
     const seed = freshSeed();
     const spec: FlashCase = {
@@ -395,10 +253,22 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
       logsumexp.dispose();
       return result;
     };
+    // One kv head's keys do not fit below 140800 B: chunks of 300 keys (3 of the 11 splits of 100 keys), the last
+    // 200, each with all 3 rows and the mask's rows × keys.
+    const keysLimit = 60000;
+    const keyPlan = planKernelChunks(problem, splitKvKernels(problem), keysLimit);
+    expect('chunks' in keyPlan && keyPlan.chunks.slice(0, 4).map((c) => [c.heads.start, c.rows.count, c.keys.start, c.keys.count]), context).toEqual([
+      [0, 3, 0, 300],
+      [0, 3, 300, 300],
+      [0, 3, 600, 300],
+      [0, 3, 900, 200],
+    ]);
     const whole = await run();
-    const split = await run(limit);
-    expectSameBits('out', split.out, whole.out, context);
-    expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
+    for (const split of [await run(limit), await run(keysLimit)]) {
+      expectSameBits('out', split.out, whole.out, context);
+      expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
+    }
+    const split = await run(keysLimit);
     const forward = forwardReferences(prepared, 'f32');
     for (const c of [
       compare('out', split.out, forward.exact.out, forward.same.out, 'f32'),
@@ -427,7 +297,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     tunedForwardTilesOf(device.gpu).set(key, tuned);
     try {
       const whole = await runRaw(prepared, problem, null);
-      const split = await runRaw(prepared, problem, null, 90000);
+      const split = await runRaw(prepared, problem, null, both(90000));
       expectSameBits('out', split.out, whole.out, context);
       expectSameBits('logsumexp', split.logsumexp, whole.logsumexp, context);
       const forward = forwardReferences(prepared, 'f32');

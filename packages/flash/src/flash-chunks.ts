@@ -1,8 +1,9 @@
 /**
- * Which buffer ranges each flash kernel binds for a chunk of batch entries × heads × rows (binding-chunks.ts
- * plans the chunks), and the dispatch arguments of one chunk: sub-range bindings plus the uniforms that shift
- * the tensors' offsets and give the chunk's bases. Used by the recording functions and by `checkFlash` and
- * `checkSplitKv` (to refuse only problems whose smallest chunk still does not fit a binding).
+ * Which buffer ranges each flash kernel binds for a chunk of batch entries × heads × query rows × keys
+ * (binding-chunks.ts plans the chunks), and the dispatch arguments of one chunk: sub-range bindings plus the
+ * uniforms that shift the tensors' offsets and give the chunk's bases. The logsumexp and delta bindings follow
+ * the chunk's rows (row-stats.ts). Used by the recording functions and by `checkFlash` and `checkSplitKv` (to
+ * refuse only problems whose smallest chunk still does not fit a binding).
  */
 import { InvalidArgumentError, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import {
@@ -12,6 +13,7 @@ import {
   stridedRange,
   windowBytes,
   type Chunk,
+  type ChunkSteps,
   type ElementRange,
   type IndexRange,
   type Overflow,
@@ -19,11 +21,17 @@ import {
 import { BINDING } from './flash-kernels';
 import type { ChunkUniforms, GradientLayouts } from './flash-uniforms';
 import type { BoundBuffer, KernelRecorder } from './recorder';
+import { chunkRows, deltaBindingBytes, logsumexpBindingBytes, type ChunkBinding, type ChunkHeads } from './row-stats';
 
 /** minStorageBufferOffsetAlignment: 256 is WebGPU's default and the largest value a device may ask for. */
 export const BINDING_ALIGNMENT = 256;
 /** Row chunks start at multiples of this (the dK/dV kernel's query tiles, ≤ 64 rows, divide it); row-tiled kernels stop at the chunk's row_end. */
 export const ROW_STEP = 256;
+/**
+ * Key chunks start at multiples of this: the dQ kernel's key tiles (≤ 64 keys) and the dK/dV kernel's workgroups
+ * (≤ 64 threads × 4 keys) divide it, so a chunk's keys are whole tiles and workgroups, as in the unsplit run.
+ */
+export const KEY_STEP = 256;
 
 export type FlashTensorName = 'q' | 'k' | 'v' | 'out' | 'gradOut' | 'dq' | 'dk' | 'dv' | 'mask';
 
@@ -52,14 +60,23 @@ export interface PackedRows {
  */
 export type Packing = PackedRows | 'longest' | undefined;
 
-/** What a kernel binds: tensors split per chunk, plus buffers bound whole (sizes per chunk, for the limit). */
+/** A binding's size for a chunk (compared with the limit when planning). */
+export interface BindingSize {
+  readonly name: string;
+  readonly bytes: number;
+}
+
+/** What a kernel binds: tensors split per chunk, plus other buffers (their sizes per chunk and limit, for planning). */
 export interface KernelBindings {
-  /** 'rows': chunks of query heads and query rows; 'keys': chunks of kv heads, all keys (dK/dV). */
-  readonly over: 'rows' | 'keys';
+  /** 'query': chunks of query heads; 'kv': chunks of kv heads with all their query heads (dK/dV). */
+  readonly heads: ChunkHeads;
+  /** How its rows and keys may split (binding-chunks.ts). */
+  readonly steps: ChunkSteps;
   /** Packed varlen without host offsets: one chunk, tensors bound whole (`assertWholeBuffersFit` checks them). */
   readonly bindWhole: boolean;
   readonly tensors: readonly ChunkedTensor[];
-  readonly whole: (chunk: Chunk) => readonly { readonly name: string; readonly bytes: number }[];
+  /** Its other bindings (scratch, logsumexp, delta): their sizes for a chunk under a binding limit. */
+  readonly others: (chunk: Chunk, limit: number) => readonly BindingSize[];
 }
 
 const elementBytes = (problem: AttentionProblem) => (problem.dtype === 'f16' ? 2 : 4);
@@ -111,12 +128,12 @@ function leastAligned(range: ElementRange, bytes: number): ElementRange {
 }
 
 /**
- * A tensor of the query side ([B, Hq, L, D]: q, out, gradOut, dq) or the key side ([B, Hkv, S, D]: k, v, dk, dv)
- * for a kernel chunked over `over`.
+ * A tensor of the query side ([B, Hq, L, D]: q, out, gradOut, dq; a chunk's rows) or the key side
+ * ([B, Hkv, S, D]: k, v, dk, dv; a chunk's keys) for a kernel whose chunks cover `heads`.
  */
 function tensor(
   problem: AttentionProblem,
-  over: KernelBindings['over'],
+  heads: ChunkHeads,
   name: FlashTensorName,
   binding: number,
   uniform: ChunkedTensor['uniform'],
@@ -128,83 +145,105 @@ function tensor(
   const group = problem.queryHeads / problem.kvHeads;
   const bytes = elementBytes(problem);
   const all = (count: number): IndexRange => ({ start: 0, count });
-  const padded = (batch: IndexRange, heads: IndexRange, rows: IndexRange) => layoutRange(layout, batch, heads, rows, dim);
+  const padded = (batch: IndexRange, headRange: IndexRange, rows: IndexRange) => layoutRange(layout, batch, headRange, rows, dim);
   // Packed varlen: one sequence axis (batch stride 0) holding the chunk's sequences' rows.
   const host = typeof packing === 'object' ? packing : null;
   const longest = side === 'query' ? problem.queryLength : problem.keyLength;
   const cu = !problem.varlen ? [] : host ? (side === 'query' ? host.cuSeqlensQ : host.cuSeqlensK) : longestOffsets(problem.batch, longest);
-  const packed = (batch: IndexRange, heads: IndexRange, rows: IndexRange) => {
-    const range = layoutRange(layout, all(1), heads, packedRowRange(cu, batch, rows), dim);
+  const packed = (batch: IndexRange, headRange: IndexRange, rows: IndexRange) => {
+    const range = layoutRange(layout, all(1), headRange, packedRowRange(cu, batch, rows), dim);
     return host ? range : leastAligned(range, bytes);
   };
   const rangeOf = problem.varlen ? packed : padded;
   const range = (chunk: Chunk): ElementRange => {
-    if (over === 'rows') {
-      return side === 'query'
-        ? rangeOf(chunk.batch, chunk.heads, chunk.rows)
-        : rangeOf(chunk.batch, kvHeadsOf(chunk.heads, group), all(problem.keyLength));
-    }
-    return side === 'query'
-      ? rangeOf(chunk.batch, queryHeadsOf(chunk.heads, group), all(problem.queryLength))
-      : rangeOf(chunk.batch, chunk.heads, chunk.rows);
+    if (side === 'query') return rangeOf(chunk.batch, heads === 'query' ? chunk.heads : queryHeadsOf(chunk.heads, group), chunk.rows);
+    return rangeOf(chunk.batch, heads === 'query' ? kvHeadsOf(chunk.heads, group) : chunk.heads, chunk.keys);
   };
   return { name, binding, uniform, offset: layout.offset, bytes, range };
 }
 
-/** The mask (when the problem has one) over the chunk's batch entries, query heads and rows, all keys. */
-function maskTensor(problem: AttentionProblem, over: KernelBindings['over']): ChunkedTensor[] {
+/** The mask (when the problem has one) over the chunk's batch entries, query heads, rows and keys. */
+function maskTensor(problem: AttentionProblem, heads: ChunkHeads): ChunkedTensor[] {
   const mask = problem.mask;
   if (mask.kind === 'none') return [];
   const group = problem.queryHeads / problem.kvHeads;
   const bytes = mask.dtype === 'bool' ? 1 : mask.dtype === 'f16' ? 2 : 4;
-  const range = (chunk: Chunk) => {
-    const heads = over === 'rows' ? chunk.heads : queryHeadsOf(chunk.heads, group);
-    const rows = over === 'rows' ? chunk.rows : { start: 0, count: problem.queryLength };
-    return stridedRange(mask.offset, [
+  const range = (chunk: Chunk) =>
+    stridedRange(mask.offset, [
       { stride: mask.strides.batch, ...chunk.batch },
-      { stride: mask.strides.head, ...heads },
-      { stride: mask.strides.row, ...rows },
-      { stride: mask.strides.column, start: 0, count: problem.keyLength },
+      { stride: mask.strides.head, ...(heads === 'query' ? chunk.heads : queryHeadsOf(chunk.heads, group)) },
+      { stride: mask.strides.row, ...chunk.rows },
+      { stride: mask.strides.column, ...chunk.keys },
     ]);
-  };
   return [{ name: 'mask', binding: BINDING.mask, uniform: 'mask_offset', offset: mask.offset, bytes, range }];
 }
 
-/** Bytes of the f32 logsumexp buffer (twice B·Hq·L with the rounding residual): bound whole. */
-export function logsumexpBytes(problem: AttentionProblem, residual: boolean): number {
-  return problem.batch * problem.queryHeads * problem.queryLength * 4 * (residual ? 2 : 1);
-}
+/** The logsumexp binding's size for a chunk (row-stats.ts). */
+const logsumexpSize = (problem: AttentionProblem, residual: boolean, heads: ChunkHeads) => (chunk: Chunk, limit: number): BindingSize => ({
+  name: 'logsumexp',
+  bytes: logsumexpBindingBytes(problem, residual, limit, chunkRows(problem, heads, chunk)),
+});
+
+const deltaSize = (problem: AttentionProblem, heads: ChunkHeads) => (chunk: Chunk, limit: number): BindingSize => ({
+  name: 'delta',
+  bytes: deltaBindingBytes(problem, limit, chunkRows(problem, heads, chunk)),
+});
 
 const FIRST = BINDING.first;
 
 /** The inputs every attention kernel binds first: the mask (if any), then q, k and v at FIRST..FIRST + 2. */
-function attentionInputs(problem: AttentionProblem, over: KernelBindings['over'], packing: Packing): ChunkedTensor[] {
+function attentionInputs(problem: AttentionProblem, heads: ChunkHeads, packing: Packing): ChunkedTensor[] {
   const { layout, headDimQk, headDimV } = problem;
   return [
-    ...maskTensor(problem, over),
-    tensor(problem, over, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk, packing),
-    tensor(problem, over, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk, packing),
-    tensor(problem, over, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV, packing),
+    ...maskTensor(problem, heads),
+    tensor(problem, heads, 'q', FIRST, 'q_offset', layout.q, 'query', headDimQk, packing),
+    tensor(problem, heads, 'k', FIRST + 1, 'k_offset', layout.k, 'key', headDimQk, packing),
+    tensor(problem, heads, 'v', FIRST + 2, 'v_offset', layout.v, 'key', headDimV, packing),
   ];
 }
 
 /** Packed varlen without host offsets cannot be split: its kernels bind whole buffers. */
 const bindsWhole = (problem: AttentionProblem, packing: Packing) => problem.varlen && packing === undefined;
 
+/** The flash forward kernel: chunks of query heads × rows, all keys (it cannot split them; see splitKvBindings). */
 export function forwardBindings(problem: AttentionProblem, residual: boolean, packing?: Packing): KernelBindings {
-  const lse = logsumexpBytes(problem, residual);
   return {
-    over: 'rows',
+    heads: 'query',
+    steps: { rows: ROW_STEP, keys: 0 },
     bindWhole: bindsWhole(problem, packing),
     tensors: [
-      ...attentionInputs(problem, 'rows', packing),
-      tensor(problem, 'rows', 'out', FIRST + 3, 'o_offset', problem.layout.out, 'query', problem.headDimV, packing),
+      ...attentionInputs(problem, 'query', packing),
+      tensor(problem, 'query', 'out', FIRST + 3, 'o_offset', problem.layout.out, 'query', problem.headDimV, packing),
     ],
-    whole: () => [{ name: 'logsumexp', bytes: lse }],
+    others: (chunk, limit) => [logsumexpSize(problem, residual, 'query')(chunk, limit)],
   };
 }
 
-/** Backward kernels: delta = rowsum(dO ∘ O), dQ (chunked over query rows) and dK/dV (chunked over kv heads). */
+/**
+ * The f32 scratch in which dQ sums over key chunks (flash-backward-query.wgsl compiled with f32 gradients), as a
+ * layout seen through the dq_* uniforms: the chunk's rows packed [batch entries, heads, rows, Dqk] (packed varlen:
+ * [its packed rows, heads, Dqk]), offset back by the chunk's first element so that global indices land in it.
+ */
+export function queryScratch(problem: AttentionProblem, chunk: Chunk, packing: Packing): { layout: AttentionLayout; elements: number } {
+  const dim = problem.headDimQk;
+  const heads = chunk.heads.count;
+  if (problem.varlen && typeof packing === 'object') {
+    const rows = packedRowRange(packing.cuSeqlensQ, chunk.batch, chunk.rows);
+    const sequence = heads * dim;
+    const first = rows.start * sequence + chunk.heads.start * dim;
+    return { layout: { batch: 0, head: dim, sequence, dim: 1, offset: shiftedOffset(0, first) }, elements: Math.max(1, rows.count * sequence) };
+  }
+  // Padded (and the 'longest' estimate of packed varlen, every sequence as long as the longest).
+  const head = chunk.rows.count * dim;
+  const batch = heads * head;
+  const first = chunk.batch.start * batch + chunk.heads.start * head + chunk.rows.start * dim;
+  return { layout: { batch, head, sequence: dim, dim: 1, offset: shiftedOffset(0, first) }, elements: Math.max(1, chunk.batch.count * batch) };
+}
+
+/**
+ * Backward kernels: delta = rowsum(dO ∘ O) (chunks of query heads × rows), dQ (query heads × rows × keys: over
+ * several key chunks it sums in f32 scratch) and dK/dV (kv heads × keys, all query rows).
+ */
 export function backwardBindings(
   problem: AttentionProblem,
   gradients: GradientLayouts,
@@ -213,73 +252,119 @@ export function backwardBindings(
 ): { delta: KernelBindings; query: KernelBindings; keyValue: KernelBindings } {
   const { layout, headDimQk, headDimV } = problem;
   const bindWhole = bindsWhole(problem, packing);
-  const whole = () => [
-    { name: 'logsumexp', bytes: logsumexpBytes(problem, residual) },
-    { name: 'delta', bytes: logsumexpBytes(problem, false) },
+  const rowStats = (heads: ChunkHeads) => (chunk: Chunk, limit: number) => [
+    logsumexpSize(problem, residual, heads)(chunk, limit),
+    deltaSize(problem, heads)(chunk, limit),
   ];
-  const inputs = (over: KernelBindings['over']) => [
-    ...attentionInputs(problem, over, packing),
-    tensor(problem, over, 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
+  const inputs = (heads: ChunkHeads) => [
+    ...attentionInputs(problem, heads, packing),
+    tensor(problem, heads, 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
   ];
   return {
     delta: {
-      over: 'rows',
+      heads: 'query',
+      steps: { rows: ROW_STEP, keys: 0 },
       bindWhole,
       tensors: [
-        tensor(problem, 'rows', 'out', FIRST, 'o_offset', layout.out, 'query', headDimV, packing),
-        tensor(problem, 'rows', 'gradOut', FIRST + 1, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
+        tensor(problem, 'query', 'out', FIRST, 'o_offset', layout.out, 'query', headDimV, packing),
+        tensor(problem, 'query', 'gradOut', FIRST + 1, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
       ],
-      whole: () => [{ name: 'delta', bytes: logsumexpBytes(problem, false) }],
+      others: (chunk, limit) => [deltaSize(problem, 'query')(chunk, limit)],
     },
     query: {
-      over: 'rows',
+      heads: 'query',
+      steps: { rows: ROW_STEP, keys: KEY_STEP },
       bindWhole,
-      tensors: [...inputs('rows'), tensor(problem, 'rows', 'dq', FIRST + 6, 'dq_offset', gradients.dq, 'query', headDimQk, packing)],
-      whole,
+      tensors: [...inputs('query'), tensor(problem, 'query', 'dq', FIRST + 6, 'dq_offset', gradients.dq, 'query', headDimQk, packing)],
+      others: (chunk, limit) => [
+        ...rowStats('query')(chunk, limit),
+        ...(chunk.keys.count < problem.keyLength ? [{ name: 'dq scratch', bytes: queryScratch(problem, chunk, packing).elements * 4 }] : []),
+      ],
     },
     keyValue: {
-      over: 'keys',
+      heads: 'kv',
+      steps: { rows: 0, keys: KEY_STEP },
       bindWhole,
       tensors: [
-        ...inputs('keys'),
-        tensor(problem, 'keys', 'dk', FIRST + 6, 'dk_offset', gradients.dk, 'key', headDimQk, packing),
-        tensor(problem, 'keys', 'dv', FIRST + 7, 'dv_offset', gradients.dv, 'key', headDimV, packing),
+        ...inputs('kv'),
+        tensor(problem, 'kv', 'dk', FIRST + 6, 'dk_offset', gradients.dk, 'key', headDimQk, packing),
+        tensor(problem, 'kv', 'dv', FIRST + 7, 'dv_offset', gradients.dv, 'key', headDimV, packing),
       ],
-      whole,
-    },
-  };
-}
-
-/** Split-KV (no packed varlen: checkSplitKv refuses it): the partial pass reads q, k, v (and the mask), the combine writes out; scratch per chunk. */
-export function splitKvBindings(problem: AttentionProblem, splitCount: number): { partial: KernelBindings; combine: KernelBindings } {
-  const { layout, headDimV } = problem;
-  const scratch = (chunk: Chunk) => {
-    const partials = chunk.batch.count * chunk.heads.count * problem.queryLength * splitCount;
-    return [
-      { name: 'split-kv partial out', bytes: partials * headDimV * 4 },
-      { name: 'split-kv partial stats', bytes: partials * 2 * 4 },
-    ];
-  };
-  return {
-    partial: {
-      over: 'rows',
-      bindWhole: problem.varlen,
-      tensors: attentionInputs(problem, 'rows', undefined),
-      whole: scratch,
-    },
-    combine: {
-      over: 'rows',
-      bindWhole: problem.varlen,
-      tensors: [tensor(problem, 'rows', 'out', FIRST + 2, 'o_offset', layout.out, 'query', headDimV, undefined)],
-      whole: (chunk) => [...scratch(chunk), { name: 'logsumexp', bytes: logsumexpBytes(problem, false) }],
+      others: rowStats('kv'),
     },
   };
 }
 
 /**
+ * dQ over several key chunks: the dQ kernel without dq (its f32 scratch, `queryScratch`, binds there instead), and
+ * the finish kernel that writes a row chunk's dq from the scratch (flash-backward-query-finish.wgsl).
+ */
+export function queryPartialBindings(
+  problem: AttentionProblem,
+  gradients: GradientLayouts,
+  residual: boolean,
+  packing?: Packing,
+): { partial: KernelBindings; finish: KernelBindings } {
+  const query = backwardBindings(problem, gradients, residual, packing).query;
+  return {
+    partial: { ...query, tensors: query.tensors.filter((t) => t.name !== 'dq') },
+    finish: {
+      ...query,
+      tensors: [tensor(problem, 'query', 'dq', FIRST + 1, 'dq_offset', gradients.dq, 'query', problem.headDimQk, packing)],
+      others: () => [],
+    },
+  };
+}
+
+/** How split-KV splits the keys: `count` splits of `length` keys (the last may be shorter). */
+export interface SplitPlan {
+  readonly count: number;
+  readonly length: number;
+}
+
+/**
+ * Split-KV (split-kv-partial.wgsl, then split-kv-combine.wgsl), which also runs the flash forward when one kv
+ * head's keys exceed a binding. `plan` covers both passes: chunks of query heads × rows (any number) × keys (whole
+ * splits), each binding fitting; the partial pass runs per chunk, writing every split's (m, l, acc) of the chunk's
+ * rows into scratch, and the combine once per row chunk (all its keys). Scratch is per row chunk.
+ */
+export function splitKvBindings(
+  problem: AttentionProblem,
+  split: SplitPlan,
+  residual: boolean,
+  packing: Packing,
+  maxWorkgroups = 65535,
+): { plan: KernelBindings; partial: KernelBindings; combine: KernelBindings } {
+  const bindWhole = bindsWhole(problem, packing);
+  const steps: ChunkSteps = {
+    rows: 1,
+    keys: split.length,
+    // The partial pass runs one workgroup row per (row, head) of the chunk.
+    accept: (chunk) => chunk.rows.count * chunk.heads.count <= maxWorkgroups,
+  };
+  const scratch = (chunk: Chunk): BindingSize[] => {
+    const partials = chunk.batch.count * chunk.heads.count * chunk.rows.count * split.count;
+    return [
+      { name: 'split-kv partial out', bytes: partials * problem.headDimV * 4 },
+      { name: 'split-kv partial stats', bytes: partials * 2 * 4 },
+    ];
+  };
+  const partial: KernelBindings = { heads: 'query', steps, bindWhole, tensors: attentionInputs(problem, 'query', packing), others: scratch };
+  const combine: KernelBindings = {
+    heads: 'query',
+    steps,
+    bindWhole,
+    tensors: [tensor(problem, 'query', 'out', FIRST + 2, 'o_offset', problem.layout.out, 'query', problem.headDimV, packing)],
+    others: (chunk, limit) => [...scratch(chunk), logsumexpSize(problem, residual, 'query')(chunk, limit)],
+  };
+  return { plan: { ...partial, tensors: [...partial.tensors, ...combine.tensors], others: combine.others }, partial, combine };
+}
+
+/**
  * dK/dV when the query rows of one kv head's query heads do not fit a binding: the key-value kernel runs over
- * chunks of one kv group's query heads × query rows (in the unsplit order), summing into f32 scratch [S, D];
- * flash-backward-finish.wgsl then writes dk and dv (`finish`, one kv head per dispatch).
+ * chunks of one kv group's query heads × query rows × keys, summing into f32 scratch [keys of the chunk, D] over
+ * the chunks of one key range (in the unsplit order: heads, then rows); flash-backward-finish.wgsl then writes
+ * that key range of dk and dv (`finish`: one kv head × the key range per dispatch).
  */
 export function keyValuePartialBindings(
   problem: AttentionProblem,
@@ -287,33 +372,35 @@ export function keyValuePartialBindings(
   residual: boolean,
   packing?: Packing,
 ): { partial: KernelBindings; finish: KernelBindings } {
-  const { headDimQk, headDimV, keyLength } = problem;
+  const { headDimQk, headDimV } = problem;
   const group = problem.queryHeads / problem.kvHeads;
   const bindWhole = bindsWhole(problem, packing);
   const finish: KernelBindings = {
-    over: 'keys',
+    heads: 'kv',
+    steps: { rows: 0, keys: KEY_STEP },
     bindWhole,
     tensors: [
-      tensor(problem, 'keys', 'dk', FIRST + 2, 'dk_offset', gradients.dk, 'key', headDimQk, packing),
-      tensor(problem, 'keys', 'dv', FIRST + 3, 'dv_offset', gradients.dv, 'key', headDimV, packing),
+      tensor(problem, 'kv', 'dk', FIRST + 2, 'dk_offset', gradients.dk, 'key', headDimQk, packing),
+      tensor(problem, 'kv', 'dv', FIRST + 3, 'dv_offset', gradients.dv, 'key', headDimV, packing),
     ],
-    whole: () => [],
+    others: () => [],
   };
   return {
     partial: {
-      over: 'rows',
+      heads: 'query',
+      steps: { rows: ROW_STEP, keys: KEY_STEP },
       bindWhole,
       tensors: [
-        ...attentionInputs(problem, 'rows', packing),
-        tensor(problem, 'rows', 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
+        ...attentionInputs(problem, 'query', packing),
+        tensor(problem, 'query', 'gradOut', FIRST + 3, 'g_offset', gradients.gradOut, 'query', headDimV, packing),
       ],
-      whole: (chunk) => {
-        const keys: Chunk = { batch: chunk.batch, heads: kvHeadsOf(chunk.heads, group), rows: { start: 0, count: keyLength } };
+      others: (chunk, limit) => {
+        const keys = finishChunk(problem, chunk, group);
         return [
-          { name: 'logsumexp', bytes: logsumexpBytes(problem, residual) },
-          { name: 'delta', bytes: logsumexpBytes(problem, false) },
-          { name: 'dk scratch', bytes: keyLength * headDimQk * 4 },
-          { name: 'dv scratch', bytes: keyLength * headDimV * 4 },
+          logsumexpSize(problem, residual, 'query')(chunk, limit),
+          deltaSize(problem, 'query')(chunk, limit),
+          { name: 'dk scratch', bytes: chunk.keys.count * headDimQk * 4 },
+          { name: 'dv scratch', bytes: chunk.keys.count * headDimV * 4 },
           ...finish.tensors.map((t) => ({ name: t.name, bytes: windowBytes(t.range(keys), t.bytes, BINDING_ALIGNMENT) })),
         ];
       },
@@ -322,7 +409,20 @@ export function keyValuePartialBindings(
   };
 }
 
-/** How dK/dV runs: chunks of kv heads, or per kv head in chunks of its query heads × rows (`partial`). */
+/** The finish dispatch of a partial dK/dV chunk: its kv head and keys, all rows. */
+export function finishChunk(problem: AttentionProblem, chunk: Chunk, group: number): Chunk {
+  return {
+    batch: chunk.batch,
+    heads: { start: Math.floor(chunk.heads.start / group), count: 1 },
+    rows: { start: 0, count: problem.queryLength },
+    keys: chunk.keys,
+  };
+}
+
+/**
+ * How dK/dV runs: chunks of kv heads × keys, or per kv head and key range in chunks of its query heads × rows
+ * (`partial`: each list one kv head's key range, in the order its sums run).
+ */
 export type KeyValuePlan =
   | { readonly direct: readonly Chunk[] }
   | { readonly partial: readonly (readonly Chunk[])[] }
@@ -333,36 +433,45 @@ export function planKeyValue(problem: AttentionProblem, gradients: GradientLayou
   if ('chunks' in direct) return { direct: direct.chunks };
   const { partial } = keyValuePartialBindings(problem, gradients, residual, packing);
   const group = problem.queryHeads / problem.kvHeads;
-  const perKvHead: (readonly Chunk[])[] = [];
+  const lists: (readonly Chunk[])[] = [];
   for (let b = 0; b < problem.batch; b++) {
     for (let kvHead = 0; kvHead < problem.kvHeads; kvHead++) {
       const extent: Chunk = {
         batch: { start: b, count: 1 },
         heads: { start: kvHead * group, count: group },
         rows: { start: 0, count: problem.queryLength },
+        keys: { start: 0, count: problem.keyLength },
       };
-      const plan = planChunks(extent, ROW_STEP, limit, bindingBytes(partial));
+      const plan = planChunks(extent, limit, bindingBytes(partial, limit), partial.steps);
       if ('overflow' in plan) return plan;
-      perKvHead.push(plan.chunks);
+      // Keys come innermost from planChunks: one list per key range, heads then rows inside (the unsplit order).
+      const byKeys = new Map<number, Chunk[]>();
+      for (const chunk of plan.chunks) {
+        const list = byKeys.get(chunk.keys.start) ?? [];
+        list.push(chunk);
+        byKeys.set(chunk.keys.start, list);
+      }
+      lists.push(...byKeys.values());
     }
   }
-  return { partial: perKvHead };
+  return { partial: lists };
 }
 
-/** The bytes each binding of a kernel takes for a chunk (tensor windows and whole buffers). */
-function bindingBytes(kernel: KernelBindings): (chunk: Chunk) => { name: string; bytes: number }[] {
+/** The bytes each binding of a kernel takes for a chunk (tensor windows, scratch, logsumexp and delta). */
+function bindingBytes(kernel: KernelBindings, limit: number): (chunk: Chunk) => BindingSize[] {
   return (chunk) => [
     ...kernel.tensors.map((t) => ({ name: t.name, bytes: windowBytes(t.range(chunk), t.bytes, BINDING_ALIGNMENT) })),
-    ...kernel.whole(chunk),
+    ...kernel.others(chunk, limit),
   ];
 }
 
-/** The whole problem as one chunk. */
-export function wholeProblem(problem: AttentionProblem, over: KernelBindings['over']): Chunk {
+/** The whole problem as one chunk (heads: query or kv heads). */
+export function wholeProblem(problem: AttentionProblem, heads: ChunkHeads): Chunk {
   return {
     batch: { start: 0, count: problem.batch },
-    heads: { start: 0, count: over === 'rows' ? problem.queryHeads : problem.kvHeads },
-    rows: { start: 0, count: over === 'rows' ? problem.queryLength : problem.keyLength },
+    heads: { start: 0, count: heads === 'query' ? problem.queryHeads : problem.kvHeads },
+    rows: { start: 0, count: problem.queryLength },
+    keys: { start: 0, count: problem.keyLength },
   };
 }
 
@@ -375,15 +484,13 @@ export function planKernelChunks(
   problem: AttentionProblem,
   kernel: KernelBindings,
   limit: number,
-  rowStep = ROW_STEP,
 ): { readonly chunks: readonly Chunk[] } | { readonly overflow: Overflow } {
-  const extent = wholeProblem(problem, kernel.over);
+  const extent = wholeProblem(problem, kernel.heads);
   if (kernel.bindWhole) return { chunks: [extent] };
-  const step = kernel.over === 'rows' ? rowStep : extent.rows.count;
-  return planChunks(extent, step, limit, bindingBytes(kernel));
+  return planChunks(extent, limit, bindingBytes(kernel, limit), kernel.steps);
 }
 
-/** Bindings (buffer sub-ranges) and uniforms (bases, head count, shifted offsets) of one chunk. */
+/** Bindings (buffer sub-ranges) and uniforms (bases, ends, head count, shifted offsets) of one chunk. */
 export function chunkArguments(
   problem: AttentionProblem,
   kernel: KernelBindings,
@@ -397,6 +504,8 @@ export function chunkArguments(
     row_base: chunk.rows.start,
     row_end: chunk.rows.start + chunk.rows.count,
     head_count: chunk.heads.count,
+    key_base: chunk.keys.start,
+    key_end: chunk.keys.start + chunk.keys.count,
   };
   for (const t of kernel.tensors) {
     const buffer = buffers[t.name];
@@ -412,7 +521,7 @@ export function chunkArguments(
   return { bindings, uniforms };
 }
 
-/** The chunks of a kernel, or an InvalidArgumentError naming the binding that does not fit even one head. */
+/** The chunks of a kernel, or an InvalidArgumentError naming the binding that does not fit even its smallest chunk. */
 export function requireChunks(problem: AttentionProblem, kernel: KernelBindings, limit: number, what: string): readonly Chunk[] {
   const plan = planKernelChunks(problem, kernel, limit);
   if ('chunks' in plan) return plan.chunks;
@@ -441,14 +550,19 @@ export function assertWholeBuffersFit(
   }
 }
 
-/** "the k binding of one chunk needs N B, the limit is M B (...)" */
+/** Why flash refuses for size (also in checkFlash's rejection). */
+export const OVERFLOW_REASON =
+  'maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and 256 rows × 256 keys in the backward, and this binding does not fit even then';
+
+/** "k binding size N B, need ≤ M B (...)" */
 export function overflowMessage(overflow: Overflow, limit: number): string {
-  return `${overflow.name} binding size ${overflow.bytes} B, need ≤ ${limit} B (maxStorageBufferBindingSize; flash splits the dispatch over batch entries, heads and query rows, but binds the keys and values of one kv head, the logsumexp and the backward's delta whole)`;
+  return `${overflow.name} binding size ${overflow.bytes} B, need ≤ ${limit} B (${OVERFLOW_REASON})`;
 }
 
 /**
- * Records one kernel over its chunks: each dispatch binds the chunk's sub-ranges plus `whole` (buffers bound
- * entirely), with the uniforms `uniforms(chunk's bases and offsets)` and `workgroups(chunk)`.
+ * Records one kernel over its chunks: each dispatch binds the chunk's sub-ranges, `whole` (buffers bound
+ * entirely) and `extra` (bindings that follow the chunk, such as the logsumexp, with their copies around the
+ * dispatch), with the uniforms `uniforms(chunk's bases and offsets)` and `workgroups(chunk)`.
  */
 export function dispatchChunks(
   recorder: KernelRecorder,
@@ -460,9 +574,13 @@ export function dispatchChunks(
   whole: readonly (readonly [number, BoundBuffer])[],
   uniforms: (chunk: ChunkUniforms) => ArrayBuffer,
   workgroups: (chunk: Chunk) => readonly [number, number, number],
+  extra: readonly ChunkBinding[] = [],
 ): void {
   for (const chunk of chunks) {
     const args = chunkArguments(problem, kernel, chunk, buffers);
-    recorder.dispatch(source, [...whole, ...args.bindings], uniforms(args.uniforms), workgroups(chunk));
+    const bound = extra.map((binding) => binding.bind(chunk));
+    const values = Object.assign({}, args.uniforms, ...bound.map((b) => b.uniforms)) as ChunkUniforms;
+    recorder.dispatch(source, [...whole, ...args.bindings, ...bound.flatMap((b) => b.bindings)], uniforms(values), workgroups(chunk));
+    for (const binding of extra) binding.after(chunk);
   }
 }

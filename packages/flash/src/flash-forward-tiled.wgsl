@@ -76,7 +76,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference).
     for (var r = lid; r < block_rows; r += THREADS) {
       if (row0 + r < params.row_end) {
-        logsumexp[batch_head * params.query_length + row0 + r] = negative_infinity;
+        logsumexp[batch_head * params.query_length + row0 + r - params.lse_base] = negative_infinity;
       }
     }
     return;
@@ -300,7 +300,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
       if (tx == 0u) {
-        let lse_index = batch_head * params.query_length + i;
+        let lse_index = batch_head * params.query_length + i - params.lse_base;
         let log_sum = log(total);
         let lse = m[r] + log_sum;
         logsumexp[lse_index] = select(select(negative_infinity, lse, total > 0.0), nan_f32(), row_poisoned);
@@ -313,7 +313,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
     } else if (i < params.row_end && tx == 0u) {
-      logsumexp[batch_head * params.query_length + i] = negative_infinity;
+      logsumexp[batch_head * params.query_length + i - params.lse_base] = negative_infinity;
     }
   }
 }

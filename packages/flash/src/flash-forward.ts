@@ -1,10 +1,12 @@
 import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection } from '@webattn/tensor';
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
-import { assertWholeBuffersFit, dispatchChunks, forwardBindings, requireChunks, type PackedRows } from './flash-chunks';
+import { assertWholeBuffersFit, dispatchChunks, forwardBindings, planKernelChunks, type PackedRows } from './flash-chunks';
 import { chooseTiles, capsOfGpuDevice, forwardRowsPerWorkgroup, tunedForwardTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
+import { logsumexpBinding } from './row-stats';
+import { recordSplitKvChunks } from './split-kv-record';
 import forwardSource from './flash-forward.wgsl?raw';
 import tiledForwardSource from './flash-forward-tiled.wgsl?raw';
 
@@ -35,6 +37,7 @@ export interface FlashForwardBuffers {
    * The logsumexp buffer holds 2·B·Hq·L floats: forward writes each row's f32 rounding residual after the
    * logsumexp values, and backward subtracts it too, so recomputed probabilities stay exact even for huge logits
    * (scores ~1e4, where one f32 ulp of the logsumexp is ~1e-3). Pass the same value to forward and backward.
+   * When 2·B·Hq·L floats exceed one storage binding, each chunk's rows are staged through a small scratch.
    */
   readonly logsumexpResidual?: boolean;
 }
@@ -148,6 +151,9 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
 /**
  * Records the forward kernel (no checks): shared by the raw-buffer and Tensor-level entry points. Split into
  * chunks of batch entries × heads × query rows when a binding would exceed the caps' maxStorageBufferBindingSize.
+ * When even one head's chunk does not fit (the keys and values of one kv head, or a mask's rows × keys), it runs
+ * the split-KV kernels over chunks of keys instead (split-kv-record.ts): the same results within the reference
+ * tolerance, more slowly.
  */
 export function recordFlashForward(
   recorder: KernelRecorder,
@@ -157,10 +163,16 @@ export function recordFlashForward(
 ): void {
   if (problem.batch === 0 || problem.queryHeads === 0 || problem.queryLength === 0) return;
   const residual = buffers.logsumexpResidual ?? false;
+  const limit = caps.maxStorageBufferBindingSize;
   // Split into chunks of batch entries × heads × query rows when a binding would exceed the binding limit.
   const chunked = forwardBindings(problem, residual, buffers.packedRows);
-  const chunks = requireChunks(problem, chunked, caps.maxStorageBufferBindingSize, 'flash forward');
-  assertWholeBuffersFit([chunked], { ...buffers }, caps.maxStorageBufferBindingSize, 'flash forward');
+  const plan = planKernelChunks(problem, chunked, limit);
+  if ('overflow' in plan) {
+    recordSplitKvChunks(recorder, caps, problem, buffers, wholeOptionalBindings(problem, buffers), 'flash forward');
+    return;
+  }
+  const chunks = plan.chunks;
+  assertWholeBuffersFit([chunked], { ...buffers }, limit, 'flash forward');
   const tiles = chooseTiles(problem, caps, tunedForwardTiles(recorder.gpu, problem.dtype, problem.headDimQk, problem.headDimV))!;
   const forward = tiles.forward;
   const source =
@@ -180,9 +192,10 @@ export function recordFlashForward(
     chunked,
     chunks,
     { ...buffers },
-    [...wholeOptionalBindings(problem, buffers), [BINDING.first + 4, buffers.logsumexp]],
+    wholeOptionalBindings(problem, buffers),
     (chunk) => packFlashUniforms(problem, undefined, undefined, residual, chunk),
     (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+    [logsumexpBinding(recorder, problem, 'query', { buffer: buffers.logsumexp, residual, limit, binding: BINDING.first + 4, access: 'write', chunks })],
   );
 }
 

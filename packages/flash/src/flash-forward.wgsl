@@ -57,7 +57,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference).
     for (var r = 0u; r < ROWS; r++) {
       if (first_row + r < params.row_end) {
-        logsumexp[batch_head * params.query_length + first_row + r] = negative_infinity;
+        logsumexp[batch_head * params.query_length + first_row + r - params.lse_base] = negative_infinity;
       }
     }
     return;
@@ -245,7 +245,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         out[o_base + d * params.o_dim] = value;
       }
-      let lse_index = batch_head * params.query_length + i;
+      let lse_index = batch_head * params.query_length + i - params.lse_base;
       let log_sum = log(l[r]);
       let lse = m[r] + log_sum;
       logsumexp[lse_index] = select(select(negative_infinity, lse, l[r] > 0.0), nan_f32(), poisoned[r]);
@@ -257,7 +257,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         logsumexp[params.lse_count + lse_index] = select(0.0, (m[r] - stored) + log_sum, l[r] > 0.0);
       }
     } else if (i < params.row_end) {
-      logsumexp[batch_head * params.query_length + i] = negative_infinity;
+      logsumexp[batch_head * params.query_length + i - params.lse_base] = negative_infinity;
     }
   }
 }

@@ -8,9 +8,9 @@ import { flashKernel, type FlashVariant } from './flash-kernels';
 import { chooseTiles } from './flash-tiles';
 import forwardSource from './flash-forward.wgsl?raw';
 import deltaSource from './flash-backward-delta.wgsl?raw';
-import querySource from './flash-backward-query.wgsl?raw';
 import finishSource from './flash-backward-finish.wgsl?raw';
-import { keyValueSourceFor } from './flash-backward';
+import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
+import { keyValueSourceFor, querySourceFor } from './flash-backward';
 import partialSource from './split-kv-partial.wgsl?raw';
 import combineSource from './split-kv-combine.wgsl?raw';
 
@@ -22,7 +22,9 @@ const KERNELS = {
   keyValueSource: keyValueSourceFor(false),
   keyValuePartialSource: keyValueSourceFor(true),
   finishSource,
-  querySource,
+  querySource: querySourceFor(false),
+  queryPartialSource: querySourceFor(true),
+  queryFinishSource,
   partialSource,
   combineSource,
 };

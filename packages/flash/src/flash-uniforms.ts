@@ -37,21 +37,28 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['mask_offset', 'u32'],
   ['split_count', 'u32'],
   ['lse_residual', 'u32'],
+  // The residual of logsumexp row r sits at lse_count + r − lse_base of the logsumexp binding (row-stats.ts).
   ['lse_count', 'u32'],
   ['opaque_zero', 'u32'],
   ['split_length', 'u32'],
-  // The chunk a dispatch covers (binding-chunks.ts): its first batch entry, head and row, its row end and head count.
+  // The chunk a dispatch covers (binding-chunks.ts): its first batch entry, head, row and key, its row and key
+  // ends and head count.
   ['batch_base', 'u32'],
   ['head_base', 'u32'],
   ['row_base', 'u32'],
   ['row_end', 'u32'],
   ['head_count', 'u32'],
+  ['key_base', 'u32'],
+  ['key_end', 'u32'],
+  // Subtracted from a global row (b·Hq + h)·L + i to index the logsumexp and delta bindings (row-stats.ts).
+  ['lse_base', 'u32'],
+  ['delta_base', 'u32'],
   // dK/dV over part of a kv head's query heads and rows, summing in f32 scratch (flash-backward-key-value.wgsl).
   ['group_first', 'u32'],
   ['group_count', 'u32'],
-  ['query_row_first', 'u32'],
-  ['query_row_end', 'u32'],
   ['kv_partial', 'u32'],
+  // dQ over part of the keys, summing in f32 scratch (flash-backward-query.wgsl): 1 continues the scratch's sums.
+  ['dq_partial', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
   ...LAYOUT_FIELDS('v'),
@@ -60,6 +67,8 @@ export const FLASH_UNIFORMS = uniformLayout([
   ...LAYOUT_FIELDS('dq'),
   ...LAYOUT_FIELDS('dk'),
   ...LAYOUT_FIELDS('dv'),
+  // The f32 scratch the dQ finish kernel reads (flash-backward-query-finish.wgsl).
+  ...LAYOUT_FIELDS('s'),
 ]);
 
 /** Layouts of the gradient tensors (backward); forward-only kernels receive the forward layouts there. */
@@ -130,11 +139,14 @@ export function packFlashUniforms(
     row_base: 0,
     row_end: problem.queryLength,
     head_count: problem.queryHeads,
+    key_base: 0,
+    key_end: problem.keyLength,
+    lse_base: 0,
+    delta_base: 0,
     group_first: 0,
     group_count: problem.kvHeads > 0 ? problem.queryHeads / problem.kvHeads : 0,
-    query_row_first: 0,
-    query_row_end: problem.queryLength,
     kv_partial: 0,
+    dq_partial: 0,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),
     ...layoutValues('v', layout.v),
@@ -143,6 +155,7 @@ export function packFlashUniforms(
     ...layoutValues('dq', gradients?.dq ?? layout.q),
     ...layoutValues('dk', gradients?.dk ?? layout.k),
     ...layoutValues('dv', gradients?.dv ?? layout.v),
+    ...layoutValues('s', gradients?.dq ?? layout.q),
     ...chunk,
   } as Parameters<typeof FLASH_UNIFORMS.pack>[0]);
 }

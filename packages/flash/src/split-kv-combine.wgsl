@@ -1,6 +1,8 @@
-// Split-KV pass 2: merges the chunks of one (row, head, batch): m = max m_s, l = Σ l_s e^{m_s − m},
-// out = Σ acc_s e^{m_s − m} / l, logsumexp = m + log l (out 0 and −∞ for a row without any allowed key). A chunk
-// whose l is NaN (a NaN score, split-kv-partial.wgsl) makes the row NaN.
+// Split-KV pass 2: merges the splits of one (row, head, batch): m = max m_s, l = Σ l_s e^{m_s − m},
+// out = Σ acc_s e^{m_s − m} / l, logsumexp = m + log l (out 0 and −∞ for a row without any allowed key), and with
+// params.lse_residual the rounding residual (m − logsumexp) + log l like flash-forward.wgsl. A split whose l is
+// NaN (a NaN score, split-kv-partial.wgsl) makes the row NaN. One workgroup per row of the chunk's rows
+// [row_base, row_end); the logsumexp binding holds the chunk's rows from params.lse_base on (row-stats.ts).
 
 override THREADS: u32 = 64u;
 
@@ -11,17 +13,22 @@ override THREADS: u32 = 64u;
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let i = wid.x;
   // Global indices (chunk bases, binding-chunks.ts); the partials are indexed within the chunk.
+  let i = params.row_base + wid.x;
   let h = params.head_base + wid.y;
   let b = params.batch_base + wid.z;
   let sequence = load_sequence(b);
+  let negative_infinity = params.negative_infinity;
+  let row = (b * params.q_heads + h) * params.query_length + i - params.lse_base;
   if (i >= sequence.q_len) {
+    // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference and the flash forward).
+    if (lid == 0u) {
+      logsumexp[row] = negative_infinity;
+    }
     return;
   }
-  let negative_infinity = params.negative_infinity;
-  let row = (b * params.q_heads + h) * params.query_length + i;
-  let first = ((wid.z * params.head_count + wid.y) * params.query_length + i) * params.split_count;
+  let row_count = params.row_end - params.row_base;
+  let first = ((wid.z * params.head_count + wid.y) * row_count + wid.x) * params.split_count;
   var m = negative_infinity;
   for (var s = 0u; s < params.split_count; s++) {
     m = max(m, partial_stats[(first + s) * 2u]);
@@ -48,6 +55,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     out[o_base + d * params.o_dim] = select(${T}(acc * inverse), nan_stored(), poisoned);
   }
   if (lid == 0u) {
-    logsumexp[row] = select(select(negative_infinity, m + log(l), l > 0.0), nan_f32(), poisoned);
+    let log_sum = log(l);
+    let lse = m + log_sum;
+    logsumexp[row] = select(select(negative_infinity, lse, l > 0.0), nan_f32(), poisoned);
+    if (params.lse_residual == 1u) {
+      // See flash-forward.wgsl: the XOR with a uniform zero keeps compilers from folding the residual to 0.
+      let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
+      logsumexp[params.lse_count + row] = select(0.0, (m - stored) + log_sum, l > 0.0);
+    }
   }
 }

@@ -1,8 +1,13 @@
-// Split-KV (flash-decoding) forward, pass 1: one workgroup per (key chunk, query row · head, batch). Its threads
-// score the chunk's keys for that row (causal, window, key padding, masks, softcap as every flash kernel), reduce
-// the chunk's max m and sum l, and write the chunk's unnormalised output Σ_j exp(s_j − m) v_j with (m, l). Chunks
-// outside the row's allowed key range are not loaded. Pass 2 (split-kv-combine.wgsl) merges the chunks. A NaN
-// score of an allowed key (tested by its bits) makes the chunk's l NaN, which makes the row NaN in pass 2.
+// Split-KV (flash-decoding) forward, pass 1: one workgroup per (key split, query row · head, batch). Its threads
+// score the split's keys for that row (causal, window, key padding, masks, softcap, dropout as every flash
+// kernel), reduce the split's max m and sum l, and write the split's unnormalised output Σ_j exp(s_j − m) z_j v_j
+// (z_j: the dropout factor, 1 without dropout) with (m, l). Splits outside the row's allowed key range are not
+// loaded. Pass 2 (split-kv-combine.wgsl) merges the splits. A NaN score of an allowed key (tested by its bits)
+// makes the split's l NaN, which makes the row NaN in pass 2.
+//
+// A dispatch covers the chunk's rows [row_base, row_end) of head_count heads and its keys [key_base, key_end)
+// (whole splits: binding-chunks.ts); the partials of a row chunk hold every split of its rows, indexed within the
+// chunk, so that dispatches over several key chunks fill them before one combine.
 
 override THREADS: u32 = 64u;
 const MAX_CHUNK: u32 = 512u;
@@ -16,6 +21,10 @@ const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 
 var<workgroup> q_row: array<f32, HEAD_DIM_QK>;
 var<workgroup> scores: array<f32, MAX_CHUNK>;
+#if DROPOUT
+// The dropout factor of each key of the split (0 or 1 / (1 − p)).
+var<workgroup> keep: array<f32, MAX_CHUNK>;
+#endif
 var<workgroup> reduction: array<f32, THREADS>;
 // 1 when some allowed key of the chunk has a NaN score (workgroup memory starts zeroed).
 var<workgroup> chunk_nan: atomic<u32>;
@@ -37,11 +46,13 @@ fn reduce(lid: u32, value: f32, is_max: bool) -> f32 {
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let split = wid.x;
-  // Global indices: a chunked dispatch (binding-chunks.ts) covers head_count heads from head_base, batch entries
-  // from batch_base; the partials are indexed within the chunk.
-  let i = wid.y / params.head_count;
-  let h = params.head_base + wid.y % params.head_count;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers head_count heads from head_base, rows from
+  // row_base, batch entries from batch_base and the splits of its keys; the partials are indexed within the chunk.
+  let split = params.key_base / params.split_length + wid.x;
+  let local_row = wid.y / params.head_count;
+  let local_head = wid.y % params.head_count;
+  let i = params.row_base + local_row;
+  let h = params.head_base + local_head;
   let b = params.batch_base + wid.z;
   let kv_head = h / (params.q_heads / params.kv_heads);
   let sequence = load_sequence(b);
@@ -54,10 +65,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let bounds = key_bounds(i32(i), sequence);
   let lo = u32(max(bounds.x, i32(chunk0)));
   let hi_signed = min(bounds.y, i32(chunk_end) - 1);
-  let any_key = hi_signed >= i32(lo);
+  // Packed varlen: rows past the sequence's end have no keys (the combine writes their logsumexp).
+  let row_exists = i < sequence.q_len;
+  let any_key = row_exists && hi_signed >= i32(lo);
   let hi = select(lo, u32(max(hi_signed, 0)) + 1u, any_key); // exclusive
 
-  for (var d = lid; d < dqk; d += THREADS) {
+  for (var d = lid; d < dqk && row_exists; d += THREADS) {
     let q_address = params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq;
     q_row[d] = f32(q[q_address + d * params.q_dim]);
   }
@@ -87,17 +100,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let p = select(exp(score - m), 0.0, score == negative_infinity);
     scores[j - chunk0] = p;
     local_sum += p;
+#if DROPOUT
+    keep[j - chunk0] = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, b * params.q_heads + h, i, j));
+#endif
   }
   let l = reduce(lid, local_sum, false);
 
-  let partial = ((wid.z * params.head_count + wid.y % params.head_count) * params.query_length + i) * params.split_count + split;
+  let row_count = params.row_end - params.row_base;
+  let partial = ((wid.z * params.head_count + local_head) * row_count + local_row) * params.split_count + split;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
   for (var d = lid; d < dv; d += THREADS) {
     var acc = 0.0;
     for (var j = lo; j < hi; j++) {
       let p = scores[j - chunk0];
       if (p != 0.0) {
+#if DROPOUT
+        acc += (p * keep[j - chunk0]) * f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
+#else
         acc += p * f32(v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim]);
+#endif
       }
     }
     partial_out[partial * dv + d] = acc;
