@@ -26,7 +26,7 @@ import {
   requireChunks,
   type PackedRows,
 } from './flash-chunks';
-import { chooseTiles, type FlashCaps } from './flash-tiles';
+import { chooseTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -35,6 +35,8 @@ import keyValueSource from './flash-backward-key-value.wgsl?raw';
 import querySource from './flash-backward-query.wgsl?raw';
 import finishSource from './flash-backward-finish.wgsl?raw';
 import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
+import tiledKeyValueSource from './flash-backward-key-value-tiled.wgsl?raw';
+import tiledQuerySource from './flash-backward-query-tiled.wgsl?raw';
 
 /**
  * A gradient kernel's source: writing its gradients in the problem's dtype, or (partial) running f32 sums in
@@ -44,14 +46,38 @@ function gradientSource(source: string, partial: boolean): string {
   return source.replaceAll('${GRADIENT_T}', partial ? 'f32' : '${T}').replaceAll('${GRADIENT_NAN}', partial ? 'nan_f32()' : 'nan_stored()');
 }
 
-/** The dK/dV kernel's source (see gradientSource). */
-export function keyValueSourceFor(partial: boolean): string {
-  return gradientSource(keyValueSource, partial);
+/** The dK/dV kernel's source, compact or tiled (see gradientSource). */
+export function keyValueSourceFor(partial: boolean, tiled = false): string {
+  return gradientSource(tiled ? tiledKeyValueSource : keyValueSource, partial);
 }
 
-/** The dQ kernel's source (see gradientSource). */
-export function querySourceFor(partial: boolean): string {
-  return gradientSource(querySource, partial);
+/** The dQ kernel's source, compact or tiled (see gradientSource). */
+export function querySourceFor(partial: boolean, tiled = false): string {
+  return gradientSource(tiled ? tiledQuerySource : querySource, partial);
+}
+
+/**
+ * A gradient kernel and the rows (dQ) or keys (dK/dV) one workgroup covers: the tiled kernel
+ * (flash-backward-*-tiled.wgsl) with `shape` when the forward is tiled and it fits (chooseTiles), else the compact
+ * one with `compactConstants` (THREADS threads × the compact rows per thread).
+ */
+function gradientKernel(
+  name: string,
+  sourceFor: (partial: boolean, tiled: boolean) => string,
+  partial: boolean,
+  variant: ReturnType<typeof variantOf>,
+  tiles: FlashTiles,
+  shape: TiledShape | null,
+  compactConstants: Readonly<Record<string, number>>,
+): { source: KernelSource; perWorkgroup: number } {
+  const suffix = partial ? '-partial' : '';
+  if (shape) {
+    const sizes = { rows: shape.rowsPerThread, keyThreads: shape.keyThreads };
+    const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes);
+    return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread };
+  }
+  const source = flashKernel(`${name}${suffix}`, sourceFor(partial, false), variant, tiles, compactConstants);
+  return { source, perWorkgroup: compactConstants.THREADS! * tiles.forwardRowsPerThread };
 }
 
 /**
@@ -154,42 +180,46 @@ export function recordFlashBackward(
       [deltaBinding(problem, 'query', { buffer: delta, limit, binding: BINDING.first + 2 })],
     );
   }
-  const keysPerWorkgroup = tiles.backwardKeys * tiles.forwardRowsPerThread;
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
+  const keyValueKernel = (partial: boolean) =>
+    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants);
   if (keyLength > 0 && 'direct' in keyValuePlan) {
+    const { source, perWorkgroup } = keyValueKernel(false);
     dispatchChunks(
       recorder,
-      flashKernel('flash-backward-key-value', keyValueSourceFor(false), variant, tiles, keyValueConstants),
+      source,
       problem,
       kernels.keyValue,
       keyValuePlan.direct,
       run.tensors,
       run.optional,
       run.uniforms,
-      (chunk) => [Math.ceil(chunk.keys.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
+      (chunk) => [Math.ceil(chunk.keys.count / perWorkgroup), chunk.heads.count, chunk.batch.count],
       run.rowStats('kv', keyValuePlan.direct),
     );
   }
   if (keyLength > 0 && 'partial' in keyValuePlan) {
+    const { source, perWorkgroup } = keyValueKernel(true);
     recordPartialKeyValue(run, keyValuePlan.partial, {
-      source: flashKernel('flash-backward-key-value-partial', keyValueSourceFor(true), variant, tiles, keyValueConstants),
+      source,
       finish: flashKernel('flash-backward-finish', finishSource, variant, tiles, { THREADS: tiles.backwardKeys }),
-      keysPerWorkgroup,
+      keysPerWorkgroup: perWorkgroup,
       finishThreads: tiles.backwardKeys,
     });
   }
   if (queryLength > 0) {
     const queryConstants = { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys };
-    const rowsPerWorkgroup = tiles.forwardThreads * tiles.forwardRowsPerThread;
-    const workgroups = (chunk: Chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count] as const;
+    const queryKernel = (partial: boolean) => gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants);
+    const workgroupsOf = (perWorkgroup: number) => (chunk: Chunk) => [Math.ceil(chunk.rows.count / perWorkgroup), chunk.heads.count, chunk.batch.count] as const;
     if (chunks.query.every((chunk) => chunk.keys.count === keyLength)) {
-      const source = flashKernel('flash-backward-query', querySourceFor(false), variant, tiles, queryConstants);
-      dispatchChunks(recorder, source, problem, kernels.query, chunks.query, run.tensors, run.optional, run.uniforms, workgroups, run.rowStats('query', chunks.query));
+      const { source, perWorkgroup } = queryKernel(false);
+      dispatchChunks(recorder, source, problem, kernels.query, chunks.query, run.tensors, run.optional, run.uniforms, workgroupsOf(perWorkgroup), run.rowStats('query', chunks.query));
     } else {
+      const { source, perWorkgroup } = queryKernel(true);
       recordPartialQuery(run, chunks.query, {
-        source: flashKernel('flash-backward-query-partial', querySourceFor(true), variant, tiles, queryConstants),
+        source,
         finish: flashKernel('flash-backward-query-finish', queryFinishSource, variant, tiles, { THREADS: tiles.rows }),
-        workgroups,
+        workgroups: workgroupsOf(perWorkgroup),
         finishThreads: tiles.rows,
       });
     }

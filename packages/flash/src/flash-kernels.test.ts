@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { flashKernel, type FlashVariant } from './flash-kernels';
 import { chooseTiles } from './flash-tiles';
 import forwardSource from './flash-forward.wgsl?raw';
+import tiledForwardSource from './flash-forward-tiled.wgsl?raw';
 import deltaSource from './flash-backward-delta.wgsl?raw';
 import finishSource from './flash-backward-finish.wgsl?raw';
 import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
@@ -18,6 +19,11 @@ afterAll(() => gpu?.destroy());
 
 const KERNELS = {
   forwardSource,
+  tiledForwardSource,
+  tiledKeyValueSource: keyValueSourceFor(false, true),
+  tiledKeyValuePartialSource: keyValueSourceFor(true, true),
+  tiledQuerySource: querySourceFor(false, true),
+  tiledQueryPartialSource: querySourceFor(true, true),
   deltaSource,
   keyValueSource: keyValueSourceFor(false),
   keyValuePartialSource: keyValueSourceFor(true),
@@ -48,7 +54,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     const failures: string[] = [];
     for (const variant of variants(device.caps.shaderF16)) {
       for (const [name, source] of Object.entries(KERNELS)) {
-        const kernel = flashKernel(name, source, variant, tiles, {});
+        const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 });
         const module = device.gpu.createShaderModule({ code: kernel.code(), label: kernel.variant });
         const info = await module.getCompilationInfo();
         const errors = info.messages.filter((message) => message.type === 'error');
@@ -59,7 +65,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
   });
 
   it('keys pipelines by dtype, head-dim bucket, features and tiles only', () => {
-    const tiles = { headDimQk: 64, headDimV: 64, rows: 64, keys: 32, forward: { kernel: 'compact' as const, threads: 64, rowsPerThread: 2, keys: 32 }, forwardThreads: 64, forwardRowsPerThread: 2, forwardKeys: 32, backwardKeys: 64, backwardRows: 16 };
+    const tiles = { headDimQk: 64, headDimV: 64, rows: 64, keys: 32, forward: { kernel: 'compact' as const, threads: 64, rowsPerThread: 2, keys: 32 }, tiledQuery: null, tiledKeyValue: null, forwardThreads: 64, forwardRowsPerThread: 2, forwardKeys: 32, backwardKeys: 64, backwardRows: 16 };
     const kernel = flashKernel('flash-forward', forwardSource, { f16: true, mask: 'bool', keyLengths: true, varlen: false, dropout: true }, tiles, { THREADS: 64, BLOCK_N: 32 });
     expect(kernel.variant).toBe('f16|qk64|v64|mask=bool|key-lengths|dropout|THREADS=64|BLOCK_N=32|ROWS=2');
   });

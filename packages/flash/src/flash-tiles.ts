@@ -52,7 +52,10 @@ export interface FlashTiles {
   readonly keys: number;
   /** The forward kernel and its shape (tuned or default). */
   readonly forward: ForwardTiles;
-  /** The compact row-per-thread shape (dQ's, and the compact forward's): threads, query rows per thread, keys per tile. */
+  /** The tiled backward kernels' shapes (with a tiled forward; null: the compact kernels run). */
+  readonly tiledQuery: TiledShape | null;
+  readonly tiledKeyValue: TiledShape | null;
+  /** The compact row-per-thread shape (compact dQ's, and the compact forward's): threads, query rows per thread, keys per tile. */
   readonly forwardThreads: number;
   readonly forwardRowsPerThread: number;
   readonly forwardKeys: number;
@@ -129,13 +132,63 @@ export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDi
   );
 }
 
-/** The tiled forward's default shape: 128 threads, key threads by head dim, as many rows per thread as fit. */
+/**
+ * The tiled forward's default shape (what tuning chose most often on an H100/H200): 256 threads × 2 rows from head
+ * dim 64 up, 64 threads × 2 rows below, key threads by head dim; fewer rows, threads, then key threads until it fits.
+ */
 function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
-  const keyThreads = Math.min(16, Math.max(4, headDimV / 8));
-  for (const threads of [128, 64]) {
-    for (const rowsPerThread of [4, 2, 1]) {
-      const tiles: ForwardTiles = { kernel: 'tiled', threads, rowsPerThread, keys: 4 * keyThreads };
-      if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
+  const preferred = headDimV >= 64 ? 256 : 64;
+  for (const keyThreads of TILED_KEY_THREADS.filter((kt) => kt <= Math.max(4, headDimV / 8)).reverse()) {
+    for (const threads of [256, 128, 64].filter((t) => t <= preferred)) {
+      for (const rowsPerThread of [2, 1]) {
+        const tiles: ForwardTiles = { kernel: 'tiled', threads, rowsPerThread, keys: 4 * keyThreads };
+        if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
+      }
+    }
+  }
+  return null;
+}
+
+/** A tiled backward kernel's shape: threads, rows (dQ) or keys (dK/dV) per thread, threads per row group. */
+export interface TiledShape {
+  readonly threads: number;
+  readonly rowsPerThread: number;
+  readonly keyThreads: number;
+}
+
+/** Workgroup bytes of flash-backward-query-tiled.wgsl. */
+export function tiledQueryStorage(shape: TiledShape, headDimQk: number, headDimV: number): number {
+  const rows = (shape.threads / shape.keyThreads) * shape.rowsPerThread;
+  const [qk4, v4] = [headDimBucket(headDimQk) / 4, headDimBucket(headDimV) / 4];
+  const vec4s = rows * (qk4 + 1) + rows * (v4 + 1) + 4 * (qk4 + v4) * (shape.keyThreads + 1) + rows * (shape.keyThreads + 1);
+  return vec4s * 16 + SHARED_EXTRA;
+}
+
+/** Workgroup bytes of flash-backward-key-value-tiled.wgsl. */
+export function tiledKeyValueStorage(shape: TiledShape, headDimQk: number, headDimV: number): number {
+  const keys = (shape.threads / shape.keyThreads) * shape.rowsPerThread;
+  const [qk4, v4] = [headDimBucket(headDimQk) / 4, headDimBucket(headDimV) / 4];
+  const vec4s = keys * (qk4 + 1) + keys * (v4 + 1) + 4 * (qk4 + v4) * (shape.keyThreads + 1) + 2 * keys * (shape.keyThreads + 1);
+  return vec4s * 16 + 3 * 4 * shape.keyThreads * 4 + keys * 4 + SHARED_EXTRA;
+}
+
+/**
+ * The tiled backward's shapes for a tiled forward: its rows per thread, threads and key threads, with fewer threads
+ * (then rows) until the kernel fits the device; null where none fits (the compact family runs then).
+ */
+function tiledBackwardShape(
+  forward: ForwardTiles,
+  storage: (shape: TiledShape) => number,
+  registers: (shape: TiledShape) => number,
+  caps: FlashCaps,
+): TiledShape | null {
+  if (forward.kernel !== 'tiled') return null;
+  const keyThreads = forward.keys / 4;
+  for (const rowsPerThread of [...FORWARD_ROWS_PER_THREAD].reverse().filter((rows) => rows <= forward.rowsPerThread)) {
+    for (const threads of [forward.threads, 128, 64].filter((t, i, all) => t <= forward.threads && all.indexOf(t) === i)) {
+      if (threads % keyThreads !== 0) continue;
+      const shape = { threads, rowsPerThread, keyThreads };
+      if (registers(shape) <= 64 && storage(shape) <= caps.maxComputeWorkgroupStorageSize) return shape;
     }
   }
   return null;
@@ -186,12 +239,30 @@ export function chooseTiles(
     rowsPerThread: compact?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV),
     keys: compact?.keys ?? Math.min(keys, FORWARD_MAX_TILE),
   };
+  // One family for forward and backward (their scores are summed in the same order, so P is exact): tiled only
+  // when both tiled backward kernels fit too.
+  const tiled = tuned ?? defaultTiledForward(headDimQk, headDimV, caps);
+  const tiledQuery = tiled && tiledBackwardShape(
+    tiled,
+    (shape) => tiledQueryStorage(shape, headDimQk, headDimV),
+    (shape) => (shape.rowsPerThread * headDimQk) / shape.keyThreads,
+    caps,
+  );
+  const tiledKeyValue = tiled && tiledBackwardShape(
+    tiled,
+    (shape) => tiledKeyValueStorage(shape, headDimQk, headDimV),
+    (shape) => (shape.rowsPerThread * (headDimQk + headDimV)) / shape.keyThreads,
+    caps,
+  );
+  const family = tiled && tiledQuery && tiledKeyValue ? { forward: tiled, tiledQuery, tiledKeyValue } : null;
   return {
     headDimQk,
     headDimV,
     rows: threads,
     keys,
-    forward: tuned ?? defaultTiledForward(headDimQk, headDimV, caps) ?? compactTiles,
+    forward: family?.forward ?? compactTiles,
+    tiledQuery: family?.tiledQuery ?? null,
+    tiledKeyValue: family?.tiledKeyValue ?? null,
     forwardThreads: compactTiles.threads,
     forwardRowsPerThread: compactTiles.rowsPerThread,
     forwardKeys: compactTiles.keys,

@@ -36,7 +36,7 @@ export interface TuneOptions {
   readonly dtypes?: readonly ('f32' | 'f16')[];
   /** [batch, heads, length] of the timed problem. Default [1, 8, 2048]. */
   readonly shape?: readonly [number, number, number];
-  /** Timed calls per candidate after one warm-up call. Default 3. */
+  /** Timed calls per candidate after one warm-up call (wall clock: enough that the GPU time dominates). Default 8. */
   readonly iterations?: number;
   /** Candidates to time (default: forwardCandidates, every shape that fits). */
   readonly candidates?: readonly ForwardTiles[];
@@ -53,7 +53,9 @@ export function forwardCandidates(device: Device, headDim: number): ForwardTiles
       for (const rowsPerThread of FORWARD_ROWS_PER_THREAD) {
         for (const keys of keysOf[kernel]) {
           const tiles = { kernel, threads, rowsPerThread, keys };
-          if (forwardTilesFit(tiles, headDim, headDim, device.caps)) candidates.push(tiles);
+          // A tiled forward runs only with its tiled backward (chooseTiles keeps the family): both must fit.
+          const runs = kernel === 'compact' || chooseTiles({ headDimQk: headDim, headDimV: headDim }, device.caps, tiles)?.forward === tiles;
+          if (forwardTilesFit(tiles, headDim, headDim, device.caps) && runs) candidates.push(tiles);
         }
       }
     }
@@ -65,7 +67,7 @@ export function forwardCandidates(device: Device, headDim: number): ForwardTiles
 export async function tuneFlashForward(device: Device, options: TuneOptions = {}): Promise<ForwardTuning[]> {
   if (!device.isGpu) return [];
   const [batch, heads, length] = options.shape ?? [1, 8, 2048];
-  const iterations = options.iterations ?? 3;
+  const iterations = options.iterations ?? 8;
   const dtypes = options.dtypes ?? (device.caps.shaderF16 ? ['f32', 'f16'] : ['f32']);
   const tuned = tunedForwardTilesOf(device.gpu);
   const results: ForwardTuning[] = [];

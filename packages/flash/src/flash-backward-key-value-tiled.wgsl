@@ -1,0 +1,344 @@
+// FlashAttention-2 backward for dK and dV, tiled like flash-forward-tiled.wgsl with the roles of rows and keys
+// swapped: one workgroup per tile of BK = (THREADS / KEY_THREADS) · ROWS keys of one (batch, kv head), threads in
+// a grid of key groups (ty) × KEY_THREADS (tx), keys and values staged once. It loops over the query heads that
+// share the kv head (GQA) and over the query tiles of BLOCK_M = 4 · KEY_THREADS rows that may attend its keys
+// (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4), logsumexp and delta. Thread (ty, tx)
+// computes Sᵀ = k qᵀ and dPᵀ = v dOᵀ for its ROWS keys × rows 4·tx .. 4·tx + 3 (the forward's summation order,
+// so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory, then dV += P̃ᵀ dO and
+// dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... Each gradient element is summed by one thread
+// in a fixed order: deterministic. A key that a row with a NaN logsumexp may attend gets NaN dK and dV; NaN query
+// rows are kept out of the q tile (they are such rows), so that the zero dS of a masked pair cannot spread them.
+//
+// A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
+// multiples of the workgroup's keys) and the query rows [row_base, row_end). When the query rows of one kv head do
+// not fit a storage binding, the recording splits them: each dispatch covers the query heads
+// [group_first, group_first + group_count) of the group and a range of rows (multiples of BLOCK_M), in the
+// unsplit order (heads, then row tiles). This source is then compiled
+// with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
+// params.kv_partial is 1 (so the sums continue exactly), and flash-backward-finish.wgsl writes them out.
+
+override THREADS: u32 = 128u;
+// Keys per thread.
+const ROWS: u32 = ${ROWS}u;
+const KEY_THREADS: u32 = ${KEY_THREADS}u;
+const BLOCK_M: u32 = 4u * KEY_THREADS;
+const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
+const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const QK4: u32 = HEAD_DIM_QK / 4u;
+const V4: u32 = HEAD_DIM_V / 4u;
+// dK and dV head dims per thread: tx + KEY_THREADS · m.
+const DK_DIMS: u32 = HEAD_DIM_QK / KEY_THREADS;
+const DV_DIMS: u32 = HEAD_DIM_V / KEY_THREADS;
+// Padded row strides (in vec4), so that the rows a subgroup reads fall in different banks.
+const K_STRIDE: u32 = QK4 + 1u;
+const V_STRIDE: u32 = V4 + 1u;
+const ROW_STRIDE: u32 = KEY_THREADS + 1u;
+
+@group(0) @binding(5) var<storage, read> q: array<${T}>;
+@group(0) @binding(6) var<storage, read> k: array<${T}>;
+@group(0) @binding(7) var<storage, read> v: array<${T}>;
+@group(0) @binding(8) var<storage, read> grad_out: array<${T}>;
+@group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
+@group(0) @binding(10) var<storage, read> delta: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dk: array<${GRADIENT_T}>;
+@group(0) @binding(12) var<storage, read_write> dv: array<${GRADIENT_T}>;
+
+var<workgroup> k_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * K_STRIDE>;
+var<workgroup> v_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * V_STRIDE>;
+// qt_tile[d · ROW_STRIDE + r4] = query rows 4·r4 .. 4·r4 + 3 of the tile at dim d (gt_tile likewise for dO).
+var<workgroup> qt_tile: array<vec4<f32>, HEAD_DIM_QK * ROW_STRIDE>;
+var<workgroup> gt_tile: array<vec4<f32>, HEAD_DIM_V * ROW_STRIDE>;
+// pt_tile[c · ROW_STRIDE + r4] = P̃ of key c for rows 4·r4 .. 4·r4 + 3; dst_tile likewise dS · scale.
+var<workgroup> pt_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * ROW_STRIDE>;
+var<workgroup> dst_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * ROW_STRIDE>;
+var<workgroup> lse_tile: array<f32, BLOCK_M>;
+var<workgroup> residual_tile: array<f32, BLOCK_M>;
+var<workgroup> delta_tile: array<f32, BLOCK_M>;
+// key_poisoned[c] = 1: key c gets NaN gradients (set by any of its threads).
+var<workgroup> key_poisoned: array<atomic<u32>, THREADS / KEY_THREADS * ROWS>;
+var<workgroup> sequence_shared: Sequence;
+
+// load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
+${VEC4_LOADERS}
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let block_keys = THREADS / KEY_THREADS * ROWS;
+  let tx = lid % KEY_THREADS;
+  let ty = lid / KEY_THREADS;
+  // Global indices: a chunked dispatch (binding-chunks.ts) covers batch entries and kv heads from its bases.
+  let b = params.batch_base + wid.z;
+  let kv_head = params.head_base + wid.y;
+  let key0 = params.key_base + wid.x * block_keys;
+  let first_key = key0 + ty * ROWS;
+  if (lid == 0u) {
+    sequence_shared = load_sequence(b);
+  }
+  let sequence = workgroupUniformLoad(&sequence_shared);
+  // This dispatch's keys, and those of them that may be attended.
+  let key_end = min(sequence.k_len, params.key_end);
+  let valid_end = min(sequence.k_valid, params.key_end);
+  if (key0 >= key_end) {
+    return;
+  }
+  let dqk = params.head_dim_qk;
+  let dvd = params.head_dim_v;
+  let negative_infinity = params.negative_infinity;
+  let group = params.q_heads / params.kv_heads;
+
+  // Rows that may attend some key of this workgroup.
+  var tile_begin = 0u;
+  var tile_end = 0u;
+  if (key0 < valid_end && sequence.q_len > 0u) {
+    let key_last = min(key0 + block_keys, valid_end) - 1u;
+    let rows = row_bounds(i32(key0), i32(key_last), sequence);
+    if (rows.y >= rows.x) {
+      tile_begin = u32(rows.x) / BLOCK_M;
+      tile_end = u32(rows.y) / BLOCK_M + 1u;
+    }
+  }
+  // This dispatch's query rows (all of them unless split; the split points are multiples of BLOCK_M).
+  tile_begin = max(tile_begin, params.row_base / BLOCK_M);
+  tile_end = min(tile_end, (params.row_end + BLOCK_M - 1u) / BLOCK_M);
+
+  // The workgroup's keys and values (zero past the valid keys).
+  let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
+  let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
+  for (var e = lid; e < block_keys * QK4; e += THREADS) {
+    let j = key0 + e / QK4;
+    var value = vec4<f32>(0.0);
+    if (j < valid_end) {
+      value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e % QK4) * 4u, dqk, params.k_dim);
+    }
+    k_tile[(e / QK4) * K_STRIDE + e % QK4] = value;
+  }
+  for (var e = lid; e < block_keys * V4; e += THREADS) {
+    let j = key0 + e / V4;
+    var value = vec4<f32>(0.0);
+    if (j < valid_end) {
+      value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dvd, params.v_dim);
+    }
+    v_tile[(e / V4) * V_STRIDE + e % V4] = value;
+  }
+
+  // This thread's keys × dims tx + KEY_THREADS · m: the running sums (continued from scratch when partial).
+  var dk_acc: array<f32, ROWS * DK_DIMS>;
+  var dv_acc: array<f32, ROWS * DV_DIMS>;
+  for (var t = 0u; t < ROWS; t++) {
+    let j = first_key + t;
+    for (var m = 0u; m < DK_DIMS; m++) {
+      dk_acc[t * DK_DIMS + m] = 0.0;
+    }
+    for (var m = 0u; m < DV_DIMS; m++) {
+      dv_acc[t * DV_DIMS + m] = 0.0;
+    }
+    if (params.kv_partial == 1u && j < key_end) {
+      // Continue the sums of the previous dispatches (f32 scratch, see the header); NaN marks a poisoned key.
+      let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
+      let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
+      var nan_found = false;
+      for (var m = 0u; m < DK_DIMS; m++) {
+        let d = tx + m * KEY_THREADS;
+        if (d < dqk) {
+          let value = f32(dk[dk_address + d * params.dk_dim]);
+          nan_found = nan_found || is_nan(value);
+          dk_acc[t * DK_DIMS + m] = value;
+        }
+      }
+      for (var m = 0u; m < DV_DIMS; m++) {
+        let d = tx + m * KEY_THREADS;
+        if (d < dvd) {
+          let value = f32(dv[dv_address + d * params.dv_dim]);
+          nan_found = nan_found || is_nan(value);
+          dv_acc[t * DV_DIMS + m] = value;
+        }
+      }
+      if (nan_found) {
+        atomicStore(&key_poisoned[ty * ROWS + t], 1u);
+      }
+    }
+  }
+
+  for (var head_in_group = params.group_first; head_in_group < params.group_first + params.group_count; head_in_group++) {
+    let h = kv_head * group + head_in_group;
+    let batch_head = b * params.q_heads + h;
+    let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
+    let g_base = params.g_offset + b * params.g_batch + h * params.g_head;
+    for (var tile = tile_begin; tile < tile_end; tile++) {
+      let row0 = tile * BLOCK_M;
+      workgroupBarrier();
+      // qᵀ and dOᵀ: consecutive threads take consecutive rows of one dim quad (conflict-free stores).
+      for (var e = lid; e < BLOCK_M * QK4; e += THREADS) {
+        let r = e % BLOCK_M;
+        let d4 = e / BLOCK_M;
+        let i = row0 + r;
+        var value = vec4<f32>(0.0);
+        if (i < sequence.q_len) {
+          value = without_nan4(load_q4(q_base + (sequence.q_start + i) * params.q_seq, d4 * 4u, dqk, params.q_dim));
+        }
+        for (var t = 0u; t < 4u; t++) {
+          qt_tile[(d4 * 4u + t) * ROW_STRIDE + r / 4u][r % 4u] = value[t];
+        }
+      }
+      for (var e = lid; e < BLOCK_M * V4; e += THREADS) {
+        let r = e % BLOCK_M;
+        let d4 = e / BLOCK_M;
+        let i = row0 + r;
+        var value = vec4<f32>(0.0);
+        if (i < sequence.q_len) {
+          value = load_grad_out4(g_base + (sequence.q_start + i) * params.g_seq, d4 * 4u, dvd, params.g_dim);
+        }
+        for (var t = 0u; t < 4u; t++) {
+          gt_tile[(d4 * 4u + t) * ROW_STRIDE + r / 4u][r % 4u] = value[t];
+        }
+      }
+      for (var r = lid; r < BLOCK_M; r += THREADS) {
+        let i = row0 + r;
+        var lse = negative_infinity;
+        var row_delta = 0.0;
+        var residual = 0.0;
+        if (i < sequence.q_len) {
+          // Rows of the logsumexp and delta bindings (row-stats.ts).
+          let row_index = batch_head * params.query_length + i;
+          lse = logsumexp[row_index - params.lse_base];
+          row_delta = delta[row_index - params.delta_base];
+          if (params.lse_residual == 1u) {
+            residual = logsumexp[params.lse_count + row_index - params.lse_base];
+          }
+        }
+        lse_tile[r] = lse;
+        residual_tile[r] = residual;
+        delta_tile[r] = row_delta;
+      }
+      workgroupBarrier();
+
+      // Sᵀ = k qᵀ and dPᵀ = v dOᵀ for this thread's keys × rows row0 + 4·tx .. + 3 (the forward's order).
+      var s: array<vec4<f32>, ROWS>;
+      var dp: array<vec4<f32>, ROWS>;
+      for (var t = 0u; t < ROWS; t++) {
+        s[t] = vec4<f32>(0.0);
+        dp[t] = vec4<f32>(0.0);
+      }
+      for (var d4 = 0u; d4 < QK4; d4++) {
+        var k4: array<vec4<f32>, ROWS>;
+        for (var t = 0u; t < ROWS; t++) {
+          k4[t] = k_tile[(ty * ROWS + t) * K_STRIDE + d4];
+        }
+        for (var dd = 0u; dd < 4u; dd++) {
+          let queries = qt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
+          for (var t = 0u; t < ROWS; t++) {
+            s[t] += queries * k4[t][dd];
+          }
+        }
+      }
+      for (var d4 = 0u; d4 < V4; d4++) {
+        var v4: array<vec4<f32>, ROWS>;
+        for (var t = 0u; t < ROWS; t++) {
+          v4[t] = v_tile[(ty * ROWS + t) * V_STRIDE + d4];
+        }
+        for (var dd = 0u; dd < 4u; dd++) {
+          let gradients = gt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
+          for (var t = 0u; t < ROWS; t++) {
+            dp[t] += gradients * v4[t][dd];
+          }
+        }
+      }
+      // P̃ᵀ and dSᵀ · scale (0 where masked) into workgroup memory.
+      var weights: array<vec4<f32>, ROWS>;
+      var ds: array<vec4<f32>, ROWS>;
+      for (var t = 0u; t < ROWS; t++) {
+        weights[t] = vec4<f32>(0.0);
+        ds[t] = vec4<f32>(0.0);
+      }
+      for (var u = 0u; u < 4u; u++) {
+        let r = 4u * tx + u;
+        let i = row0 + r;
+        let lse = lse_tile[r];
+        let row_nan = is_nan(lse);
+        // Rows without any allowed key (logsumexp −∞, also past the sequence) take no part.
+        if (lse == negative_infinity) {
+          continue;
+        }
+        let bounds = key_bounds(i32(i), sequence);
+#if DROPOUT
+        // One draw gives the words of 4 aligned keys: redrawn only when this thread's keys cross a group.
+        var words = vec4<u32>(0u);
+        var words_group = 0xffffffffu;
+#endif
+        for (var t = 0u; t < ROWS; t++) {
+          let j = first_key + t;
+          if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
+            continue;
+          }
+          let capped = capped_score(s[t][u]);
+          let score = masked_score(capped.x, b, h, i, j);
+          // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
+          if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
+            atomicStore(&key_poisoned[ty * ROWS + t], 1u);
+          } else if (score > negative_infinity) {
+            let p = exp((score - lse) - residual_tile[r]);
+#if DROPOUT
+            if ((j >> 2u) != words_group) {
+              words_group = j >> 2u;
+              words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, words_group);
+            }
+            let keep = dropout_factor(words[j & 3u]);
+#else
+            let keep = 1.0;
+#endif
+            weights[t][u] = p * keep;
+            ds[t][u] = p * (dp[t][u] * keep - delta_tile[r]) * capped.y * params.scale;
+          }
+        }
+      }
+      for (var t = 0u; t < ROWS; t++) {
+        pt_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = weights[t];
+        dst_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = ds[t];
+      }
+      workgroupBarrier();
+
+      // dV += P̃ᵀ dO and dK += dSᵀ q for this thread's keys × dims tx + KEY_THREADS · m.
+      for (var r4 = 0u; r4 < KEY_THREADS; r4++) {
+        var p4: array<vec4<f32>, ROWS>;
+        var ds4: array<vec4<f32>, ROWS>;
+        for (var t = 0u; t < ROWS; t++) {
+          p4[t] = pt_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+          ds4[t] = dst_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+        }
+        for (var m = 0u; m < DV_DIMS; m++) {
+          let gradients = gt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
+          for (var t = 0u; t < ROWS; t++) {
+            dv_acc[t * DV_DIMS + m] += dot(p4[t], gradients);
+          }
+        }
+        for (var m = 0u; m < DK_DIMS; m++) {
+          let queries = qt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
+          for (var t = 0u; t < ROWS; t++) {
+            dk_acc[t * DK_DIMS + m] += dot(ds4[t], queries);
+          }
+        }
+      }
+    }
+  }
+
+  workgroupBarrier();
+  for (var t = 0u; t < ROWS; t++) {
+    let j = first_key + t;
+    if (j < key_end) {
+      let poisoned = atomicLoad(&key_poisoned[ty * ROWS + t]) == 1u;
+      let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
+      let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
+      for (var m = 0u; m < DK_DIMS; m++) {
+        let d = tx + m * KEY_THREADS;
+        if (d < dqk) {
+          dk[dk_address + d * params.dk_dim] = select(${GRADIENT_T}(dk_acc[t * DK_DIMS + m]), ${GRADIENT_NAN}, poisoned);
+        }
+      }
+      for (var m = 0u; m < DV_DIMS; m++) {
+        let d = tx + m * KEY_THREADS;
+        if (d < dvd) {
+          dv[dv_address + d * params.dv_dim] = select(${GRADIENT_T}(dv_acc[t * DV_DIMS + m]), ${GRADIENT_NAN}, poisoned);
+        }
+      }
+    }
+  }
+}
