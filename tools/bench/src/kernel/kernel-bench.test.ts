@@ -68,7 +68,7 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
       expect(JSON.parse(JSON.stringify(result)).records).toHaveLength(records.length);
       expect(readFileSync(recordsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as KernelRecord)).toEqual(records);
       expect(lines.some((line) => line.startsWith('device: gpu'))).toBe(true);
-      expect(lines.some((line) => /^flash tiles f32 D16: forward\/dQ \d+ threads × \d+ query rows per thread, \d+ keys per tile/.test(line))).toBe(true);
+      expect(lines.some((line) => /^flash tiles f32 D16: (tiled; forward \d+ threads × \d+ rows per thread, \d+-wide tiles; dQ|compact; forward \d+ threads)/.test(line))).toBe(true);
       expect(lines.filter((line) => /^B2 H2 N37 D16 /.test(line))).toHaveLength(records.length);
     } finally {
       rmSync(folder, { recursive: true, force: true });

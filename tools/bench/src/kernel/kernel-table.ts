@@ -6,13 +6,24 @@ import type { KernelRecord, TileReport } from './run-kernel-bench';
 export const formatShape = (shape: BenchShape) => `B${shape.batch} H${shape.heads} N${shape.length} D${shape.headDim}`;
 
 export function formatTiles(reports: readonly TileReport[]): string[] {
-  return reports.map(({ dtype, headDim, tiles }) =>
-    tiles
-      ? `flash tiles ${dtype} D${headDim}: forward/dQ ${tiles.forwardThreads} threads × ${tiles.forwardRowsPerThread} query rows ` +
-        `per thread, ${tiles.forwardKeys} keys per tile; dK/dV ${tiles.backwardKeys} threads × ${tiles.forwardRowsPerThread} keys ` +
-        `per thread, ${tiles.backwardRows} query rows per tile (head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`
-      : `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`,
-  );
+  return reports.map(({ dtype, headDim, tiles }) => {
+    if (!tiles) return `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`;
+    const buckets = `(head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`;
+    const { forward, tiledQuery, tiledKeyValue } = tiles;
+    if (forward.kernel === 'tiled' && tiledQuery && tiledKeyValue) {
+      const shape = (s: { threads: number; rowsPerThread: number; keyThreads: number }, what: string) =>
+        `${s.threads} threads × ${s.rowsPerThread} ${what} per thread, ${4 * s.keyThreads}-wide tiles`;
+      return (
+        `flash tiles ${dtype} D${headDim}: tiled; forward ${shape({ ...forward, keyThreads: forward.keys / 4 }, 'rows')}; ` +
+        `dQ ${shape(tiledQuery, 'rows')}; dK/dV ${shape(tiledKeyValue, 'keys')} ${buckets}`
+      );
+    }
+    return (
+      `flash tiles ${dtype} D${headDim}: compact; forward ${forward.threads} threads × ${forward.rowsPerThread} query rows ` +
+      `per thread, ${forward.keys} keys per tile; dQ ${tiles.forwardThreads} × ${tiles.forwardRowsPerThread}, ${tiles.forwardKeys} keys; ` +
+      `dK/dV ${tiles.backwardKeys} threads × ${tiles.forwardRowsPerThread} keys per thread, ${tiles.backwardRows} query rows per tile ${buckets}`
+    );
+  });
 }
 
 const COLUMNS = [
