@@ -6,8 +6,9 @@
  *   occupancy    = min(1, workgroups / parallelSlots)
  *
  * computedFlops counts QKᵀ and PV, 2 · B · Hq · rows · S · (Dqk + Dv), over the rows a kernel really computes:
- * flash runs one query row per thread in 64-thread workgroups, so a workgroup pays for `flashRowGranularity` rows
- * at least (8 on lavapipe, its SIMD width; the whole 64 on a GPU) — the decode-shape weakness split-KV exists
+ * flash runs one workgroup per tile of query rows (16–128 rows by head dim and device), so a workgroup pays for
+ * `flashRowGranularity` rows at least (8 on lavapipe, its SIMD width; 64 on a GPU, fitted on the earlier
+ * 64-row kernels and not refitted for the tiled ones) — the decode-shape weakness split-KV exists
  * for. bytes counts what each kernel reads and writes (K and V once per query head for split-KV and math; math
  * also writes and re-reads the f32 L×S scores four times). Every constant is fitted to measurements: see the two
  * calibrations below and the README's tables. Only the ranking matters.
