@@ -11,8 +11,10 @@ export function packageTests(overrides = {}) {
     test: {
       pool: 'forks',
       maxWorkers: 1,
-      testTimeout: 120_000,
-      hookTimeout: 120_000,
+      // Generous: a test's first call compiles its kernels, and Mesa's lavapipe needs up to ~90 s for the tiled
+      // flash kernels' unrolled loops when its shader cache is cold (a fresh CI machine).
+      testTimeout: 600_000,
+      hookTimeout: 600_000,
       include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
       // A package without tests yet is not a failure; scripts/test-summary.mjs lists it with a warning.
       passWithNoTests: true,
