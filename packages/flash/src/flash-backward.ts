@@ -26,7 +26,7 @@ import {
   requireChunks,
   type PackedRows,
 } from './flash-chunks';
-import { chooseTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
+import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -132,7 +132,7 @@ export function recordFlashBackward(
 ): void {
   const { batch, queryHeads, queryLength, keyLength } = problem;
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
-  const tiles = chooseTiles(problem, caps)!;
+  const tiles = recordingTiles(recorder.gpu, problem, caps)!;
   const variant = variantOf(problem);
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;

@@ -2,7 +2,7 @@ import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import { assertWholeBuffersFit, dispatchChunks, forwardBindings, planKernelChunks, type PackedRows } from './flash-chunks';
-import { chooseTiles, capsOfGpuDevice, forwardRowsPerWorkgroup, tunedForwardTiles, type FlashCaps } from './flash-tiles';
+import { capsOfGpuDevice, forwardRowsPerWorkgroup, recordingTiles, type FlashCaps } from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { logsumexpBinding } from './row-stats';
@@ -173,7 +173,7 @@ export function recordFlashForward(
   }
   const chunks = plan.chunks;
   assertWholeBuffersFit([chunked], { ...buffers }, limit, 'flash forward');
-  const tiles = chooseTiles(problem, caps, tunedForwardTiles(recorder.gpu, problem.dtype, problem.headDimQk, problem.headDimV))!;
+  const tiles = recordingTiles(recorder.gpu, problem, caps)!;
   const forward = tiles.forward;
   const source =
     forward.kernel === 'tiled'

@@ -271,6 +271,14 @@ export function chooseTiles(
   };
 }
 
+/**
+ * The tiles a recording uses on `gpu`: chooseTiles with the device's tuned forward, so that the forward and its
+ * backward pick the same kernel family and shape (their scores must be summed in the same order).
+ */
+export function recordingTiles(gpu: GPUDevice, problem: Pick<AttentionProblem, 'dtype' | 'headDimQk' | 'headDimV'>, caps: FlashCaps): FlashTiles | null {
+  return chooseTiles(problem, caps, tunedForwardTiles(gpu, problem.dtype, problem.headDimQk, problem.headDimV));
+}
+
 /** Bytes of workgroup storage the smallest tiles need (for rejection messages). */
 export function minimumStorage(problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'>): number {
   return MIN_TILE * (headDimBucket(problem.headDimQk) + headDimBucket(problem.headDimV)) * 4 + SHARED_EXTRA;
