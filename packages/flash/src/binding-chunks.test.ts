@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindingWindow, planChunks, shiftedOffset, stridedRange, type Chunk } from './binding-chunks';
+import { bindingWindow, planChunks, halvedRowSteps, shiftedOffset, stridedRange, type Chunk } from './binding-chunks';
 
 const extent = (batch: number, heads: number, rows: number, keys = 1): Chunk => ({
   batch: { start: 0, count: batch },
@@ -135,6 +135,35 @@ describe('planChunks', () => {
             for (let j = c.keys.start; j < c.keys.start + c.keys.count; j++) seen[((b * 3 + h) * 13 + i) * 37 + j]! += 1;
     }
     expect(seen.every((count) => count === 1)).toBe(true);
+  });
+
+  it('halves the row step down to smallestRows only when no chunk in multiples of the full step fits', () => {
+    // A dense mask [rows, 1000 keys] of 4-byte elements: a chunk binds (rows − 1) · 1000 + its keys elements.
+    const bytes = (chunk: Chunk) => [{ name: 'mask', bytes: ((chunk.rows.count - 1) * 1000 + chunk.keys.count) * 4 }];
+    const steps = { rows: 256, smallestRows: 64, keys: 100 };
+    expect(halvedRowSteps(steps)).toEqual([256, 128, 64]);
+    expect(halvedRowSteps({ rows: 256, keys: 0 })).toEqual([256]);
+    expect(() => halvedRowSteps({ rows: 256, smallestRows: 48, keys: 0 })).toThrow(/48 is not 256 \/ 2\^n/);
+    // 256 rows take 1 MB; the full step's chunks of 300 or 256 rows do not fit 600000 B, 128 rows (508000 B) do.
+    const half = planChunks(extent(1, 1, 300, 1000), 600_000, bytes, steps);
+    expect('chunks' in half && half.chunks.map((c) => [c.rows.start, c.rows.count, c.keys.count])).toEqual([
+      [0, 128, 1000],
+      [128, 128, 1000],
+      [256, 44, 1000],
+    ]);
+    // 64 rows × 1000 keys (256000 B) do not fit 255000 B either: 64 rows × 500 keys, the fewest chunks that fit.
+    const quarter = planChunks(extent(1, 1, 300, 1000), 255_000, bytes, steps);
+    expect('chunks' in quarter && quarter.chunks.map((c) => `${c.rows.start}+${c.rows.count} ${c.keys.start}+${c.keys.count}`)).toEqual(
+      [0, 64, 128, 192, 256].flatMap((start) => [0, 500].map((key) => `${start}+${start === 256 ? 44 : 64} ${key}+500`)),
+    );
+    // A plan the full step fits is unchanged: 256-row chunks, even where smaller rows would need fewer key splits.
+    const full = planChunks(extent(1, 1, 300, 1000), 1_100_000, bytes, steps);
+    expect('chunks' in full && full.chunks.map((c) => [c.rows.start, c.rows.count, c.keys.count])).toEqual([
+      [0, 256, 1000],
+      [256, 44, 1000],
+    ]);
+    // Nothing fits: the overflow of the smallest chunk, 64 rows × 100 keys.
+    expect(planChunks(extent(1, 1, 300, 1000), 200_000, bytes, steps)).toEqual({ overflow: { name: 'mask', bytes: (63 * 1000 + 100) * 4 } });
   });
 
   it('reports the largest binding of the smallest chunk when nothing fits', () => {

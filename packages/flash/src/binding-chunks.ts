@@ -151,10 +151,27 @@ function stepSizes(count: number, step: number): number[] {
 export interface ChunkSteps {
   /** Rows split in multiples of this (kernels' row tiles start there); 0 or ≥ the row count: not split. */
   readonly rows: number;
+  /**
+   * When no chunk of `rows`-multiples fits, the row step halves down to this (`rows` / 2ⁿ; every row tile of the
+   * kernels divides it). Default: `rows` (no halving).
+   */
+  readonly smallestRows?: number;
   /** Keys split in multiples of this; 0 or ≥ the key count: not split. */
   readonly keys: number;
   /** Besides the bindings fitting, e.g. a dispatch grid's size (default: any chunk). */
   readonly accept?: (chunk: Chunk) => boolean;
+}
+
+/** The row steps planChunks tries: `rows`, then its halves down to `smallestRows`. */
+export function halvedRowSteps(steps: ChunkSteps): number[] {
+  const result = [steps.rows];
+  const smallest = steps.smallestRows ?? steps.rows;
+  for (let step = steps.rows; step > smallest && step % 2 === 0; ) {
+    step /= 2;
+    result.push(step);
+  }
+  if (result[result.length - 1] !== smallest) throw new Error(`flash: smallest row step ${smallest} is not ${steps.rows} / 2^n`);
+  return result;
 }
 
 /** At most this many chunks are scanned for the overflow of a plan that does not fit (for the message only). */
@@ -163,9 +180,10 @@ const OVERFLOW_SCAN = 4096;
 /**
  * Chunks covering `extent` whose bindings all fit `limit` bytes: the whole problem if it fits, else fewer batch
  * entries per chunk, then fewer heads, then fewer rows and/or keys (in multiples of their steps, so that chunks
- * start on the kernels' tiles; the combination with the fewest chunks, fewer key splits on ties). Halves each
- * count until it fits. Chunks come batch-major, keys innermost. Returns the largest overflow of the smallest
- * chunks when even those do not fit.
+ * start on the kernels' tiles; the combination with the fewest chunks, fewer key splits on ties; rows in multiples
+ * of a halved row step only when none in multiples of the full one fits, see `smallestRows`). Halves each count
+ * until it fits. Chunks come batch-major, keys innermost. Returns the largest overflow of the smallest chunks when
+ * even those do not fit.
  */
 export function planChunks(
   extent: Chunk,
@@ -189,15 +207,24 @@ export function planChunks(
     if (fitting) return fitting;
   }
   const parts = (count: number, size: number) => Math.ceil(count / size);
-  const candidates = stepSizes(rows.count, steps.rows)
-    .flatMap((rowCount) => stepSizes(keys.count, steps.keys).map((keyCount) => ({ rowCount, keyCount })))
-    .map((c) => ({ ...c, chunks: parts(rows.count, c.rowCount) * parts(keys.count, c.keyCount), keyParts: parts(keys.count, c.keyCount) }))
-    .sort((a, b) => a.chunks - b.chunks || a.keyParts - b.keyParts);
-  for (const { rowCount, keyCount } of candidates.slice(1)) {
-    const fitting = plan(1, 1, rowCount, keyCount);
-    if (fitting) return fitting;
+  const keySizes = stepSizes(keys.count, steps.keys);
+  // Per row step (the full one first), its combinations by fewest chunks; each combination tried once.
+  const tried = new Set([`${rows.count},${keys.count}`]);
+  const steppedRows = halvedRowSteps(steps).map((step) => stepSizes(rows.count, step));
+  for (const rowSizes of steppedRows) {
+    const candidates = rowSizes
+      .flatMap((rowCount) => keySizes.map((keyCount) => ({ rowCount, keyCount })))
+      .map((c) => ({ ...c, chunks: parts(rows.count, c.rowCount) * parts(keys.count, c.keyCount), keyParts: parts(keys.count, c.keyCount) }))
+      .sort((a, b) => a.chunks - b.chunks || a.keyParts - b.keyParts);
+    for (const { rowCount, keyCount } of candidates) {
+      if (tried.has(`${rowCount},${keyCount}`)) continue;
+      tried.add(`${rowCount},${keyCount}`);
+      const fitting = plan(1, 1, rowCount, keyCount);
+      if (fitting) return fitting;
+    }
   }
-  const smallest = candidates[candidates.length - 1]!;
+  const smallestRows = steppedRows[steppedRows.length - 1]!;
+  const smallest = { rowCount: smallestRows[smallestRows.length - 1]!, keyCount: keySizes[keySizes.length - 1]! };
   let overflow: Overflow = { name: '', bytes: 0 };
   let scanned = 0;
   for (const chunk of chunksOf(extent, 1, 1, smallest.rowCount, smallest.keyCount)) {

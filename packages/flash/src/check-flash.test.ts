@@ -1,7 +1,9 @@
 import { bhndLayout, type AttentionProblem } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
 import { checkFlash } from './check-flash';
-import { chooseTiles, type FlashCaps } from './flash-tiles';
+import { keyValueQueryTile } from './flash-backward';
+import { BACKWARD_MIN_ROW_STEP } from './flash-chunks';
+import { FORWARD_ROWS_PER_THREAD, TILED_KEY_THREADS, chooseTiles, type FlashCaps, type ForwardTiles } from './flash-tiles';
 
 const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem => ({
   batch: 2,
@@ -106,10 +108,8 @@ describe('checkFlash and the binding limit', () => {
     expect(checkFlash(many, caps())).toEqual([]);
   });
 
-  it('rejects what does not fit even the smallest chunk, naming the binding: a dense mask whose 256 rows exceed it in the backward', () => {
-    // An f32 mask [L, S] with S = 200000: 256 rows × S × 4 B = 205 MB (the forward splits it to single rows).
-    const [rows, keys] = [300, 200_000];
-    const masked = problem({
+  const denseMask = (rows: number, keys: number) =>
+    problem({
       batch: 1,
       queryLength: rows,
       keyLength: keys,
@@ -117,13 +117,26 @@ describe('checkFlash and the binding limit', () => {
       layout: { q: bhndLayout(4, rows, 64), k: bhndLayout(2, keys, 64), v: bhndLayout(2, keys, 64), out: bhndLayout(4, rows, 64) },
       mask: { kind: 'additive', dtype: 'f32', strides: { batch: 0, head: 0, row: keys, column: 1 }, offset: 0 },
     });
+
+  it('accepts a dense mask whose 256 rows exceed a binding, forward and backward (the backward splits rows down to 64)', () => {
+    // An f32 mask [L, S] with S = 200000: 256 rows × S × 4 B = 205 MB, 64 rows 51 MB.
+    const masked = denseMask(300, 200_000);
+    expect(256 * 200_000 * 4).toBeGreaterThan(2 ** 27);
+    expect(checkFlash({ ...masked, requiresGrad: false }, caps())).toEqual([]);
+    expect(checkFlash(masked, caps())).toEqual([]);
+  });
+
+  it('rejects what does not fit even the smallest chunk, naming the binding: a dense mask whose 64 rows exceed it in the backward', () => {
+    // S = 600000: 64 rows × S × 4 B = 154 MB (the forward splits it to single rows).
+    const keys = 600_000;
+    const masked = denseMask(300, keys);
     expect(checkFlash({ ...masked, requiresGrad: false }, caps())).toEqual([]);
     const rejections = checkFlash(masked, caps());
-    // The smallest dQ chunk: 256 rows × 256 keys of the mask.
-    const bytes = (255 * keys + 256) * 4;
+    // The smallest dQ chunk: 64 rows × 256 keys of the mask.
+    const bytes = (63 * keys + 256) * 4;
     expect(rejections.map((r) => [r.check, r.got])).toEqual([['mask binding size', `${bytes} B`]]);
     expect(rejections[0]!.message).toBe(
-      `flash: mask binding size ${bytes} B, need ≤ 134217728 B (maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and 256 rows × 256 keys in the backward, and this binding does not fit even then)`,
+      `flash: mask binding size ${bytes} B, need ≤ 134217728 B (maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and 64 rows × 256 keys in the backward, and this binding does not fit even then)`,
     );
   });
 });
@@ -135,5 +148,28 @@ describe('chooseTiles', () => {
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps())).toMatchObject({ keys: 4, backwardRows: 4, forwardRowsPerThread: 1, forwardKeys: 4 });
     expect(chooseTiles({ headDimQk: 16, headDimV: 8 }, caps())).toMatchObject({ headDimQk: 16, headDimV: 16, forwardRowsPerThread: 4 });
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps({ maxComputeWorkgroupStorageSize: 4096 }))).toBeNull();
+  });
+
+  it("gives dK/dV query tiles that divide the backward's smallest row chunk, with the default and every tunable forward", () => {
+    // Row chunks of the backward are multiples of BACKWARD_MIN_ROW_STEP: each must hold whole dK/dV query tiles.
+    const forwards: (ForwardTiles | undefined)[] = [undefined];
+    for (const threads of [64, 128, 256]) {
+      for (const rowsPerThread of FORWARD_ROWS_PER_THREAD) {
+        for (const keyThreads of TILED_KEY_THREADS) forwards.push({ kernel: 'tiled', threads, rowsPerThread, keys: 4 * keyThreads });
+        for (const keys of [4, 8, 16, 32]) forwards.push({ kernel: 'compact', threads, rowsPerThread, keys });
+      }
+    }
+    const tiles = new Set<number>();
+    for (const storage of [16384, 32768, 49152, 65536]) {
+      for (const dim of [4, 16, 40, 64, 100, 128, 256]) {
+        for (const forward of forwards) {
+          const chosen = chooseTiles({ headDimQk: dim, headDimV: dim }, caps({ maxComputeWorkgroupStorageSize: storage }), forward);
+          if (chosen) tiles.add(keyValueQueryTile(chosen));
+        }
+      }
+    }
+    // Both families and several tile sizes were seen.
+    expect([...tiles].sort((a, b) => a - b)).toEqual([4, 8, 16, 32, 64]);
+    for (const tile of tiles) expect(BACKWARD_MIN_ROW_STEP % tile, `query tile ${tile}`).toBe(0);
   });
 });

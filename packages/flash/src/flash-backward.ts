@@ -13,6 +13,7 @@ import {
 } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import {
+  BACKWARD_MIN_ROW_STEP,
   assertWholeBuffersFit,
   backwardBindings,
   chunkArguments,
@@ -81,6 +82,14 @@ function gradientKernel(
 }
 
 /**
+ * Query rows the dK/dV kernel stages per tile (its BLOCK_M: the tiled kernel's 4 · key threads, the compact
+ * kernel's backwardRows). It sums whole tiles, so row chunks must be multiples of it (BACKWARD_MIN_ROW_STEP is).
+ */
+export function keyValueQueryTile(tiles: FlashTiles): number {
+  return tiles.tiledKeyValue ? 4 * tiles.tiledKeyValue.keyThreads : tiles.backwardRows;
+}
+
+/**
  * Buffers of a flash backward pass: the forward's inputs, out and logsumexp, plus gradOut (read) and dq, dk, dv
  * (written, dtype `problem.dtype`). gradOut, dq, dk and dv use the layouts in `layouts` (default: those of out,
  * q, k and v in `problem.layout`). dk/dv rows of padded keys (≥ keyLengths[b]) are written as 0.
@@ -133,6 +142,9 @@ export function recordFlashBackward(
   const { batch, queryHeads, queryLength, keyLength } = problem;
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
   const tiles = recordingTiles(recorder.gpu, problem, caps)!;
+  // Row chunks are multiples of BACKWARD_MIN_ROW_STEP: whole query tiles of the dK/dV kernel.
+  const queryTile = keyValueQueryTile(tiles);
+  if (BACKWARD_MIN_ROW_STEP % queryTile !== 0) throw new Error(`flash backward: dK/dV query tile ${queryTile} does not divide the row step ${BACKWARD_MIN_ROW_STEP}`);
   const variant = variantOf(problem);
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;

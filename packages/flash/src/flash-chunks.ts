@@ -28,6 +28,16 @@ export const BINDING_ALIGNMENT = 256;
 /** Row chunks start at multiples of this (the dK/dV kernel's query tiles, ≤ 64 rows, divide it); row-tiled kernels stop at the chunk's row_end. */
 export const ROW_STEP = 256;
 /**
+ * The backward's row chunks: multiples of ROW_STEP, or, when none of those fits (e.g. 256 rows of a dense mask
+ * over many keys), of its halves down to this. Every dK/dV query tile (BLOCK_M: the tiled kernel's 4 · key threads,
+ * key threads 4, 8 or 16; the compact kernel's backwardRows, a power of two ≤ 64) divides it, so a chunk's rows are
+ * whole tiles and the f32 dK/dV sums continue over the chunks in the unsplit order (the kernel stages whole tiles:
+ * a chunk ending inside one would count its last rows twice). dQ and delta compute each row on its own and stop
+ * at the chunk's row_end, so their workgroups may span a chunk boundary (the key tiles only a dQ workgroup's other
+ * rows attend add zero products of finite keys to a row's sums, which leave them unchanged).
+ */
+export const BACKWARD_MIN_ROW_STEP = 64;
+/**
  * Key chunks start at multiples of this: the dQ kernel's key tiles (≤ 64 keys) and the dK/dV kernel's workgroups
  * (≤ 64 threads × 4 keys) divide it, so a chunk's keys are whole tiles and workgroups, as in the unsplit run.
  */
@@ -191,6 +201,9 @@ const deltaSize = (problem: AttentionProblem, heads: ChunkHeads) => (chunk: Chun
 
 const FIRST = BINDING.first;
 
+/** The backward's row steps: ROW_STEP, halved down to BACKWARD_MIN_ROW_STEP when no multiple of it fits. */
+const BACKWARD_ROW_STEPS = { rows: ROW_STEP, smallestRows: BACKWARD_MIN_ROW_STEP } as const;
+
 /** The inputs every attention kernel binds first: the mask (if any), then q, k and v at FIRST..FIRST + 2. */
 function attentionInputs(problem: AttentionProblem, heads: ChunkHeads, packing: Packing): ChunkedTensor[] {
   const { layout, headDimQk, headDimV } = problem;
@@ -263,7 +276,7 @@ export function backwardBindings(
   return {
     delta: {
       heads: 'query',
-      steps: { rows: ROW_STEP, keys: 0 },
+      steps: { ...BACKWARD_ROW_STEPS, keys: 0 },
       bindWhole,
       tensors: [
         tensor(problem, 'query', 'out', FIRST, 'o_offset', layout.out, 'query', headDimV, packing),
@@ -273,7 +286,7 @@ export function backwardBindings(
     },
     query: {
       heads: 'query',
-      steps: { rows: ROW_STEP, keys: KEY_STEP },
+      steps: { ...BACKWARD_ROW_STEPS, keys: KEY_STEP },
       bindWhole,
       tensors: [...inputs('query'), tensor(problem, 'query', 'dq', FIRST + 6, 'dq_offset', gradients.dq, 'query', headDimQk, packing)],
       others: (chunk, limit) => [
@@ -388,7 +401,7 @@ export function keyValuePartialBindings(
   return {
     partial: {
       heads: 'query',
-      steps: { rows: ROW_STEP, keys: KEY_STEP },
+      steps: { ...BACKWARD_ROW_STEPS, keys: KEY_STEP },
       bindWhole,
       tensors: [
         ...attentionInputs(problem, 'query', packing),
@@ -551,8 +564,7 @@ export function assertWholeBuffersFit(
 }
 
 /** Why flash refuses for size (also in checkFlash's rejection). */
-export const OVERFLOW_REASON =
-  'maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and 256 rows × 256 keys in the backward, and this binding does not fit even then';
+export const OVERFLOW_REASON = `maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and ${BACKWARD_MIN_ROW_STEP} rows × ${KEY_STEP} keys in the backward, and this binding does not fit even then`;
 
 /** "k binding size N B, need ≤ M B (...)" */
 export function overflowMessage(overflow: Overflow, limit: number): string {
