@@ -1,13 +1,22 @@
-import { InvalidArgumentError, ShapeError, type AttentionProblem, type Rejection } from '@webattn/tensor';
+import { InvalidArgumentError, ShapeError, type AttentionProblem, type KernelSource, type Rejection } from '@webattn/tensor';
 import { checkFlash, layoutSpan } from './check-flash';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import { assertWholeBuffersFit, dispatchChunks, forwardBindings, planKernelChunks, type PackedRows } from './flash-chunks';
-import { capsOfGpuDevice, forwardRowsPerWorkgroup, recordingTiles, type FlashCaps } from './flash-tiles';
+import {
+  MATRIX_SUBGROUP_SIZE,
+  capsOfGpuDevice,
+  forwardRowsPerWorkgroup,
+  recordingTiles,
+  type FlashCaps,
+  type FlashTiles,
+} from './flash-tiles';
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
+import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
 import forwardSource from './flash-forward.wgsl?raw';
+import matrixForwardSource from './flash-forward-matrix.wgsl?raw';
 import tiledForwardSource from './flash-forward-tiled.wgsl?raw';
 
 /**
@@ -148,6 +157,29 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
   }
 }
 
+/** The forward kernel `tiles.forward` names, for this problem's variant. */
+function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles): KernelSource {
+  const forward = tiles.forward;
+  const variant = variantOf(problem);
+  if (forward.kernel === 'matrix') {
+    const kernel = flashKernel('flash-forward-matrix', matrixForwardSource, variant, tiles, {}, {}, {
+      directives: ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+      sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
+    });
+    if (!subgroupMatricesEmulated(gpu)) return kernel;
+    return { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) };
+  }
+  if (forward.kernel === 'tiled') {
+    return flashKernel('flash-forward-tiled', tiledForwardSource, variant, tiles, { THREADS: forward.threads }, {
+      rows: forward.rowsPerThread,
+      keyThreads: forward.keys / 4,
+    });
+  }
+  return flashKernel('flash-forward', forwardSource, variant, tiles, { THREADS: forward.threads, BLOCK_N: forward.keys }, {
+    rows: forward.rowsPerThread,
+  });
+}
+
 /**
  * Records the forward kernel (no checks): shared by the raw-buffer and Tensor-level entry points. Split into
  * chunks of batch entries × heads × query rows when a binding would exceed the caps' maxStorageBufferBindingSize.
@@ -175,15 +207,7 @@ export function recordFlashForward(
   assertWholeBuffersFit([chunked], { ...buffers }, limit, 'flash forward');
   const tiles = recordingTiles(recorder.gpu, problem, caps)!;
   const forward = tiles.forward;
-  const source =
-    forward.kernel === 'tiled'
-      ? flashKernel('flash-forward-tiled', tiledForwardSource, variantOf(problem), tiles, { THREADS: forward.threads }, {
-          rows: forward.rowsPerThread,
-          keyThreads: forward.keys / 4,
-        })
-      : flashKernel('flash-forward', forwardSource, variantOf(problem), tiles, { THREADS: forward.threads, BLOCK_N: forward.keys }, {
-          rows: forward.rowsPerThread,
-        });
+  const source = forwardKernel(recorder.gpu, problem, tiles);
   const rowsPerWorkgroup = forwardRowsPerWorkgroup(forward);
   dispatchChunks(
     recorder,

@@ -27,6 +27,13 @@ export function variantOf(problem: AttentionProblem): FlashVariant {
 /** Binding numbers of flash-common.wgsl's optional inputs; kernels' own buffers start at 5. */
 export const BINDING = { uniforms: 0, mask: 1, keyLengths: 2, cuSeqlensQ: 3, cuSeqlensK: 4, first: 5 } as const;
 
+/** Extra code-level choices of a kernel: directives before everything (enables, diagnostics) and sizes it replaces. */
+export interface KernelExtras {
+  readonly directives?: readonly string[];
+  /** `${NAME}` replacements that size arrays (part of the cache key). */
+  readonly sizes?: Readonly<Record<string, number>>;
+}
+
 export function flashKernel(
   name: string,
   source: string,
@@ -34,6 +41,7 @@ export function flashKernel(
   tiles: FlashTiles,
   constants: Readonly<Record<string, number>>,
   sizes: { readonly rows?: number; readonly keyThreads?: number } = {},
+  extras: KernelExtras = {},
 ): KernelSource {
   // Rows per thread (and the tiled forward's key threads) size register arrays: preprocessor sizes, not overrides.
   const rows = source.includes('${ROWS}') ? (sizes.rows ?? tiles.forwardRowsPerThread) : null;
@@ -50,6 +58,7 @@ export function flashKernel(
     ...Object.entries(constants).map(([constant, value]) => `${constant}=${value}`),
     rows === null ? '' : `ROWS=${rows}`,
     keyThreads === null ? '' : `KEY_THREADS=${keyThreads}`,
+    ...Object.entries(extras.sizes ?? {}).map(([size, value]) => `${size}=${value}`),
   ]
     .filter(Boolean)
     .join('|');
@@ -58,7 +67,7 @@ export function flashKernel(
     variant: key,
     constants,
     code: () =>
-      composeWgsl([variant.f16 ? 'enable f16;' : '', PHILOX_WGSL, common, source], {
+      composeWgsl([variant.f16 ? 'enable f16;' : '', ...(extras.directives ?? []), PHILOX_WGSL, common, source], {
         flags: {
           F16: variant.f16,
           MASK: variant.mask !== 'none',
@@ -77,6 +86,7 @@ export function flashKernel(
           HEAD_DIM_V: String(tiles.headDimV),
           ROWS: String(rows ?? 1),
           KEY_THREADS: String(keyThreads ?? 1),
+          ...Object.fromEntries(Object.entries(extras.sizes ?? {}).map(([size, value]) => [size, String(value)])),
         },
       }),
   };

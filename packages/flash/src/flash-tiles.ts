@@ -1,4 +1,5 @@
 import type { AttentionProblem, DeviceCaps } from '@webattn/tensor';
+import { subgroupMatricesEmulated, withEmulatedMatrices } from './subgroup-matrix-emulation';
 
 /** The device facts flash kernels depend on (a `DeviceCaps` has them all; `capsOfGpuDevice` reads a raw GPUDevice). */
 export type FlashCaps = Pick<
@@ -9,12 +10,33 @@ export type FlashCaps = Pick<
   | 'maxComputeWorkgroupsPerDimension'
   | 'maxStorageBufferBindingSize'
   | 'maxStorageBuffersPerShaderStage'
->;
+> &
+  // The subgroup-matrix forward's facts (absent: no subgroup matrices).
+  Partial<Pick<DeviceCaps, 'subgroups' | 'subgroupMatrix' | 'subgroupMinSize' | 'subgroupMaxSize' | 'subgroupMatrixConfigs'>>;
+
+/** What a raw GPUDevice tells of its subgroups (`adapterInfo`, where the implementation has it). */
+interface SubgroupInfo {
+  readonly subgroupMinSize?: number;
+  readonly subgroupMaxSize?: number;
+  readonly subgroupMatrixConfigs?: FlashCaps['subgroupMatrixConfigs'];
+}
 
 export function capsOfGpuDevice(device: GPUDevice): FlashCaps {
   const limits = device.limits;
+  const info = ((device as { adapterInfo?: SubgroupInfo }).adapterInfo ?? {}) as SubgroupInfo;
   return {
     shaderF16: device.features.has('shader-f16'),
+    subgroups: device.features.has('subgroups'),
+    subgroupMatrix: device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName),
+    subgroupMinSize: info.subgroupMinSize ?? 0,
+    subgroupMaxSize: info.subgroupMaxSize ?? 0,
+    subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map(({ componentType, resultComponentType, M, N, K }) => ({
+      componentType,
+      resultComponentType,
+      M,
+      N,
+      K,
+    })),
     maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
@@ -76,9 +98,11 @@ function largestTile(bytesPerRow: number, storage: number, minimum: number): num
  * register-blocked products, `keys` = 4 · key threads per tile, threads / key threads · rowsPerThread query rows
  * per workgroup. 'compact' (flash-forward.wgsl): each thread owns rowsPerThread whole rows, `keys` per staged tile,
  * threads · rowsPerThread rows per workgroup; it needs less workgroup storage (the fallback for small limits).
+ * 'matrix' (flash-forward-matrix.wgsl, f16 on subgroup matrices): threads / 32 subgroups, each owning
+ * rowsPerThread blocks of 16 query rows, `keys` per staged tile.
  */
 export interface ForwardTiles {
-  readonly kernel: 'tiled' | 'compact';
+  readonly kernel: 'tiled' | 'compact' | 'matrix';
   readonly threads: number;
   readonly rowsPerThread: number;
   readonly keys: number;
@@ -91,6 +115,7 @@ export const TILED_KEY_THREADS = [4, 8, 16] as const;
 
 /** Query rows one forward workgroup computes. */
 export function forwardRowsPerWorkgroup(forward: ForwardTiles): number {
+  if (forward.kernel === 'matrix') return (forward.threads / MATRIX_SUBGROUP_SIZE) * forward.rowsPerThread * 16;
   const rowGroups = forward.kernel === 'tiled' ? forward.threads / (forward.keys / 4) : forward.threads;
   return rowGroups * forward.rowsPerThread;
 }
@@ -104,9 +129,54 @@ export function tiledForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headD
   return vec4s * 16 + forward.threads * forward.rowsPerThread * 4 + forward.keys * 4 + 4 + SHARED_EXTRA;
 }
 
+/** The subgroup size the matrix forward is written for, and its shapes: subgroups, row blocks per subgroup, keys. */
+export const MATRIX_SUBGROUP_SIZE = 32;
+export const MATRIX_SUBGROUPS = [2, 4, 8] as const;
+export const MATRIX_ROW_BLOCKS = [1, 2] as const;
+export const MATRIX_KEYS = [16, 32, 64] as const;
+/** Head-dim buckets the matrix forward compiles (its output and q stay in matrices: 16 · 8 per row block). */
+const MATRIX_MAX_HEAD_DIM = 128;
+
+/**
+ * Why the subgroup-matrix forward cannot run `dtype` on `caps` (f16 inputs, shader-f16, subgroups, the
+ * chromium-experimental-subgroup-matrix feature with a 16×16×16 f16→f32 config, subgroups of exactly 32), or null.
+ */
+export function matrixForwardUnavailable(dtype: string, caps: FlashCaps): string | null {
+  if (dtype !== 'f16') return `dtype ${dtype} (subgroup matrices take f16 inputs)`;
+  if (!caps.shaderF16 || !caps.subgroups || !caps.subgroupMatrix) return 'the device lacks shader-f16, subgroups or chromium-experimental-subgroup-matrix';
+  const config = (caps.subgroupMatrixConfigs ?? []).find(
+    (c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16,
+  );
+  if (!config) return 'no 16×16×16 f16→f32 subgroup-matrix config';
+  if (caps.subgroupMinSize !== MATRIX_SUBGROUP_SIZE || caps.subgroupMaxSize !== MATRIX_SUBGROUP_SIZE) {
+    return `subgroup sizes ${caps.subgroupMinSize}..${caps.subgroupMaxSize} (the kernel needs exactly ${MATRIX_SUBGROUP_SIZE})`;
+  }
+  return null;
+}
+
+/** Workgroup bytes of flash-forward-matrix.wgsl (its workgroup arrays). */
+export function matrixForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headDimQk: number, headDimV: number): number {
+  const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
+  const rows = (forward.threads / MATRIX_SUBGROUP_SIZE) * forward.rowsPerThread * 16;
+  const tiles = forward.keys * (qk + 8) * 2 + forward.keys * (v + 8) * 2;
+  const scratch = rows * (Math.max(forward.keys, v) + 1) * 4 + rows * (Math.max(forward.keys, qk) + 8) * 2;
+  return tiles + scratch + forward.keys * 4 + 8 + SHARED_EXTRA;
+}
+
 /** Whether `forward` runs for these head-dim buckets on `caps` (threads, storage, register arrays). */
 export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
   const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
+  if (forward.kernel === 'matrix') {
+    return (
+      matrixForwardUnavailable('f16', caps) === null &&
+      forward.threads <= caps.maxComputeInvocationsPerWorkgroup &&
+      (MATRIX_SUBGROUPS as readonly number[]).includes(forward.threads / MATRIX_SUBGROUP_SIZE) &&
+      (MATRIX_ROW_BLOCKS as readonly number[]).includes(forward.rowsPerThread) &&
+      (MATRIX_KEYS as readonly number[]).includes(forward.keys) &&
+      Math.max(qk, v) <= MATRIX_MAX_HEAD_DIM &&
+      matrixForwardStorage(forward, qk, v) <= caps.maxComputeWorkgroupStorageSize
+    );
+  }
   const common =
     forward.threads <= (caps.maxComputeInvocationsPerWorkgroup || 64) &&
     (FORWARD_ROWS_PER_THREAD as readonly number[]).includes(forward.rowsPerThread);
@@ -144,6 +214,17 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
         const tiles: ForwardTiles = { kernel: 'tiled', threads, rowsPerThread, keys: 4 * keyThreads };
         if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
       }
+    }
+  }
+  return null;
+}
+
+/** The matrix forward's default shape: 4 subgroups of one 16-row block and 64-key tiles, smaller until it fits. */
+function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
+  for (const keys of [64, 32, 16]) {
+    for (const subgroups of [4, 2]) {
+      const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys };
+      if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
     }
   }
   return null;
@@ -217,10 +298,11 @@ export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: numb
 
 /**
  * Tile sizes for a problem on a device. `forward` (a tuned choice, see flash-tuning.ts) replaces the forward's
- * default workgroup shape when it fits.
+ * default kernel and workgroup shape when it fits. f16 problems take the subgroup-matrix forward by default where
+ * the device has it (`matrixForwardUnavailable`).
  */
 export function chooseTiles(
-  problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'>,
+  problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'> & { readonly dtype?: string },
   caps: FlashCaps,
   forward?: ForwardTiles,
 ): FlashTiles | null {
@@ -231,7 +313,9 @@ export function chooseTiles(
   const keys = largestTile((headDimQk + headDimV) * 4, storage, MIN_TILE);
   const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
   if (keys === null || backwardRows === null) return null;
-  const tuned = forward && forwardTilesFit(forward, headDimQk, headDimV, caps) ? forward : null;
+  const f16 = problem.dtype === 'f16';
+  const tuned =
+    forward && forwardTilesFit(forward, headDimQk, headDimV, caps) && (forward.kernel !== 'matrix' || f16) ? forward : null;
   const compact = tuned?.kernel === 'compact' ? tuned : null;
   const compactTiles: ForwardTiles = {
     kernel: 'compact',
@@ -239,9 +323,10 @@ export function chooseTiles(
     rowsPerThread: compact?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV),
     keys: compact?.keys ?? Math.min(keys, FORWARD_MAX_TILE),
   };
-  // One family for forward and backward (their scores are summed in the same order, so P is exact): tiled only
-  // when both tiled backward kernels fit too.
-  const tiled = tuned ?? defaultTiledForward(headDimQk, headDimV, caps);
+  // The tiled forward and backward run as one family (their scores are summed in the same order, so P is exact):
+  // tiled only when both tiled backward kernels fit too. A compact forward keeps the compact backward; the
+  // matrix forward (tensor cores sum in their own order anyway) takes the default tiled backward.
+  const tiled = tuned?.kernel === 'tiled' ? tuned : compact ? null : defaultTiledForward(headDimQk, headDimV, caps);
   const tiledQuery = tiled && tiledBackwardShape(
     tiled,
     (shape) => tiledQueryStorage(shape, headDimQk, headDimV),
@@ -255,12 +340,13 @@ export function chooseTiles(
     caps,
   );
   const family = tiled && tiledQuery && tiledKeyValue ? { forward: tiled, tiledQuery, tiledKeyValue } : null;
+  const matrix = tuned?.kernel === 'matrix' ? tuned : !tuned && f16 ? defaultMatrixForward(headDimQk, headDimV, caps) : null;
   return {
     headDimQk,
     headDimV,
     rows: threads,
     keys,
-    forward: family?.forward ?? compactTiles,
+    forward: matrix ?? family?.forward ?? compactTiles,
     tiledQuery: family?.tiledQuery ?? null,
     tiledKeyValue: family?.tiledKeyValue ?? null,
     forwardThreads: compactTiles.threads,
@@ -273,10 +359,12 @@ export function chooseTiles(
 
 /**
  * The tiles a recording uses on `gpu`: chooseTiles with the device's tuned forward, so that the forward and its
- * backward pick the same kernel family and shape (their scores must be summed in the same order).
+ * backward agree on the kernel family and shape (a tiled or compact forward's scores are summed in the same order
+ * as its backward's). On a device whose subgroup matrices are emulated for tests, with the emulated caps.
  */
 export function recordingTiles(gpu: GPUDevice, problem: Pick<AttentionProblem, 'dtype' | 'headDimQk' | 'headDimV'>, caps: FlashCaps): FlashTiles | null {
-  return chooseTiles(problem, caps, tunedForwardTiles(gpu, problem.dtype, problem.headDimQk, problem.headDimV));
+  const effective = subgroupMatricesEmulated(gpu) ? withEmulatedMatrices(caps) : caps;
+  return chooseTiles(problem, effective, tunedForwardTiles(gpu, problem.dtype, problem.headDimQk, problem.headDimV));
 }
 
 /** Bytes of workgroup storage the smallest tiles need (for rejection messages). */

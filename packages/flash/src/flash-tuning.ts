@@ -2,6 +2,10 @@ import { randn, type Device } from '@webattn/tensor';
 import { flashAttention } from './flash-attention';
 import {
   FORWARD_ROWS_PER_THREAD,
+  MATRIX_KEYS,
+  MATRIX_ROW_BLOCKS,
+  MATRIX_SUBGROUP_SIZE,
+  MATRIX_SUBGROUPS,
   TILED_KEY_THREADS,
   chooseTiles,
   forwardTilesFit,
@@ -42,9 +46,22 @@ export interface TuneOptions {
   readonly candidates?: readonly ForwardTiles[];
 }
 
-/** Every forward kernel and workgroup shape that fits this device and head dim (tiled first, then compact). */
-export function forwardCandidates(device: Device, headDim: number): ForwardTiles[] {
+/**
+ * Every forward kernel and workgroup shape that fits this device, dtype and head dim: in f16 the subgroup-matrix
+ * ones first (where the device has them), then tiled, then compact.
+ */
+export function forwardCandidates(device: Device, headDim: number, dtype: 'f32' | 'f16' = 'f32'): ForwardTiles[] {
   const candidates: ForwardTiles[] = [];
+  if (dtype === 'f16') {
+    for (const subgroups of MATRIX_SUBGROUPS) {
+      for (const rowsPerThread of MATRIX_ROW_BLOCKS) {
+        for (const keys of MATRIX_KEYS) {
+          const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread, keys };
+          if (forwardTilesFit(tiles, headDim, headDim, device.caps)) candidates.push(tiles);
+        }
+      }
+    }
+  }
   const defaults = chooseTiles({ headDimQk: headDim, headDimV: headDim }, device.caps);
   const compactKeys = new Set([8, 16, 32, ...(defaults ? [defaults.forwardKeys] : [])]);
   const keysOf = { tiled: TILED_KEY_THREADS.map((threads) => 4 * threads), compact: [...compactKeys].sort((a, b) => a - b) };
@@ -78,7 +95,7 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
       const key = forwardTuningKey(dtype, headDim, headDim);
       const candidates: { tiles: ForwardTiles; ms: number }[] = [];
       try {
-        for (const tiles of options.candidates ?? forwardCandidates(device, headDim)) {
+        for (const tiles of options.candidates ?? forwardCandidates(device, headDim, dtype)) {
           tuned.set(key, tiles);
           const run = () => {
             const { out, logsumexp } = flashAttention(q!, k!, v!);
@@ -96,7 +113,7 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
         tuned.delete(key);
         for (const t of [q, k, v]) t!.dispose();
       }
-      const problem = { headDimQk: headDim, headDimV: headDim };
+      const problem = { dtype, headDimQk: headDim, headDimV: headDim };
       const defaults = chooseTiles(problem, device.caps)!;
       const defaultTiles = defaults.forward;
       const best = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));

@@ -10,13 +10,17 @@ export function formatTiles(reports: readonly TileReport[]): string[] {
     if (!tiles) return `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`;
     const buckets = `(head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`;
     const { forward, tiledQuery, tiledKeyValue } = tiles;
-    if (forward.kernel === 'tiled' && tiledQuery && tiledKeyValue) {
-      const shape = (s: { threads: number; rowsPerThread: number; keyThreads: number }, what: string) =>
-        `${s.threads} threads × ${s.rowsPerThread} ${what} per thread, ${4 * s.keyThreads}-wide tiles`;
+    const shape = (s: { threads: number; rowsPerThread: number; keyThreads: number }, what: string) =>
+      `${s.threads} threads × ${s.rowsPerThread} ${what} per thread, ${4 * s.keyThreads}-wide tiles`;
+    const tiledBackward = tiledQuery && tiledKeyValue ? `dQ ${shape(tiledQuery, 'rows')}; dK/dV ${shape(tiledKeyValue, 'keys')}` : null;
+    if (forward.kernel === 'matrix') {
       return (
-        `flash tiles ${dtype} D${headDim}: tiled; forward ${shape({ ...forward, keyThreads: forward.keys / 4 }, 'rows')}; ` +
-        `dQ ${shape(tiledQuery, 'rows')}; dK/dV ${shape(tiledKeyValue, 'keys')} ${buckets}`
+        `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices) ${forward.threads / 32} subgroups × ` +
+        `${forward.rowsPerThread} blocks of 16 rows, ${forward.keys} keys per tile; backward ${tiledBackward ?? 'compact'} ${buckets}`
       );
+    }
+    if (forward.kernel === 'tiled' && tiledBackward) {
+      return `flash tiles ${dtype} D${headDim}: tiled; forward ${shape({ ...forward, keyThreads: forward.keys / 4 }, 'rows')}; ${tiledBackward} ${buckets}`;
     }
     return (
       `flash tiles ${dtype} D${headDim}: compact; forward ${forward.threads} threads × ${forward.rowsPerThread} query rows ` +
@@ -64,7 +68,9 @@ export function formatRecord(record: KernelRecord, maxReasonLength = 110): strin
 }
 
 const describeTiles = (tiles: ForwardTuning['chosen']) =>
-  `${tiles.kernel} ${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys`;
+  tiles.kernel === 'matrix'
+    ? `matrix ${tiles.threads / 32} subgroups × ${tiles.rowsPerThread} row blocks, ${tiles.keys} keys`
+    : `${tiles.kernel} ${tiles.threads} threads × ${tiles.rowsPerThread} rows, ${tiles.keys} keys`;
 
 /** The fastest candidate of each forward kernel ("tiled 1.234 ms, compact 2.345 ms"). */
 function bestPerKernel(tuning: ForwardTuning): string {

@@ -187,7 +187,7 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
   const tiles: TileReport[] = [];
   for (const dtype of config.dtypes) {
     for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
-      tiles.push({ dtype, headDim, tiles: chooseTiles({ headDimQk: headDim, headDimV: headDim }, device.caps) });
+      tiles.push({ dtype, headDim, tiles: chooseTiles({ dtype, headDimQk: headDim, headDimV: headDim }, device.caps) });
     }
   }
   const records: KernelRecord[] = [];

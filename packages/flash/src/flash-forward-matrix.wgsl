@@ -1,0 +1,354 @@
+// FlashAttention forward on subgroup matrices (tensor cores through chromium_experimental_subgroup_matrix,
+// 16×16×16 f16 → f32): f16 q, k, v; f32 scores, softmax statistics and output accumulators. A workgroup is
+// SUBGROUPS subgroups of 32 lanes; each subgroup owns ROW_BLOCKS blocks of 16 consecutive query rows of one
+// (batch, head) and keeps their q rows as left matrices and their output as result matrices for the whole key
+// loop. Per key tile of BLOCK_N keys (k and v staged in workgroup memory as f16, head dims zero-padded to the
+// compiled multiple of 16):
+//   1. S = Q Kᵀ on the matrices, stored to the subgroup's f32 score scratch;
+//   2. two lanes per row take half of the row's scores each: scale, softcap, masks, bounds (flash-common.wgsl),
+//      the row maximum (a subgroup shuffle joins the two lanes), P = exp(S − m) as f16 into the subgroup's
+//      probability scratch (dropped keys: 0) and the partial row sums l;
+//   3. O += P V on the matrices.
+// The output stays in the matrices: a row's reference maximum m only moves when the tile's maximum exceeds it by
+// more than RESCALE_MARGIN (then P ≤ e^RESCALE_MARGIN, safe in f16), and only then does the workgroup take its
+// output through the score scratch to rescale the rows that moved (lazy rescaling; softmax is exact for any
+// reference m as long as l uses the same one).
+// Subgroup matrices may take any offset here (the uniformity diagnostic is off): every subgroup executes each
+// matrix builtin in uniform control flow, but its offsets depend on its subgroup index.
+// NaN inputs as in flash-forward-tiled.wgsl: a NaN score of an allowed pair makes the row NaN; NaN values of v are
+// kept out of the tile and flagged per key, and the output dims of rows that may attend such a key become NaN.
+// Writes out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key) and, with
+// params.lse_residual, the logsumexp rounding residual.
+
+const SUBGROUP_SIZE: u32 = 32u;
+const SUBGROUPS: u32 = ${SUBGROUPS}u;
+const ROW_BLOCKS: u32 = ${ROW_BLOCKS}u;
+const BLOCK_N: u32 = ${BLOCK_N}u;
+const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
+const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
+const SUBGROUP_ROWS: u32 = ROW_BLOCKS * 16u;
+const QK16: u32 = HEAD_DIM_QK / 16u;
+const V16: u32 = HEAD_DIM_V / 16u;
+const N16: u32 = BLOCK_N / 16u;
+// Each lane: half of one row's keys per tile and half of its output dims at the end.
+const COLUMNS_PER_LANE: u32 = BLOCK_N / 2u;
+const DIMS_PER_LANE: u32 = HEAD_DIM_V / 2u;
+const NAN_WORDS: u32 = (DIMS_PER_LANE + 31u) / 32u;
+// Row strides of the tiles and scratches (elements). The score scratch also carries the output (rescaling, end).
+const K_STRIDE: u32 = HEAD_DIM_QK + 8u;
+const V_STRIDE: u32 = HEAD_DIM_V + 8u;
+const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_V) + 1u;
+// The probability scratch also stages the q rows before the loop.
+const P_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + 8u;
+const RESCALE_MARGIN: f32 = 8.0;
+
+@group(0) @binding(5) var<storage, read> q: array<f16>;
+@group(0) @binding(6) var<storage, read> k: array<f16>;
+@group(0) @binding(7) var<storage, read> v: array<f16>;
+@group(0) @binding(8) var<storage, read_write> out: array<f16>;
+@group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
+
+var<workgroup> k_tile: array<f16, BLOCK_N * K_STRIDE>;
+var<workgroup> v_tile: array<f16, BLOCK_N * V_STRIDE>;
+var<workgroup> score_scratch: array<f32, SUBGROUPS * SUBGROUP_ROWS * S_STRIDE>;
+var<workgroup> probability_scratch: array<f16, SUBGROUPS * SUBGROUP_ROWS * P_STRIDE>;
+// v_nan[c] == tile + 1: key c of this tile has a NaN in v; tile_v_nan == tile + 1: some key has.
+var<workgroup> v_nan: array<atomic<u32>, BLOCK_N>;
+var<workgroup> tile_v_nan: atomic<u32>;
+// == tile + 1 when some row of the workgroup moved its reference maximum in this tile.
+var<workgroup> rescale_tile: u32;
+var<workgroup> sequence_shared: Sequence;
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let block_rows = SUBGROUPS * SUBGROUP_ROWS;
+  let subgroup = lid / SUBGROUP_SIZE;
+  let lane = lid % SUBGROUP_SIZE;
+  let local_row = lane / 2u;
+  let part = lane % 2u;
+  let b = params.batch_base + wid.z;
+  let h = params.head_base + wid.y;
+  let kv_head = h / (params.q_heads / params.kv_heads);
+  let row0 = params.row_base + wid.x * block_rows;
+  let subgroup_row0 = row0 + subgroup * SUBGROUP_ROWS;
+  let batch_head = b * params.q_heads + h;
+  if (lid == 0u) {
+    sequence_shared = load_sequence(b);
+  }
+  let sequence = workgroupUniformLoad(&sequence_shared);
+  let negative_infinity = params.negative_infinity;
+  if (row0 >= sequence.q_len) {
+    // Packed varlen: rows past this sequence's end get logsumexp −∞ (like the reference).
+    for (var r = lid; r < block_rows; r += THREADS) {
+      if (row0 + r < params.row_end) {
+        logsumexp[batch_head * params.query_length + row0 + r - params.lse_base] = negative_infinity;
+      }
+    }
+    return;
+  }
+  let dqk = params.head_dim_qk;
+  let dv = params.head_dim_v;
+  let row_limit = min(sequence.q_len, params.row_end);
+  let row_last = min(row0 + block_rows, row_limit) - 1u;
+  let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
+  let key_hi = key_bounds(i32(row_last), sequence).y;
+  var tile_begin = 0u;
+  var tile_end = 0u;
+  if (key_hi >= key_lo) {
+    tile_begin = u32(key_lo) / BLOCK_N;
+    tile_end = u32(key_hi) / BLOCK_N + 1u;
+  }
+  let s_base = subgroup * SUBGROUP_ROWS * S_STRIDE;
+  let p_base = subgroup * SUBGROUP_ROWS * P_STRIDE;
+
+  // The subgroup's q rows (zero past the rows this dispatch computes), staged in its probability scratch.
+  for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
+    let r = e / HEAD_DIM_QK;
+    let d = e % HEAD_DIM_QK;
+    let i = subgroup_row0 + r;
+    var value = f16(0.0);
+    if (i < row_limit && d < dqk) {
+      value = q[params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d * params.q_dim];
+    }
+    probability_scratch[p_base + r * P_STRIDE + d] = value;
+  }
+  workgroupBarrier();
+  var q_matrices: array<subgroup_matrix_left<f16, 16, 16>, ROW_BLOCKS * QK16>;
+  var o_matrices: array<subgroup_matrix_result<f32, 16, 16>, ROW_BLOCKS * V16>;
+  for (var r = 0u; r < ROW_BLOCKS; r++) {
+    for (var kk = 0u; kk < QK16; kk++) {
+      q_matrices[r * QK16 + kk] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&probability_scratch, p_base + r * 16u * P_STRIDE + kk * 16u, P_STRIDE);
+    }
+    for (var n = 0u; n < V16; n++) {
+      o_matrices[r * V16 + n] = subgroup_matrix_result<f32, 16, 16>();
+    }
+  }
+
+  // This lane's row in each row block: bounds (inactive rows: empty), reference maximum, partial sum, flags.
+  var lo: array<i32, ROW_BLOCKS>;
+  var hi: array<i32, ROW_BLOCKS>;
+  var m: array<f32, ROW_BLOCKS>;
+  var l: array<f32, ROW_BLOCKS>;
+  var scale: array<f32, ROW_BLOCKS>;
+  var poisoned: array<bool, ROW_BLOCKS>;
+  var nan_bits: array<u32, ROW_BLOCKS * NAN_WORDS>;
+  for (var r = 0u; r < ROW_BLOCKS; r++) {
+    let i = subgroup_row0 + r * 16u + local_row;
+    m[r] = negative_infinity;
+    l[r] = 0.0;
+    poisoned[r] = false;
+    lo[r] = 1;
+    hi[r] = 0;
+    if (i < row_limit) {
+      let bounds = key_bounds(i32(i), sequence);
+      lo[r] = bounds.x;
+      hi[r] = bounds.y;
+    }
+    for (var w = 0u; w < NAN_WORDS; w++) {
+      nan_bits[r * NAN_WORDS + w] = 0u;
+    }
+  }
+  let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
+  let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
+
+  for (var tile = tile_begin; tile < tile_end; tile++) {
+    let key0 = tile * BLOCK_N;
+    workgroupBarrier();
+    for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += THREADS) {
+      let c = e / HEAD_DIM_QK;
+      let d = e % HEAD_DIM_QK;
+      let j = key0 + c;
+      var value = f16(0.0);
+      if (j < sequence.k_valid && d < dqk) {
+        value = k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim];
+      }
+      k_tile[c * K_STRIDE + d] = value;
+    }
+    for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += THREADS) {
+      let c = e / HEAD_DIM_V;
+      let d = e % HEAD_DIM_V;
+      let j = key0 + c;
+      var value = f16(0.0);
+      if (j < sequence.k_valid && d < dv) {
+        value = v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim];
+        if (is_nan(f32(value))) {
+          atomicStore(&v_nan[c], tile + 1u);
+          atomicStore(&tile_v_nan, tile + 1u);
+          value = f16(0.0);
+        }
+      }
+      v_tile[c * V_STRIDE + d] = value;
+    }
+    workgroupBarrier();
+
+    // 1. S = Q Kᵀ (a right matrix is 16 head dims × 16 keys: column-major in the row-major key tile).
+    for (var r = 0u; r < ROW_BLOCKS; r++) {
+      for (var n = 0u; n < N16; n++) {
+        var s = subgroup_matrix_result<f32, 16, 16>();
+        for (var kk = 0u; kk < QK16; kk++) {
+          let keys = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&k_tile, n * 16u * K_STRIDE + kk * 16u, K_STRIDE);
+          s = subgroupMatrixMultiplyAccumulate(q_matrices[r * QK16 + kk], keys, s);
+        }
+        subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, s, S_STRIDE);
+      }
+    }
+    workgroupBarrier();
+
+    // 2. This lane's half of its rows: scores, the reference maximum, P and the partial sums.
+    let column0 = key0 + part * COLUMNS_PER_LANE;
+    for (var r = 0u; r < ROW_BLOCKS; r++) {
+      let i = subgroup_row0 + r * 16u + local_row;
+      let lane_scores = s_base + (r * 16u + local_row) * S_STRIDE + part * COLUMNS_PER_LANE;
+      var scores: array<f32, COLUMNS_PER_LANE>;
+      var tile_max = negative_infinity;
+      for (var c = 0u; c < COLUMNS_PER_LANE; c++) {
+        let j = column0 + c;
+        var score = negative_infinity;
+        if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
+          score = masked_score(capped_score(score_scratch[lane_scores + c]).x, b, h, i, j);
+          if (is_nan(score)) {
+            poisoned[r] = true;
+            score = negative_infinity;
+          }
+        }
+        scores[c] = score;
+        tile_max = max(tile_max, score);
+      }
+      tile_max = max(tile_max, subgroupShuffleXor(tile_max, 1u));
+      // The reference maximum moves only when the tile's exceeds it by more than the margin (or on the row's first
+      // allowed tile); its output is then rescaled below.
+      scale[r] = 1.0;
+      if (tile_max > m[r] + RESCALE_MARGIN) {
+        if (m[r] != negative_infinity) {
+          scale[r] = exp(m[r] - tile_max);
+          rescale_tile = tile + 1u;
+        }
+        m[r] = tile_max;
+      }
+      let reference = m[r];
+      var sum = 0.0;
+      let lane_probabilities = p_base + (r * 16u + local_row) * P_STRIDE + part * COLUMNS_PER_LANE;
+      for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
+        var p: vec4<f32>;
+        for (var t = 0u; t < 4u; t++) {
+          let score = scores[c4 * 4u + t];
+          // score = −∞ (masked) gives 0, also when the reference is still −∞.
+          p[t] = select(exp(score - reference), 0.0, score == negative_infinity);
+        }
+        sum += p.x + p.y + p.z + p.w;
+#if DROPOUT
+        let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 2u);
+        // Dropped keys weigh 0; the kept ones' 1 / (1 − p) is applied to the output at the end (P stays small).
+        p = select(vec4<f32>(0.0), p, words >= vec4<u32>(params.dropout_threshold));
+#endif
+        for (var t = 0u; t < 4u; t++) {
+          probability_scratch[lane_probabilities + c4 * 4u + t] = f16(p[t]);
+        }
+      }
+      l[r] = l[r] * scale[r] + sum;
+    }
+    // Uniform for the workgroup (every lane that moved its maximum wrote the same value).
+    if (workgroupUniformLoad(&rescale_tile) == tile + 1u) {
+      for (var r = 0u; r < ROW_BLOCKS; r++) {
+        for (var n = 0u; n < V16; n++) {
+          subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, o_matrices[r * V16 + n], S_STRIDE);
+        }
+      }
+      workgroupBarrier();
+      for (var r = 0u; r < ROW_BLOCKS; r++) {
+        let lane_outputs = s_base + (r * 16u + local_row) * S_STRIDE + part * DIMS_PER_LANE;
+        for (var d = 0u; d < DIMS_PER_LANE; d++) {
+          score_scratch[lane_outputs + d] *= scale[r];
+        }
+      }
+      workgroupBarrier();
+      for (var r = 0u; r < ROW_BLOCKS; r++) {
+        for (var n = 0u; n < V16; n++) {
+          o_matrices[r * V16 + n] = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, S_STRIDE);
+        }
+      }
+    }
+
+    // 3. O += P V (P: 16 rows × 16 keys per left matrix; V: 16 keys × 16 head dims, row-major).
+    for (var kk = 0u; kk < N16; kk++) {
+      for (var r = 0u; r < ROW_BLOCKS; r++) {
+        let probabilities = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&probability_scratch, p_base + r * 16u * P_STRIDE + kk * 16u, P_STRIDE);
+        for (var n = 0u; n < V16; n++) {
+          let values = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&v_tile, kk * 16u * V_STRIDE + n * 16u, V_STRIDE);
+          o_matrices[r * V16 + n] = subgroupMatrixMultiplyAccumulate(probabilities, values, o_matrices[r * V16 + n]);
+        }
+      }
+    }
+    if (atomicLoad(&tile_v_nan) == tile + 1u) {
+      // Rare: some keys' v rows have NaN (kept out of the tile). Each lane marks its output dims that such a key
+      // makes NaN for its rows that may attend it.
+      for (var c = 0u; c < BLOCK_N; c++) {
+        if (atomicLoad(&v_nan[c]) != tile + 1u) {
+          continue;
+        }
+        let j = key0 + c;
+        let v_address = v_base + (sequence.k_start + j) * params.v_seq;
+        for (var r = 0u; r < ROW_BLOCKS; r++) {
+          let i = subgroup_row0 + r * 16u + local_row;
+          let masked = i32(j) < lo[r] || i32(j) > hi[r] || masked_score(0.0, b, h, i, j) == negative_infinity;
+          if (masked) {
+            continue;
+          }
+          for (var d = 0u; d < DIMS_PER_LANE; d++) {
+            let dim = part * DIMS_PER_LANE + d;
+            if (dim < dv && is_nan(f32(v[v_address + dim * params.v_dim]))) {
+              nan_bits[r * NAN_WORDS + d / 32u] |= 1u << (d % 32u);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // The output through the score scratch; each lane writes half of its rows' dims.
+  workgroupBarrier();
+  for (var r = 0u; r < ROW_BLOCKS; r++) {
+    for (var n = 0u; n < V16; n++) {
+      subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, o_matrices[r * V16 + n], S_STRIDE);
+    }
+  }
+  workgroupBarrier();
+  for (var r = 0u; r < ROW_BLOCKS; r++) {
+    let i = subgroup_row0 + r * 16u + local_row;
+    let total = l[r] + subgroupShuffleXor(l[r], 1u);
+    let other_poisoned = subgroupShuffleXor(u32(poisoned[r]), 1u) == 1u;
+    let row_poisoned = poisoned[r] || other_poisoned;
+    if (i < row_limit) {
+      let o_base = params.o_offset + b * params.o_batch + h * params.o_head + (sequence.q_start + i) * params.o_seq;
+      let lane_outputs = s_base + (r * 16u + local_row) * S_STRIDE + part * DIMS_PER_LANE;
+      var inverse = select(0.0, 1.0 / total, total > 0.0);
+#if DROPOUT
+      inverse *= params.dropout_scale;
+#endif
+      for (var d = 0u; d < DIMS_PER_LANE; d++) {
+        let dim = part * DIMS_PER_LANE + d;
+        if (dim < dv) {
+          var value = f16(score_scratch[lane_outputs + d] * inverse);
+          if (row_poisoned || (nan_bits[r * NAN_WORDS + d / 32u] & (1u << (d % 32u))) != 0u) {
+            value = nan_stored();
+          }
+          out[o_base + dim * params.o_dim] = value;
+        }
+      }
+      if (part == 0u) {
+        let lse_index = batch_head * params.query_length + i - params.lse_base;
+        let log_sum = log(total);
+        let lse = m[r] + log_sum;
+        logsumexp[lse_index] = select(select(negative_infinity, lse, total > 0.0), nan_f32(), row_poisoned);
+        if (params.lse_residual == 1u) {
+          // See flash-forward-tiled.wgsl: the XOR with a uniform zero keeps compilers from folding it to 0.
+          let stored = bitcast<f32>(bitcast<u32>(lse) ^ params.opaque_zero);
+          logsumexp[params.lse_count + lse_index] = select(0.0, (m[r] - stored) + log_sum, total > 0.0);
+        }
+      }
+    } else if (i < params.row_end && part == 0u) {
+      logsumexp[batch_head * params.query_length + i - params.lse_base] = negative_infinity;
+    }
+  }
+}

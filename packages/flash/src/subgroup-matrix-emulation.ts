@@ -1,0 +1,89 @@
+import type { FlashCaps } from './flash-tiles';
+
+/**
+ * Testing: the subgroup-matrix forward with its matrix builtins emulated in plain WGSL, so that its indexing,
+ * barriers, lazy rescaling, masks and dropout are tested on adapters without subgroup matrices (lavapipe in CI).
+ * The real builtins are checked on the GPU machine (scripts/gpu-check.ts).
+ */
+const EMULATED = new WeakSet<GPUDevice>();
+
+/** From now on, flash runs on `gpu` as if it had 16×16×16 f16→f32 subgroup matrices, emulated (slow). */
+export function emulateSubgroupMatrices(gpu: GPUDevice): void {
+  EMULATED.add(gpu);
+}
+
+export function subgroupMatricesEmulated(gpu: GPUDevice): boolean {
+  return EMULATED.has(gpu);
+}
+
+/** Caps as if the device had 16×16×16 f16→f32 subgroup matrices and 32-wide subgroups. */
+export function withEmulatedMatrices(caps: FlashCaps): FlashCaps {
+  return {
+    ...caps,
+    subgroups: true,
+    subgroupMatrix: true,
+    subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }],
+    subgroupMinSize: 32,
+    subgroupMaxSize: 32,
+  };
+}
+
+/**
+ * Rewrites a kernel that uses chromium_experimental_subgroup_matrix (16×16 matrices only) into plain WGSL in which
+ * every invocation holds whole matrices: loads read all 256 elements, stores write them all (every lane of a
+ * subgroup the same values), multiply-accumulate runs the 16×16×16 product in f32.
+ */
+export function emulatedMatrixCode(code: string): string {
+  const names = (pattern: RegExp) => [...new Set([...code.matchAll(pattern)].map((match) => match[1]!))];
+  const loads = names(/subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, \w+>\(&(\w+),/g);
+  const stores = names(/subgroupMatrixStore<\w+>\(&(\w+),/g);
+  const rewritten = code
+    .replace(/^enable chromium_experimental_subgroup_matrix;$/m, '')
+    .replace(/^diagnostic\(off, chromium\.subgroup_matrix_uniformity\);$/m, '')
+    .replace(/subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, (row_major|col_major)>\(&(\w+), /g, 'emulated_load_$2_$1(')
+    .replace(/subgroupMatrixStore<(row_major|col_major)>\(&(\w+), /g, 'emulated_store_$2_$1(')
+    .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'emulated_multiply_accumulate(')
+    .replace(/subgroup_matrix_(left|right|result)<[^>]*>/g, 'EmulatedMatrix');
+  const index = (major: string) => (major === 'row_major' ? 'offset + r * stride + c' : 'offset + c * stride + r');
+  const functions = [
+    'struct EmulatedMatrix { e: array<f32, 256> }',
+    `fn emulated_multiply_accumulate(a: EmulatedMatrix, b: EmulatedMatrix, c: EmulatedMatrix) -> EmulatedMatrix {
+  var result = c;
+  for (var r = 0u; r < 16u; r++) {
+    for (var col = 0u; col < 16u; col++) {
+      var sum = 0.0;
+      for (var k = 0u; k < 16u; k++) {
+        sum += a.e[r * 16u + k] * b.e[k * 16u + col];
+      }
+      result.e[r * 16u + col] += sum;
+    }
+  }
+  return result;
+}`,
+    ...loads.flatMap((name) =>
+      ['row_major', 'col_major'].map(
+        (major) => `fn emulated_load_${name}_${major}(offset: u32, stride: u32) -> EmulatedMatrix {
+  var m: EmulatedMatrix;
+  for (var r = 0u; r < 16u; r++) {
+    for (var c = 0u; c < 16u; c++) {
+      m.e[r * 16u + c] = f32(${name}[${index(major)}]);
+    }
+  }
+  return m;
+}`,
+      ),
+    ),
+    ...stores.flatMap((name) =>
+      ['row_major', 'col_major'].map(
+        (major) => `fn emulated_store_${name}_${major}(offset: u32, m: EmulatedMatrix, stride: u32) {
+  for (var r = 0u; r < 16u; r++) {
+    for (var c = 0u; c < 16u; c++) {
+      ${name}[${index(major)}] = m.e[r * 16u + c];
+    }
+  }
+}`,
+      ),
+    ),
+  ];
+  return `${rewritten}\n${functions.join('\n')}\n`;
+}
