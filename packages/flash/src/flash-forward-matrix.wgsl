@@ -28,9 +28,6 @@ const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
 const SUBGROUP_ROWS: u32 = ROW_BLOCKS * 16u;
-const QK16: u32 = HEAD_DIM_QK / 16u;
-const V16: u32 = HEAD_DIM_V / 16u;
-const N16: u32 = BLOCK_N / 16u;
 // Each lane: half of one row's keys per tile and half of its output dims at the end.
 const COLUMNS_PER_LANE: u32 = BLOCK_N / 2u;
 const DIMS_PER_LANE: u32 = HEAD_DIM_V / 2u;
@@ -42,6 +39,11 @@ const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_V) + 1u;
 // The probability scratch also stages the q rows before the loop.
 const P_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + 8u;
 const RESCALE_MARGIN: f32 = 8.0;
+
+// Always 0, unknown to compilers (see matrix-blocks.ts): keeps matrix loads from being merged or hoisted.
+fn salt(site: u32) -> u32 {
+  return site * params.opaque_zero;
+}
 
 @group(0) @binding(5) var<storage, read> q: array<f16>;
 @group(0) @binding(6) var<storage, read> k: array<f16>;
@@ -114,16 +116,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     probability_scratch[p_base + r * P_STRIDE + d] = value;
   }
   workgroupBarrier();
-  var q_matrices: array<subgroup_matrix_left<f16, 16, 16>, ROW_BLOCKS * QK16>;
-  var o_matrices: array<subgroup_matrix_result<f32, 16, 16>, ROW_BLOCKS * V16>;
-  for (var r = 0u; r < ROW_BLOCKS; r++) {
-    for (var kk = 0u; kk < QK16; kk++) {
-      q_matrices[r * QK16 + kk] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&probability_scratch, p_base + r * 16u * P_STRIDE + kk * 16u, P_STRIDE);
-    }
-    for (var n = 0u; n < V16; n++) {
-      o_matrices[r * V16 + n] = subgroup_matrix_result<f32, 16, 16>();
-    }
-  }
+  // The q rows as left matrices q_<block>_<dims>, the output as result matrices o_<block>_<dims> (matrix-blocks.ts).
+  ${MATRIX_DECLARATIONS}
+  ${MATRIX_LOAD_QUERY}
 
   // This lane's row in each row block: bounds (inactive rows: empty), reference maximum, partial sum, flags.
   var lo: array<i32, ROW_BLOCKS>;
@@ -154,6 +149,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
+    let tile_site = (tile + 1u) * 256u;
     workgroupBarrier();
     for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += THREADS) {
       let c = e / HEAD_DIM_QK;
@@ -182,16 +178,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
 
-    // 1. S = Q Kᵀ (a right matrix is 16 head dims × 16 keys: column-major in the row-major key tile).
-    for (var r = 0u; r < ROW_BLOCKS; r++) {
-      for (var n = 0u; n < N16; n++) {
-        var s = subgroup_matrix_result<f32, 16, 16>();
-        for (var kk = 0u; kk < QK16; kk++) {
-          let keys = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&k_tile, n * 16u * K_STRIDE + kk * 16u, K_STRIDE);
-          s = subgroupMatrixMultiplyAccumulate(q_matrices[r * QK16 + kk], keys, s);
-        }
-        subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, s, S_STRIDE);
-      }
+    // 1. S = Q Kᵀ into the score scratch.
+    {
+      ${MATRIX_SCORES}
     }
     workgroupBarrier();
 
@@ -250,11 +239,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     // Uniform for the workgroup (every lane that moved its maximum wrote the same value).
     if (workgroupUniformLoad(&rescale_tile) == tile + 1u) {
-      for (var r = 0u; r < ROW_BLOCKS; r++) {
-        for (var n = 0u; n < V16; n++) {
-          subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, o_matrices[r * V16 + n], S_STRIDE);
-        }
-      }
+      ${MATRIX_RESCALE_STORE}
       workgroupBarrier();
       for (var r = 0u; r < ROW_BLOCKS; r++) {
         let lane_outputs = s_base + (r * 16u + local_row) * S_STRIDE + part * DIMS_PER_LANE;
@@ -263,22 +248,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
       workgroupBarrier();
-      for (var r = 0u; r < ROW_BLOCKS; r++) {
-        for (var n = 0u; n < V16; n++) {
-          o_matrices[r * V16 + n] = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, S_STRIDE);
-        }
-      }
+      ${MATRIX_RESCALE_LOAD}
     }
 
-    // 3. O += P V (P: 16 rows × 16 keys per left matrix; V: 16 keys × 16 head dims, row-major).
-    for (var kk = 0u; kk < N16; kk++) {
-      for (var r = 0u; r < ROW_BLOCKS; r++) {
-        let probabilities = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&probability_scratch, p_base + r * 16u * P_STRIDE + kk * 16u, P_STRIDE);
-        for (var n = 0u; n < V16; n++) {
-          let values = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&v_tile, kk * 16u * V_STRIDE + n * 16u, V_STRIDE);
-          o_matrices[r * V16 + n] = subgroupMatrixMultiplyAccumulate(probabilities, values, o_matrices[r * V16 + n]);
-        }
-      }
+    // 3. O += P V.
+    {
+      ${MATRIX_PRODUCTS}
     }
     if (atomicLoad(&tile_v_nan) == tile + 1u) {
       // Rare: some keys' v rows have NaN (kept out of the tile). Each lane marks its output dims that such a key
@@ -308,11 +283,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   // The output through the score scratch; each lane writes half of its rows' dims.
   workgroupBarrier();
-  for (var r = 0u; r < ROW_BLOCKS; r++) {
-    for (var n = 0u; n < V16; n++) {
-      subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u, o_matrices[r * V16 + n], S_STRIDE);
-    }
-  }
+  ${MATRIX_STORE_OUTPUT}
   workgroupBarrier();
   for (var r = 0u; r < ROW_BLOCKS; r++) {
     let i = subgroup_row0 + r * 16u + local_row;

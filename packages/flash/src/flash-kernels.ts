@@ -32,6 +32,8 @@ export interface KernelExtras {
   readonly directives?: readonly string[];
   /** `${NAME}` replacements that size arrays (part of the cache key). */
   readonly sizes?: Readonly<Record<string, number>>;
+  /** `${NAME}` replacements of generated code (a function of the sizes and head dims, so not in the cache key). */
+  readonly snippets?: Readonly<Record<string, string>>;
 }
 
 export function flashKernel(
@@ -87,6 +89,7 @@ export function flashKernel(
           ROWS: String(rows ?? 1),
           KEY_THREADS: String(keyThreads ?? 1),
           ...Object.fromEntries(Object.entries(extras.sizes ?? {}).map(([size, value]) => [size, String(value)])),
+          ...extras.snippets,
         },
       }),
   };

@@ -29,7 +29,7 @@ export function withEmulatedMatrices(caps: FlashCaps): FlashCaps {
 }
 
 /**
- * Rewrites a kernel that uses chromium_experimental_subgroup_matrix (16×16 matrices only) into plain WGSL in which
+ * Rewrites a flash kernel that uses chromium_experimental_subgroup_matrix (16×16 matrices only) into plain WGSL in which
  * every invocation holds whole matrices: loads read all 256 elements, stores write them all (every lane of a
  * subgroup the same values), multiply-accumulate runs the 16×16×16 product in f32.
  */
@@ -45,30 +45,19 @@ export function emulatedMatrixCode(code: string): string {
     .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'emulated_multiply_accumulate(')
     .replace(/subgroup_matrix_(left|right|result)<[^>]*>/g, 'EmulatedMatrix');
   const index = (major: string) => (major === 'row_major' ? 'offset + r * stride + c' : 'offset + c * stride + r');
+  const loop = (variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < 16u; ${variable}++) {\n${body}\n}`;
   const functions = [
     'struct EmulatedMatrix { e: array<f32, 256> }',
     `fn emulated_multiply_accumulate(a: EmulatedMatrix, b: EmulatedMatrix, c: EmulatedMatrix) -> EmulatedMatrix {
   var result = c;
-  for (var r = 0u; r < 16u; r++) {
-    for (var col = 0u; col < 16u; col++) {
-      var sum = 0.0;
-      for (var k = 0u; k < 16u; k++) {
-        sum += a.e[r * 16u + k] * b.e[k * 16u + col];
-      }
-      result.e[r * 16u + col] += sum;
-    }
-  }
+  ${loop('r', loop('col', `var sum = 0.0;\n${loop('k', 'sum += a.e[r * 16u + k] * b.e[k * 16u + col];')}\nresult.e[r * 16u + col] += sum;`))}
   return result;
 }`,
     ...loads.flatMap((name) =>
       ['row_major', 'col_major'].map(
         (major) => `fn emulated_load_${name}_${major}(offset: u32, stride: u32) -> EmulatedMatrix {
   var m: EmulatedMatrix;
-  for (var r = 0u; r < 16u; r++) {
-    for (var c = 0u; c < 16u; c++) {
-      m.e[r * 16u + c] = f32(${name}[${index(major)}]);
-    }
-  }
+  ${loop('r', loop('c', `m.e[r * 16u + c] = f32(${name}[${index(major)}]);`))}
   return m;
 }`,
       ),
@@ -76,11 +65,7 @@ export function emulatedMatrixCode(code: string): string {
     ...stores.flatMap((name) =>
       ['row_major', 'col_major'].map(
         (major) => `fn emulated_store_${name}_${major}(offset: u32, m: EmulatedMatrix, stride: u32) {
-  for (var r = 0u; r < 16u; r++) {
-    for (var c = 0u; c < 16u; c++) {
-      ${name}[${index(major)}] = m.e[r * 16u + c];
-    }
-  }
+  ${loop('r', loop('c', `${name}[${index(major)}] = m.e[r * 16u + c];`))}
 }`,
       ),
     ),
