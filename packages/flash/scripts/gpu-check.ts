@@ -3,13 +3,17 @@
  * reference, the split-KV decode path, and rough timings. Bundle with
  *   node tools/bench/scripts/bundle.mjs packages/flash/scripts/gpu-check.ts .gpu/flash-check.mjs
  * and run there: bash .gpu/remote.sh node .gpu/flash-check.mjs $OUT/flash-check.json
- * WEBATTN_CHECK_ONLY=<text> runs only the cases whose name contains it; WEBATTN_CHECK_TIMINGS=0 skips the timings.
+ * WEBATTN_CHECK_ONLY=<text> runs only the cases whose name contains it; WEBATTN_CHECK_TIMINGS=0 skips the timings;
+ * WEBATTN_CHECK_MATRIX=1 makes every f16 forward the subgroup-matrix kernel (as a tuned choice; its default is
+ * head dims up to 16 only), cycling through its shapes.
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice, tensor, type Tensor } from '@webattn/tensor';
 import { attentionCases, caseExpectation, caseTensors, compareCaseQuantity, inHalfPrecision, type AttentionQuantity } from '@webattn/reference/testing';
 import { randomValues } from '@webattn/tensor/testing';
 import { flashAttention, flashAttentionGrad, splitKvAttention } from '../src/index';
+import { forwardCandidates } from '../src/flash-tuning';
+import { HEAD_DIM_BUCKETS, forwardTuningKey, tunedForwardTilesOf } from '../src/flash-tiles';
 
 const device = await createDevice({ requireGpu: true });
 const reportFile = process.argv[2] ?? 'flash-check.json';
@@ -20,8 +24,20 @@ const conformance: unknown[] = [];
 // f16 cases of the suite).
 const cases = attentionCases.flatMap((kase) => (kase.dtype === 'f32' ? [kase, inHalfPrecision(kase)] : [kase]));
 const only = process.env.WEBATTN_CHECK_ONLY;
+const matrixShapes = (headDimQk: number, headDimV: number) =>
+  forwardCandidates(device, Math.max(headDimQk, headDimV), 'f16').filter((tiles) => tiles.kernel === 'matrix');
+let caseIndex = 0;
 for (const kase of cases) {
   if (only && !kase.name.includes(only)) continue;
+  if (process.env.WEBATTN_CHECK_MATRIX === '1') {
+    caseIndex++;
+    for (const qk of HEAD_DIM_BUCKETS) {
+      for (const v of HEAD_DIM_BUCKETS) {
+        const shapes = matrixShapes(qk, v);
+        if (shapes.length > 0) tunedForwardTilesOf(device.gpu).set(forwardTuningKey('f16', qk, v), shapes[caseIndex % shapes.length]!);
+      }
+    }
+  }
   const seed = 1234;
   const generated = kase.generate(seed);
   const { needWeights: _w, ...options } = generated.options;

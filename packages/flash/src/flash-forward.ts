@@ -158,28 +158,22 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
   }
 }
 
-// EXPERIMENT (to be removed once measured): which form of the matrix code runs on real subgroup matrices.
-const matrixCodeForm = (): 'unrolled' | 'loops' =>
-  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.WEBATTN_MATRIX_FORM === 'loops' ? 'loops' : 'unrolled';
-
 /** The forward kernel `tiles.forward` names, for this problem's variant. */
 function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles): KernelSource {
   const forward = tiles.forward;
   const variant = variantOf(problem);
   if (forward.kernel === 'matrix') {
     const shape = { rowBlocks: forward.rowsPerThread, qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: forward.keys / 16 };
+    const emulated = subgroupMatricesEmulated(gpu);
     const kernel = flashKernel('flash-forward-matrix', matrixForwardSource, variant, tiles, {}, {}, {
-      directives: ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+      // The builtins' offsets depend on the subgroup index: uniform per subgroup, which Tint's analysis cannot see.
+      directives: emulated
+        ? ['enable subgroups;']
+        : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
       sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
-      snippets: matrixForwardBlocks(shape, matrixCodeForm()),
+      snippets: matrixForwardBlocks(shape),
     });
-    if (!subgroupMatricesEmulated(gpu)) return { ...kernel, variant: `${kernel.variant}|${matrixCodeForm()}` };
-    const emulated = flashKernel('flash-forward-matrix', matrixForwardSource, variant, tiles, {}, {}, {
-      directives: ['enable subgroups;'],
-      sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
-      snippets: matrixForwardBlocks(shape, 'loops'),
-    });
-    return { ...emulated, variant: `${emulated.variant}|emulated`, code: () => emulatedMatrixCode(emulated.code()) };
+    return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
   }
   if (forward.kernel === 'tiled') {
     return flashKernel('flash-forward-tiled', tiledForwardSource, variant, tiles, { THREADS: forward.threads }, {

@@ -219,13 +219,16 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
   return null;
 }
 
-/** The matrix forward's default shape: 4 subgroups of one 16-row block and 64-key tiles, smaller until it fits. */
+/**
+ * The matrix forward's default: only for head dims up to 16, where it beat the tiled kernel on the H200 (8
+ * subgroups × one 16-row block, 16-key tiles: 1.5× the best tiled shape at B32 H8 N500 D16 f16); at D64 the best
+ * matrix shape ran 2.3× slower than the tiled kernel (tools/bench/README.md, entry 11), so f16 stays tiled there.
+ */
 function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
-  for (const keys of [64, 32, 16]) {
-    for (const subgroups of [4, 2]) {
-      const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys };
-      if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
-    }
+  if (Math.max(headDimBucket(headDimQk), headDimBucket(headDimV)) > 16) return null;
+  for (const subgroups of [8, 4, 2]) {
+    const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys: 16 };
+    if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
   }
   return null;
 }
@@ -298,8 +301,8 @@ export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: numb
 
 /**
  * Tile sizes for a problem on a device. `forward` (a tuned choice, see flash-tuning.ts) replaces the forward's
- * default kernel and workgroup shape when it fits. f16 problems take the subgroup-matrix forward by default where
- * the device has it (`matrixForwardUnavailable`).
+ * default kernel and workgroup shape when it fits. f16 problems with head dims up to 16 take the subgroup-matrix
+ * forward by default where the device has it (`matrixForwardUnavailable`); tuning may choose it for others.
  */
 export function chooseTiles(
   problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'> & { readonly dtype?: string },
