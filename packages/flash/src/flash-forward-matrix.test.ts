@@ -12,7 +12,8 @@ import {
   checkCaseForward,
   inHalfPrecision,
 } from '@webattn/reference/testing';
-import { expectNoGpuErrors, freshSeed } from '@webattn/tensor/testing';
+import { tensor } from '@webattn/tensor';
+import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { poisonPool } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
@@ -87,6 +88,38 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
       forward.logsumexp.dispose();
       tensors.dispose();
     });
+  });
+
+  it('NaN inputs: a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j', async () => {
+    const device = gpu!;
+    emulateSubgroupMatrices(device.gpu);
+    useMatrixForward(0);
+    const [L, S, D] = [40, 40, 16];
+    // Causal top-left, and a bool mask removing key 3 from row 7.
+    const mask = Uint8Array.from({ length: L * S }, (_, e) => (Math.floor(e / S) === 7 && e % S === 3 ? 0 : 1));
+    const attends = (row: number, key: number) => key <= row && mask[row * S + key] === 1;
+    const poisons = [
+      { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5 },
+      { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3) },
+      { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false },
+    ] as const;
+    for (const poison of poisons) {
+      const seed = freshSeed();
+      const values = { q: randomValues(L * D, seed), k: randomValues(S * D, seed + 1), v: randomValues(S * D, seed + 2) };
+      values[poison.what][poison.row * D + poison.column] = Number.NaN;
+      const [q, k, v] = [values.q, values.k, values.v].map((data) => tensor(device, data, [1, 1, L, D], { dtype: 'f16' }));
+      const attnMask = tensor(device, mask, [L, S], { dtype: 'bool' });
+      const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(q!, k!, v!, { isCausal: true, attnMask }));
+      const [outValues, lseValues] = [(await out.toArray()) as Float32Array, (await logsumexp.toArray()) as Float32Array];
+      for (let e = 0; e < L * D; e++) {
+        const [row, column] = [Math.floor(e / D), e % D];
+        expect(Number.isNaN(outValues[e]!), `out[${row}, ${column}] = ${outValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.out(row, column));
+      }
+      for (let row = 0; row < L; row++) {
+        expect(Number.isNaN(lseValues[row]!), `logsumexp[${row}] = ${lseValues[row]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.lse(row));
+      }
+      for (const t of [q!, k!, v!, attnMask, out, logsumexp]) t.dispose();
+    }
   });
 
   it('ran the matrix kernel in every case whose head dims fit it (runs after the cases)', () => {
