@@ -26,11 +26,13 @@ let matrixCases = 0;
 const cases = attentionCases.filter((kase) => kase.dtype === 'f32').map(inHalfPrecision);
 
 describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtins)', () => {
-  it('is the f16 default for head dims up to 16 where subgroup matrices exist, with the tiled backward', () => {
+  it('is the f16 default for head dims up to 32 where subgroup matrices exist, with the tiled backward', () => {
     emulateSubgroupMatrices(gpu!.gpu);
-    const tiles = recordingTiles(gpu!.gpu, { dtype: 'f16', headDimQk: 16, headDimV: 16 }, gpu!.caps);
-    expect(tiles?.forward.kernel).toBe('matrix');
-    expect(tiles?.tiledKeyValue).not.toBeNull();
+    for (const headDim of [8, 16, 32]) {
+      const tiles = recordingTiles(gpu!.gpu, { dtype: 'f16', headDimQk: headDim, headDimV: headDim }, gpu!.caps);
+      expect(tiles?.forward.kernel).toBe('matrix');
+      expect(tiles?.tiledKeyValue).not.toBeNull();
+    }
     expect(recordingTiles(gpu!.gpu, { dtype: 'f16', headDimQk: 64, headDimV: 64 }, gpu!.caps)?.forward.kernel).not.toBe('matrix');
     expect(recordingTiles(gpu!.gpu, { dtype: 'f32', headDimQk: 16, headDimV: 16 }, gpu!.caps)?.forward.kernel).not.toBe('matrix');
   });

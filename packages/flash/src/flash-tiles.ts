@@ -220,13 +220,15 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
 }
 
 /**
- * The matrix forward's default: only for head dims up to 16, where it beat the tiled kernel on the H200 (8
- * subgroups × one 16-row block, 16-key tiles: 1.5× the best tiled shape at B32 H8 N500 D16 f16); at D64 the best
- * matrix shape ran 2.3× slower than the tiled kernel (tools/bench/README.md, entry 11), so f16 stays tiled there.
+ * The matrix forward's default: only for head dims up to 32, where it beat the tiled kernel on the H200 with 16-key
+ * tiles (tools/bench/README.md, entry 11): 8 subgroups × one 16-row block at D16 (1.48× the best tiled shape at
+ * B32 H8 N500), 4 subgroups at D32 (1.58× at B8 H16 N1024). At D64 its best shape ran 2.3× slower than the tiled
+ * kernel and at D128 3.2× slower, so f16 stays tiled there.
  */
 function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
-  if (Math.max(headDimBucket(headDimQk), headDimBucket(headDimV)) > 16) return null;
-  for (const subgroups of [8, 4, 2]) {
+  const bucket = Math.max(headDimBucket(headDimQk), headDimBucket(headDimV));
+  if (bucket > 32) return null;
+  for (const subgroups of bucket <= 16 ? [8, 4, 2] : [4, 8, 2]) {
     const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys: 16 };
     if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
   }
@@ -301,7 +303,7 @@ export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: numb
 
 /**
  * Tile sizes for a problem on a device. `forward` (a tuned choice, see flash-tuning.ts) replaces the forward's
- * default kernel and workgroup shape when it fits. f16 problems with head dims up to 16 take the subgroup-matrix
+ * default kernel and workgroup shape when it fits. f16 problems with head dims up to 32 take the subgroup-matrix
  * forward by default where the device has it (`matrixForwardUnavailable`); tuning may choose it for others.
  */
 export function chooseTiles(
