@@ -51,16 +51,48 @@ fn salt(site: u32) -> u32 {
 @group(0) @binding(8) var<storage, read_write> out: array<f16>;
 @group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
 
-var<workgroup> k_tile: array<f16, BLOCK_N * K_STRIDE>;
-var<workgroup> v_tile: array<f16, BLOCK_N * V_STRIDE>;
+// Two buffers each: the next tile is staged while the lanes work on this one's scores.
+var<workgroup> k_tile: array<f16, 2u * BLOCK_N * K_STRIDE>;
+var<workgroup> v_tile: array<f16, 2u * BLOCK_N * V_STRIDE>;
 var<workgroup> score_scratch: array<f32, SUBGROUPS * SUBGROUP_ROWS * S_STRIDE>;
 var<workgroup> probability_scratch: array<f16, SUBGROUPS * SUBGROUP_ROWS * P_STRIDE>;
-// v_nan[c] == tile + 1: key c of this tile has a NaN in v; tile_v_nan == tile + 1: some key has.
-var<workgroup> v_nan: array<atomic<u32>, BLOCK_N>;
-var<workgroup> tile_v_nan: atomic<u32>;
+// In the tile's buffer: v_nan[c] == tile + 1: key c of the tile has a NaN in v; tile_v_nan == tile + 1: some key has.
+var<workgroup> v_nan: array<atomic<u32>, 2u * BLOCK_N>;
+var<workgroup> tile_v_nan: array<atomic<u32>, 2>;
 // == tile + 1 when some row of the workgroup moved its reference maximum in this tile.
 var<workgroup> rescale_tile: u32;
 var<workgroup> sequence_shared: Sequence;
+
+// Stages key tile `tile` (k and v as f16, zero past the valid keys and head dims) into buffer tile % 2.
+fn stage_tile(tile: u32, lid: u32, sequence: Sequence, k_base: u32, v_base: u32) {
+  let key0 = tile * BLOCK_N;
+  let buffer = tile % 2u;
+  for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += THREADS) {
+    let c = e / HEAD_DIM_QK;
+    let d = e % HEAD_DIM_QK;
+    let j = key0 + c;
+    var value = f16(0.0);
+    if (j < sequence.k_valid && d < params.head_dim_qk) {
+      value = k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim];
+    }
+    k_tile[(buffer * BLOCK_N + c) * K_STRIDE + d] = value;
+  }
+  for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += THREADS) {
+    let c = e / HEAD_DIM_V;
+    let d = e % HEAD_DIM_V;
+    let j = key0 + c;
+    var value = f16(0.0);
+    if (j < sequence.k_valid && d < params.head_dim_v) {
+      value = v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim];
+      if (is_nan(f32(value))) {
+        atomicStore(&v_nan[buffer * BLOCK_N + c], tile + 1u);
+        atomicStore(&tile_v_nan[buffer], tile + 1u);
+        value = f16(0.0);
+      }
+    }
+    v_tile[(buffer * BLOCK_N + c) * V_STRIDE + d] = value;
+  }
+}
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -103,6 +135,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   let s_base = subgroup * SUBGROUP_ROWS * S_STRIDE;
   let p_base = subgroup * SUBGROUP_ROWS * P_STRIDE;
+  let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
+  let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
+  if (tile_begin < tile_end) {
+    stage_tile(tile_begin, lid, sequence, k_base, v_base);
+  }
 
   // The subgroup's q rows (zero past the rows this dispatch computes), staged in its probability scratch.
   for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
@@ -144,39 +181,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       nan_bits[r * NAN_WORDS + w] = 0u;
     }
   }
-  let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
-  let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
 
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     let tile_site = (tile + 1u) * 256u;
-    workgroupBarrier();
-    for (var e = lid; e < BLOCK_N * HEAD_DIM_QK; e += THREADS) {
-      let c = e / HEAD_DIM_QK;
-      let d = e % HEAD_DIM_QK;
-      let j = key0 + c;
-      var value = f16(0.0);
-      if (j < sequence.k_valid && d < dqk) {
-        value = k[k_base + (sequence.k_start + j) * params.k_seq + d * params.k_dim];
-      }
-      k_tile[c * K_STRIDE + d] = value;
-    }
-    for (var e = lid; e < BLOCK_N * HEAD_DIM_V; e += THREADS) {
-      let c = e / HEAD_DIM_V;
-      let d = e % HEAD_DIM_V;
-      let j = key0 + c;
-      var value = f16(0.0);
-      if (j < sequence.k_valid && d < dv) {
-        value = v[v_base + (sequence.k_start + j) * params.v_seq + d * params.v_dim];
-        if (is_nan(f32(value))) {
-          atomicStore(&v_nan[c], tile + 1u);
-          atomicStore(&tile_v_nan, tile + 1u);
-          value = f16(0.0);
-        }
-      }
-      v_tile[c * V_STRIDE + d] = value;
-    }
-    workgroupBarrier();
+    // This tile's buffers (staged before the loop or during the previous tile, visible since its last barrier).
+    let buffer = tile % 2u;
+    let k_tile_base = buffer * BLOCK_N * K_STRIDE;
+    let v_tile_base = buffer * BLOCK_N * V_STRIDE;
 
     // 1. S = Q Kᵀ into the score scratch.
     {
@@ -237,6 +249,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
       l[r] = l[r] * scale[r] + sum;
     }
+    // The next tile into the other buffers: every thread finished the previous tile's products with them before the
+    // barrier above.
+    if (tile + 1u < tile_end) {
+      stage_tile(tile + 1u, lid, sequence, k_base, v_base);
+    }
     // Uniform for the workgroup (every lane that moved its maximum wrote the same value).
     if (workgroupUniformLoad(&rescale_tile) == tile + 1u) {
       ${MATRIX_RESCALE_STORE}
@@ -249,17 +266,19 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
       workgroupBarrier();
       ${MATRIX_RESCALE_LOAD}
+      // The loads above complete before the next tile's scores overwrite the scratch.
+      workgroupBarrier();
     }
 
     // 3. O += P V.
     {
       ${MATRIX_PRODUCTS}
     }
-    if (atomicLoad(&tile_v_nan) == tile + 1u) {
+    if (atomicLoad(&tile_v_nan[buffer]) == tile + 1u) {
       // Rare: some keys' v rows have NaN (kept out of the tile). Each lane marks its output dims that such a key
       // makes NaN for its rows that may attend it.
       for (var c = 0u; c < BLOCK_N; c++) {
-        if (atomicLoad(&v_nan[c]) != tile + 1u) {
+        if (atomicLoad(&v_nan[buffer * BLOCK_N + c]) != tile + 1u) {
           continue;
         }
         let j = key0 + c;

@@ -158,9 +158,10 @@ export function matrixForwardUnavailable(dtype: string, caps: FlashCaps): string
 export function matrixForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headDimQk: number, headDimV: number): number {
   const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
   const rows = (forward.threads / MATRIX_SUBGROUP_SIZE) * forward.rowsPerThread * 16;
-  const tiles = forward.keys * (qk + 8) * 2 + forward.keys * (v + 8) * 2;
+  // Key and value tiles, two buffers each (the next tile is staged during this one).
+  const tiles = 2 * (forward.keys * (qk + 8) * 2 + forward.keys * (v + 8) * 2);
   const scratch = rows * (Math.max(forward.keys, v) + 1) * 4 + rows * (Math.max(forward.keys, qk) + 8) * 2;
-  return tiles + scratch + forward.keys * 4 + 8 + SHARED_EXTRA;
+  return tiles + scratch + 2 * forward.keys * 4 + 12 + SHARED_EXTRA;
 }
 
 /** Whether `forward` runs for these head-dim buckets on `caps` (threads, storage, register arrays). */

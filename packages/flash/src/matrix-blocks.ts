@@ -44,7 +44,7 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
         rowBlocks,
         'r',
         `var s = ${RESULT}(); ` +
-          block(qk16, 'kk', `let keys = subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, n * 16u * K_STRIDE + kk * 16u + salt(tile_site + 1u + (n * ${rowBlocks}u + r) * ${qk16}u + kk), K_STRIDE); s = subgroupMatrixMultiplyAccumulate(q_m[r * ${qk16}u + kk], keys, s);`) +
+          block(qk16, 'kk', `let keys = subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, k_tile_base + n * 16u * K_STRIDE + kk * 16u + salt(tile_site + 1u + (n * ${rowBlocks}u + r) * ${qk16}u + kk), K_STRIDE); s = subgroupMatrixMultiplyAccumulate(q_m[r * ${qk16}u + kk], keys, s);`) +
           ` subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u + salt(tile_site + 64u + n * ${rowBlocks}u + r), s, S_STRIDE);`,
       ),
     ),
@@ -57,7 +57,7 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
         rowBlocks,
         'r',
         `let probabilities = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + r * 16u * P_STRIDE + kk * 16u + salt(tile_site + 160u + kk * ${rowBlocks}u + r), P_STRIDE); ` +
-          block(v16, 'n', `let values = subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, kk * 16u * V_STRIDE + n * 16u + salt(tile_site + 176u + (kk * ${rowBlocks}u + r) * ${v16}u + n), V_STRIDE); o_m[r * ${v16}u + n] = subgroupMatrixMultiplyAccumulate(probabilities, values, o_m[r * ${v16}u + n]);`),
+          block(v16, 'n', `let values = subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, v_tile_base + kk * 16u * V_STRIDE + n * 16u + salt(tile_site + 176u + (kk * ${rowBlocks}u + r) * ${v16}u + n), V_STRIDE); o_m[r * ${v16}u + n] = subgroupMatrixMultiplyAccumulate(probabilities, values, o_m[r * ${v16}u + n]);`),
       ),
     ),
     MATRIX_STORE_OUTPUT: outputStore('64u'),
