@@ -9,7 +9,7 @@ import { attentionReference, attentionReferenceBackward } from '@webattn/referen
 import { InvalidArgumentError, bhndLayout, describeAttention, full, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues, relativeL2 } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { both, expectCloseToReferences, expectSameBits, runPacked, runRaw } from '../test/chunked-runs';
+import { both, expectCloseToReferences, expectSameBits, preparePacked, runPacked, runRaw } from '../test/chunked-runs';
 import { compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
@@ -176,21 +176,7 @@ describe.skipIf(!gpu)('flash splits dispatches that exceed the binding limit', {
     const device = gpu!;
     const seed = freshSeed();
     // Query lengths 3, 300, 20; key lengths 5, 40, 20: the dK/dV scratch of sequences 1 and 2 starts past key 0.
-    const cuSeqlensQ = [0, 3, 303, 323];
-    const cuSeqlensK = [0, 5, 45, 65];
-    const spec: FlashCase = {
-      batch: 3,
-      queryHeads: 4,
-      kvHeads: 2,
-      queryLength: 300,
-      keyLength: 40,
-      headDimQk: 40,
-      options: { cuSeqlensQ, cuSeqlensK, isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 5 },
-    };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
-    const packedRows = { cuSeqlensQ, cuSeqlensK };
+    const { prepared, problem, packedRows, context } = preparePacked(device, seed, [0, 3, 303, 323], [0, 5, 45, 65]);
     // One head's 300 rows (299 · 160 + 40 elements · 4 B = 191520 B) do not fit, 256 rows do.
     const limit = 180000;
     const plan = planKernelChunks(problem, forwardBindings(problem, true, packedRows), limit);

@@ -13,7 +13,7 @@ import { attentionReference, attentionReferenceBackward } from '@webattn/referen
 import { describeAttention, full, tensor, type AttentionProblem } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues, relativeL2 } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { both, expectCloseToReferences, expectSameBits, runPacked, runRaw, runSplitKv, type Outputs } from '../test/chunked-runs';
+import { both, expectCloseToReferences, expectSameBits, preparePacked, runPacked, runRaw, runSplitKv, type Outputs } from '../test/chunked-runs';
 import { describeCase, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { backwardBindings, forwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
@@ -115,21 +115,7 @@ describe.skipIf(!gpu)('flash splits the keys of one kv head, and the logsumexp, 
     const device = gpu!;
     const seed = freshSeed();
     // Query lengths 3, 37, 20; key lengths 5, 600, 20: only the second sequence's keys need chunks.
-    const cuSeqlensQ = [0, 3, 40, 60];
-    const cuSeqlensK = [0, 5, 605, 625];
-    const spec: FlashCase = {
-      batch: 3,
-      queryHeads: 4,
-      kvHeads: 2,
-      queryLength: 37,
-      keyLength: 600,
-      headDimQk: 40,
-      options: { cuSeqlensQ, cuSeqlensK, isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 5 },
-    };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
-    const packedRows = { cuSeqlensQ, cuSeqlensK };
+    const { prepared, problem, packedRows, context } = preparePacked(device, seed, [0, 3, 40, 60], [0, 5, 605, 625]);
     // 600 keys of one kv head in [total, 2, 40] memory span 599 · 80 + 40 elements (191840 B); 300 of them fit.
     const limit = 100000;
     const splitKv = planKernelChunks(problem, splitKvKernelsOf(problem, device.caps, true, packedRows).plan, limit);

@@ -4,10 +4,10 @@
  * the float64 and same-precision references.
  */
 import { gpu } from './test-device';
-import { bhndLayout, full, type AttentionProblem, type Tensor } from '@webattn/tensor';
+import { bhndLayout, describeAttention, full, type AttentionProblem, type Tensor } from '@webattn/tensor';
 import { expectNoGpuErrors } from '@webattn/tensor/testing';
 import { expect } from 'vitest';
-import { backwardReferences, compare, forwardReferences, type Prepared } from './flash-harness';
+import { backwardReferences, compare, describeCase, forwardReferences, prepare, type FlashCase, type Prepared } from './flash-harness';
 import { flashAttentionBackward } from '../src/flash-backward';
 import type { PackedRows } from '../src/flash-chunks';
 import { flashAttentionForward, recordingCaps, type FlashForwardBuffers } from '../src/flash-forward';
@@ -209,4 +209,24 @@ export function expectSameBits(name: string, split: Float32Array | undefined, wh
   expect(a.length, `${name}: lengths differ; ${context}`).toBe(b.length);
   const first = a.findIndex((bits, index) => bits !== b[index]);
   expect(first, `${name}: split run differs from the unsplit one at ${first} (${split![first]} vs ${whole![first]}); ${context}`).toBe(-1);
+}
+
+/**
+ * A packed varlen case (GQA 4/2, head dim 40, causal bottom-right, dropout 0.2) with these offsets: its tensors,
+ * problem (with gradients), host offsets and description for messages.
+ */
+export function preparePacked(device: NonNullable<typeof gpu>, seed: number, cuSeqlensQ: number[], cuSeqlensK: number[]) {
+  const lengths = (cu: number[]) => Math.max(...cu.slice(1).map((end, b) => end - cu[b]!));
+  const spec: FlashCase = {
+    batch: cuSeqlensQ.length - 1,
+    queryHeads: 4,
+    kvHeads: 2,
+    queryLength: lengths(cuSeqlensQ),
+    keyLength: lengths(cuSeqlensK),
+    headDimQk: 40,
+    options: { cuSeqlensQ, cuSeqlensK, isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 5 },
+  };
+  const prepared = prepare(device, spec, seed);
+  const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+  return { prepared, problem, packedRows: { cuSeqlensQ, cuSeqlensK }, context: describeCase(spec, seed) };
 }
