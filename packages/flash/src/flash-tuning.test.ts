@@ -35,6 +35,7 @@ describe.skipIf(!gpu)('forward autotuning', () => {
     const [tuning] = await tuneFlashForward(device, { headDims: [40], dtypes: ['f32'], shape: [1, 2, 48], iterations: 1, candidates });
     expect(tuning!.candidates.map((candidate) => candidate.tiles)).toEqual(candidates);
     for (const candidate of tuning!.candidates) expect(candidate.ms).toBeGreaterThan(0);
+    expect(tuning!.method).toBe(device.caps.timestampQuery ? 'timestamp' : 'wall-clock');
     const fastest = Math.min(...tuning!.candidates.map((candidate) => candidate.ms));
     expect(tuning!.candidates.find((candidate) => candidate.tiles === tuning!.chosen)!.ms).toBe(fastest);
     expect(tunedForwardTiles(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);

@@ -1,4 +1,4 @@
-import { randn, type Device } from '@webattn/tensor';
+import { bestTimingMethod, createCallSampler, median, randn, type Device, type Tensor, type TimingMethod } from '@webattn/tensor';
 import { flashAttention } from './flash-attention';
 import {
   FORWARD_ROWS_PER_THREAD,
@@ -19,6 +19,8 @@ import {
  * Autotuning of the forward kernel's workgroup shape: `tuneFlashForward(device)` times every candidate
  * (kernel × threads × query rows per thread × keys per tile) on a small problem per dtype and head-dim bucket and keeps
  * the fastest for that device; later flash forwards on the device use it (chooseTiles' default otherwise).
+ * Candidates are timed by GPU timestamps where the device has 'timestamp-query' (wall clock, which also counts
+ * recording and submission, misled small problems' choices on the H200), else by wall clock.
  * The choice lives as long as the device; benchmarks print it.
  */
 
@@ -28,6 +30,8 @@ export interface ForwardTuning {
   readonly headDim: number;
   readonly shape: readonly [number, number, number, number];
   readonly candidates: readonly { readonly tiles: ForwardTiles; readonly ms: number }[];
+  /** How the candidates were timed: GPU timestamps where the device has 'timestamp-query', else wall clock. */
+  readonly method: TimingMethod;
   /** The default tiles' time, for comparison. */
   readonly defaultTiles: ForwardTiles;
   readonly chosen: ForwardTiles;
@@ -40,7 +44,7 @@ export interface TuneOptions {
   readonly dtypes?: readonly ('f32' | 'f16')[];
   /** [batch, heads, length] of the timed problem. Default [1, 8, 2048]. */
   readonly shape?: readonly [number, number, number];
-  /** Timed calls per candidate after one warm-up call (wall clock: enough that the GPU time dominates). Default 8. */
+  /** Calls per sample (three samples per candidate, after one warm-up call; the median counts). Default 8. */
   readonly iterations?: number;
   /** Candidates to time (default: forwardCandidates, every shape that fits). */
   readonly candidates?: readonly ForwardTiles[];
@@ -87,39 +91,41 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
   const iterations = options.iterations ?? 8;
   const dtypes = options.dtypes ?? (device.caps.shaderF16 ? ['f32', 'f16'] : ['f32']);
   const tuned = tunedForwardTilesOf(device.gpu);
+  const sampler = createCallSampler(device, bestTimingMethod(device));
   const results: ForwardTuning[] = [];
-  for (const dtype of dtypes) {
-    for (const headDim of options.headDims ?? [64]) {
-      const shape = [batch, heads, length, headDim] as const;
-      const [q, k, v] = [1, 2, 3].map((seed) => randn(device, [...shape], { seed, dtype }));
-      const key = forwardTuningKey(dtype, headDim, headDim);
-      const candidates: { tiles: ForwardTiles; ms: number }[] = [];
-      try {
-        for (const tiles of options.candidates ?? forwardCandidates(device, headDim, dtype)) {
-          tuned.set(key, tiles);
-          const run = () => {
-            const { out, logsumexp } = flashAttention(q!, k!, v!);
-            out.dispose();
-            logsumexp.dispose();
-          };
-          run();
-          await device.sync();
-          const start = performance.now();
-          for (let i = 0; i < iterations; i++) run();
-          await device.sync();
-          candidates.push({ tiles, ms: (performance.now() - start) / iterations });
+  try {
+    for (const dtype of dtypes) {
+      for (const headDim of options.headDims ?? [64]) {
+        const shape = [batch, heads, length, headDim] as const;
+        const key = forwardTuningKey(dtype, headDim, headDim);
+        const [q, k, v] = [1, 2, 3].map((seed) => randn(device, [...shape], { seed, dtype })) as [Tensor, Tensor, Tensor];
+        const call = () => {
+          const { out, logsumexp } = flashAttention(q, k, v);
+          return [out, logsumexp];
+        };
+        const candidates: { tiles: ForwardTiles; ms: number }[] = [];
+        try {
+          for (const tiles of options.candidates ?? forwardCandidates(device, headDim, dtype)) {
+            tuned.set(key, tiles);
+            // The first call compiles the candidate's pipeline.
+            await sampler.sample(call, 1);
+            const samples: number[] = [];
+            for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call, iterations));
+            candidates.push({ tiles, ms: median(samples) });
+          }
+        } finally {
+          tuned.delete(key);
+          for (const t of [q, k, v]) t.dispose();
         }
-      } finally {
-        tuned.delete(key);
-        for (const t of [q, k, v]) t!.dispose();
+        const problem = { dtype, headDimQk: headDim, headDimV: headDim };
+        const defaultTiles = chooseTiles(problem, device.caps)!.forward;
+        const best = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
+        tuned.set(key, best.tiles);
+        results.push({ dtype, headDim: headDimBucket(headDim), shape, candidates, method: sampler.method, defaultTiles, chosen: best.tiles });
       }
-      const problem = { dtype, headDimQk: headDim, headDimV: headDim };
-      const defaults = chooseTiles(problem, device.caps)!;
-      const defaultTiles = defaults.forward;
-      const best = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
-      tuned.set(key, best.tiles);
-      results.push({ dtype, headDim: headDimBucket(headDim), shape, candidates, defaultTiles, chosen: best.tiles });
     }
+  } finally {
+    sampler.destroy();
   }
   return results;
 }

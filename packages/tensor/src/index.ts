@@ -24,6 +24,14 @@ export {
   ShapeError,
   WebattnError,
 } from './errors';
+export {
+  bestTimingMethod,
+  createCallSampler,
+  median,
+  type CallSampler,
+  type TimedCall,
+  type TimingMethod,
+} from './gpu-timing';
 export { runKernel, workgroupGrid, type KernelRun } from './kernel';
 export {
   PHILOX_WGSL,

@@ -89,7 +89,7 @@ export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
     const versus = fallback === undefined ? '' : `; default ${describeTiles(tuning.defaultTiles)} ${fallback.toFixed(3)} ms (${(fallback / chosen).toFixed(2)}×)`;
     return (
       `flash forward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ` +
-      `${describeTiles(tuning.chosen)} ${chosen.toFixed(3)} ms${versus}; ${tuning.candidates.length} candidates (best ${bestPerKernel(tuning)})`
+      `${describeTiles(tuning.chosen)} ${chosen.toFixed(3)} ms${versus}; ${tuning.candidates.length} candidates (best ${bestPerKernel(tuning)}; ${tuning.method})`
     );
   });
 }

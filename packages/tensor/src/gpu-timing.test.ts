@@ -1,0 +1,61 @@
+/**
+ * The call samplers behind flash's autotuner and the benchmarks: both methods time real GPU work, more work takes
+ * longer, outputs are disposed, and the timestamp sampler is chosen where the device has 'timestamp-query'.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { bestTimingMethod, createCallSampler, matmul, median, randn, type Tensor, type TimingMethod } from './index';
+import { expectNoGpuErrors, freshSeed, openTestDevice } from './testing';
+
+const gpu = await openTestDevice();
+afterAll(() => gpu?.destroy());
+
+describe('median', () => {
+  it('takes the middle value, or the mean of the middle two', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(() => median([])).toThrow(RangeError);
+  });
+});
+
+describe.skipIf(!gpu)('call samplers', () => {
+  it('picks GPU timestamps where the device has them', () => {
+    expect(bestTimingMethod(gpu!)).toBe(gpu!.caps.timestampQuery ? 'timestamp' : 'wall-clock');
+  });
+
+  for (const method of ['timestamp', 'wall-clock'] as TimingMethod[]) {
+    it(`${method}: times the calls, longer for more work, and disposes what they return`, async () => {
+      const device = gpu!;
+      if (method === 'timestamp' && !device.caps.timestampQuery) return;
+      const seed = freshSeed();
+      const [a, b] = [randn(device, [192, 192], { seed }), randn(device, [192, 192], { seed: seed + 1 })];
+      const returned: Tensor[] = [];
+      const call = (products: number) => () =>
+        Array.from({ length: products }, () => {
+          const product = matmul(a, b);
+          returned.push(product);
+          return product;
+        });
+      await expectNoGpuErrors(device, async () => {
+        const sampler = createCallSampler(device, method);
+        try {
+          expect(sampler.method).toBe(method);
+          await sampler.sample(call(1), 1);
+          const timeOf = async (products: number) => {
+            const samples: number[] = [];
+            for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call(products), 2));
+            return median(samples);
+          };
+          const one = await timeOf(1);
+          const eight = await timeOf(8);
+          expect(one).toBeGreaterThan(0);
+          expect(eight).toBeGreaterThan(2 * one);
+          expect(returned.every((t) => t.isDisposed)).toBe(true);
+        } finally {
+          sampler.destroy();
+          a.dispose();
+          b.dispose();
+        }
+      });
+    });
+  }
+});
