@@ -166,6 +166,22 @@ describe('planChunks', () => {
     expect(planChunks(extent(1, 1, 300, 1000), 200_000, bytes, steps)).toEqual({ overflow: { name: 'mask', bytes: (63 * 1000 + 100) * 4 } });
   });
 
+  it('halves the row step down to single rows (smallestRows 1), chunks then ending inside any row tile', () => {
+    const bytes = (chunk: Chunk) => [{ name: 'mask', bytes: ((chunk.rows.count - 1) * 1000 + chunk.keys.count) * 4 }];
+    const steps = { rows: 256, smallestRows: 1, keys: 100 };
+    expect(halvedRowSteps(steps)).toEqual([256, 128, 64, 32, 16, 8, 4, 2, 1]);
+    // 32 rows × 100 keys (124400 B) do not fit 100000 B; 16 rows × 1000 keys (64000 B) do: 19 chunks.
+    const sixteen = planChunks(extent(1, 1, 300, 1000), 100_000, bytes, steps);
+    expect('chunks' in sixteen && sixteen.chunks.map((c) => [c.rows.start, c.rows.count, c.keys.count])).toEqual(
+      Array.from({ length: 19 }, (_, n) => [n * 16, n === 18 ? 12 : 16, 1000]),
+    );
+    // 2 rows × 100 keys take 4400 B: under 4000 B only single rows fit, over all 1000 keys (4000 B).
+    const single = planChunks(extent(1, 1, 5, 1000), 4000, bytes, steps);
+    expect('chunks' in single && single.chunks.map((c) => [c.rows.start, c.rows.count, c.keys.count])).toEqual([0, 1, 2, 3, 4].map((row) => [row, 1, 1000]));
+    // Nothing fits: the overflow of the smallest chunk, one row × 100 keys.
+    expect(planChunks(extent(1, 1, 300, 1000), 399, bytes, steps)).toEqual({ overflow: { name: 'mask', bytes: 400 } });
+  });
+
   it('reports the largest binding of the smallest chunk when nothing fits', () => {
     const bytes = (chunk: Chunk) => [
       { name: 'q', bytes: chunk.rows.count * 16 },

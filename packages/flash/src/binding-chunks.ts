@@ -152,8 +152,8 @@ export interface ChunkSteps {
   /** Rows split in multiples of this (kernels' row tiles start there); 0 or ≥ the row count: not split. */
   readonly rows: number;
   /**
-   * When no chunk of `rows`-multiples fits, the row step halves down to this (`rows` / 2ⁿ; every row tile of the
-   * kernels divides it). Default: `rows` (no halving).
+   * When no chunk of `rows`-multiples fits, the row step halves down to this (`rows` / 2ⁿ; the kernels must accept
+   * chunks starting and ending at its multiples, e.g. inside a row tile). Default: `rows` (no halving).
    */
   readonly smallestRows?: number;
   /** Keys split in multiples of this; 0 or ≥ the key count: not split. */

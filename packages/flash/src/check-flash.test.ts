@@ -2,7 +2,7 @@ import { bhndLayout, type AttentionProblem } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
 import { checkFlash } from './check-flash';
 import { keyValueQueryTile } from './flash-backward';
-import { BACKWARD_MIN_ROW_STEP } from './flash-chunks';
+import { BACKWARD_TILE_ROWS, backwardBindings, planKernelChunks } from './flash-chunks';
 import { FORWARD_ROWS_PER_THREAD, TILED_KEY_THREADS, chooseTiles, type FlashCaps, type ForwardTiles } from './flash-tiles';
 
 const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem => ({
@@ -118,25 +118,55 @@ describe('checkFlash and the binding limit', () => {
       mask: { kind: 'additive', dtype: 'f32', strides: { batch: 0, head: 0, row: keys, column: 1 }, offset: 0 },
     });
 
-  it('accepts a dense mask whose 256 rows exceed a binding, forward and backward (the backward splits rows down to 64)', () => {
-    // An f32 mask [L, S] with S = 200000: 256 rows × S × 4 B = 205 MB, 64 rows 51 MB.
+  /** The row counts of the backward's dQ chunks under the device limit (2^27 B). */
+  const queryRowCounts = (p: AttentionProblem) => {
+    const gradients = { gradOut: p.layout.out, dq: p.layout.q, dk: p.layout.k, dv: p.layout.v };
+    const plan = planKernelChunks(p, backwardBindings(p, gradients, true).query, 2 ** 27);
+    return 'chunks' in plan ? [...new Set(plan.chunks.map((c) => c.rows.count))] : plan;
+  };
+
+  it('accepts a dense mask whose 256 rows exceed a binding, forward and backward (the backward splits rows to 128)', () => {
+    // An f32 mask [L, S] with S = 200000: 256 rows × S × 4 B = 205 MB, 128 rows 102 MB.
     const masked = denseMask(300, 200_000);
     expect(256 * 200_000 * 4).toBeGreaterThan(2 ** 27);
     expect(checkFlash({ ...masked, requiresGrad: false }, caps())).toEqual([]);
     expect(checkFlash(masked, caps())).toEqual([]);
+    expect(queryRowCounts(masked)).toEqual([128, 44]);
   });
 
-  it('rejects what does not fit even the smallest chunk, naming the binding: a dense mask whose 64 rows exceed it in the backward', () => {
-    // S = 600000: 64 rows × S × 4 B = 154 MB (the forward splits it to single rows).
-    const keys = 600_000;
-    const masked = denseMask(300, keys);
-    expect(checkFlash({ ...masked, requiresGrad: false }, caps())).toEqual([]);
-    const rejections = checkFlash(masked, caps());
-    // The smallest dQ chunk: 64 rows × 256 keys of the mask.
-    const bytes = (63 * keys + 256) * 4;
+  it('accepts a dense mask whose 64 rows exceed a binding: the backward splits rows below a dK/dV query tile', () => {
+    // S = 600000: 64 rows × S × 4 B = 154 MB, 32 rows 77 MB.
+    const wide = denseMask(300, 600_000);
+    expect(checkFlash({ ...wide, requiresGrad: false }, caps())).toEqual([]);
+    expect(checkFlash(wide, caps())).toEqual([]);
+    expect(queryRowCounts(wide)).toEqual([32, 12]);
+    // S = 4000000 (near the longest sequence flash takes): one row takes 16 MB, so rows of 8 (16 rows: 240 MB).
+    const wider = denseMask(300, 4_000_000);
+    expect(checkFlash(wider, caps())).toEqual([]);
+    expect(queryRowCounts(wider)).toEqual([8, 4]);
+  });
+
+  it('rejects what does not fit even the smallest chunk, naming the binding: a mask whose 256 keys of one row exceed it in the backward', () => {
+    // One query row over 4096 keys lying 200000 elements apart (e.g. a column of a wider buffer): the backward's
+    // smallest chunk, one row × 256 keys, spans 255 · 200000 + 1 elements (204 MB); the forward's split-KV splits
+    // of 64 keys (one query row: many short splits) span 50 MB.
+    const keys = 4096;
+    const strided = problem({
+      batch: 1,
+      queryHeads: 1,
+      kvHeads: 1,
+      queryLength: 1,
+      keyLength: keys,
+      causal: false,
+      layout: { q: bhndLayout(1, 1, 64), k: bhndLayout(1, keys, 64), v: bhndLayout(1, keys, 64), out: bhndLayout(1, 1, 64) },
+      mask: { kind: 'additive', dtype: 'f32', strides: { batch: 0, head: 0, row: 1, column: 200_000 }, offset: 0 },
+    });
+    expect(checkFlash({ ...strided, requiresGrad: false }, caps())).toEqual([]);
+    const rejections = checkFlash(strided, caps());
+    const bytes = (255 * 200_000 + 1) * 4;
     expect(rejections.map((r) => [r.check, r.got])).toEqual([['mask binding size', `${bytes} B`]]);
     expect(rejections[0]!.message).toBe(
-      `flash: mask binding size ${bytes} B, need ≤ 134217728 B (maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and 64 rows × 256 keys in the backward, and this binding does not fit even then)`,
+      `flash: mask binding size ${bytes} B, need ≤ 134217728 B (maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and one row × 256 keys in the backward, and this binding does not fit even then)`,
     );
   });
 });
@@ -150,8 +180,8 @@ describe('chooseTiles', () => {
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps({ maxComputeWorkgroupStorageSize: 4096 }))).toBeNull();
   });
 
-  it("gives dK/dV query tiles that divide the backward's smallest row chunk, with the default and every tunable forward", () => {
-    // Row chunks of the backward are multiples of BACKWARD_MIN_ROW_STEP: each must hold whole dK/dV query tiles.
+  it('gives dK/dV query tiles that divide BACKWARD_TILE_ROWS, with the default and every tunable forward', () => {
+    // Backward row chunks at multiples of BACKWARD_TILE_ROWS hold whole dK/dV query tiles (the unsplit bits).
     const forwards: (ForwardTiles | undefined)[] = [undefined];
     for (const threads of [64, 128, 256]) {
       for (const rowsPerThread of FORWARD_ROWS_PER_THREAD) {
@@ -170,6 +200,6 @@ describe('chooseTiles', () => {
     }
     // Both families and several tile sizes were seen.
     expect([...tiles].sort((a, b) => a - b)).toEqual([4, 8, 16, 32, 64]);
-    for (const tile of tiles) expect(BACKWARD_MIN_ROW_STEP % tile, `query tile ${tile}`).toBe(0);
+    for (const tile of tiles) expect(BACKWARD_TILE_ROWS % tile, `query tile ${tile}`).toBe(0);
   });
 });

@@ -56,9 +56,9 @@ export function checkFlash(problem: AttentionProblem, caps: FlashCaps): Rejectio
 /**
  * Flash splits a dispatch over batch entries (packed varlen: sequences), heads, query rows and keys so that no
  * binding exceeds the limit (the logsumexp and the backward's delta follow the chunk's rows); it refuses only when
- * even the smallest chunk does not fit (e.g. a dense mask's row stride times 64 rows in the backward). For
- * packed varlen the kernels are planned with
- * 'longest' packing: the rows of the longest sequence at the least favourable alignment, so that any packing
+ * even the smallest chunk does not fit (one row × one key split in the forward, one row × 256 keys in the
+ * backward: e.g. a mask whose column stride times 256 keys exceeds it). For packed varlen the kernels are planned
+ * with 'longest' packing: the rows of the longest sequence at the least favourable alignment, so that any packing
  * with these longest lengths fits (the raw-buffer API without host offsets binds whole buffers and checks them
  * when recording). Run after checkCommon found nothing (it needs valid sizes).
  */

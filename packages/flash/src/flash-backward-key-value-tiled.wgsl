@@ -12,8 +12,10 @@
 // A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
 // multiples of the workgroup's keys) and the query rows [row_base, row_end). When the query rows of one kv head do
 // not fit a storage binding, the recording splits them: each dispatch covers the query heads
-// [group_first, group_first + group_count) of the group and a range of rows (multiples of BLOCK_M), in the
-// unsplit order (heads, then row tiles). This source is then compiled
+// [group_first, group_first + group_count) of the group and a range of rows, in the unsplit order (heads, then
+// rows). A range may end inside a query tile: the tile's rows outside [row_base, row_end) are staged like rows
+// past the sequence (q and dO zero, logsumexp −∞) and take no part, so each row is summed by exactly one
+// dispatch. This source is then compiled
 // with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
 // params.kv_partial is 1 (so the sums continue exactly), and flash-backward-finish.wgsl writes them out.
 
@@ -96,7 +98,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       tile_end = u32(rows.y) / BLOCK_M + 1u;
     }
   }
-  // This dispatch's query rows (all of them unless split; the split points are multiples of BLOCK_M).
+  // This dispatch's query rows [row_base, row_limit) (all of them unless split; a split point may fall inside a
+  // tile, whose other rows are then staged as absent) and the tiles holding them.
+  let row_limit = min(sequence.q_len, params.row_end);
   tile_begin = max(tile_begin, params.row_base / BLOCK_M);
   tile_end = min(tile_end, (params.row_end + BLOCK_M - 1u) / BLOCK_M);
 
@@ -172,7 +176,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let d4 = e / BLOCK_M;
         let i = row0 + r;
         var value = vec4<f32>(0.0);
-        if (i < sequence.q_len) {
+        if (i >= params.row_base && i < row_limit) {
           value = without_nan4(load_q4(q_base + (sequence.q_start + i) * params.q_seq, d4 * 4u, dqk, params.q_dim));
         }
         for (var t = 0u; t < 4u; t++) {
@@ -184,7 +188,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let d4 = e / BLOCK_M;
         let i = row0 + r;
         var value = vec4<f32>(0.0);
-        if (i < sequence.q_len) {
+        if (i >= params.row_base && i < row_limit) {
           value = load_grad_out4(g_base + (sequence.q_start + i) * params.g_seq, d4 * 4u, dvd, params.g_dim);
         }
         for (var t = 0u; t < 4u; t++) {
@@ -196,7 +200,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         var lse = negative_infinity;
         var row_delta = 0.0;
         var residual = 0.0;
-        if (i < sequence.q_len) {
+        if (i >= params.row_base && i < row_limit) {
           // Rows of the logsumexp and delta bindings (row-stats.ts).
           let row_index = batch_head * params.query_length + i;
           lse = logsumexp[row_index - params.lse_base];
@@ -254,7 +258,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let i = row0 + r;
         let lse = lse_tile[r];
         let row_nan = is_nan(lse);
-        // Rows without any allowed key (logsumexp −∞, also past the sequence) take no part.
+        // Rows without any allowed key (logsumexp −∞, also past the sequence or outside the dispatch's rows) take
+        // no part.
         if (lse == negative_infinity) {
           continue;
         }

@@ -9,8 +9,10 @@
 // A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
 // multiples of the workgroup's keys) and the query rows [row_base, row_end). When the query rows of one kv head do
 // not fit a storage binding, the recording splits them: each dispatch covers the query heads
-// [group_first, group_first + group_count) of the group and a range of rows (multiples of BLOCK_M), in the
-// unsplit order (heads, then row tiles). This source is then compiled
+// [group_first, group_first + group_count) of the group and a range of rows, in the unsplit order (heads, then
+// rows). A range may end inside a query tile: the tile's rows outside [row_base, row_end) are staged like rows
+// past the sequence (q and dO zero, logsumexp −∞) and take no part, so each row is summed by exactly one
+// dispatch. This source is then compiled
 // with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
 // params.kv_partial is 1 (so the sums continue exactly), and flash-backward-finish.wgsl writes them out.
 
@@ -74,7 +76,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       tile_end = u32(rows.y) / BLOCK_M + 1u;
     }
   }
-  // This dispatch's query rows (all of them unless split; the split points are multiples of BLOCK_M).
+  // This dispatch's query rows [row_base, row_limit) (all of them unless split; a split point may fall inside a
+  // tile, whose other rows are then staged as absent) and the tiles holding them.
+  let row_limit = min(sequence.q_len, params.row_end);
   tile_begin = max(tile_begin, params.row_base / BLOCK_M);
   tile_end = min(tile_end, (params.row_end + BLOCK_M - 1u) / BLOCK_M);
 
@@ -134,7 +138,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       for (var e = lid; e < BLOCK_M * QK4; e += THREADS) {
         let i = row0 + e / QK4;
         var value = vec4<f32>(0.0);
-        if (i < sequence.q_len) {
+        if (i >= params.row_base && i < row_limit) {
           value = without_nan4(load_q4(q_base + (sequence.q_start + i) * params.q_seq, (e % QK4) * 4u, dqk, params.q_dim));
         }
         q_tile[e] = value;
@@ -142,7 +146,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       for (var e = lid; e < BLOCK_M * V4; e += THREADS) {
         let i = row0 + e / V4;
         var value = vec4<f32>(0.0);
-        if (i < sequence.q_len) {
+        if (i >= params.row_base && i < row_limit) {
           value = load_grad_out4(g_base + (sequence.q_start + i) * params.g_seq, (e % V4) * 4u, dvd, params.g_dim);
         }
         do_tile[e] = value;
@@ -152,7 +156,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         var lse = negative_infinity;
         var row_delta = 0.0;
         var residual = 0.0;
-        if (i < sequence.q_len) {
+        if (i >= params.row_base && i < row_limit) {
           // Rows of the logsumexp and delta bindings (row-stats.ts).
           let row_index = batch_head * params.query_length + i;
           lse = logsumexp[row_index - params.lse_base];

@@ -13,7 +13,6 @@ import {
 } from './flash-forward';
 import { BINDING, flashKernel, variantOf } from './flash-kernels';
 import {
-  BACKWARD_MIN_ROW_STEP,
   assertWholeBuffersFit,
   backwardBindings,
   chunkArguments,
@@ -83,7 +82,8 @@ function gradientKernel(
 
 /**
  * Query rows the dK/dV kernel stages per tile (its BLOCK_M: the tiled kernel's 4 · key threads, the compact
- * kernel's backwardRows). It sums whole tiles, so row chunks must be multiples of it (BACKWARD_MIN_ROW_STEP is).
+ * kernel's backwardRows). Row chunks at multiples of it give the unsplit bits (BACKWARD_TILE_ROWS is one); smaller
+ * ones leave the tile's other rows out (flash-backward-key-value*.wgsl).
  */
 export function keyValueQueryTile(tiles: FlashTiles): number {
   return tiles.tiledKeyValue ? 4 * tiles.tiledKeyValue.keyThreads : tiles.backwardRows;
@@ -131,7 +131,8 @@ interface BackwardRun {
  * (the only extra memory besides chunking scratch), then dK/dV over key tiles and dQ over query tiles, both
  * recomputing P from q, k and the logsumexp (no N×N buffer, no atomics: the same bits on every run). Chunked
  * (binding-chunks.ts) when a binding would exceed the limit: over keys too, where dQ and dK/dV continue f32 sums
- * in scratch in the unsplit order, so the results keep their bits.
+ * in scratch in the unsplit order, so the results keep their bits (except row chunks smaller than a dK/dV query
+ * tile, BACKWARD_MIN_ROW_STEP: dK/dV then within rounding).
  */
 export function recordFlashBackward(
   recorder: KernelRecorder,
@@ -142,9 +143,6 @@ export function recordFlashBackward(
   const { batch, queryHeads, queryLength, keyLength } = problem;
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
   const tiles = recordingTiles(recorder.gpu, problem, caps)!;
-  // Row chunks are multiples of BACKWARD_MIN_ROW_STEP: whole query tiles of the dK/dV kernel.
-  const queryTile = keyValueQueryTile(tiles);
-  if (BACKWARD_MIN_ROW_STEP % queryTile !== 0) throw new Error(`flash backward: dK/dV query tile ${queryTile} does not divide the row step ${BACKWARD_MIN_ROW_STEP}`);
   const variant = variantOf(problem);
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;

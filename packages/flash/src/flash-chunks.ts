@@ -25,18 +25,26 @@ import { chunkRows, deltaBindingBytes, logsumexpBindingBytes, type ChunkBinding,
 
 /** minStorageBufferOffsetAlignment: 256 is WebGPU's default and the largest value a device may ask for. */
 export const BINDING_ALIGNMENT = 256;
-/** Row chunks start at multiples of this (the dK/dV kernel's query tiles, ≤ 64 rows, divide it); row-tiled kernels stop at the chunk's row_end. */
+/** Row chunks start at multiples of this unless nothing that coarse fits (the backward: BACKWARD_MIN_ROW_STEP); row-tiled kernels stop at the chunk's row_end. */
 export const ROW_STEP = 256;
 /**
- * The backward's row chunks: multiples of ROW_STEP, or, when none of those fits (e.g. 256 rows of a dense mask
- * over many keys), of its halves down to this. Every dK/dV query tile (BLOCK_M: the tiled kernel's 4 · key threads,
- * key threads 4, 8 or 16; the compact kernel's backwardRows, a power of two ≤ 64) divides it, so a chunk's rows are
- * whole tiles and the f32 dK/dV sums continue over the chunks in the unsplit order (the kernel stages whole tiles:
- * a chunk ending inside one would count its last rows twice). dQ and delta compute each row on its own and stop
- * at the chunk's row_end, so their workgroups may span a chunk boundary (the key tiles only a dQ workgroup's other
- * rows attend add zero products of finite keys to a row's sums, which leave them unchanged).
+ * Every dK/dV query tile divides this (BLOCK_M: the tiled kernel's 4 · key threads, key threads 4, 8 or 16; the
+ * compact kernel's backwardRows, a power of two ≤ 64): backward row chunks at multiples of it hold whole tiles and
+ * give the unsplit bits (the f32 dK/dV sums continue over the chunks in the unsplit order).
  */
-export const BACKWARD_MIN_ROW_STEP = 64;
+export const BACKWARD_TILE_ROWS = 64;
+/**
+ * The backward's row chunks: multiples of ROW_STEP, or, when none of those fits (e.g. 256 rows of a dense mask
+ * over many keys), of its halves down to single rows, so that the backward refuses only when one row × KEY_STEP
+ * keys of a binding does not fit. Chunks at multiples of BACKWARD_TILE_ROWS give the unsplit bits. A smaller chunk
+ * may end inside a dK/dV query tile: the kernels stage the tile's rows outside [row_base, row_end) as absent (q and
+ * dO zero, logsumexp −∞), so each row still adds its terms once, but a tile's rows are added in a different
+ * grouping (the tiled kernel sums 4 rows per dot product): within rounding of the unsplit results, not bit for bit.
+ * dQ and delta compute each row on its own and stop at the chunk's row_end, so their workgroups may span a chunk
+ * boundary (the key tiles only a dQ workgroup's other rows attend add zero products of finite keys to a row's
+ * sums, which leave them unchanged).
+ */
+export const BACKWARD_MIN_ROW_STEP = 1;
 /**
  * Key chunks start at multiples of this: the dQ kernel's key tiles (≤ 64 keys) and the dK/dV kernel's workgroups
  * (≤ 64 threads × 4 keys) divide it, so a chunk's keys are whole tiles and workgroups, as in the unsplit run.
@@ -201,7 +209,7 @@ const deltaSize = (problem: AttentionProblem, heads: ChunkHeads) => (chunk: Chun
 
 const FIRST = BINDING.first;
 
-/** The backward's row steps: ROW_STEP, halved down to BACKWARD_MIN_ROW_STEP when no multiple of it fits. */
+/** The backward's row steps: ROW_STEP, halved down to BACKWARD_MIN_ROW_STEP while no multiple of the last fits. */
 const BACKWARD_ROW_STEPS = { rows: ROW_STEP, smallestRows: BACKWARD_MIN_ROW_STEP } as const;
 
 /** The inputs every attention kernel binds first: the mask (if any), then q, k and v at FIRST..FIRST + 2. */
@@ -564,7 +572,7 @@ export function assertWholeBuffersFit(
 }
 
 /** Why flash refuses for size (also in checkFlash's rejection). */
-export const OVERFLOW_REASON = `maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and ${BACKWARD_MIN_ROW_STEP} rows × ${KEY_STEP} keys in the backward, and this binding does not fit even then`;
+export const OVERFLOW_REASON = `maxStorageBufferBindingSize; flash splits its dispatches over batch entries, heads, query rows and keys, down to one row × one key split in the forward and one row × ${KEY_STEP} keys in the backward, and this binding does not fit even then`;
 
 /** "k binding size N B, need ≤ M B (...)" */
 export function overflowMessage(overflow: Overflow, limit: number): string {
