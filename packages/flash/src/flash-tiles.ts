@@ -224,16 +224,18 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
 }
 
 /**
- * The matrix forward's default: only for head dims up to 32, where it beat the tiled kernel on the H200 with 16-key
- * tiles (tools/bench/README.md, entry 11): 8 subgroups × one 16-row block at D16 (1.48× the best tiled shape at
- * B32 H8 N500), 4 subgroups at D32 (1.58× at B8 H16 N1024). At D64 its best shape ran 2.3× slower than the tiled
- * kernel and at D128 3.2× slower, so f16 stays tiled there.
+ * The matrix forward's default: only for head dims up to 32, where it beat the tiled kernel on the H200
+ * (tools/bench/README.md, entries 11 and 13): 8 subgroups × one 16-row block with 16-key tiles at D16 (1.48× the
+ * best tiled shape at B32 H8 N500); at D32 8 subgroups with 32-key tiles (GPU-timestamp tuning, four runs: 1.28–1.31
+ * ms vs 1.84–1.88 ms for 4 subgroups × 16 keys, tuned at B8 H16 N1024). At D64 its best shape ran
+ * 2.3× slower than the tiled kernel and at D128 3.2× slower, so f16 stays tiled there.
  */
 function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
   const bucket = Math.max(headDimBucket(headDimQk), headDimBucket(headDimV));
   if (bucket > 32) return null;
-  for (const subgroups of bucket <= 16 ? [8, 4, 2] : [4, 8, 2]) {
-    const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys: 16 };
+  const shapes: [number, number][] = bucket <= 16 ? [[8, 16], [4, 16], [2, 16]] : [[8, 32], [4, 16], [8, 16], [2, 16]];
+  for (const [subgroups, keys] of shapes) {
+    const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys };
     if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
   }
   return null;
