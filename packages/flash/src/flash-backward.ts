@@ -131,8 +131,8 @@ interface BackwardRun {
  * (the only extra memory besides chunking scratch), then dK/dV over key tiles and dQ over query tiles, both
  * recomputing P from q, k and the logsumexp (no N×N buffer, no atomics: the same bits on every run). Chunked
  * (binding-chunks.ts) when a binding would exceed the limit: over keys too, where dQ and dK/dV continue f32 sums
- * in scratch in the unsplit order, so the results keep their bits (except row chunks smaller than a dK/dV query
- * tile, BACKWARD_MIN_ROW_STEP: dK/dV then within rounding).
+ * in scratch in the unsplit order, so the results keep their bits (except row chunks that end inside a dK/dV
+ * query tile: dK/dV then agree within rounding).
  */
 export function recordFlashBackward(
   recorder: KernelRecorder,
