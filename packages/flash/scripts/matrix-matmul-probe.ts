@@ -7,7 +7,8 @@
  * from storage) or 'shared' (A and B tiles staged in workgroup memory), SGR × SGC subgroups per workgroup, each
  * owning TM × TN result blocks of 16×16, K step KS; ':zero' adds an opaque zero to every matrix offset.
  */
-import { createDevice, toHalfBits } from '@webattn/tensor';
+import { createDevice, fromHalfBits, toHalfBits } from '@webattn/tensor';
+import { checkAndTimeMatmul, compileProbe, probeValues } from './matmul-probe-harness';
 
 const device = await createDevice({ requireGpu: true });
 const gpu = device.gpu;
@@ -17,14 +18,6 @@ const header = `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 `;
-
-async function compiles(code: string): Promise<string | undefined> {
-  gpu.pushErrorScope('validation');
-  const module = gpu.createShaderModule({ code });
-  gpu.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const error = await gpu.popErrorScope();
-  return error ? error.message.split('\n').slice(0, 4).join(' | ') : undefined;
-}
 
 if (variant === 'diag') {
   for (const rule of ['chromium.subgroup_matrix_uniformity', 'subgroup_uniformity', 'chromium.subgroup_uniformity']) {
@@ -39,7 +32,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let c = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
   subgroupMatrixStore<row_major>(&out, sg * 256u, c, 16u);
 }`;
-    console.log(JSON.stringify({ rule, error: (await compiles(code)) ?? null }));
+    const compiled = await compileProbe(gpu, code);
+    console.log(JSON.stringify({ rule, error: typeof compiled === 'string' ? compiled : null }));
   }
 } else {
   const [where, sgr, sgc, tm, tn, ks, zero] = variant.split(':');
@@ -110,75 +104,28 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   ${stores.join('\n  ')}
 }`;
-  const error = await compiles(code);
-  if (error) {
-    console.log(JSON.stringify({ variant, error }));
+  const compiled = await compileProbe(gpu, code);
+  if (typeof compiled === 'string') {
+    console.log(JSON.stringify({ variant, error: compiled }));
   } else {
-    const seed = (i: number) => (((i * 2654435761) >>> 0) % 2001) / 1000 - 1;
-    const av = Float32Array.from({ length: M * K }, (_, i) => seed(i));
-    const bv = Float32Array.from({ length: K * N }, (_, i) => seed(i + 77777));
-    const half = (x: Float32Array) => Uint16Array.from(x, (v) => toHalfBits(v));
-    const upload = (data: Uint16Array) => {
-      const buf = gpu.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-      gpu.queue.writeBuffer(buf, 0, data);
-      return buf;
+    // The kernel multiplies f16 inputs: check against the product of the f16-rounded values.
+    const halves = (values: Float32Array) => Uint16Array.from(values, (value) => toHalfBits(value));
+    const [ah, bh] = [halves(probeValues(M * K, 0)), halves(probeValues(K * N, 77777))];
+    const upload = (data: Uint16Array<ArrayBuffer>) => {
+      const buffer = gpu.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+      gpu.queue.writeBuffer(buffer, 0, data);
+      return buffer;
     };
-    const ah = half(av), bh = half(bv);
-    const aBuf = upload(ah), bBuf = upload(bh);
-    const outBuf = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-    const paramBuf = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    gpu.queue.writeBuffer(paramBuf, 0, new Uint32Array([M, N, K, 0]));
-    const module = gpu.createShaderModule({ code });
-    const pipeline = gpu.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-    const bind = gpu.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [aBuf, bBuf, aBuf, bBuf, outBuf, paramBuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    const [aBuffer, bBuffer] = [upload(ah), upload(bh)];
+    const out = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const params = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    gpu.queue.writeBuffer(params, 0, new Uint32Array([M, N, K, 0]));
+    const bindGroup = gpu.createBindGroup({
+      layout: compiled.getBindGroupLayout(0),
+      entries: [aBuffer, bBuffer, aBuffer, bBuffer, out, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
     });
-    const runs = async (count: number) => {
-      const encoder = gpu.createCommandEncoder();
-      for (let r = 0; r < count; r++) {
-        const pass = encoder.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, bind);
-        pass.dispatchWorkgroups(N / BN, M / BM);
-        pass.end();
-      }
-      const start = performance.now();
-      gpu.queue.submit([encoder.finish()]);
-      await gpu.queue.onSubmittedWorkDone();
-      return performance.now() - start;
-    };
-    // Poison, run once, check sampled entries against a CPU product of the f16-rounded inputs.
-    const poison = new Float32Array(M * N).fill(Number.NaN);
-    gpu.queue.writeBuffer(outBuf, 0, poison);
-    await runs(1);
-    const read = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const encoder = gpu.createCommandEncoder();
-    encoder.copyBufferToBuffer(outBuf, 0, read, 0, M * N * 4);
-    gpu.queue.submit([encoder.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const got = new Float32Array(read.getMappedRange().slice(0));
-    read.unmap();
-    const ar = new Float32Array(new Uint16Array(ah).length), br = new Float32Array(bh.length);
-    const fromHalf = (h: number) => {
-      const e = (h >> 10) & 31, m = h & 1023, s = h & 0x8000 ? -1 : 1;
-      return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
-    };
-    ah.forEach((h, i) => (ar[i] = fromHalf(h)));
-    bh.forEach((h, i) => (br[i] = fromHalf(h)));
-    let worst = 0, nan = 0;
-    for (let s = 0; s < 512; s++) {
-      const r = (s * 7919) % M, c = (s * 104729 + (s >> 3)) % N;
-      let want = 0;
-      for (let k = 0; k < K; k++) want += ar[r * K + k]! * br[k * N + c]!;
-      const g = got[r * N + c]!;
-      if (!Number.isFinite(g)) nan++;
-      worst = Math.max(worst, Math.abs(g - want) / (1 + Math.abs(want)));
-    }
-    await runs(3);
-    const reps = 10;
-    const ms = Math.min(await runs(reps), await runs(reps), await runs(reps)) / reps;
-    console.log(JSON.stringify({ variant, size, worstRelError: worst, nonFinite: nan, ms, tflops: (2 * M * N * K) / ms / 1e9 }));
+    const [a, b] = [Float32Array.from(ah, fromHalfBits), Float32Array.from(bh, fromHalfBits)];
+    await checkAndTimeMatmul({ gpu, variant, size, pipeline: compiled, bindGroup, workgroups: [N / BN, M / BM], out, a, b });
   }
 }
 device.destroy();

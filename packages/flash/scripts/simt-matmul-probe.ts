@@ -7,6 +7,7 @@
  * BK-deep step in workgroup memory.  node probe.mjs BM:BN:TM:TN:BK [size]
  */
 import { createDevice } from '@webattn/tensor';
+import { checkAndTimeMatmul, compileProbe, probeValues } from './matmul-probe-harness';
 
 const device = await createDevice({ requireGpu: true });
 const gpu = device.gpu;
@@ -67,65 +68,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
 }`;
 
-gpu.pushErrorScope('validation');
-const module = gpu.createShaderModule({ code });
-const pipeline = gpu.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-const error = await gpu.popErrorScope();
-if (error) {
-  console.log(JSON.stringify({ variant: process.argv[2], error: error.message.split('\n').slice(0, 4).join(' | ') }));
+const compiled = await compileProbe(gpu, code);
+if (typeof compiled === 'string') {
+  console.log(JSON.stringify({ variant: process.argv[2], error: compiled }));
 } else {
-  const M = size, N = size, K = size;
-  const seed = (i: number) => (((i * 2654435761) >>> 0) % 2001) / 1000 - 1;
-  const av = Float32Array.from({ length: M * K }, (_, i) => seed(i));
-  const bv = Float32Array.from({ length: K * N }, (_, i) => seed(i + 77777));
-  const upload = (data: Float32Array) => {
+  const [a, b] = [probeValues(size * size, 0), probeValues(size * size, 77777)];
+  const upload = (data: Float32Array<ArrayBuffer>) => {
     const buffer = gpu.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     gpu.queue.writeBuffer(buffer, 0, data);
     return buffer;
   };
-  const aBuffer = upload(av), bBuffer = upload(bv);
-  const outBuffer = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  const paramBuffer = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  gpu.queue.writeBuffer(paramBuffer, 0, new Uint32Array([M, N, K, 0]));
-  const bind = gpu.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [aBuffer, bBuffer, outBuffer, paramBuffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  const out = gpu.createBuffer({ size: size * size * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const params = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  gpu.queue.writeBuffer(params, 0, new Uint32Array([size, size, size, 0]));
+  const bindGroup = gpu.createBindGroup({
+    layout: compiled.getBindGroupLayout(0),
+    entries: [upload(a), upload(b), out, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
-  const runs = async (count: number) => {
-    const encoder = gpu.createCommandEncoder();
-    for (let r = 0; r < count; r++) {
-      const pass = encoder.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bind);
-      pass.dispatchWorkgroups(N / BN, M / BM);
-      pass.end();
-    }
-    const start = performance.now();
-    gpu.queue.submit([encoder.finish()]);
-    await gpu.queue.onSubmittedWorkDone();
-    return performance.now() - start;
-  };
-  gpu.queue.writeBuffer(outBuffer, 0, new Float32Array(M * N).fill(Number.NaN));
-  await runs(1);
-  const read = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = gpu.createCommandEncoder();
-  encoder.copyBufferToBuffer(outBuffer, 0, read, 0, M * N * 4);
-  gpu.queue.submit([encoder.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const got = new Float32Array(read.getMappedRange().slice(0));
-  read.unmap();
-  let worst = 0, nonFinite = 0;
-  for (let s = 0; s < 512; s++) {
-    const r = (s * 7919) % M, col = (s * 104729 + (s >> 3)) % N;
-    let want = 0;
-    for (let k = 0; k < K; k++) want += av[r * K + k]! * bv[k * N + col]!;
-    const value = got[r * N + col]!;
-    if (!Number.isFinite(value)) nonFinite++;
-    worst = Math.max(worst, Math.abs(value - want) / (1 + Math.abs(want)));
-  }
-  await runs(3);
-  const reps = 10;
-  const ms = Math.min(await runs(reps), await runs(reps), await runs(reps)) / reps;
-  console.log(JSON.stringify({ variant: process.argv[2], size, worstRelError: worst, nonFinite, ms, tflops: (2 * M * N * K) / ms / 1e9 }));
+  await checkAndTimeMatmul({ gpu, variant: process.argv[2] ?? '', size, pipeline: compiled, bindGroup, workgroups: [size / BN, size / BM], out, a, b });
 }
 device.destroy();
