@@ -54,14 +54,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // Rows this dispatch computes: the sequence's, up to the chunk's end (a workgroup may reach past it).
   let row_limit = min(sequence.q_len, params.row_end);
   let row_last = min(row0 + THREADS * ROWS, row_limit) - 1u;
-  let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
-  let key_hi = key_bounds(i32(row_last), sequence).y;
-  var tile_begin = 0u;
-  var tile_end = 0u;
-  if (key_hi >= key_lo) {
-    tile_begin = u32(key_lo) / BLOCK_N;
-    tile_end = u32(key_hi) / BLOCK_N + 1u;
-  }
+  // The key tiles some row of this workgroup may attend.
+  let attended = attended_key_tiles(row0, row_last, sequence, BLOCK_N);
+  var tile_begin = attended.x;
+  var tile_end = attended.y;
   // This dispatch's keys (all of them unless split; the split points are multiples of BLOCK_N).
   tile_begin = max(tile_begin, params.key_base / BLOCK_N);
   tile_end = min(tile_end, (params.key_end + BLOCK_N - 1u) / BLOCK_N);

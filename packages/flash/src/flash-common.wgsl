@@ -86,6 +86,17 @@ fn row_bounds(first_key: i32, last_key: i32, sequence: Sequence) -> vec2<i32> {
   return vec2<i32>(lo, hi);
 }
 
+// Key tiles [x, y) of `block` keys that some row in [first_row, last_row] may attend (x = y: none). Key bounds are
+// monotone in the row, so the first row's lower and the last row's upper bound span them.
+fn attended_key_tiles(first_row: u32, last_row: u32, sequence: Sequence, block: u32) -> vec2<u32> {
+  let key_lo = max(key_bounds(i32(first_row), sequence).x, 0);
+  let key_hi = key_bounds(i32(last_row), sequence).y;
+  if (key_hi < key_lo) {
+    return vec2<u32>(0u, 0u);
+  }
+  return vec2<u32>(u32(key_lo) / block, u32(key_hi) / block + 1u);
+}
+
 #if MASK
 fn mask_index(b: u32, h: u32, i: u32, j: u32) -> u32 {
   return params.mask_offset + b * params.mask_batch + h * params.mask_head + i * params.mask_row + j * params.mask_column;

@@ -125,14 +125,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let dv = params.head_dim_v;
   let row_limit = min(sequence.q_len, params.row_end);
   let row_last = min(row0 + block_rows, row_limit) - 1u;
-  let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
-  let key_hi = key_bounds(i32(row_last), sequence).y;
-  var tile_begin = 0u;
-  var tile_end = 0u;
-  if (key_hi >= key_lo) {
-    tile_begin = u32(key_lo) / BLOCK_N;
-    tile_end = u32(key_hi) / BLOCK_N + 1u;
-  }
+  // The key tiles some row of this workgroup may attend.
+  let attended = attended_key_tiles(row0, row_last, sequence, BLOCK_N);
+  let tile_begin = attended.x;
+  let tile_end = attended.y;
   let s_base = subgroup * SUBGROUP_ROWS * S_STRIDE;
   let p_base = subgroup * SUBGROUP_ROWS * P_STRIDE;
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;

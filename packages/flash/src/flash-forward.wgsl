@@ -65,18 +65,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let dqk = params.head_dim_qk;
   let dv = params.head_dim_v;
 
-  // Keys any row of this workgroup may attend: bounds are monotone in the row.
   // Rows this dispatch computes: the sequence's, up to the chunk's end (a workgroup may reach past it).
   let row_limit = min(sequence.q_len, params.row_end);
   let row_last = min(row0 + THREADS * ROWS, row_limit) - 1u;
-  let key_lo = max(key_bounds(i32(row0), sequence).x, 0);
-  let key_hi = key_bounds(i32(row_last), sequence).y;
-  var tile_begin = 0u;
-  var tile_end = 0u;
-  if (key_hi >= key_lo) {
-    tile_begin = u32(key_lo) / BLOCK_N;
-    tile_end = u32(key_hi) / BLOCK_N + 1u;
-  }
+  // The key tiles some row of this workgroup may attend.
+  let attended = attended_key_tiles(row0, row_last, sequence, BLOCK_N);
+  let tile_begin = attended.x;
+  let tile_end = attended.y;
 
   // This thread's rows: query, bounds (inactive rows: empty), online-softmax state.
   var q_rows: array<vec4<f32>, ROWS * QK4>;
