@@ -4,19 +4,12 @@
  * the real ones on the GPU machine): its indexing, barriers, lazy rescaling, masks, dropout and NaN handling.
  */
 import { gpu } from '../test/test-device';
-import {
-  attentionCases,
-  caseExpectation,
-  caseTensors,
-  checkCaseBackward,
-  checkCaseForward,
-  inHalfPrecision,
-} from '@webattn/reference/testing';
+import { attentionCases, inHalfPrecision } from '@webattn/reference/testing';
 import { tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { poisonPool } from '../test/flash-harness';
-import { flashAttention, flashAttentionGrad } from './flash-attention';
+import { checkFlashCase } from '../test/conformance-case';
+import { flashAttention } from './flash-attention';
 import { HEAD_DIM_BUCKETS, forwardTilesFit, forwardTuningKey, recordingTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
 import { emulateSubgroupMatrices, withEmulatedMatrices } from './subgroup-matrix-emulation';
 
@@ -63,32 +56,18 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
       const device = gpu!;
       emulateSubgroupMatrices(device.gpu);
       useMatrixForward(index);
-      const seed = freshSeed();
-      const generated = kase.generate(seed);
-      const { needWeights: _weights, ...options } = generated.options;
-      const inputs = { ...generated, options };
-      const tensors = caseTensors(device, inputs);
-      const [headDimQk, headDimV] = [tensors.q.shape.at(-1)!, tensors.v.shape.at(-1)!];
-      const kernel = recordingTiles(device.gpu, { dtype: 'f16', headDimQk, headDimV }, device.caps)?.forward.kernel;
-      if (matrixFits(headDimQk, headDimV)) expect(kernel).toBe('matrix');
-      else expect(kernel).not.toBe('matrix');
-      if (kernel === 'matrix') matrixCases++;
-      const expected = caseExpectation(kase, inputs);
-      await poisonPool(device, [tensors.gradOut.size, tensors.q.size, tensors.k.size, tensors.v.size]);
-      const forward = await expectNoGpuErrors(device, () => flashAttention(tensors.q, tensors.k, tensors.v, tensors.options));
-      checkCaseForward(kase, expected, { out: await forward.out.toArray(), logsumexp: await forward.logsumexp.toArray() }, seed);
       // The backward that follows (the tiled or compact family, on the matrix forward's logsumexp) in every third
       // case: each compiles its own f16 kernels, slow on a cold lavapipe.
-      if (kase.backward && index % 3 === 0) {
-        const grads = await expectNoGpuErrors(device, () =>
-          flashAttentionGrad(tensors.q, tensors.k, tensors.v, forward.out, forward.logsumexp, tensors.gradOut, tensors.options),
-        );
-        checkCaseBackward(kase, expected, { dq: await grads.dq.toArray(), dk: await grads.dk.toArray(), dv: await grads.dv.toArray() }, seed);
-        for (const t of [grads.dq, grads.dk, grads.dv]) t.dispose();
-      }
-      forward.out.dispose();
-      forward.logsumexp.dispose();
-      tensors.dispose();
+      await checkFlashCase(device, kase, {
+        backward: index % 3 === 0,
+        inspect: (tensors) => {
+          const [headDimQk, headDimV] = [tensors.q.shape.at(-1)!, tensors.v.shape.at(-1)!];
+          const kernel = recordingTiles(device.gpu, { dtype: 'f16', headDimQk, headDimV }, device.caps)?.forward.kernel;
+          if (matrixFits(headDimQk, headDimV)) expect(kernel).toBe('matrix');
+          else expect(kernel).not.toBe('matrix');
+          if (kernel === 'matrix') matrixCases++;
+        },
+      });
     });
   });
 

@@ -38,6 +38,24 @@ function backwardPlans(problem: AttentionProblem, limit: number) {
   return { query: 'chunks' in query ? query.chunks : [], keyValue: planKeyValue(problem, gradientsOf(problem), true, limit) };
 }
 
+/** A case's tensors, its description (for messages) and its problem with gradients. */
+function prepareBackward(spec: FlashCase, seed: number): { prepared: Prepared; context: string; problem: AttentionProblem } {
+  const prepared = prepare(gpu!, spec, seed);
+  const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+  return { prepared, context: describeCase(spec, seed), problem };
+}
+
+/** Runs `run` with `tiles` as the test device's tuned forward for f32 at `headDim` (so the backward follows it). */
+async function withTunedForward(headDim: number, tiles: ForwardTiles, run: () => Promise<void>): Promise<void> {
+  const key = forwardTuningKey('f32', headDim, headDim);
+  tunedForwardTilesOf(gpu!.gpu).set(key, tiles);
+  try {
+    await run();
+  } finally {
+    tunedForwardTilesOf(gpu!.gpu).delete(key);
+  }
+}
+
 /** The dK/dV kernel's query tile (BLOCK_M) for a problem on the test device, with its tuned forward if any. */
 const queryTileOf = (problem: AttentionProblem) => keyValueQueryTile(recordingTiles(gpu!.gpu, problem, recordingCaps(gpu!.gpu, {}))!);
 
@@ -85,9 +103,7 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
       mask: { shape: [1, 1, rows, keys], dtype: 'bool', data: Array.from(randomValues(rows * keys, seed + 7, 0, 1), (x) => (x < 0.2 ? 0 : 1)) },
       options: { isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 3, keyLengths: [430] },
     };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const { prepared, context, problem } = prepareBackward(spec, seed);
     // The mask's 128 rows × 256 keys take 127 · 600 + 256 B (76456), 64 rows 38056; one kv head's keys 96000 B,
     // 256 of them 40960.
     const limit = 60000;
@@ -126,9 +142,7 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
       mask: { shape: [rows, keys], dtype: 'f32', data: mask },
       options: { isCausal: true },
     };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const { prepared, context, problem } = prepareBackward(spec, seed);
     expect(problem.mask.kind === 'additive' && problem.mask.strides, context).toEqual({ batch: 0, head: 0, row: keys, column: 1 });
     // The mask's 256 rows take 204800 B, 128 rows 102400 B; all keys of one kv head 32000 B (keys are not split).
     const limit = 150000;
@@ -157,9 +171,7 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
     // flash-chunks.test.ts' problem and tuned compact forward (256 threads × 4 rows: one dQ workgroup spans 1024
     // rows); the compact dK/dV's query tiles divide 64.
     const spec: FlashCase = { batch: 1, queryHeads: 2, kvHeads: 1, queryLength: 600, keyLength: 29, headDimQk: 40, layout: 'blhd', options: { isCausal: true } };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const { prepared, context, problem } = prepareBackward(spec, seed);
     const tuned: ForwardTiles = { kernel: 'compact', threads: Math.min(256, device.caps.maxComputeInvocationsPerWorkgroup), rowsPerThread: 4, keys: 16 };
     // One head's 128 rows in [B, L, H, D] memory take (127 · 80 + 40) · 4 B (40800), 64 rows 20320 B.
     const limit = 30000;
@@ -170,21 +182,16 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
     expect('partial' in keyValue && keyValue.partial.map(boxes), context).toEqual([[0, 1].flatMap(rowChunks)]);
     const gradValues = randomValues(2 * 600 * 40, seed + 3, -1, 1);
     const gradOut = tensor(device, gradValues, [1, 2, 600, 40]);
-    const key = forwardTuningKey('f32', 40, 40);
-    tunedForwardTilesOf(device.gpu).set(key, tuned);
-    try {
+    await withTunedForward(40, tuned, async () => {
       const whole = await runRaw(prepared, problem, gradOut);
       const split = await runRaw(prepared, problem, gradOut, { backward: limit });
       expectAllSameBits(split, whole, context);
       await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f32', context);
-    } finally {
-      tunedForwardTilesOf(device.gpu).delete(key);
-    }
+    });
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
   it('f32 mask [1, 1, L, S] over 1000 keys, GQA 4/2, key lengths, causal bottom-right: 8-row chunks inside the tiled dK/dV query tiles', async () => {
-    const device = gpu!;
     const seed = freshSeed();
     const [rows, keys] = [50, 1000];
     // Key length 870; bottom-right causal rows see keys up to i + 950, so every row sees keys 0..869.
@@ -198,9 +205,7 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
       mask: { shape: [1, 1, rows, keys], dtype: 'f32', data: additiveMask(rows * keys, keys, seed + 7) },
       options: { isCausal: true, causalAlignment: 'bottom-right', keyLengths: [870] },
     };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const { prepared, context, problem } = prepareBackward(spec, seed);
     // The mask's 8 rows take 32000 B, 16 rows × 256 keys (15 · 1000 + 256) · 4 = 61024 B; one kv head's keys
     // 32000 B (not split).
     const limit = 36000;
@@ -215,7 +220,6 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
   });
 
   it('f32 mask [L, S] over 1024 keys, GQA 2/1, key lengths: single-row chunks × 256-key chunks (each row its own dispatch)', async () => {
-    const device = gpu!;
     const seed = freshSeed();
     const [rows, keys] = [40, 1024];
     const spec: FlashCase = {
@@ -228,9 +232,7 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
       mask: { shape: [rows, keys], dtype: 'f32', data: additiveMask(rows * keys, keys, seed + 7) },
       options: { keyLengths: [1000] },
     };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const { prepared, context, problem } = prepareBackward(spec, seed);
     // The mask's 2 rows × 256 keys take (1024 + 256) · 4 = 5120 B, one row 4096 B; 256 keys of k 4096 B, 512 keys
     // 8192 B: one row × 256 keys, the backward's smallest chunk.
     const limit = 5000;
@@ -258,9 +260,7 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
       mask: { shape: [1, 2, rows, keys], dtype: 'f32', data: additiveMask(2 * rows * keys, keys, seed + 7) },
       options: { isCausal: true, causalAlignment: 'bottom-right' },
     };
-    const prepared = prepare(device, spec, seed);
-    const context = describeCase(spec, seed);
-    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    const { prepared, context, problem } = prepareBackward(spec, seed);
     const tuned: ForwardTiles = { kernel: 'compact', threads: 64, rowsPerThread: 2, keys: 16 };
     // The mask's 8 rows × 256 keys take (7 · 600 + 256) · 4 = 17824 B, 4 rows 8224 B; 256 keys of k 8192 B, 512
     // keys 16384 B.
@@ -271,16 +271,12 @@ describe.skipIf(!gpu)('the backward splits query rows below 256 when 256 rows of
     const rowChunks = (head: number, key: number, count: number) => starts.map((start) => [head, start, start === 60 ? 1 : 4, key, count]);
     expect(boxes(query), context).toEqual([0, 1].flatMap((head) => starts.flatMap((start) => keyChunks.map(([key, count]) => [head, start, start === 60 ? 1 : 4, key, count]))));
     expect('partial' in keyValue && keyValue.partial.map(boxes), context).toEqual(keyChunks.map(([key, count]) => [0, 1].flatMap((head) => rowChunks(head, key, count))));
-    const key = forwardTuningKey('f32', 8, 8);
-    tunedForwardTilesOf(device.gpu).set(key, tuned);
-    try {
+    await withTunedForward(8, tuned, async () => {
       const tile = queryTileOf(problem);
       expect(recordingTiles(device.gpu, problem, recordingCaps(device.gpu, {}))!.tiledKeyValue, context).toBeNull();
       expect(endsInsideTile(query, tile, rows), `query tile ${tile}; ${context}`).toBe(true);
       await expectSubTileSplit(prepared, problem, limit, context);
-    } finally {
-      tunedForwardTilesOf(device.gpu).delete(key);
-    }
+    });
   });
 
   it('refuses, naming the mask, when one row of it over its keys exceeds the limit (a column-major mask)', async () => {
