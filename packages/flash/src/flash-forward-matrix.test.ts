@@ -1,7 +1,9 @@
 /**
  * The subgroup-matrix forward (flash-forward-matrix.wgsl) on the conformance suite in f16 (and in a third of the
  * cases the backward that follows it), with the matrix builtins emulated (lavapipe has no subgroup matrices; scripts/gpu-check.ts runs
- * the real ones on the GPU machine): its indexing, barriers, lazy rescaling, masks, dropout and NaN handling.
+ * the real ones on the GPU machine): its indexing, barriers, lazy rescaling, masks, dropout and NaN handling, in
+ * both forms: key and value matrices from padded copies of k and v (DIRECT_KV, every case but packed varlen) and
+ * staged through workgroup memory (packed varlen).
  */
 import { gpu } from '../test/test-device';
 import { attentionCases, inHalfPrecision } from '@webattn/reference/testing';
@@ -19,15 +21,20 @@ let matrixCases = 0;
 const cases = attentionCases.filter((kase) => kase.dtype === 'f32').map(inHalfPrecision);
 
 describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtins)', () => {
-  it('is the f16 default for head dims up to 32 where subgroup matrices exist, with the tiled backward', () => {
+  it('is the f16 default where subgroup matrices exist (direct up to head dim 128, staged up to 32), with the tiled backward', () => {
     emulateSubgroupMatrices(gpu!.gpu);
-    for (const headDim of [8, 16, 32]) {
-      const tiles = recordingTiles(gpu!.gpu, { dtype: 'f16', headDimQk: headDim, headDimV: headDim }, gpu!.caps);
-      expect(tiles?.forward.kernel).toBe('matrix');
-      expect(tiles?.tiledKeyValue).not.toBeNull();
+    const tilesOf = (headDim: number, directKeyValues: boolean, dtype: 'f16' | 'f32' = 'f16') =>
+      recordingTiles(gpu!.gpu, { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues }, gpu!.caps);
+    for (const headDim of [8, 16, 24, 32, 64, 128]) {
+      const tiles = tilesOf(headDim, true);
+      expect(tiles?.forward.kernel, `D${headDim}`).toBe('matrix');
+      expect(tiles?.directKeyValues).toBe(true);
+      // (lavapipe's 32 KiB of workgroup storage holds no tiled backward at head dim 128.)
+      if (headDim <= 64) expect(tiles?.tiledKeyValue).not.toBeNull();
     }
-    expect(recordingTiles(gpu!.gpu, { dtype: 'f16', headDimQk: 64, headDimV: 64 }, gpu!.caps)?.forward.kernel).not.toBe('matrix');
-    expect(recordingTiles(gpu!.gpu, { dtype: 'f32', headDimQk: 16, headDimV: 16 }, gpu!.caps)?.forward.kernel).not.toBe('matrix');
+    for (const headDim of [8, 16, 32]) expect(tilesOf(headDim, false)).toMatchObject({ forward: { kernel: 'matrix' }, directKeyValues: false });
+    expect(tilesOf(64, false)?.forward.kernel).not.toBe('matrix');
+    expect(tilesOf(16, true, 'f32')).toMatchObject({ forward: { kernel: 'tiled' }, directKeyValues: false });
   });
 
   // Every case runs the matrix forward (as a tuned choice) where one fits the device's workgroup storage (lavapipe:
@@ -50,6 +57,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
   };
   const matrixFits = (headDimQk: number, headDimV: number) =>
     shapes.some((tiles) => forwardTilesFit(tiles, headDimQk, headDimV, withEmulatedMatrices(gpu!.caps)));
+  let directCases = 0;
 
   cases.forEach((kase, index) => {
     it(kase.name, async () => {
@@ -62,53 +70,126 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
         backward: index % 3 === 0,
         inspect: (tensors) => {
           const [headDimQk, headDimV] = [tensors.q.shape.at(-1)!, tensors.v.shape.at(-1)!];
-          const kernel = recordingTiles(device.gpu, { dtype: 'f16', headDimQk, headDimV }, device.caps)?.forward.kernel;
-          if (matrixFits(headDimQk, headDimV)) expect(kernel).toBe('matrix');
-          else expect(kernel).not.toBe('matrix');
-          if (kernel === 'matrix') matrixCases++;
+          // Packed varlen stages k and v; every other case here takes the padded copies.
+          const directKeyValues = tensors.options.cuSeqlensQ === undefined;
+          const tiles = recordingTiles(device.gpu, { dtype: 'f16', headDimQk, headDimV, directKeyValues }, device.caps);
+          if (matrixFits(headDimQk, headDimV)) expect(tiles?.forward.kernel).toBe('matrix');
+          if (tiles?.forward.kernel === 'matrix') matrixCases++;
+          if (tiles?.directKeyValues) directCases++;
         },
       });
     });
   });
 
-  it('NaN inputs: a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j', async () => {
+  // Direct: padded copies, NaN values of v recorded by the copy; staged: packed varlen (one sequence, no mask).
+  for (const form of ['direct', 'staged'] as const) {
+    it(`NaN inputs (${form}): a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j`, async () => {
+      const device = gpu!;
+      emulateSubgroupMatrices(device.gpu);
+      useMatrixForward(0);
+      const [L, S, D] = [40, 40, 16];
+      // Causal top-left, and (direct) a bool mask removing key 3 from row 7.
+      const mask = Uint8Array.from({ length: L * S }, (_, e) => (form === 'direct' && Math.floor(e / S) === 7 && e % S === 3 ? 0 : 1));
+      const attends = (row: number, key: number) => key <= row && mask[row * S + key] === 1;
+      const poisons = [
+        { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5 },
+        { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3) },
+        { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false },
+      ] as const;
+      for (const poison of poisons) {
+        const seed = freshSeed();
+        const values = { q: randomValues(L * D, seed), k: randomValues(S * D, seed + 1), v: randomValues(S * D, seed + 2) };
+        values[poison.what][poison.row * D + poison.column] = Number.NaN;
+        // The same memory as [1, 1, L, D] or, packed, [L, 1, D].
+        const shape = form === 'direct' ? [1, 1, L, D] : [L, 1, D];
+        const [q, k, v] = [values.q, values.k, values.v].map((data) => tensor(device, data, shape, { dtype: 'f16' }));
+        const attnMask = tensor(device, mask, [L, S], { dtype: 'bool' });
+        const options = form === 'direct' ? { isCausal: true, attnMask } : { isCausal: true, cuSeqlensQ: [0, L], cuSeqlensK: [0, S] };
+        const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(q!, k!, v!, options));
+        const [outValues, lseValues] = [(await out.toArray()) as Float32Array, (await logsumexp.toArray()) as Float32Array];
+        for (let e = 0; e < L * D; e++) {
+          const [row, column] = [Math.floor(e / D), e % D];
+          expect(Number.isNaN(outValues[e]!), `out[${row}, ${column}] = ${outValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.out(row, column));
+        }
+        for (let row = 0; row < L; row++) {
+          expect(Number.isNaN(lseValues[row]!), `logsumexp[${row}] = ${lseValues[row]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.lse(row));
+        }
+        for (const t of [q!, k!, v!, attnMask, out, logsumexp]) t.dispose();
+      }
+    });
+  }
+
+  it('direct: NaN and ±∞ in v reach exactly out[i, d] of the rows i attending them (NaN where ±∞ meet); masked keys and keys past keyLengths none; head dim 24 in [B, L, H, D] memory', async () => {
     const device = gpu!;
     emulateSubgroupMatrices(device.gpu);
-    useMatrixForward(0);
-    const [L, S, D] = [40, 40, 16];
-    // Causal top-left, and a bool mask removing key 3 from row 7.
-    const mask = Uint8Array.from({ length: L * S }, (_, e) => (Math.floor(e / S) === 7 && e % S === 3 ? 0 : 1));
-    const attends = (row: number, key: number) => key <= row && mask[row * S + key] === 1;
-    const poisons = [
-      { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5 },
-      { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3) },
-      { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false },
-    ] as const;
-    for (const poison of poisons) {
-      const seed = freshSeed();
-      const values = { q: randomValues(L * D, seed), k: randomValues(S * D, seed + 1), v: randomValues(S * D, seed + 2) };
-      values[poison.what][poison.row * D + poison.column] = Number.NaN;
-      const [q, k, v] = [values.q, values.k, values.v].map((data) => tensor(device, data, [1, 1, L, D], { dtype: 'f16' }));
-      const attnMask = tensor(device, mask, [L, S], { dtype: 'bool' });
-      const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(q!, k!, v!, { isCausal: true, attnMask }));
-      const [outValues, lseValues] = [(await out.toArray()) as Float32Array, (await logsumexp.toArray()) as Float32Array];
-      for (let e = 0; e < L * D; e++) {
-        const [row, column] = [Math.floor(e / D), e % D];
-        expect(Number.isNaN(outValues[e]!), `out[${row}, ${column}] = ${outValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.out(row, column));
+    useMatrixForward(1);
+    const [B, H, L, D] = [2, 2, 37, 24];
+    const keyLengths = [37, 20];
+    // Causal top-left; the bool mask removes key 14 from rows 20 and later.
+    const mask = Uint8Array.from({ length: L * L }, (_, e) => (Math.floor(e / L) >= 20 && e % L === 14 ? 0 : 1));
+    const attends = (b: number, row: number, key: number) => key <= row && key < keyLengths[b]! && mask[row * L + key] === 1;
+    const [inf, nan] = [Number.POSITIVE_INFINITY, Number.NaN];
+    // [b, h, key, dim, value]: the last two lie past batch 1's key length.
+    const poisons: [number, number, number, number, number][] = [
+      [0, 1, 5, 3, inf],
+      [0, 1, 9, 3, -inf],
+      [0, 1, 11, 7, nan],
+      [0, 0, 14, 2, inf],
+      [1, 1, 2, 23, -inf],
+      [1, 0, 25, 0, nan],
+      [1, 0, 30, 1, inf],
+    ];
+    const expected = (b: number, h: number, row: number, dim: number): number | null => {
+      const reaching = poisons.filter(([pb, ph, key, d]) => pb === b && ph === h && d === dim && attends(b, row, key)).map((p) => p[4]);
+      if (reaching.length === 0) return null;
+      if (reaching.some(Number.isNaN) || (reaching.includes(inf) && reaching.includes(-inf))) return nan;
+      return reaching[0]!;
+    };
+    const seed = freshSeed();
+    const size = B * L * H * D;
+    const clean = { q: randomValues(size, seed), k: randomValues(size, seed + 1), v: randomValues(size, seed + 2) };
+    const poisoned = clean.v.slice();
+    for (const [b, h, key, d, value] of poisons) poisoned[((b * L + key) * H + h) * D + d] = value;
+    const run = async (vValues: Float32Array) => {
+      // [B, L, H, D] memory viewed as [B, H, L, D].
+      const [q, k, v] = [clean.q, clean.k, vValues].map((data) => tensor(device, data, [B, L, H, D], { dtype: 'f16' }));
+      const attnMask = tensor(device, mask, [L, L], { dtype: 'bool' });
+      const views = [q!, k!, v!].map((t) => t.transpose(1, 2));
+      const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(views[0]!, views[1]!, views[2]!, { isCausal: true, attnMask, keyLengths }));
+      const values = (await out.toArray()) as Float32Array;
+      for (const t of [q!, k!, v!, ...views, attnMask, out, logsumexp]) t.dispose();
+      return values;
+    };
+    const [reference, actual] = [await run(clean.v), await run(poisoned)];
+    let special = 0;
+    for (let e = 0; e < B * H * L * D; e++) {
+      const [b, h, row, dim] = [Math.floor(e / (H * L * D)), Math.floor(e / (L * D)) % H, Math.floor(e / D) % L, e % D];
+      const want = expected(b, h, row, dim);
+      const where = `out[${b}, ${h}, ${row}, ${dim}] (seed ${seed})`;
+      if (want === null) {
+        // Untouched columns and rows: the same products as with the clean v, bit for bit.
+        expect(actual[e] === reference[e], `${where}: ${actual[e]}, clean ${reference[e]}`).toBe(true);
+      } else {
+        special++;
+        expect(actual[e], where).toBe(want);
       }
-      for (let row = 0; row < L; row++) {
-        expect(Number.isNaN(lseValues[row]!), `logsumexp[${row}] = ${lseValues[row]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.lse(row));
-      }
-      for (const t of [q!, k!, v!, attnMask, out, logsumexp]) t.dispose();
     }
+    expect(special).toBeGreaterThan(50);
+    expect(gpu!.pipelines.keys().some((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV') && key.includes('qk32'))).toBe(true);
   });
 
-  it('ran the matrix kernel in every case whose head dims fit it (runs after the cases)', () => {
+  it('ran the matrix kernel in every case whose head dims fit it, in both forms (runs after the cases)', () => {
     const fitting = cases.filter((kase) => {
       const { q, v } = kase.generate(1);
       return matrixFits(q.shape.at(-1)!, v.shape.at(-1)!);
     });
     expect(fitting.length).toBeGreaterThanOrEqual(15);
-    expect(matrixCases).toBe(fitting.length);
+    expect(matrixCases).toBeGreaterThanOrEqual(fitting.length);
+    expect(directCases).toBeGreaterThanOrEqual(15);
+    expect(matrixCases - directCases).toBeGreaterThanOrEqual(1);
+    const keys = gpu!.pipelines.keys();
+    expect(keys.filter((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV')).length).toBeGreaterThan(0);
+    expect(keys.filter((key) => key.startsWith('flash-forward-matrix') && !key.includes('DIRECT_KV')).length).toBeGreaterThan(0);
+    expect(keys.some((key) => key.startsWith('padded-key-values'))).toBe(true);
   });
 });

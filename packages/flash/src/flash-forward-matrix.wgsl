@@ -32,6 +32,10 @@ const SUBGROUP_ROWS: u32 = ROW_BLOCKS * 16u;
 const COLUMNS_PER_LANE: u32 = BLOCK_N / 2u;
 const DIMS_PER_LANE: u32 = HEAD_DIM_V / 2u;
 const NAN_WORDS: u32 = (DIMS_PER_LANE + 31u) / 32u;
+// Bit pairs of a lane's dims that a value of v kept out of the products makes special for a row: bit 1 (first
+// word set) for NaN or +∞, bit 2 (second set) for NaN or −∞; both: the output is NaN.
+const SPECIAL_POSITIVE: u32 = 1u;
+const SPECIAL_NEGATIVE: u32 = 2u;
 // Row strides of the tiles and scratches (elements). The score scratch also carries the output (rescaling, end).
 const K_STRIDE: u32 = HEAD_DIM_QK + 8u;
 const V_STRIDE: u32 = HEAD_DIM_V + 8u;
@@ -51,18 +55,52 @@ fn salt(site: u32) -> u32 {
 @group(0) @binding(8) var<storage, read_write> out: array<f16>;
 @group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
 
+var<workgroup> score_scratch: array<f32, SUBGROUPS * SUBGROUP_ROWS * S_STRIDE>;
+var<workgroup> probability_scratch: array<f16, SUBGROUPS * SUBGROUP_ROWS * P_STRIDE>;
+#if DIRECT_KV
+// k and v are the padded copies of padded-key-values.ts ([B, Hkv, rows, HEAD_DIM] with whole tiles of zero-padded
+// rows per head, v's NaN and infinite values copied as 0); nan_flags records those values, 32 rows per group of
+// 1 + 64 · V_DIM_WORDS words: the rows that have one, then per row V_DIM_WORDS words of dims holding NaN or +∞
+// and V_DIM_WORDS of dims holding NaN or −∞.
+@group(0) @binding(10) var<storage, read> nan_flags: array<u32>;
+const V_DIM_WORDS: u32 = (HEAD_DIM_V + 31u) / 32u;
+const FLAG_GROUP_WORDS: u32 = 1u + 64u * V_DIM_WORDS;
+
+// Whether some of the BLOCK_N rows of the padded v from `first_row` (a multiple of BLOCK_N) has a special value.
+fn tile_has_nan(first_row: u32) -> bool {
+  var found = 0u;
+  for (var row = first_row; row < first_row + BLOCK_N; row += 32u) {
+    let count = min(BLOCK_N, 32u);
+    let bits = select((1u << count) - 1u, 0xffffffffu, count == 32u) << (row % 32u);
+    found |= nan_flags[(row / 32u) * FLAG_GROUP_WORDS] & bits;
+  }
+  return found != 0u;
+}
+
+fn row_has_nan(row: u32) -> bool {
+  return (nan_flags[(row / 32u) * FLAG_GROUP_WORDS] & (1u << (row % 32u))) != 0u;
+}
+
+// SPECIAL_POSITIVE | SPECIAL_NEGATIVE bits of v[row, dim] (0: finite).
+fn value_special(row: u32, dim: u32) -> u32 {
+  let words = (row / 32u) * FLAG_GROUP_WORDS + 1u + (row % 32u) * 2u * V_DIM_WORDS + dim / 32u;
+  let positive = (nan_flags[words] >> (dim % 32u)) & 1u;
+  let negative = (nan_flags[words + V_DIM_WORDS] >> (dim % 32u)) & 1u;
+  return positive * SPECIAL_POSITIVE + negative * SPECIAL_NEGATIVE;
+}
+#else
 // Two buffers each: the next tile is staged while the lanes work on this one's scores.
 var<workgroup> k_tile: array<f16, 2u * BLOCK_N * K_STRIDE>;
 var<workgroup> v_tile: array<f16, 2u * BLOCK_N * V_STRIDE>;
-var<workgroup> score_scratch: array<f32, SUBGROUPS * SUBGROUP_ROWS * S_STRIDE>;
-var<workgroup> probability_scratch: array<f16, SUBGROUPS * SUBGROUP_ROWS * P_STRIDE>;
 // In the tile's buffer: v_nan[c] == tile + 1: key c of the tile has a NaN in v; tile_v_nan == tile + 1: some key has.
 var<workgroup> v_nan: array<atomic<u32>, 2u * BLOCK_N>;
 var<workgroup> tile_v_nan: array<atomic<u32>, 2>;
+#endif
 // == tile + 1 when some row of the workgroup moved its reference maximum in this tile.
 var<workgroup> rescale_tile: u32;
 var<workgroup> sequence_shared: Sequence;
 
+#if !DIRECT_KV
 // Stages key tile `tile` (k and v as f16, zero past the valid keys and head dims) into buffer tile % 2.
 fn stage_tile(tile: u32, lid: u32, sequence: Sequence, k_base: u32, v_base: u32) {
   let key0 = tile * BLOCK_N;
@@ -93,6 +131,7 @@ fn stage_tile(tile: u32, lid: u32, sequence: Sequence, k_base: u32, v_base: u32)
     v_tile[(buffer * BLOCK_N + c) * V_STRIDE + d] = value;
   }
 }
+#endif
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -133,9 +172,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let p_base = subgroup * SUBGROUP_ROWS * P_STRIDE;
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
+#if !DIRECT_KV
   if (tile_begin < tile_end) {
     stage_tile(tile_begin, lid, sequence, k_base, v_base);
   }
+#endif
 
   // The subgroup's q rows (zero past the rows this dispatch computes), staged in its probability scratch.
   for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
@@ -160,7 +201,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var l: array<f32, ROW_BLOCKS>;
   var scale: array<f32, ROW_BLOCKS>;
   var poisoned: array<bool, ROW_BLOCKS>;
-  var nan_bits: array<u32, ROW_BLOCKS * NAN_WORDS>;
+  // Per row block: NAN_WORDS words of SPECIAL_POSITIVE dims, then NAN_WORDS of SPECIAL_NEGATIVE ones.
+  var special_bits: array<u32, ROW_BLOCKS * 2u * NAN_WORDS>;
   for (var r = 0u; r < ROW_BLOCKS; r++) {
     let i = subgroup_row0 + r * 16u + local_row;
     m[r] = negative_infinity;
@@ -173,18 +215,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       lo[r] = bounds.x;
       hi[r] = bounds.y;
     }
-    for (var w = 0u; w < NAN_WORDS; w++) {
-      nan_bits[r * NAN_WORDS + w] = 0u;
+    for (var w = 0u; w < 2u * NAN_WORDS; w++) {
+      special_bits[r * 2u * NAN_WORDS + w] = 0u;
     }
   }
 
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
     let tile_site = (tile + 1u) * 256u;
+#if DIRECT_KV
+    // The tile's first rows in the padded k and v (the same row index in both, and in nan_flags).
+    let k_row = k_base + key0 * HEAD_DIM_QK;
+    let v_row = v_base + key0 * HEAD_DIM_V;
+    let tile_row = v_row / HEAD_DIM_V;
+#else
     // This tile's buffers (staged before the loop or during the previous tile, visible since its last barrier).
     let buffer = tile % 2u;
     let k_tile_base = buffer * BLOCK_N * K_STRIDE;
     let v_tile_base = buffer * BLOCK_N * V_STRIDE;
+#endif
 
     // 1. S = Q Kᵀ into the score scratch.
     {
@@ -247,9 +296,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     // The next tile into the other buffers: every thread finished the previous tile's products with them before the
     // barrier above.
+#if !DIRECT_KV
     if (tile + 1u < tile_end) {
       stage_tile(tile + 1u, lid, sequence, k_base, v_base);
     }
+#endif
     // Uniform for the workgroup (every lane that moved its maximum wrote the same value).
     if (workgroupUniformLoad(&rescale_tile) == tile + 1u) {
       ${MATRIX_RESCALE_STORE}
@@ -270,26 +321,52 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     {
       ${MATRIX_PRODUCTS}
     }
+#if DIRECT_KV
+    if (tile_has_nan(tile_row)) {
+#else
     if (atomicLoad(&tile_v_nan[buffer]) == tile + 1u) {
-      // Rare: some keys' v rows have NaN (kept out of the tile). Each lane marks its output dims that such a key
-      // makes NaN for its rows that may attend it.
+#endif
+      // Rare: some keys' v rows have NaN (or, direct, infinite) values, kept out of the products. Each lane marks
+      // its output dims that such a key makes special for its rows that may attend it: NaN for NaN; ±∞ for ±∞ (the
+      // weight of an attended key is positive), NaN where the key is dropped (0 · ∞) or both infinities meet.
       for (var c = 0u; c < BLOCK_N; c++) {
+#if DIRECT_KV
+        if (!row_has_nan(tile_row + c)) {
+          continue;
+        }
+#else
         if (atomicLoad(&v_nan[buffer * BLOCK_N + c]) != tile + 1u) {
           continue;
         }
+        let v_address = v_base + (sequence.k_start + key0 + c) * params.v_seq;
+#endif
         let j = key0 + c;
-        let v_address = v_base + (sequence.k_start + j) * params.v_seq;
         for (var r = 0u; r < ROW_BLOCKS; r++) {
           let i = subgroup_row0 + r * 16u + local_row;
           let masked = i32(j) < lo[r] || i32(j) > hi[r] || masked_score(0.0, b, h, i, j) == negative_infinity;
           if (masked) {
             continue;
           }
+#if DROPOUT
+          let kept = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, j >> 2u)[j & 3u] >= params.dropout_threshold;
+#else
+          let kept = true;
+#endif
           for (var d = 0u; d < DIMS_PER_LANE; d++) {
             let dim = part * DIMS_PER_LANE + d;
-            if (dim < dv && is_nan(f32(v[v_address + dim * params.v_dim]))) {
-              nan_bits[r * NAN_WORDS + d / 32u] |= 1u << (d % 32u);
+            if (dim >= dv) {
+              break;
             }
+#if DIRECT_KV
+            var special = value_special(tile_row + c, dim);
+#else
+            var special = select(0u, SPECIAL_POSITIVE | SPECIAL_NEGATIVE, is_nan(f32(v[v_address + dim * params.v_dim])));
+#endif
+            if (special != 0u && !kept) {
+              special = SPECIAL_POSITIVE | SPECIAL_NEGATIVE;
+            }
+            special_bits[r * 2u * NAN_WORDS + d / 32u] |= (special & SPECIAL_POSITIVE) << (d % 32u);
+            special_bits[(r * 2u + 1u) * NAN_WORDS + d / 32u] |= ((special & SPECIAL_NEGATIVE) >> 1u) << (d % 32u);
           }
         }
       }
@@ -316,8 +393,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let dim = part * DIMS_PER_LANE + d;
         if (dim < dv) {
           var value = f16(score_scratch[lane_outputs + d] * inverse);
-          if (row_poisoned || (nan_bits[r * NAN_WORDS + d / 32u] & (1u << (d % 32u))) != 0u) {
+          let positive = (special_bits[r * 2u * NAN_WORDS + d / 32u] >> (d % 32u)) & 1u;
+          let negative = (special_bits[(r * 2u + 1u) * NAN_WORDS + d / 32u] >> (d % 32u)) & 1u;
+          if (row_poisoned || positive + negative == 2u) {
             value = nan_stored();
+          } else if (positive + negative == 1u) {
+            // ±∞ in f16 bits, through a uniform zero so that no compiler folds it.
+            value = bitcast<vec2<f16>>(select(0xfc00u, 0x7c00u, positive == 1u) | params.opaque_zero).x;
           }
           out[o_base + dim * params.o_dim] = value;
         }

@@ -6,6 +6,7 @@ import {
   MATRIX_SUBGROUP_SIZE,
   capsOfGpuDevice,
   forwardRowsPerWorkgroup,
+  headDimBucket,
   recordingTiles,
   type FlashCaps,
   type FlashTiles,
@@ -13,6 +14,7 @@ import {
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { matrixForwardBlocks } from './matrix-blocks';
+import { paddedKeyValuesUnavailable, recordPaddedKeyValues } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
 import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
@@ -158,12 +160,18 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
   }
 }
 
+/** Whether the matrix forward may load k and v straight from padded copies of them (padded-key-values.ts). */
+function directKeyValuesAllowed(problem: AttentionProblem, caps: FlashCaps): boolean {
+  return paddedKeyValuesUnavailable(problem, headDimBucket(problem.headDimQk), headDimBucket(problem.headDimV), caps) === null;
+}
+
 /** The forward kernel `tiles.forward` names, for this problem's variant. */
 function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles): KernelSource {
   const forward = tiles.forward;
   const variant = variantOf(problem);
   if (forward.kernel === 'matrix') {
-    const shape = { rowBlocks: forward.rowsPerThread, qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: forward.keys / 16 };
+    const direct = tiles.directKeyValues;
+    const shape = { rowBlocks: forward.rowsPerThread, qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: forward.keys / 16, direct };
     const emulated = subgroupMatricesEmulated(gpu);
     const kernel = flashKernel('flash-forward-matrix', matrixForwardSource, variant, tiles, {}, {}, {
       // The builtins' offsets depend on the subgroup index: uniform per subgroup, which Tint's analysis cannot see.
@@ -172,6 +180,7 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
         : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
       sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
       snippets: matrixForwardBlocks(shape),
+      flags: { DIRECT_KV: direct },
     });
     return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
   }
@@ -211,19 +220,29 @@ export function recordFlashForward(
   }
   const chunks = plan.chunks;
   assertWholeBuffersFit([chunked], { ...buffers }, limit, 'flash forward');
-  const tiles = recordingTiles(recorder.gpu, problem, caps)!;
+  const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps) }, caps)!;
   const forward = tiles.forward;
   const source = forwardKernel(recorder.gpu, problem, tiles);
   const rowsPerWorkgroup = forwardRowsPerWorkgroup(forward);
+  let whole: [number, GPUBuffer][] = wholeOptionalBindings(problem, buffers);
+  let kernelProblem = problem;
+  let kernelBindings = chunked;
+  if (tiles.directKeyValues) {
+    // k and v through padded copies bound whole (padded-key-values.ts); the other tensors chunk as planned.
+    const padded = recordPaddedKeyValues(recorder, problem, buffers, forward.keys, tiles.headDimQk, tiles.headDimV);
+    kernelProblem = padded.problem;
+    kernelBindings = { ...chunked, tensors: chunked.tensors.filter((t) => t.name !== 'k' && t.name !== 'v') };
+    whole = [...whole, [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v], [BINDING.first + 5, padded.nanFlags]];
+  }
   dispatchChunks(
     recorder,
     source,
-    problem,
-    chunked,
+    kernelProblem,
+    kernelBindings,
     chunks,
     { ...buffers },
-    wholeOptionalBindings(problem, buffers),
-    (chunk) => packFlashUniforms(problem, undefined, undefined, residual, chunk),
+    whole,
+    (chunk) => packFlashUniforms(kernelProblem, undefined, undefined, residual, chunk),
     (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
     [logsumexpBinding(recorder, problem, 'query', { buffer: buffers.logsumexp, residual, limit, binding: BINDING.first + 4, access: 'write', chunks })],
   );

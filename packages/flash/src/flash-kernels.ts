@@ -34,6 +34,8 @@ export interface KernelExtras {
   readonly sizes?: Readonly<Record<string, number>>;
   /** `${NAME}` replacements of generated code (a function of the sizes and head dims, so not in the cache key). */
   readonly snippets?: Readonly<Record<string, string>>;
+  /** Extra `#if` flags (part of the cache key when true). */
+  readonly flags?: Readonly<Record<string, boolean>>;
 }
 
 export function flashKernel(
@@ -61,6 +63,7 @@ export function flashKernel(
     rows === null ? '' : `ROWS=${rows}`,
     keyThreads === null ? '' : `KEY_THREADS=${keyThreads}`,
     ...Object.entries(extras.sizes ?? {}).map(([size, value]) => `${size}=${value}`),
+    ...Object.entries(extras.flags ?? {}).map(([flag, value]) => (value ? flag : '')),
   ]
     .filter(Boolean)
     .join('|');
@@ -79,6 +82,7 @@ export function flashKernel(
           KEY_LENGTHS: variant.keyLengths,
           VARLEN: variant.varlen,
           DROPOUT: variant.dropout,
+          ...extras.flags,
         },
         replacements: {
           UNIFORMS: FLASH_UNIFORMS.wgslStruct('Params'),

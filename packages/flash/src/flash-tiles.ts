@@ -74,6 +74,11 @@ export interface FlashTiles {
   readonly keys: number;
   /** The forward kernel and its shape (tuned or default). */
   readonly forward: ForwardTiles;
+  /**
+   * The matrix forward takes its key and value matrices straight from padded copies of k and v
+   * (padded-key-values.ts) instead of staging them in workgroup memory; false for every other forward.
+   */
+  readonly directKeyValues: boolean;
   /** The tiled backward kernels' shapes (with a tiled forward; null: the compact kernels run). */
   readonly tiledQuery: TiledShape | null;
   readonly tiledKeyValue: TiledShape | null;
@@ -131,7 +136,7 @@ export function tiledForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headD
 
 /** The subgroup size the matrix forward is written for, and its shapes: subgroups, row blocks per subgroup, keys. */
 export const MATRIX_SUBGROUP_SIZE = 32;
-export const MATRIX_SUBGROUPS = [2, 4, 8] as const;
+export const MATRIX_SUBGROUPS = [1, 2, 4, 8] as const;
 export const MATRIX_ROW_BLOCKS = [1, 2] as const;
 export const MATRIX_KEYS = [16, 32, 64] as const;
 /** Head-dim buckets the matrix forward compiles (its output and q stay in matrices: 16 · 8 per row block). */
@@ -154,18 +159,21 @@ export function matrixForwardUnavailable(dtype: string, caps: FlashCaps): string
   return null;
 }
 
-/** Workgroup bytes of flash-forward-matrix.wgsl (its workgroup arrays). */
-export function matrixForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headDimQk: number, headDimV: number): number {
+/** Workgroup bytes of flash-forward-matrix.wgsl (its workgroup arrays; `direct`: the DIRECT_KV form). */
+export function matrixForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headDimQk: number, headDimV: number, direct = false): number {
   const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
   const rows = (forward.threads / MATRIX_SUBGROUP_SIZE) * forward.rowsPerThread * 16;
-  // Key and value tiles, two buffers each (the next tile is staged during this one).
-  const tiles = 2 * (forward.keys * (qk + 8) * 2 + forward.keys * (v + 8) * 2);
+  // Key and value tiles, two buffers each (the next tile is staged during this one), and their NaN flags.
+  const tiles = direct ? 0 : 2 * (forward.keys * (qk + 8) * 2 + forward.keys * (v + 8) * 2) + 2 * forward.keys * 4 + 8;
   const scratch = rows * (Math.max(forward.keys, v) + 1) * 4 + rows * (Math.max(forward.keys, qk) + 8) * 2;
-  return tiles + scratch + 2 * forward.keys * 4 + 12 + SHARED_EXTRA;
+  return tiles + scratch + 4 + SHARED_EXTRA;
 }
 
-/** Whether `forward` runs for these head-dim buckets on `caps` (threads, storage, register arrays). */
-export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
+/**
+ * Whether `forward` runs for these head-dim buckets on `caps` (threads, storage, register arrays); `direct`: the
+ * matrix forward's DIRECT_KV form (no key and value tiles in workgroup memory).
+ */
+export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDimV: number, caps: FlashCaps, direct = false): boolean {
   const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
   if (forward.kernel === 'matrix') {
     return (
@@ -175,7 +183,7 @@ export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDi
       (MATRIX_ROW_BLOCKS as readonly number[]).includes(forward.rowsPerThread) &&
       (MATRIX_KEYS as readonly number[]).includes(forward.keys) &&
       Math.max(qk, v) <= MATRIX_MAX_HEAD_DIM &&
-      matrixForwardStorage(forward, qk, v) <= caps.maxComputeWorkgroupStorageSize
+      matrixForwardStorage(forward, qk, v, direct) <= caps.maxComputeWorkgroupStorageSize
     );
   }
   const common =
@@ -224,19 +232,29 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
 }
 
 /**
- * The matrix forward's default: only for head dims up to 32, where it beat the tiled kernel on the H200
- * (tools/bench/README.md, entries 11 and 13): 8 subgroups × one 16-row block with 16-key tiles at D16 (1.48× the
- * best tiled shape at B32 H8 N500); at D32 8 subgroups with 32-key tiles (GPU-timestamp tuning, four runs: 1.28–1.31
- * ms vs 1.84–1.88 ms for 4 subgroups × 16 keys, tuned at B8 H16 N1024). At D64 its best shape ran
- * 2.3× slower than the tiled kernel and at D128 3.2× slower, so f16 stays tiled there.
+ * The matrix forward's default (tools/bench/README.md, entries 11, 13 and 14; H200). With direct key and value
+ * loads (`directKeyValues`), at every head dim up to 128: 2 subgroups × one 16-row block with 16-key tiles at D16,
+ * 32-key tiles at D32 and D64, one subgroup × 16 keys at D128. Staged through workgroup memory only for head dims
+ * up to 32: 8 subgroups × 16 keys at D16 (1.48× the best tiled shape at B32 H8 N500), 8 × 32 keys at D32 (GPU
+ * timestamps, four runs: 1.28–1.31 ms vs 1.84–1.88 ms for 4 × 16, B8 H16 N1024); staged, D64 ran 2.3× and D128
+ * 3.2× slower than the tiled kernel, so those stay tiled.
  */
-function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
+function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps, direct: boolean): ForwardTiles | null {
   const bucket = Math.max(headDimBucket(headDimQk), headDimBucket(headDimV));
-  if (bucket > 32) return null;
-  const shapes: [number, number][] = bucket <= 16 ? [[8, 16], [4, 16], [2, 16]] : [[8, 32], [4, 16], [8, 16], [2, 16]];
+  const shapes: [number, number][] = direct
+    ? bucket <= 16
+      ? [[2, 16], [4, 16]]
+      : bucket <= 64
+        ? [[2, 32], [2, 16], [1, 16]]
+        : [[1, 16], [2, 16]]
+    : bucket <= 16
+      ? [[8, 16], [4, 16], [2, 16]]
+      : bucket <= 32
+        ? [[8, 32], [4, 16], [8, 16], [2, 16]]
+        : [];
   for (const [subgroups, keys] of shapes) {
     const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys };
-    if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
+    if (forwardTilesFit(tiles, headDimQk, headDimV, caps, direct)) return tiles;
   }
   return null;
 }
@@ -309,11 +327,12 @@ export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: numb
 
 /**
  * Tile sizes for a problem on a device. `forward` (a tuned choice, see flash-tuning.ts) replaces the forward's
- * default kernel and workgroup shape when it fits. f16 problems with head dims up to 32 take the subgroup-matrix
- * forward by default where the device has it (`matrixForwardUnavailable`); tuning may choose it for others.
+ * default kernel and workgroup shape when it fits. f16 problems take the subgroup-matrix forward by default where
+ * the device has it (`matrixForwardUnavailable`): with `directKeyValues` (the problem allows padded k and v copies,
+ * `paddedKeyValuesUnavailable`) at head dims up to 128, else up to 32; tuning may choose it for others.
  */
 export function chooseTiles(
-  problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'> & { readonly dtype?: string },
+  problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'> & { readonly dtype?: string; readonly directKeyValues?: boolean },
   caps: FlashCaps,
   forward?: ForwardTiles,
 ): FlashTiles | null {
@@ -325,8 +344,9 @@ export function chooseTiles(
   const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
   if (keys === null || backwardRows === null) return null;
   const f16 = problem.dtype === 'f16';
+  const direct = f16 && (problem.directKeyValues ?? false);
   const tuned =
-    forward && forwardTilesFit(forward, headDimQk, headDimV, caps) && (forward.kernel !== 'matrix' || f16) ? forward : null;
+    forward && forwardTilesFit(forward, headDimQk, headDimV, caps, direct) && (forward.kernel !== 'matrix' || f16) ? forward : null;
   const compact = tuned?.kernel === 'compact' ? tuned : null;
   const compactTiles: ForwardTiles = {
     kernel: 'compact',
@@ -351,13 +371,14 @@ export function chooseTiles(
     caps,
   );
   const family = tiled && tiledQuery && tiledKeyValue ? { forward: tiled, tiledQuery, tiledKeyValue } : null;
-  const matrix = tuned?.kernel === 'matrix' ? tuned : !tuned && f16 ? defaultMatrixForward(headDimQk, headDimV, caps) : null;
+  const matrix = tuned?.kernel === 'matrix' ? tuned : !tuned && f16 ? defaultMatrixForward(headDimQk, headDimV, caps, direct) : null;
   return {
     headDimQk,
     headDimV,
     rows: threads,
     keys,
     forward: matrix ?? family?.forward ?? compactTiles,
+    directKeyValues: matrix !== null && direct,
     tiledQuery: family?.tiledQuery ?? null,
     tiledKeyValue: family?.tiledKeyValue ?? null,
     forwardThreads: compactTiles.threads,
@@ -373,7 +394,11 @@ export function chooseTiles(
  * backward agree on the kernel family and shape (a tiled or compact forward's scores are summed in the same order
  * as its backward's). On a device whose subgroup matrices are emulated for tests, with the emulated caps.
  */
-export function recordingTiles(gpu: GPUDevice, problem: Pick<AttentionProblem, 'dtype' | 'headDimQk' | 'headDimV'>, caps: FlashCaps): FlashTiles | null {
+export function recordingTiles(
+  gpu: GPUDevice,
+  problem: Pick<AttentionProblem, 'dtype' | 'headDimQk' | 'headDimV'> & { readonly directKeyValues?: boolean },
+  caps: FlashCaps,
+): FlashTiles | null {
   const effective = subgroupMatricesEmulated(gpu) ? withEmulatedMatrices(caps) : caps;
   return chooseTiles(problem, effective, tunedForwardTiles(gpu, problem.dtype, problem.headDimQk, problem.headDimV));
 }

@@ -52,7 +52,8 @@ export interface TuneOptions {
 
 /**
  * Every forward kernel and workgroup shape that fits this device, dtype and head dim: in f16 the subgroup-matrix
- * ones first (where the device has them), then tiled, then compact.
+ * ones first (where the device has them; in their direct form, which the timed problem takes), then tiled, then
+ * compact.
  */
 export function forwardCandidates(device: Device, headDim: number, dtype: 'f32' | 'f16' = 'f32'): ForwardTiles[] {
   const candidates: ForwardTiles[] = [];
@@ -61,7 +62,7 @@ export function forwardCandidates(device: Device, headDim: number, dtype: 'f32' 
       for (const rowsPerThread of MATRIX_ROW_BLOCKS) {
         for (const keys of MATRIX_KEYS) {
           const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread, keys };
-          if (forwardTilesFit(tiles, headDim, headDim, device.caps)) candidates.push(tiles);
+          if (forwardTilesFit(tiles, headDim, headDim, device.caps, true)) candidates.push(tiles);
         }
       }
     }
@@ -117,7 +118,7 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
           tuned.delete(key);
           for (const t of [q, k, v]) t.dispose();
         }
-        const problem = { dtype, headDimQk: headDim, headDimV: headDim };
+        const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
         const defaultTiles = chooseTiles(problem, device.caps)!.forward;
         const best = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
         tuned.set(key, best.tiles);

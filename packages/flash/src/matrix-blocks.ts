@@ -14,6 +14,11 @@ export interface MatrixBlockShape {
   readonly qk16: number;
   readonly v16: number;
   readonly keys16: number;
+  /**
+   * Key and value matrices straight from the padded k and v copies (padded-key-values.ts: rows of exactly the
+   * compiled head dims; k_row and v_row are the tile's first key row) instead of the workgroup tiles.
+   */
+  readonly direct?: boolean;
 }
 
 const LEFT = 'subgroup_matrix_left<f16, 16, 16>';
@@ -22,7 +27,16 @@ const RESULT = 'subgroup_matrix_result<f32, 16, 16>';
 
 /** `${NAME}` replacements of flash-forward-matrix.wgsl for `shape`. */
 export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, string> {
-  const { rowBlocks, qk16, v16, keys16 } = shape;
+  const { rowBlocks, qk16, v16, keys16, direct = false } = shape;
+  // Loads from the read-only copies may be merged when equal, so they carry no salt.
+  const keyMatrix = (site: string) =>
+    direct
+      ? `subgroupMatrixLoad<${RIGHT}, col_major>(&k, k_row + n * 16u * HEAD_DIM_QK + kk * 16u, HEAD_DIM_QK)`
+      : `subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, k_tile_base + n * 16u * K_STRIDE + kk * 16u + salt(${site}), K_STRIDE)`;
+  const valueMatrix = (site: string) =>
+    direct
+      ? `subgroupMatrixLoad<${RIGHT}, row_major>(&v, v_row + kk * 16u * HEAD_DIM_V + n * 16u, HEAD_DIM_V)`
+      : `subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, v_tile_base + kk * 16u * V_STRIDE + n * 16u + salt(${site}), V_STRIDE)`;
   const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
   const outputStore = (site: string) =>
     block(rowBlocks, 'r', block(v16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u + salt(${site} + r * ${v16}u + n), o_m[r * ${v16}u + n], S_STRIDE);`));
@@ -44,7 +58,7 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
         rowBlocks,
         'r',
         `var s = ${RESULT}(); ` +
-          block(qk16, 'kk', `let keys = subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, k_tile_base + n * 16u * K_STRIDE + kk * 16u + salt(tile_site + 1u + (n * ${rowBlocks}u + r) * ${qk16}u + kk), K_STRIDE); s = subgroupMatrixMultiplyAccumulate(q_m[r * ${qk16}u + kk], keys, s);`) +
+          block(qk16, 'kk', `let keys = ${keyMatrix(`tile_site + 1u + (n * ${rowBlocks}u + r) * ${qk16}u + kk`)}; s = subgroupMatrixMultiplyAccumulate(q_m[r * ${qk16}u + kk], keys, s);`) +
           ` subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u + salt(tile_site + 64u + n * ${rowBlocks}u + r), s, S_STRIDE);`,
       ),
     ),
@@ -57,7 +71,7 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
         rowBlocks,
         'r',
         `let probabilities = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + r * 16u * P_STRIDE + kk * 16u + salt(tile_site + 160u + kk * ${rowBlocks}u + r), P_STRIDE); ` +
-          block(v16, 'n', `let values = subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, v_tile_base + kk * 16u * V_STRIDE + n * 16u + salt(tile_site + 176u + (kk * ${rowBlocks}u + r) * ${v16}u + n), V_STRIDE); o_m[r * ${v16}u + n] = subgroupMatrixMultiplyAccumulate(probabilities, values, o_m[r * ${v16}u + n]);`),
+          block(v16, 'n', `let values = ${valueMatrix(`tile_site + 176u + (kk * ${rowBlocks}u + r) * ${v16}u + n`)}; o_m[r * ${v16}u + n] = subgroupMatrixMultiplyAccumulate(probabilities, values, o_m[r * ${v16}u + n]);`),
       ),
     ),
     MATRIX_STORE_OUTPUT: outputStore('64u'),

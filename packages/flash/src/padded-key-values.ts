@@ -1,0 +1,130 @@
+import { composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import { layoutSpan, storageBuffersNeeded } from './check-flash';
+import type { KernelRecorder } from './recorder';
+import type { FlashCaps } from './flash-tiles';
+import source from './padded-key-values.wgsl?raw';
+
+/**
+ * The subgroup-matrix forward's direct form (flash-forward-matrix.wgsl with DIRECT_KV) loads its key and value
+ * matrices straight from storage instead of staging them in workgroup memory. A matrix load must stay inside its
+ * binding (robustness clamps or drops one that reaches past the end as a whole, misplacing the rows inside it) and
+ * must not carry a NaN value into the products (P · V multiplies a masked key's NaN by its zero weight). So the
+ * forward first copies k and v into contiguous buffers [B, Hkv, rows, dims] whose heads are padded with zero rows
+ * to whole key tiles and whose dims are zero-padded to the compiled head dim, with v's NaN and infinite values copied as 0
+ * and recorded per row and dim (padded-key-values.wgsl); the kernel puts them back where a row attends such a key.
+ * The copies cost one read and write of k and v (small beside the forward: it reads them once per query tile).
+ */
+const COPY_UNIFORMS = uniformLayout([
+  ['offset', 'u32'],
+  ['batch_stride', 'u32'],
+  ['head_stride', 'u32'],
+  ['key_stride', 'u32'],
+  ['dim_stride', 'u32'],
+  ['batches', 'u32'],
+  ['heads', 'u32'],
+  ['keys', 'u32'],
+  ['padded_rows', 'u32'],
+  ['dims', 'u32'],
+  ['padded_dims', 'u32'],
+]);
+
+const THREADS = 256;
+const GROUP_ROWS = 32;
+/** At most this many workgroups (each strides over the row groups). */
+const MAX_WORKGROUPS = 65535;
+
+const copyKernel = (scanNan: boolean): KernelSource => ({
+  name: 'padded-key-values',
+  variant: scanNan ? 'scan-nan' : '',
+  code: () => composeWgsl(['enable f16;', source], { flags: { SCAN_NAN: scanNan }, replacements: { UNIFORMS: COPY_UNIFORMS.wgslStruct('Params') } }),
+});
+
+/** k and v as the direct form reads them, and the problem with their layouts. */
+export interface PaddedKeyValues {
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  /** v's NaN record (see the header). */
+  readonly nanFlags: GPUBuffer;
+  /** `problem` with k and v's layouts in the padded copies. */
+  readonly problem: AttentionProblem;
+}
+
+/** Rows per head of the padded copies: the keys, rounded up to whole tiles of `blockKeys`. */
+export const paddedKeyRows = (keyLength: number, blockKeys: number) => Math.ceil(keyLength / blockKeys) * blockKeys;
+
+function paddedLayout(problem: AttentionProblem, rows: number, dims: number): AttentionLayout {
+  return { batch: problem.kvHeads * rows * dims, head: rows * dims, sequence: dims, dim: 1, offset: 0 };
+}
+
+/** Words of the NaN record for `rowCount` rows of `dims` (padded) dims. */
+function nanFlagWords(rowCount: number, dims: number): number {
+  return Math.ceil(rowCount / GROUP_ROWS) * (1 + 2 * GROUP_ROWS * Math.ceil(dims / 32));
+}
+
+/**
+ * Why the direct form cannot run `problem` (compiled head dims `headDimQk` / `headDimV`, key tiles of at most 64),
+ * or null: packed varlen (a sequence's last tile would reach into the next one's keys), a copy or source beyond one
+ * binding, or no storage buffer left for the NaN record.
+ */
+export function paddedKeyValuesUnavailable(problem: AttentionProblem, headDimQk: number, headDimV: number, caps: FlashCaps): string | null {
+  if (problem.varlen) return 'packed varlen';
+  const limit = caps.maxStorageBufferBindingSize;
+  const rows = problem.batch * problem.kvHeads * paddedKeyRows(problem.keyLength, 64);
+  const { layout, batch, kvHeads, keyLength } = problem;
+  const bytes = [
+    rows * headDimQk * 2,
+    rows * headDimV * 2,
+    nanFlagWords(rows, headDimV) * 4,
+    layoutSpan(layout.k, batch, kvHeads, keyLength, problem.headDimQk) * 2,
+    layoutSpan(layout.v, batch, kvHeads, keyLength, problem.headDimV) * 2,
+  ];
+  if (bytes.some((size) => size > limit)) return `k and v copies of ${Math.max(...bytes)} B beyond one binding (${limit} B)`;
+  if (caps.maxStorageBuffersPerShaderStage && storageBuffersNeeded({ ...problem, requiresGrad: false }) + 1 > caps.maxStorageBuffersPerShaderStage) {
+    return 'no storage buffer left for the NaN record';
+  }
+  return null;
+}
+
+/** Records the copies of k and v (see the header) for key tiles of `blockKeys` and compiled head dims. */
+export function recordPaddedKeyValues(
+  recorder: KernelRecorder,
+  problem: AttentionProblem,
+  buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer },
+  blockKeys: number,
+  headDimQk: number,
+  headDimV: number,
+): PaddedKeyValues {
+  const rows = paddedKeyRows(problem.keyLength, blockKeys);
+  const rowCount = problem.batch * problem.kvHeads * rows;
+  const usage = GPUBufferUsage.STORAGE;
+  const copy = (name: 'k' | 'v', dims: number, padded: GPUBuffer, nanFlags?: GPUBuffer) => {
+    const layout = problem.layout[name];
+    const groups = Math.ceil(rowCount / GROUP_ROWS);
+    if (groups === 0) return;
+    recorder.dispatch(
+      copyKernel(nanFlags !== undefined),
+      [[1, buffers[name]], [2, padded], ...(nanFlags ? [[3, nanFlags] as const] : [])],
+      COPY_UNIFORMS.pack({
+        offset: layout.offset,
+        batch_stride: layout.batch,
+        head_stride: layout.head,
+        key_stride: layout.sequence,
+        dim_stride: layout.dim,
+        batches: problem.batch,
+        heads: problem.kvHeads,
+        keys: problem.keyLength,
+        padded_rows: rows,
+        dims: name === 'k' ? problem.headDimQk : problem.headDimV,
+        padded_dims: dims,
+      }),
+      [Math.min(groups, MAX_WORKGROUPS), 1, 1],
+    );
+  };
+  const k = recorder.temporary(rowCount * headDimQk * 2, usage, 'flash padded k');
+  const v = recorder.temporary(rowCount * headDimV * 2, usage, 'flash padded v');
+  const nanFlags = recorder.temporary(nanFlagWords(rowCount, headDimV) * 4, usage, 'flash v NaN record');
+  copy('k', headDimQk, k);
+  copy('v', headDimV, v, nanFlags);
+  const layout = { ...problem.layout, k: paddedLayout(problem, rows, headDimQk), v: paddedLayout(problem, rows, headDimV) };
+  return { k, v, nanFlags, problem: { ...problem, layout } };
+}
