@@ -232,26 +232,20 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
 }
 
 /**
- * The matrix forward's default (tools/bench/README.md, entries 11, 13 and 14; H200). With direct key and value
- * loads (`directKeyValues`), at every head dim up to 128: 2 subgroups × one 16-row block with 16-key tiles at D16,
- * 32-key tiles at D32 and D64, one subgroup × 16 keys at D128. Staged through workgroup memory only for head dims
+ * The matrix forward's default (tools/bench/README.md, entries 11, 13 and 14). With direct key and value loads
+ * (`directKeyValues`), at every head dim up to 128: 2 subgroups × one 16-row block with 16-key tiles at D16 and
+ * 32-key tiles at D32; one subgroup × 32 keys at D64 and D128 (chosen by the GPU-timestamp tuner on the H200 and the
+ * H100 alike; at B4 H16 N4096 D64 1.09× the 2-subgroup shape on the H100). Staged through workgroup memory only for head dims
  * up to 32: 8 subgroups × 16 keys at D16 (1.48× the best tiled shape at B32 H8 N500), 8 × 32 keys at D32 (GPU
  * timestamps, four runs: 1.28–1.31 ms vs 1.84–1.88 ms for 4 × 16, B8 H16 N1024); staged, D64 ran 2.3× and D128
  * 3.2× slower than the tiled kernel, so those stay tiled.
  */
 function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps, direct: boolean): ForwardTiles | null {
   const bucket = Math.max(headDimBucket(headDimQk), headDimBucket(headDimV));
-  const shapes: [number, number][] = direct
-    ? bucket <= 16
-      ? [[2, 16], [4, 16]]
-      : bucket <= 64
-        ? [[2, 32], [2, 16], [1, 16]]
-        : [[1, 16], [2, 16]]
-    : bucket <= 16
-      ? [[8, 16], [4, 16], [2, 16]]
-      : bucket <= 32
-        ? [[8, 32], [4, 16], [8, 16], [2, 16]]
-        : [];
+  // [subgroups, keys per tile], the first that fits.
+  const directShapes: [number, number][] = bucket <= 16 ? [[2, 16], [4, 16]] : bucket <= 32 ? [[2, 32], [2, 16], [1, 16]] : [[1, 32], [1, 16], [2, 16]];
+  const stagedShapes: [number, number][] = bucket <= 16 ? [[8, 16], [4, 16], [2, 16]] : bucket <= 32 ? [[8, 32], [4, 16], [8, 16], [2, 16]] : [];
+  const shapes = direct ? directShapes : stagedShapes;
   for (const [subgroups, keys] of shapes) {
     const tiles: ForwardTiles = { kernel: 'matrix', threads: subgroups * MATRIX_SUBGROUP_SIZE, rowsPerThread: 1, keys };
     if (forwardTilesFit(tiles, headDimQk, headDimV, caps, direct)) return tiles;

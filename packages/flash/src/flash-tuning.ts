@@ -85,6 +85,9 @@ export function forwardCandidates(device: Device, headDim: number, dtype: 'f32' 
   return candidates;
 }
 
+/** GPU milliseconds of untimed calls before the first candidate is timed. */
+const WARM_UP_MS = 300;
+
 /** Times the forward candidates and keeps the fastest per dtype and head-dim bucket for this device. */
 export async function tuneFlashForward(device: Device, options: TuneOptions = {}): Promise<ForwardTuning[]> {
   if (!device.isGpu) return [];
@@ -106,6 +109,9 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
         };
         const candidates: { tiles: ForwardTiles; ms: number }[] = [];
         try {
+          // A GPU that idled (e.g. while the host drew inputs) clocks down and the first candidates would read slow:
+          // keep it busy for WARM_UP_MS first (bench notes, entry 14).
+          for (let spent = 0, calls = 0; spent < WARM_UP_MS && calls < 256; calls += 4) spent += (await sampler.sample(call, 4)) * 4;
           for (const tiles of options.candidates ?? forwardCandidates(device, headDim, dtype)) {
             tuned.set(key, tiles);
             // The first call compiles the candidate's pipeline.

@@ -12,6 +12,12 @@ export interface TimingOptions {
   readonly warmup: number;
   readonly iterations: number;
   readonly sampleTargetMs: number;
+  /**
+   * After the warm-up calls, keep calling (untimed) until this many GPU milliseconds have run: a GPU left idle while
+   * the host draws a shape's inputs clocks down, and on the H200 the first option timed after that read up to 2×
+   * slow (bench notes, entry 14).
+   */
+  readonly warmupMs?: number;
   /** Upper bound on calls per sample (e.g. so their outputs fit in memory until the sample is submitted). */
   readonly maxRepeats: number;
 }
@@ -40,7 +46,7 @@ export function timingMethodFor(device: Device, choice: 'auto' | TimingMethod): 
 
 /**
  * Runs `call` `warmup` times (the first compiles pipelines), estimates its time to choose the repeats per
- * sample, then takes `iterations` samples. Every sample starts with the GPU idle.
+ * sample, keeps the GPU busy for `warmupMs`, then takes `iterations` samples. Every sample starts with the GPU idle.
  */
 export async function timeCalls(device: Device, method: TimingMethod, call: TimedCall, options: TimingOptions): Promise<Timing> {
   const sampler = createCallSampler(device, method);
@@ -49,6 +55,7 @@ export async function timeCalls(device: Device, method: TimingMethod, call: Time
     for (let run = 0; run < Math.max(1, options.warmup); run++) estimate = await sampler.sample(call, 1);
     const wanted = estimate > 0 ? Math.ceil(options.sampleTargetMs / estimate) : options.maxRepeats;
     const repeats = Math.max(1, Math.min(options.maxRepeats, wanted));
+    for (let spent = 0; spent < (options.warmupMs ?? 0) && estimate > 0; ) spent += (await sampler.sample(call, repeats)) * repeats;
     const samplesMs: number[] = [];
     for (let iteration = 0; iteration < options.iterations; iteration++) samplesMs.push(await sampler.sample(call, repeats));
     return { method, ms: median(samplesMs), samplesMs, repeats, quantized: method === 'timestamp' && sampler.quantized };

@@ -32,6 +32,8 @@ export interface KernelBenchConfig {
   readonly iterations: number;
   /** Each sample repeats the call until it lasts about this long (timestamps may be quantised to ~65 µs). */
   readonly sampleTargetMs: number;
+  /** GPU milliseconds of untimed calls before sampling, so clocks have ramped up (see gpu-timer.ts). */
+  readonly warmupMs: number;
   readonly timing: TimingChoice;
   /** The math backend's memory budget in bytes (undefined: its default, 1 GiB). */
   readonly mathBudgetBytes: number | undefined;
@@ -160,6 +162,7 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
     warmup: warmup ?? (quick ? 1 : 3),
     iterations: iterations ?? (quick ? 3 : 10),
     sampleTargetMs: quick ? 1 : 5,
+    warmupMs: quick ? 0 : 300,
     timing,
     mathBudgetBytes,
     compare,

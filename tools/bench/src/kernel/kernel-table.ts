@@ -15,7 +15,7 @@ export function formatTiles(reports: readonly TileReport[]): string[] {
     const tiledBackward = tiledQuery && tiledKeyValue ? `dQ ${shape(tiledQuery, 'rows')}; dK/dV ${shape(tiledKeyValue, 'keys')}` : null;
     if (forward.kernel === 'matrix') {
       return (
-        `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices) ${forward.threads / 32} subgroups × ` +
+        `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices${tiles.directKeyValues ? ', k and v loaded directly' : ''}) ${forward.threads / 32} subgroups × ` +
         `${forward.rowsPerThread} blocks of 16 rows, ${forward.keys} keys per tile; backward ${tiledBackward ?? 'compact'} ${buckets}`
       );
     }

@@ -113,7 +113,7 @@ async function measurePass(context: CaseContext, backend: KernelBackend, pass: P
           }
         : () => backend.backward(q, k, v, saved!, gradOut, options);
     const maxRepeats = Math.max(1, Math.min(MAX_REPEATS, Math.floor(SAMPLE_MEMORY_BYTES / bytesPerCall(shape, dtype, backend.name, pass))));
-    const timingOptions = { warmup: config.warmup, iterations: config.iterations, sampleTargetMs: config.sampleTargetMs, maxRepeats };
+    const timingOptions = { warmup: config.warmup, warmupMs: config.warmupMs, iterations: config.iterations, sampleTargetMs: config.sampleTargetMs, maxRepeats };
     let timing = await timeCalls(device, method, call, timingOptions);
     // Timestamps that make no sense (zero, negative: a driver that does not write them) fall back to the clock.
     if (method === 'timestamp' && !(timing.ms > 0 && Number.isFinite(timing.ms))) timing = await timeCalls(device, 'wall-clock', call, timingOptions);
@@ -187,7 +187,8 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
   const tiles: TileReport[] = [];
   for (const dtype of config.dtypes) {
     for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
-      tiles.push({ dtype, headDim, tiles: chooseTiles({ dtype, headDimQk: headDim, headDimV: headDim }, device.caps) });
+      // The benchmark's problems are contiguous and not packed: the matrix forward takes its direct form.
+      tiles.push({ dtype, headDim, tiles: chooseTiles({ dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true }, device.caps) });
     }
   }
   const records: KernelRecord[] = [];
