@@ -24,9 +24,12 @@ import {
   queryPartialBindings,
   queryScratch,
   requireChunks,
+  type KernelBindings,
   type PackedRows,
 } from './flash-chunks';
 import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
+import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
+import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -142,7 +145,7 @@ export function recordFlashBackward(
 ): void {
   const { batch, queryHeads, queryLength, keyLength } = problem;
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
-  const tiles = recordingTiles(recorder.gpu, problem, caps)!;
+  const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps) }, caps)!;
   const variant = variantOf(problem);
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;
@@ -221,7 +224,11 @@ export function recordFlashBackward(
     const queryConstants = { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys };
     const queryKernel = (partial: boolean) => gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants);
     const workgroupsOf = (perWorkgroup: number) => (chunk: Chunk) => [Math.ceil(chunk.rows.count / perWorkgroup), chunk.heads.count, chunk.batch.count] as const;
-    if (chunks.query.every((chunk) => chunk.keys.count === keyLength)) {
+    const wholeKeys = chunks.query.every((chunk) => chunk.keys.count === keyLength);
+    const matrixShape = matrixQueryShape(tiles, caps);
+    if (wholeKeys && matrixShape) {
+      recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixShape, buffers);
+    } else if (wholeKeys) {
       const { source, perWorkgroup } = queryKernel(false);
       dispatchChunks(recorder, source, problem, kernels.query, chunks.query, run.tensors, run.optional, run.uniforms, workgroupsOf(perWorkgroup), run.rowStats('query', chunks.query));
     } else {
@@ -234,6 +241,35 @@ export function recordFlashBackward(
       });
     }
   }
+}
+
+/**
+ * dQ on subgroup matrices after the matrix forward's direct form (flash-backward-query-matrix.wgsl): k and v
+ * through padded copies bound whole (k's NaN values copied as 0), the query-side tensors in the planned chunks.
+ */
+function recordMatrixQuery(
+  run: BackwardRun,
+  chunks: readonly Chunk[],
+  bindings: KernelBindings,
+  tiles: FlashTiles,
+  shape: MatrixQueryShape,
+  buffers: FlashBackwardBuffers,
+): void {
+  const { recorder, problem } = run;
+  const padded = recordPaddedKeyValues(recorder, problem, buffers, shape.keys, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' });
+  const rowsPerWorkgroup = shape.subgroups * 16;
+  dispatchChunks(
+    recorder,
+    matrixQueryKernel(recorder.gpu, variantOf(problem), tiles, shape),
+    padded.problem,
+    { ...bindings, tensors: bindings.tensors.filter((t) => t.name !== 'k' && t.name !== 'v') },
+    chunks,
+    run.tensors,
+    [...run.optional, [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v]],
+    (chunk) => packFlashUniforms(padded.problem, run.gradients, undefined, run.residual, chunk),
+    (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+    run.rowStats('query', chunks),
+  );
 }
 
 /** A scratch buffer bound from its start over `bytes`. */

@@ -11,7 +11,7 @@ import { tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkFlashCase } from '../test/conformance-case';
-import { flashAttention } from './flash-attention';
+import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { HEAD_DIM_BUCKETS, forwardTilesFit, forwardTuningKey, recordingTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
 import { emulateSubgroupMatrices, withEmulatedMatrices } from './subgroup-matrix-emulation';
 
@@ -83,7 +83,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
 
   // Direct: padded copies, NaN values of v recorded by the copy; staged: packed varlen (one sequence, no mask).
   for (const form of ['direct', 'staged'] as const) {
-    it(`NaN inputs (${form}): a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j`, async () => {
+    it(`NaN inputs (${form}): a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j (and their dq)`, async () => {
       const device = gpu!;
       emulateSubgroupMatrices(device.gpu);
       useMatrixForward(0);
@@ -91,10 +91,11 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
       // Causal top-left, and (direct) a bool mask removing key 3 from row 7.
       const mask = Uint8Array.from({ length: L * S }, (_, e) => (form === 'direct' && Math.floor(e / S) === 7 && e % S === 3 ? 0 : 1));
       const attends = (row: number, key: number) => key <= row && mask[row * S + key] === 1;
+      // dq: the rows with a NaN logsumexp, and those attending a NaN value (their dP, so dS, is NaN).
       const poisons = [
-        { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5 },
-        { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3) },
-        { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false },
+        { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5, dq: (row: number) => row === 5 },
+        { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3), dq: (row: number) => attends(row, 3) },
+        { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false, dq: (row: number) => attends(row, 20) },
       ] as const;
       for (const poison of poisons) {
         const seed = freshSeed();
@@ -105,8 +106,12 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
         const [q, k, v] = [values.q, values.k, values.v].map((data) => tensor(device, data, shape, { dtype: 'f16' }));
         const attnMask = tensor(device, mask, [L, S], { dtype: 'bool' });
         const options = form === 'direct' ? { isCausal: true, attnMask } : { isCausal: true, cuSeqlensQ: [0, L], cuSeqlensK: [0, S] };
-        const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(q!, k!, v!, options));
-        const [outValues, lseValues] = [(await out.toArray()) as Float32Array, (await logsumexp.toArray()) as Float32Array];
+        const gradOut = tensor(device, randomValues(L * D, seed + 3), shape, { dtype: 'f16' });
+        const { out, logsumexp, dq, dk, dv } = await expectNoGpuErrors(device, () => {
+          const forward = flashAttention(q!, k!, v!, options);
+          return { ...forward, ...flashAttentionGrad(q!, k!, v!, forward.out, forward.logsumexp, gradOut, options) };
+        });
+        const [outValues, lseValues, dqValues] = [(await out.toArray()) as Float32Array, (await logsumexp.toArray()) as Float32Array, (await dq.toArray()) as Float32Array];
         for (let e = 0; e < L * D; e++) {
           const [row, column] = [Math.floor(e / D), e % D];
           expect(Number.isNaN(outValues[e]!), `out[${row}, ${column}] = ${outValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.out(row, column));
@@ -114,7 +119,11 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
         for (let row = 0; row < L; row++) {
           expect(Number.isNaN(lseValues[row]!), `logsumexp[${row}] = ${lseValues[row]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.lse(row));
         }
-        for (const t of [q!, k!, v!, attnMask, out, logsumexp]) t.dispose();
+        for (let e = 0; e < L * D; e++) {
+          const row = Math.floor(e / D);
+          expect(Number.isNaN(dqValues[e]!), `dq[${row}, ${e % D}] = ${dqValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.dq(row));
+        }
+        for (const t of [q!, k!, v!, gradOut, attnMask, out, logsumexp, dq, dk, dv]) t.dispose();
       }
     });
   }
@@ -178,7 +187,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     expect(gpu!.pipelines.keys().some((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV') && key.includes('qk32'))).toBe(true);
   });
 
-  it('ran the matrix kernel in every case whose head dims fit it, in both forms (runs after the cases)', () => {
+  it('ran the matrix kernel in every case whose head dims fit it, in both forms, and the matrix dQ (runs after the cases)', () => {
     const fitting = cases.filter((kase) => {
       const { q, v } = kase.generate(1);
       return matrixFits(q.shape.at(-1)!, v.shape.at(-1)!);
@@ -191,5 +200,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     expect(keys.filter((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV')).length).toBeGreaterThan(0);
     expect(keys.filter((key) => key.startsWith('flash-forward-matrix') && !key.includes('DIRECT_KV')).length).toBeGreaterThan(0);
     expect(keys.some((key) => key.startsWith('padded-key-values'))).toBe(true);
+    // The backward after the direct form (every third case) took dQ on subgroup matrices too.
+    expect(keys.some((key) => key.startsWith('flash-backward-query-matrix'))).toBe(true);
   });
 });

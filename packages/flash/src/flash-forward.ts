@@ -6,7 +6,6 @@ import {
   MATRIX_SUBGROUP_SIZE,
   capsOfGpuDevice,
   forwardRowsPerWorkgroup,
-  headDimBucket,
   recordingTiles,
   type FlashCaps,
   type FlashTiles,
@@ -14,7 +13,7 @@ import {
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { matrixForwardBlocks } from './matrix-blocks';
-import { paddedKeyValuesUnavailable, recordPaddedKeyValues } from './padded-key-values';
+import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
 import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
@@ -158,11 +157,6 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
       `buffers.packedRows.${name} is [${values.join(', ')}], need ${batch + 1} non-decreasing offsets whose sequences are at most ${longest} rows long (the problem's longest), equal to the ${name} buffer`,
     );
   }
-}
-
-/** Whether the matrix forward may load k and v straight from padded copies of them (padded-key-values.ts). */
-function directKeyValuesAllowed(problem: AttentionProblem, caps: FlashCaps): boolean {
-  return paddedKeyValuesUnavailable(problem, headDimBucket(problem.headDimQk), headDimBucket(problem.headDimV), caps) === null;
 }
 
 /** The forward kernel `tiles.forward` names, for this problem's variant. */

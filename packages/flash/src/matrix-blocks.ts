@@ -77,3 +77,44 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
     MATRIX_STORE_OUTPUT: outputStore('64u'),
   };
 }
+
+/**
+ * `${NAME}` replacements of flash-backward-query-matrix.wgsl (one 16-row block per subgroup) for head dims and keys
+ * per tile in blocks of 16. k and v come from the padded copies (rows of exactly the compiled head dims; k_row and
+ * v_row: the tile's first key row); S is summed as in the forward (`matrixForwardBlocks`), so P is exact.
+ */
+export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBlocks' | 'direct'>): Record<string, string> {
+  const { qk16, v16, keys16 } = shape;
+  const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
+  return {
+    MATRIX_DECLARATIONS: [
+      `var q_m: array<${LEFT}, ${qk16}>;`,
+      `var g_m: array<${LEFT}, ${v16}>;`,
+      `var dq_m: array<${RESULT}, ${qk16}>;`,
+      block(qk16, 'e', `dq_m[e] = ${RESULT}();`),
+    ].join('\n  '),
+    MATRIX_LOAD_QUERY: block(qk16, 'kk', `q_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(1u + kk), P_STRIDE);`),
+    MATRIX_LOAD_GRAD: block(v16, 'kk', `g_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(16u + kk), P_STRIDE);`),
+    MATRIX_SCORES: block(
+      keys16,
+      'n',
+      `var s = ${RESULT}(); ` +
+        block(qk16, 'kk', `let keys = subgroupMatrixLoad<${RIGHT}, col_major>(&k, k_row + n * 16u * HEAD_DIM_QK + kk * 16u, HEAD_DIM_QK); s = subgroupMatrixMultiplyAccumulate(q_m[kk], keys, s);`) +
+        ` subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(tile_site + 64u + n), s, S_STRIDE);`,
+    ),
+    MATRIX_VALUE_PRODUCTS: block(
+      keys16,
+      'n',
+      `var products = ${RESULT}(); ` +
+        block(v16, 'kk', `let values = subgroupMatrixLoad<${RIGHT}, col_major>(&v, v_row + n * 16u * HEAD_DIM_V + kk * 16u, HEAD_DIM_V); products = subgroupMatrixMultiplyAccumulate(g_m[kk], values, products);`) +
+        ` subgroupMatrixStore<row_major>(&dp_scratch, dp_base + n * 16u + salt(tile_site + 96u + n), products, DP_STRIDE);`,
+    ),
+    MATRIX_QUERY_GRADIENT: block(
+      keys16,
+      'kk',
+      `let gradients = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(tile_site + 160u + kk), P_STRIDE); ` +
+        block(qk16, 'n', `let keys = subgroupMatrixLoad<${RIGHT}, row_major>(&k, k_row + kk * 16u * HEAD_DIM_QK + n * 16u, HEAD_DIM_QK); dq_m[n] = subgroupMatrixMultiplyAccumulate(gradients, keys, dq_m[n]);`),
+    ),
+    MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(32u + n), dq_m[n], S_STRIDE);`),
+  };
+}

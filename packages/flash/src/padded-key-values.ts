@@ -1,7 +1,7 @@
 import { composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import { layoutSpan, storageBuffersNeeded } from './check-flash';
 import type { KernelRecorder } from './recorder';
-import type { FlashCaps } from './flash-tiles';
+import { headDimBucket, type FlashCaps } from './flash-tiles';
 import source from './padded-key-values.wgsl?raw';
 
 /**
@@ -33,10 +33,17 @@ const GROUP_ROWS = 32;
 /** At most this many workgroups (each strides over the row groups). */
 const MAX_WORKGROUPS = 65535;
 
-const copyKernel = (scanNan: boolean): KernelSource => ({
+/** 'record': NaN and ±∞ copied as 0 and recorded; 'zero-nan': NaN copied as 0; 'plain': every value as it is. */
+export type PaddedCopyMode = 'plain' | 'zero-nan' | 'record';
+
+const copyKernel = (mode: PaddedCopyMode): KernelSource => ({
   name: 'padded-key-values',
-  variant: scanNan ? 'scan-nan' : '',
-  code: () => composeWgsl(['enable f16;', source], { flags: { SCAN_NAN: scanNan }, replacements: { UNIFORMS: COPY_UNIFORMS.wgslStruct('Params') } }),
+  variant: mode,
+  code: () =>
+    composeWgsl(['enable f16;', source], {
+      flags: { SCAN_NAN: mode === 'record', ZERO_NAN: mode === 'zero-nan' },
+      replacements: { UNIFORMS: COPY_UNIFORMS.wgslStruct('Params') },
+    }),
 });
 
 /** k and v as the direct form reads them, and the problem with their layouts. */
@@ -85,7 +92,16 @@ export function paddedKeyValuesUnavailable(problem: AttentionProblem, headDimQk:
   return null;
 }
 
-/** Records the copies of k and v (see the header) for key tiles of `blockKeys` and compiled head dims. */
+/** Whether the matrix kernels may load k and v from padded copies of them for this problem (its head-dim buckets). */
+export function directKeyValuesAllowed(problem: AttentionProblem, caps: FlashCaps): boolean {
+  return paddedKeyValuesUnavailable(problem, headDimBucket(problem.headDimQk), headDimBucket(problem.headDimV), caps) === null;
+}
+
+/**
+ * Records the copies of k and v (see the header) for key tiles of `blockKeys` and compiled head dims: by default
+ * for the forward (v's NaN and ±∞ recorded in `nanFlags`); `modes` as the matrix dQ kernel needs them (k's NaN
+ * copied as 0, v as it is; `nanFlags` is then not written).
+ */
 export function recordPaddedKeyValues(
   recorder: KernelRecorder,
   problem: AttentionProblem,
@@ -93,17 +109,18 @@ export function recordPaddedKeyValues(
   blockKeys: number,
   headDimQk: number,
   headDimV: number,
+  modes: { readonly k: Exclude<PaddedCopyMode, 'record'>; readonly v: Exclude<PaddedCopyMode, 'zero-nan'> } = { k: 'plain', v: 'record' },
 ): PaddedKeyValues {
   const rows = paddedKeyRows(problem.keyLength, blockKeys);
   const rowCount = problem.batch * problem.kvHeads * rows;
   const usage = GPUBufferUsage.STORAGE;
-  const copy = (name: 'k' | 'v', dims: number, padded: GPUBuffer, nanFlags?: GPUBuffer) => {
+  const copy = (name: 'k' | 'v', dims: number, padded: GPUBuffer, nanFlags: GPUBuffer) => {
     const layout = problem.layout[name];
     const groups = Math.ceil(rowCount / GROUP_ROWS);
     if (groups === 0) return;
     recorder.dispatch(
-      copyKernel(nanFlags !== undefined),
-      [[1, buffers[name]], [2, padded], ...(nanFlags ? [[3, nanFlags] as const] : [])],
+      copyKernel(modes[name]),
+      [[1, buffers[name]], [2, padded], ...(modes[name] === 'record' ? [[3, nanFlags] as const] : [])],
       COPY_UNIFORMS.pack({
         offset: layout.offset,
         batch_stride: layout.batch,
@@ -122,8 +139,8 @@ export function recordPaddedKeyValues(
   };
   const k = recorder.temporary(rowCount * headDimQk * 2, usage, 'flash padded k');
   const v = recorder.temporary(rowCount * headDimV * 2, usage, 'flash padded v');
-  const nanFlags = recorder.temporary(nanFlagWords(rowCount, headDimV) * 4, usage, 'flash v NaN record');
-  copy('k', headDimQk, k);
+  const nanFlags = recorder.temporary(modes.v === 'record' ? nanFlagWords(rowCount, headDimV) * 4 : 4, usage, 'flash v NaN record');
+  copy('k', headDimQk, k, nanFlags);
   copy('v', headDimV, v, nanFlags);
   const layout = { ...problem.layout, k: paddedLayout(problem, rows, headDimQk), v: paddedLayout(problem, rows, headDimV) };
   return { k, v, nanFlags, problem: { ...problem, layout } };

@@ -1,7 +1,9 @@
 // Copies k or v (any element strides) into a contiguous f16 buffer [B, Hkv, padded_rows, padded_dims] for the
 // subgroup-matrix forward's direct loads (padded-key-values.ts): every head's keys padded with zero rows to a whole
 // number of key tiles and its dims with zeros to the compiled head dim, so a matrix load of any attended tile stays
-// inside the head's rows. With SCAN_NAN (v) NaN and infinite values are copied as 0 and recorded in nan_flags, 32
+// inside the head's rows. With ZERO_NAN NaN values are copied as 0 (k for the matrix dQ kernel, whose dS · K must
+// not meet a NaN key at a zero dS). With SCAN_NAN (v for the forward) NaN and infinite values are copied as 0 and
+// recorded in nan_flags, 32
 // rows per group of 1 + 64 · DIM_WORDS words: a summary word (bit r: row r of the group has such a value), then per
 // row DIM_WORDS words of the dims holding NaN or +∞ and DIM_WORDS of those holding NaN or −∞
 // (flash-forward-matrix.wgsl reads them). A workgroup copies groups of 32 rows (grid-stride).
@@ -40,6 +42,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       var value = f16(0.0);
       if (key < params.keys && d < params.dims) {
         value = source[params.offset + b * params.batch_stride + h * params.head_stride + key * params.key_stride + d * params.dim_stride];
+#if ZERO_NAN
+        if ((bitcast<u32>(f32(value)) & 0x7fffffffu) > 0x7f800000u) {
+          value = f16(0.0);
+        }
+#endif
 #if SCAN_NAN
         let bits = bitcast<u32>(f32(value));
         if ((bits & 0x7fffffffu) >= 0x7f800000u) {

@@ -1,0 +1,57 @@
+import type { KernelSource } from '@webattn/tensor';
+import { flashKernel, type FlashVariant } from './flash-kernels';
+import { MATRIX_SUBGROUP_SIZE, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { matrixQueryGradientBlocks } from './matrix-blocks';
+import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
+import source from './flash-backward-query-matrix.wgsl?raw';
+
+/** The matrix dQ kernel's workgroup shape: subgroups (16 query rows each) and keys per tile. */
+export interface MatrixQueryShape {
+  readonly subgroups: number;
+  readonly keys: number;
+}
+
+/** Workgroup bytes of flash-backward-query-matrix.wgsl (its workgroup arrays). */
+export function matrixQueryStorage(shape: MatrixQueryShape, headDimQk: number, headDimV: number): number {
+  const rows = shape.subgroups * 16;
+  const scores = rows * (Math.max(shape.keys, headDimQk) + 1) * 4;
+  const products = rows * (shape.keys + 1) * 4;
+  const gradients = rows * (Math.max(shape.keys, headDimQk, headDimV) + 8) * 2;
+  return scores + products + gradients + 32;
+}
+
+/**
+ * The matrix dQ kernel's shape for these tiles (2 subgroups × 32 keys, else smaller until it fits the workgroup
+ * storage), or null: only after the matrix forward's direct form (its padded k and v copies; f16 with subgroup
+ * matrices) and only up to head dim 128.
+ */
+export function matrixQueryShape(tiles: FlashTiles, caps: FlashCaps): MatrixQueryShape | null {
+  if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
+  const shapes: MatrixQueryShape[] = [
+    { subgroups: 2, keys: 32 },
+    { subgroups: 2, keys: 16 },
+    { subgroups: 1, keys: 32 },
+    { subgroups: 1, keys: 16 },
+  ];
+  return (
+    shapes.find(
+      (shape) =>
+        shape.subgroups * MATRIX_SUBGROUP_SIZE <= caps.maxComputeInvocationsPerWorkgroup &&
+        matrixQueryStorage(shape, tiles.headDimQk, tiles.headDimV) <= caps.maxComputeWorkgroupStorageSize,
+    ) ?? null
+  );
+}
+
+/** The matrix dQ kernel for a variant and shape (with the builtins emulated on a device marked for tests). */
+export function matrixQueryKernel(gpu: GPUDevice, variant: FlashVariant, tiles: FlashTiles, shape: MatrixQueryShape): KernelSource {
+  const emulated = subgroupMatricesEmulated(gpu);
+  const kernel = flashKernel('flash-backward-query-matrix', source, variant, tiles, {}, {}, {
+    // As the matrix forward: offsets uniform per subgroup, which Tint's uniformity analysis cannot see.
+    directives: emulated
+      ? ['enable subgroups;']
+      : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+    sizes: { SUBGROUPS: shape.subgroups, BLOCK_N: shape.keys },
+    snippets: matrixQueryGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: shape.keys / 16 }),
+  });
+  return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
+}
