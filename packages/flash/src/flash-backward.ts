@@ -29,7 +29,8 @@ import {
 } from './flash-chunks';
 import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
-import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
+import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
+import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues } from './padded-key-values';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -196,7 +197,10 @@ export function recordFlashBackward(
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
   const keyValueKernel = (partial: boolean) =>
     gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants);
-  if (keyLength > 0 && 'direct' in keyValuePlan) {
+  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, tiles, caps) : null;
+  if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
+    recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers);
+  } else if (keyLength > 0 && 'direct' in keyValuePlan) {
     const { source, perWorkgroup } = keyValueKernel(false);
     dispatchChunks(
       recorder,
@@ -269,6 +273,43 @@ function recordMatrixQuery(
     (chunk) => packFlashUniforms(padded.problem, run.gradients, undefined, run.residual, chunk),
     (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
     run.rowStats('query', chunks),
+  );
+}
+
+/**
+ * dK/dV on subgroup matrices after the matrix forward's direct form (flash-backward-key-value-matrix.wgsl): q, k,
+ * v and dO through padded copies bound whole (q's NaN values copied as 0), dk and dv in the planned chunks (kv heads
+ * × keys, every query row).
+ */
+function recordMatrixKeyValue(
+  run: BackwardRun,
+  chunks: readonly Chunk[],
+  bindings: KernelBindings,
+  tiles: FlashTiles,
+  shape: MatrixKeyValueShape,
+  buffers: FlashBackwardBuffers,
+): void {
+  const { recorder, problem } = run;
+  const keysPerWorkgroup = shape.subgroups * 16;
+  const padded = recordPaddedKeyValues(recorder, problem, buffers, keysPerWorkgroup, tiles.headDimQk, tiles.headDimV, { k: 'plain', v: 'plain' });
+  const rows = Math.ceil(problem.queryLength / shape.rows) * shape.rows;
+  const querySide = { batches: problem.batch, heads: problem.queryHeads, length: problem.queryLength };
+  const q = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.q, layout: problem.layout.q, dims: problem.headDimQk }, rows, tiles.headDimQk, 'zero-nan', 'flash padded q');
+  const gradOut = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.gradOut, layout: run.gradients.gradOut, dims: problem.headDimV }, rows, tiles.headDimV, 'plain', 'flash padded dO');
+  const kernelProblem = { ...padded.problem, layout: { ...padded.problem.layout, q: q.layout } };
+  const gradients = { ...run.gradients, gradOut: gradOut.layout };
+  const copied = new Set(['q', 'k', 'v', 'gradOut']);
+  dispatchChunks(
+    recorder,
+    matrixKeyValueKernel(recorder.gpu, variantOf(problem), tiles, shape),
+    kernelProblem,
+    { ...bindings, tensors: bindings.tensors.filter((t) => !copied.has(t.name)) },
+    chunks,
+    run.tensors,
+    [...run.optional, [BINDING.first, q.buffer], [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v], [BINDING.first + 3, gradOut.buffer]],
+    (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, chunk),
+    (chunk) => [Math.ceil(chunk.keys.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
+    run.rowStats('kv', chunks),
   );
 }
 

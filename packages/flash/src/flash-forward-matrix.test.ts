@@ -83,7 +83,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
 
   // Direct: padded copies, NaN values of v recorded by the copy; staged: packed varlen (one sequence, no mask).
   for (const form of ['direct', 'staged'] as const) {
-    it(`NaN inputs (${form}): a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j (and their dq)`, async () => {
+    it(`NaN inputs (${form}): a NaN in q row i or in a k row i may attend makes row i NaN; a NaN in v[j, d] only out[i, d] of the rows attending j; dq, dk, dv NaN as flash-nan.test.ts`, async () => {
       const device = gpu!;
       emulateSubgroupMatrices(device.gpu);
       useMatrixForward(0);
@@ -91,11 +91,13 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
       // Causal top-left, and (direct) a bool mask removing key 3 from row 7.
       const mask = Uint8Array.from({ length: L * S }, (_, e) => (form === 'direct' && Math.floor(e / S) === 7 && e % S === 3 ? 0 : 1));
       const attends = (row: number, key: number) => key <= row && mask[row * S + key] === 1;
-      // dq: the rows with a NaN logsumexp, and those attending a NaN value (their dP, so dS, is NaN).
+      // dq: the rows with a NaN logsumexp, and those attending a NaN value (their dP, so dS, is NaN); dk: the keys
+      // such rows attend; dv: the keys rows with a NaN logsumexp attend (as flash-nan.test.ts).
+      const keysOf = (rows: (row: number) => boolean) => (key: number) => Array.from({ length: L }, (_, row) => row).some((row) => rows(row) && attends(row, key));
       const poisons = [
-        { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5, dq: (row: number) => row === 5 },
-        { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3), dq: (row: number) => attends(row, 3) },
-        { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false, dq: (row: number) => attends(row, 20) },
+        { what: 'q', row: 5, column: 2, out: (row: number) => row === 5, lse: (row: number) => row === 5, dq: (row: number) => row === 5, dk: keysOf((row) => row === 5), dv: keysOf((row) => row === 5) },
+        { what: 'k', row: 3, column: 9, out: (row: number) => attends(row, 3), lse: (row: number) => attends(row, 3), dq: (row: number) => attends(row, 3), dk: keysOf((row) => attends(row, 3)), dv: keysOf((row) => attends(row, 3)) },
+        { what: 'v', row: 20, column: 15, out: (row: number, column: number) => column === 15 && attends(row, 20), lse: () => false, dq: (row: number) => attends(row, 20), dk: keysOf((row) => attends(row, 20)), dv: () => false },
       ] as const;
       for (const poison of poisons) {
         const seed = freshSeed();
@@ -112,6 +114,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
           return { ...forward, ...flashAttentionGrad(q!, k!, v!, forward.out, forward.logsumexp, gradOut, options) };
         });
         const [outValues, lseValues, dqValues] = [(await out.toArray()) as Float32Array, (await logsumexp.toArray()) as Float32Array, (await dq.toArray()) as Float32Array];
+        const [dkValues, dvValues] = [(await dk.toArray()) as Float32Array, (await dv.toArray()) as Float32Array];
         for (let e = 0; e < L * D; e++) {
           const [row, column] = [Math.floor(e / D), e % D];
           expect(Number.isNaN(outValues[e]!), `out[${row}, ${column}] = ${outValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.out(row, column));
@@ -122,6 +125,11 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
         for (let e = 0; e < L * D; e++) {
           const row = Math.floor(e / D);
           expect(Number.isNaN(dqValues[e]!), `dq[${row}, ${e % D}] = ${dqValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.dq(row));
+        }
+        for (let e = 0; e < S * D; e++) {
+          const key = Math.floor(e / D);
+          expect(Number.isNaN(dkValues[e]!), `dk[${key}, ${e % D}] = ${dkValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.dk(key));
+          expect(Number.isNaN(dvValues[e]!), `dv[${key}, ${e % D}] = ${dvValues[e]} with ${poison.what} NaN (seed ${seed})`).toBe(poison.dv(key));
         }
         for (const t of [q!, k!, v!, gradOut, attnMask, out, logsumexp, dq, dk, dv]) t.dispose();
       }
@@ -200,7 +208,8 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     expect(keys.filter((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV')).length).toBeGreaterThan(0);
     expect(keys.filter((key) => key.startsWith('flash-forward-matrix') && !key.includes('DIRECT_KV')).length).toBeGreaterThan(0);
     expect(keys.some((key) => key.startsWith('padded-key-values'))).toBe(true);
-    // The backward after the direct form (every third case) took dQ on subgroup matrices too.
+    // The backward after the direct form (every third case) took dQ and dK/dV on subgroup matrices too.
     expect(keys.some((key) => key.startsWith('flash-backward-query-matrix'))).toBe(true);
+    expect(keys.some((key) => key.startsWith('flash-backward-key-value-matrix'))).toBe(true);
   });
 });

@@ -118,3 +118,45 @@ export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBloc
     MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(32u + n), dq_m[n], S_STRIDE);`),
   };
 }
+
+/**
+ * `${NAME}` replacements of flash-backward-key-value-matrix.wgsl (16 keys per subgroup; rows16 blocks of 16 query
+ * rows per tile) for head dims in blocks of 16. q, k, v and dO come from padded copies (rows of exactly the compiled
+ * head dims; k_row / v_row: the subgroup's first key, q_row / g_row: the tile's first query row).
+ */
+export function matrixKeyValueGradientBlocks(shape: { readonly qk16: number; readonly v16: number; readonly rows16: number }): Record<string, string> {
+  const { qk16, v16, rows16 } = shape;
+  const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
+  const store = (matrices: string, count: number, site: number) =>
+    block(count, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(${site}u + n), ${matrices}[n], S_STRIDE);`);
+  return {
+    MATRIX_DECLARATIONS: [
+      `var k_m: array<${LEFT}, ${qk16}>;`,
+      `var v_m: array<${LEFT}, ${v16}>;`,
+      `var dk_m: array<${RESULT}, ${qk16}>;`,
+      `var dv_m: array<${RESULT}, ${v16}>;`,
+      block(qk16, 'kk', `k_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&k, k_row + kk * 16u, HEAD_DIM_QK); dk_m[kk] = ${RESULT}();`),
+      block(v16, 'kk', `v_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&v, v_row + kk * 16u, HEAD_DIM_V); dv_m[kk] = ${RESULT}();`),
+    ].join('\n  '),
+    MATRIX_SCORES: block(
+      rows16,
+      'm',
+      `var s = ${RESULT}(); ` +
+        block(qk16, 'kk', `let queries = subgroupMatrixLoad<${RIGHT}, col_major>(&q, q_row + m * 16u * HEAD_DIM_QK + kk * 16u, HEAD_DIM_QK); s = subgroupMatrixMultiplyAccumulate(k_m[kk], queries, s);`) +
+        ` subgroupMatrixStore<row_major>(&score_scratch, s_base + m * 16u + salt(tile_site + 1u + m), s, S_STRIDE); ` +
+        `var products = ${RESULT}(); ` +
+        block(v16, 'kk', `let gradients = subgroupMatrixLoad<${RIGHT}, col_major>(&grad_out, g_row + m * 16u * HEAD_DIM_V + kk * 16u, HEAD_DIM_V); products = subgroupMatrixMultiplyAccumulate(v_m[kk], gradients, products);`) +
+        ` subgroupMatrixStore<row_major>(&dp_scratch, dp_base + m * 16u + salt(tile_site + 16u + m), products, DP_STRIDE);`,
+    ),
+    MATRIX_GRADIENTS: block(
+      rows16,
+      'm',
+      `let weights = subgroupMatrixLoad<${LEFT}, row_major>(&weight_scratch, p_base + m * 16u + salt(tile_site + 32u + m), P_STRIDE); ` +
+        block(v16, 'n', `let gradients = subgroupMatrixLoad<${RIGHT}, row_major>(&grad_out, g_row + m * 16u * HEAD_DIM_V + n * 16u, HEAD_DIM_V); dv_m[n] = subgroupMatrixMultiplyAccumulate(weights, gradients, dv_m[n]);`) +
+        ` let score_gradients = subgroupMatrixLoad<${LEFT}, row_major>(&gradient_scratch, p_base + m * 16u + salt(tile_site + 48u + m), P_STRIDE); ` +
+        block(qk16, 'n', `let queries = subgroupMatrixLoad<${RIGHT}, row_major>(&q, q_row + m * 16u * HEAD_DIM_QK + n * 16u, HEAD_DIM_QK); dk_m[n] = subgroupMatrixMultiplyAccumulate(score_gradients, queries, dk_m[n]);`),
+    ),
+    MATRIX_STORE_KEY_GRADIENT: store('dk_m', qk16, 8),
+    MATRIX_STORE_VALUE_GRADIENT: store('dv_m', v16, 24),
+  };
+}

@@ -59,10 +59,6 @@ export interface PaddedKeyValues {
 /** Rows per head of the padded copies: the keys, rounded up to whole tiles of `blockKeys`. */
 export const paddedKeyRows = (keyLength: number, blockKeys: number) => Math.ceil(keyLength / blockKeys) * blockKeys;
 
-function paddedLayout(problem: AttentionProblem, rows: number, dims: number): AttentionLayout {
-  return { batch: problem.kvHeads * rows * dims, head: rows * dims, sequence: dims, dim: 1, offset: 0 };
-}
-
 /** Words of the NaN record for `rowCount` rows of `dims` (padded) dims. */
 function nanFlagWords(rowCount: number, dims: number): number {
   return Math.ceil(rowCount / GROUP_ROWS) * (1 + 2 * GROUP_ROWS * Math.ceil(dims / 32));
@@ -97,10 +93,60 @@ export function directKeyValuesAllowed(problem: AttentionProblem, caps: FlashCap
   return paddedKeyValuesUnavailable(problem, headDimBucket(problem.headDimQk), headDimBucket(problem.headDimV), caps) === null;
 }
 
+/** A tensor's rows as a padded copy records them: [batches, heads, length] rows of `dims` values. */
+export interface PaddedSource {
+  readonly buffer: GPUBuffer;
+  readonly layout: AttentionLayout;
+  readonly batches: number;
+  readonly heads: number;
+  readonly length: number;
+  readonly dims: number;
+}
+
+/**
+ * Records a padded copy of `source` (padded-key-values.wgsl): contiguous [batches, heads, rows, paddedDims] f16, rows
+ * past `length` and dims past `dims` zero; returns the copy and its layout. `nanFlags` is written in mode 'record'.
+ */
+export function recordPaddedCopy(
+  recorder: KernelRecorder,
+  source: PaddedSource,
+  rows: number,
+  paddedDims: number,
+  mode: PaddedCopyMode,
+  label: string,
+  nanFlags?: GPUBuffer,
+): { readonly buffer: GPUBuffer; readonly layout: AttentionLayout } {
+  const rowCount = source.batches * source.heads * rows;
+  const buffer = recorder.temporary(rowCount * paddedDims * 2, GPUBufferUsage.STORAGE, label);
+  const groups = Math.ceil(rowCount / GROUP_ROWS);
+  if (groups > 0) {
+    const { layout } = source;
+    recorder.dispatch(
+      copyKernel(mode),
+      [[1, source.buffer], [2, buffer], ...(mode === 'record' ? [[3, nanFlags!] as const] : [])],
+      COPY_UNIFORMS.pack({
+        offset: layout.offset,
+        batch_stride: layout.batch,
+        head_stride: layout.head,
+        key_stride: layout.sequence,
+        dim_stride: layout.dim,
+        batches: source.batches,
+        heads: source.heads,
+        keys: source.length,
+        padded_rows: rows,
+        dims: source.dims,
+        padded_dims: paddedDims,
+      }),
+      [Math.min(groups, MAX_WORKGROUPS), 1, 1],
+    );
+  }
+  return { buffer, layout: { batch: source.heads * rows * paddedDims, head: rows * paddedDims, sequence: paddedDims, dim: 1, offset: 0 } };
+}
+
 /**
  * Records the copies of k and v (see the header) for key tiles of `blockKeys` and compiled head dims: by default
- * for the forward (v's NaN and ±∞ recorded in `nanFlags`); `modes` as the matrix dQ kernel needs them (k's NaN
- * copied as 0, v as it is; `nanFlags` is then not written).
+ * for the forward (v's NaN and ±∞ recorded in `nanFlags`); `modes` as the matrix backward kernels need them (k's
+ * NaN copied as 0 for dQ, or both as they are; `nanFlags` is then not written).
  */
 export function recordPaddedKeyValues(
   recorder: KernelRecorder,
@@ -113,35 +159,16 @@ export function recordPaddedKeyValues(
 ): PaddedKeyValues {
   const rows = paddedKeyRows(problem.keyLength, blockKeys);
   const rowCount = problem.batch * problem.kvHeads * rows;
-  const usage = GPUBufferUsage.STORAGE;
-  const copy = (name: 'k' | 'v', dims: number, padded: GPUBuffer, nanFlags: GPUBuffer) => {
-    const layout = problem.layout[name];
-    const groups = Math.ceil(rowCount / GROUP_ROWS);
-    if (groups === 0) return;
-    recorder.dispatch(
-      copyKernel(modes[name]),
-      [[1, buffers[name]], [2, padded], ...(modes[name] === 'record' ? [[3, nanFlags] as const] : [])],
-      COPY_UNIFORMS.pack({
-        offset: layout.offset,
-        batch_stride: layout.batch,
-        head_stride: layout.head,
-        key_stride: layout.sequence,
-        dim_stride: layout.dim,
-        batches: problem.batch,
-        heads: problem.kvHeads,
-        keys: problem.keyLength,
-        padded_rows: rows,
-        dims: name === 'k' ? problem.headDimQk : problem.headDimV,
-        padded_dims: dims,
-      }),
-      [Math.min(groups, MAX_WORKGROUPS), 1, 1],
-    );
-  };
-  const k = recorder.temporary(rowCount * headDimQk * 2, usage, 'flash padded k');
-  const v = recorder.temporary(rowCount * headDimV * 2, usage, 'flash padded v');
-  const nanFlags = recorder.temporary(modes.v === 'record' ? nanFlagWords(rowCount, headDimV) * 4 : 4, usage, 'flash v NaN record');
-  copy('k', headDimQk, k, nanFlags);
-  copy('v', headDimV, v, nanFlags);
-  const layout = { ...problem.layout, k: paddedLayout(problem, rows, headDimQk), v: paddedLayout(problem, rows, headDimV) };
-  return { k, v, nanFlags, problem: { ...problem, layout } };
+  const nanFlags = recorder.temporary(modes.v === 'record' ? nanFlagWords(rowCount, headDimV) * 4 : 4, GPUBufferUsage.STORAGE, 'flash v NaN record');
+  const source = (name: 'k' | 'v', dims: number): PaddedSource => ({
+    buffer: buffers[name],
+    layout: problem.layout[name],
+    batches: problem.batch,
+    heads: problem.kvHeads,
+    length: problem.keyLength,
+    dims,
+  });
+  const k = recordPaddedCopy(recorder, source('k', problem.headDimQk), rows, headDimQk, modes.k, 'flash padded k');
+  const v = recordPaddedCopy(recorder, source('v', problem.headDimV), rows, headDimV, modes.v, 'flash padded v', nanFlags);
+  return { k: k.buffer, v: v.buffer, nanFlags, problem: { ...problem, layout: { ...problem.layout, k: k.layout, v: v.layout } } };
 }

@@ -1,0 +1,207 @@
+// FlashAttention-2 backward for dK and dV on subgroup matrices (16×16×16 f16 → f32), after the matrix forward's
+// direct form. q, k, v and dO are padded copies (padded-key-values.ts: contiguous, each head padded with zero rows
+// to whole tiles and zero dims to the compiled head dim; q's NaN values copied as 0), so every matrix load stays
+// inside its head's rows. A workgroup is SUBGROUPS subgroups of 32 lanes; each owns 16 consecutive keys of one
+// (batch, kv head) and keeps their k and v rows as left matrices and dK, dV as result matrices. It loops over the
+// query heads that share the kv head (GQA) and the query tiles of BLOCK_M rows that may attend its keys:
+//   1. Sᵀ = K Qᵀ and dPᵀ = V dOᵀ on the matrices, stored to the subgroup's f32 scratches;
+//   2. each lane takes (row, 4 aligned keys) pairs: P = exp(S − logsumexp) where the pair is allowed (scale,
+//      softcap, masks, bounds: flash-common.wgsl), P̃ = P · dropout keep, dS = P ∘ (dP̃ − delta) · softcap′ · scale
+//      (flash-backward-key-value-tiled.wgsl's formulas), both as f16 into the subgroup's scratches (0 where the
+//      pair is not allowed);
+//   3. dV += P̃ᵀ dO and dK += dSᵀ Q on the matrices.
+// NaN inputs as the tiled kernel: a key that a row with a NaN logsumexp may attend gets NaN dK and dV (NaN query
+// rows are zero in the q copy, so that the zero dS of a masked pair cannot spread them). Only unsplit (every key of
+// a kv head in one dispatch, all its query rows): the recording falls back to the tiled kernel otherwise.
+
+const SUBGROUP_SIZE: u32 = 32u;
+const SUBGROUPS: u32 = ${SUBGROUPS}u;
+const BLOCK_M: u32 = ${BLOCK_M}u;
+const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
+const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
+const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
+// (row, 4-key group) pairs of a subgroup's 16 keys × BLOCK_M rows, per lane.
+const PAIRS_PER_LANE: u32 = BLOCK_M * 4u / SUBGROUP_SIZE;
+// Row strides (elements): scores and dP (keys × rows, f32; the score scratch also carries dK and dV at the end),
+// P̃ and dS (keys × rows, f16).
+const S_STRIDE: u32 = max(BLOCK_M, max(HEAD_DIM_QK, HEAD_DIM_V)) + 1u;
+const DP_STRIDE: u32 = BLOCK_M + 1u;
+const P_STRIDE: u32 = BLOCK_M + 8u;
+
+// Always 0, unknown to compilers (see matrix-blocks.ts): keeps matrix loads from being merged or hoisted.
+fn salt(site: u32) -> u32 {
+  return site * params.opaque_zero;
+}
+
+@group(0) @binding(5) var<storage, read> q: array<f16>;
+@group(0) @binding(6) var<storage, read> k: array<f16>;
+@group(0) @binding(7) var<storage, read> v: array<f16>;
+@group(0) @binding(8) var<storage, read> grad_out: array<f16>;
+@group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
+@group(0) @binding(10) var<storage, read> delta: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dk: array<f16>;
+@group(0) @binding(12) var<storage, read_write> dv: array<f16>;
+
+var<workgroup> score_scratch: array<f32, SUBGROUPS * 16u * S_STRIDE>;
+var<workgroup> dp_scratch: array<f32, SUBGROUPS * 16u * DP_STRIDE>;
+var<workgroup> weight_scratch: array<f16, SUBGROUPS * 16u * P_STRIDE>;
+var<workgroup> gradient_scratch: array<f16, SUBGROUPS * 16u * P_STRIDE>;
+// 1: some row with a NaN logsumexp may attend the key.
+var<workgroup> key_poisoned: array<atomic<u32>, SUBGROUPS * 16u>;
+var<workgroup> sequence_shared: Sequence;
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let block_keys = SUBGROUPS * 16u;
+  let subgroup = lid / SUBGROUP_SIZE;
+  let lane = lid % SUBGROUP_SIZE;
+  let b = params.batch_base + wid.z;
+  let kv_head = params.head_base + wid.y;
+  let key0 = params.key_base + wid.x * block_keys;
+  let subgroup_key0 = key0 + subgroup * 16u;
+  if (lid == 0u) {
+    sequence_shared = load_sequence(b);
+  }
+  let sequence = workgroupUniformLoad(&sequence_shared);
+  let key_end = min(sequence.k_len, params.key_end);
+  let valid_end = min(sequence.k_valid, params.key_end);
+  if (key0 >= key_end) {
+    return;
+  }
+  let negative_infinity = params.negative_infinity;
+  let group = params.q_heads / params.kv_heads;
+
+  // Query tiles that may attend some key of this workgroup.
+  var tile_begin = 0u;
+  var tile_end = 0u;
+  if (key0 < valid_end && sequence.q_len > 0u) {
+    let key_last = min(key0 + block_keys, valid_end) - 1u;
+    let rows = row_bounds(i32(key0), i32(key_last), sequence);
+    if (rows.y >= rows.x) {
+      tile_begin = u32(rows.x) / BLOCK_M;
+      tile_end = u32(rows.y) / BLOCK_M + 1u;
+    }
+  }
+  let row_limit = min(sequence.q_len, params.row_end);
+  let s_base = subgroup * 16u * S_STRIDE;
+  let dp_base = subgroup * 16u * DP_STRIDE;
+  let p_base = subgroup * 16u * P_STRIDE;
+  let k_row = params.k_offset + b * params.k_batch + kv_head * params.k_head + subgroup_key0 * HEAD_DIM_QK;
+  let v_row = params.v_offset + b * params.v_batch + kv_head * params.v_head + subgroup_key0 * HEAD_DIM_V;
+  for (var c = lid; c < block_keys; c += THREADS) {
+    atomicStore(&key_poisoned[c], 0u);
+  }
+  workgroupBarrier();
+  // The subgroup's k and v rows as left matrices k_m / v_m, dK and dV in result matrices (matrix-blocks.ts).
+  ${MATRIX_DECLARATIONS}
+
+  for (var head_in_group = params.group_first; head_in_group < params.group_first + params.group_count; head_in_group++) {
+    let h = kv_head * group + head_in_group;
+    let batch_head = b * params.q_heads + h;
+    let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
+    let g_base = params.g_offset + b * params.g_batch + h * params.g_head;
+    for (var tile = tile_begin; tile < tile_end; tile++) {
+      let row0 = tile * BLOCK_M;
+      // Differs per head and tile (see salt).
+      let tile_site = (tile + 1u + head_in_group * 65536u) * 256u;
+      let q_row = q_base + row0 * HEAD_DIM_QK;
+      let g_row = g_base + row0 * HEAD_DIM_V;
+
+      // 1. Sᵀ and dPᵀ into the scratches.
+      {
+        ${MATRIX_SCORES}
+      }
+      workgroupBarrier();
+
+      // 2. P̃ᵀ and dSᵀ for this lane's (row, 4-key group) pairs.
+      for (var pair = lane; pair < BLOCK_M * 4u; pair += SUBGROUP_SIZE) {
+        let r = pair / 4u;
+        let c0 = (pair % 4u) * 4u;
+        let i = row0 + r;
+        var lse = negative_infinity;
+        var residual = 0.0;
+        var row_delta = 0.0;
+        if (i >= params.row_base && i < row_limit) {
+          let row_index = batch_head * params.query_length + i;
+          lse = logsumexp[row_index - params.lse_base];
+          row_delta = delta[row_index - params.delta_base];
+          if (params.lse_residual == 1u) {
+            residual = logsumexp[params.lse_count + row_index - params.lse_base];
+          }
+        }
+        var weights = vec4<f32>(0.0);
+        var ds = vec4<f32>(0.0);
+        // Rows without any allowed key (logsumexp −∞, also past the sequence) take no part. (Bits: a NaN logsumexp
+        // must pass, and WGSL leaves comparisons with NaN to the implementation.)
+        if (bitcast<u32>(lse) != bitcast<u32>(negative_infinity)) {
+          let row_nan = is_nan(lse);
+          let bounds = key_bounds(i32(i), sequence);
+#if DROPOUT
+          let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, (subgroup_key0 + c0) >> 2u);
+#endif
+          for (var t = 0u; t < 4u; t++) {
+            let c = c0 + t;
+            let j = subgroup_key0 + c;
+            if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
+              continue;
+            }
+            let capped = capped_score(score_scratch[s_base + c * S_STRIDE + r]);
+            let score = masked_score(capped.x, b, h, i, j);
+            // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
+            if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
+              atomicStore(&key_poisoned[subgroup * 16u + c], 1u);
+            } else if (score > negative_infinity) {
+              let p = exp((score - lse) - residual);
+#if DROPOUT
+              let keep = dropout_factor(words[t]);
+#else
+              let keep = 1.0;
+#endif
+              weights[t] = p * keep;
+              ds[t] = p * (dp_scratch[dp_base + c * DP_STRIDE + r] * keep - row_delta) * capped.y * params.scale;
+            }
+          }
+        }
+        for (var t = 0u; t < 4u; t++) {
+          weight_scratch[p_base + (c0 + t) * P_STRIDE + r] = f16(weights[t]);
+          gradient_scratch[p_base + (c0 + t) * P_STRIDE + r] = f16(ds[t]);
+        }
+      }
+      workgroupBarrier();
+
+      // 3. dV += P̃ᵀ dO and dK += dSᵀ Q.
+      {
+        ${MATRIX_GRADIENTS}
+      }
+      // The scratch loads above complete before the next tile's stores.
+      workgroupBarrier();
+    }
+  }
+
+  // dK, then dV, through the score scratch: two lanes per key, half of the dims each.
+  let c = lane / 2u;
+  let part = lane % 2u;
+  let j = subgroup_key0 + c;
+  let poisoned = atomicLoad(&key_poisoned[subgroup * 16u + c]) == 1u;
+  ${MATRIX_STORE_KEY_GRADIENT}
+  workgroupBarrier();
+  if (j < key_end) {
+    let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
+    for (var d = part * (HEAD_DIM_QK / 2u); d < (part + 1u) * (HEAD_DIM_QK / 2u); d++) {
+      if (d < params.head_dim_qk) {
+        dk[dk_address + d * params.dk_dim] = select(f16(score_scratch[s_base + c * S_STRIDE + d]), nan_stored(), poisoned);
+      }
+    }
+  }
+  workgroupBarrier();
+  ${MATRIX_STORE_VALUE_GRADIENT}
+  workgroupBarrier();
+  if (j < key_end) {
+    let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
+    for (var d = part * (HEAD_DIM_V / 2u); d < (part + 1u) * (HEAD_DIM_V / 2u); d++) {
+      if (d < params.head_dim_v) {
+        dv[dv_address + d * params.dv_dim] = select(f16(score_scratch[s_base + c * S_STRIDE + d]), nan_stored(), poisoned);
+      }
+    }
+  }
+}
