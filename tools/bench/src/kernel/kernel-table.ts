@@ -16,7 +16,8 @@ export function formatTiles(reports: readonly TileReport[]): string[] {
     if (forward.kernel === 'matrix') {
       return (
         `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices${tiles.directKeyValues ? ', k and v loaded directly' : ''}) ${forward.threads / 32} subgroups × ` +
-        `${forward.rowsPerThread} blocks of 16 rows, ${forward.keys} keys per tile; backward ${tiledBackward ?? 'compact'} ${buckets}`
+        `${forward.rowsPerThread} blocks of 16 rows, ${forward.keys} keys per tile; backward ` +
+        `${tiles.directKeyValues ? 'dQ and dK/dV on subgroup matrices (where their copies fit; else ' : ''}${tiledBackward ?? 'compact'}${tiles.directKeyValues ? ')' : ''} ${buckets}`
       );
     }
     if (forward.kernel === 'tiled' && tiledBackward) {
