@@ -22,13 +22,14 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
 }
 
 /**
- * The matrix dK/dV kernel's shape (2 subgroups × 32-row tiles, else smaller until it fits the workgroup storage),
- * or null: only after the matrix forward's direct form, up to head dim 128, and where the padded copies of q and dO
- * (and the tensors they copy) fit one binding each.
+ * The matrix dK/dV kernel's shape, or null: only after the matrix forward's direct form, up to head dim 128, and
+ * where the padded copies of q and dO (and the tensors they copy) fit one binding each. Measured on the H100 (bench
+ * notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where
+ * that does not fit.
  */
 export function matrixKeyValueShape(problem: AttentionProblem, tiles: FlashTiles, caps: FlashCaps): MatrixKeyValueShape | null {
   if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
-  const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 32) * 32;
+  const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 16) * 16;
   const { layout, batch, queryHeads, queryLength } = problem;
   const bytes = [
     rows * tiles.headDimQk * 2,
@@ -37,11 +38,8 @@ export function matrixKeyValueShape(problem: AttentionProblem, tiles: FlashTiles
     layoutSpan(layout.out, batch, queryHeads, queryLength, problem.headDimV) * 2,
   ];
   if (bytes.some((size) => size > caps.maxStorageBufferBindingSize)) return null;
-  const shapes: MatrixKeyValueShape[] = [
-    { subgroups: 2, rows: 32 },
-    { subgroups: 1, rows: 32 },
-    { subgroups: 1, rows: 16 },
-  ];
+  const shapes: MatrixKeyValueShape[] =
+    Math.max(tiles.headDimQk, tiles.headDimV) <= 64 ? [{ subgroups: 1, rows: 16 }] : [{ subgroups: 2, rows: 16 }, { subgroups: 1, rows: 16 }];
   return (
     shapes.find(
       (shape) =>

@@ -21,18 +21,16 @@ export function matrixQueryStorage(shape: MatrixQueryShape, headDimQk: number, h
 }
 
 /**
- * The matrix dQ kernel's shape for these tiles (2 subgroups × 32 keys, else smaller until it fits the workgroup
- * storage), or null: only after the matrix forward's direct form (its padded k and v copies; f16 with subgroup
- * matrices) and only up to head dim 128.
+ * The matrix dQ kernel's shape for these tiles, or null: only after the matrix forward's direct form (its padded k
+ * and v copies; f16 with subgroup matrices) and only up to head dim 128. Measured on the H100 (bench notes, entry
+ * 16): 2 subgroups × 16 keys up to head dim 64, one subgroup × 32 keys at 128; smaller ones where those do not fit.
  */
 export function matrixQueryShape(tiles: FlashTiles, caps: FlashCaps): MatrixQueryShape | null {
   if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
-  const shapes: MatrixQueryShape[] = [
-    { subgroups: 2, keys: 32 },
-    { subgroups: 2, keys: 16 },
-    { subgroups: 1, keys: 32 },
-    { subgroups: 1, keys: 16 },
-  ];
+  const shapes: MatrixQueryShape[] =
+    Math.max(tiles.headDimQk, tiles.headDimV) <= 64
+      ? [{ subgroups: 2, keys: 16 }, { subgroups: 1, keys: 16 }]
+      : [{ subgroups: 1, keys: 32 }, { subgroups: 1, keys: 16 }];
   return (
     shapes.find(
       (shape) =>
