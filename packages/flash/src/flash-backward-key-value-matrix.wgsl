@@ -20,8 +20,6 @@ const BLOCK_M: u32 = ${BLOCK_M}u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
-// (row, 4-key group) pairs of a subgroup's 16 keys × BLOCK_M rows, per lane.
-const PAIRS_PER_LANE: u32 = BLOCK_M * 4u / SUBGROUP_SIZE;
 // Row strides (elements): scores and dP (keys × rows, f32; the score scratch also carries dK and dV at the end),
 // P̃ and dS (keys × rows, f16).
 const S_STRIDE: u32 = max(BLOCK_M, max(HEAD_DIM_QK, HEAD_DIM_V)) + 1u;
