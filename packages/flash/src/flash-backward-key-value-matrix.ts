@@ -1,9 +1,8 @@
-import type { AttentionProblem, KernelSource } from '@webattn/tensor';
+import type { AttentionLayout, AttentionProblem, KernelSource } from '@webattn/tensor';
 import { layoutSpan } from './check-flash';
-import { flashKernel, type FlashVariant } from './flash-kernels';
-import { MATRIX_SUBGROUP_SIZE, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
+import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
-import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
 import source from './flash-backward-key-value-matrix.wgsl?raw';
 
 /** The matrix dK/dV kernel's workgroup shape: subgroups (16 keys each) and query rows per tile. */
@@ -23,11 +22,11 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
 
 /**
  * The matrix dK/dV kernel's shape, or null: only after the matrix forward's direct form, up to head dim 128, and
- * where the padded copies of q and dO (and the tensors they copy) fit one binding each. Measured on the H100 (bench
+ * where the padded copies of q and dO (`gradOut`: its layout) and the tensors they copy fit one binding each. Measured on the H100 (bench
  * notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where
  * that does not fit.
  */
-export function matrixKeyValueShape(problem: AttentionProblem, tiles: FlashTiles, caps: FlashCaps): MatrixKeyValueShape | null {
+export function matrixKeyValueShape(problem: AttentionProblem, gradOut: AttentionLayout, tiles: FlashTiles, caps: FlashCaps): MatrixKeyValueShape | null {
   if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
   const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 16) * 16;
   const { layout, batch, queryHeads, queryLength } = problem;
@@ -35,30 +34,18 @@ export function matrixKeyValueShape(problem: AttentionProblem, tiles: FlashTiles
     rows * tiles.headDimQk * 2,
     rows * tiles.headDimV * 2,
     layoutSpan(layout.q, batch, queryHeads, queryLength, problem.headDimQk) * 2,
-    layoutSpan(layout.out, batch, queryHeads, queryLength, problem.headDimV) * 2,
+    layoutSpan(gradOut, batch, queryHeads, queryLength, problem.headDimV) * 2,
   ];
   if (bytes.some((size) => size > caps.maxStorageBufferBindingSize)) return null;
   const shapes: MatrixKeyValueShape[] =
     Math.max(tiles.headDimQk, tiles.headDimV) <= 64 ? [{ subgroups: 1, rows: 16 }] : [{ subgroups: 2, rows: 16 }, { subgroups: 1, rows: 16 }];
-  return (
-    shapes.find(
-      (shape) =>
-        shape.subgroups * MATRIX_SUBGROUP_SIZE <= caps.maxComputeInvocationsPerWorkgroup &&
-        matrixKeyValueStorage(shape, tiles.headDimQk, tiles.headDimV) <= caps.maxComputeWorkgroupStorageSize,
-    ) ?? null
-  );
+  return firstFittingMatrixShape(shapes, (shape) => matrixKeyValueStorage(shape, tiles.headDimQk, tiles.headDimV), caps);
 }
 
 /** The matrix dK/dV kernel for a variant and shape (with the builtins emulated on a device marked for tests). */
 export function matrixKeyValueKernel(gpu: GPUDevice, variant: FlashVariant, tiles: FlashTiles, shape: MatrixKeyValueShape): KernelSource {
-  const emulated = subgroupMatricesEmulated(gpu);
-  const kernel = flashKernel('flash-backward-key-value-matrix', source, variant, tiles, {}, {}, {
-    // As the matrix forward: offsets uniform per subgroup, which Tint's uniformity analysis cannot see.
-    directives: emulated
-      ? ['enable subgroups;']
-      : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+  return flashMatrixKernel(gpu, 'flash-backward-key-value-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_M: shape.rows },
     snippets: matrixKeyValueGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, rows16: shape.rows / 16 }),
   });
-  return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
 }

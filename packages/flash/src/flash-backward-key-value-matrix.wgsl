@@ -1,6 +1,7 @@
 // FlashAttention-2 backward for dK and dV on subgroup matrices (16×16×16 f16 → f32), after the matrix forward's
 // direct form. q, k, v and dO are padded copies (padded-key-values.ts: contiguous, each head padded with zero rows
-// to whole tiles and zero dims to the compiled head dim; q's NaN values copied as 0), so every matrix load stays
+// to whole tiles and zero dims to the compiled head dim; q's and k's NaN values copied as 0 — k's for the dQ kernel,
+// which shares the copy; here a NaN key's rows have a NaN logsumexp either way), so every matrix load stays
 // inside its head's rows. A workgroup is SUBGROUPS subgroups of 32 lanes; each owns 16 consecutive keys of one
 // (batch, kv head) and keeps their k and v rows as left matrices and dK, dV as result matrices. It loops over the
 // query heads that share the kv head (GQA) and the query tiles of BLOCK_M rows that may attend its keys:
@@ -25,11 +26,6 @@ const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
 const S_STRIDE: u32 = max(BLOCK_M, max(HEAD_DIM_QK, HEAD_DIM_V)) + 1u;
 const DP_STRIDE: u32 = BLOCK_M + 1u;
 const P_STRIDE: u32 = BLOCK_M + 8u;
-
-// Always 0, unknown to compilers (see matrix-blocks.ts): keeps matrix loads from being merged or hoisted.
-fn salt(site: u32) -> u32 {
-  return site * params.opaque_zero;
-}
 
 @group(0) @binding(5) var<storage, read> q: array<f16>;
 @group(0) @binding(6) var<storage, read> k: array<f16>;
@@ -70,16 +66,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let group = params.q_heads / params.kv_heads;
 
   // Query tiles that may attend some key of this workgroup.
-  var tile_begin = 0u;
-  var tile_end = 0u;
-  if (key0 < valid_end && sequence.q_len > 0u) {
-    let key_last = min(key0 + block_keys, valid_end) - 1u;
-    let rows = row_bounds(i32(key0), i32(key_last), sequence);
-    if (rows.y >= rows.x) {
-      tile_begin = u32(rows.x) / BLOCK_M;
-      tile_end = u32(rows.y) / BLOCK_M + 1u;
-    }
-  }
+  let attended = attended_query_tiles(key0, block_keys, valid_end, sequence, BLOCK_M);
+  let tile_begin = attended.x;
+  let tile_end = attended.y;
   let row_limit = min(sequence.q_len, params.row_end);
   let s_base = subgroup * 16u * S_STRIDE;
   let dp_base = subgroup * 16u * DP_STRIDE;

@@ -88,16 +88,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let group = params.q_heads / params.kv_heads;
 
   // Rows that may attend some key of this workgroup.
-  var tile_begin = 0u;
-  var tile_end = 0u;
-  if (key0 < valid_end && sequence.q_len > 0u) {
-    let key_last = min(key0 + block_keys, valid_end) - 1u;
-    let rows = row_bounds(i32(key0), i32(key_last), sequence);
-    if (rows.y >= rows.x) {
-      tile_begin = u32(rows.x) / BLOCK_M;
-      tile_end = u32(rows.y) / BLOCK_M + 1u;
-    }
-  }
+  let attended = attended_query_tiles(key0, block_keys, valid_end, sequence, BLOCK_M);
+  var tile_begin = attended.x;
+  var tile_end = attended.y;
   // This dispatch's query rows [row_base, row_limit) (all of them unless split; a split point may fall inside a
   // tile, whose other rows are then staged as absent) and the tiles holding them.
   let row_limit = min(sequence.q_len, params.row_end);

@@ -1,8 +1,7 @@
 import type { KernelSource } from '@webattn/tensor';
-import { flashKernel, type FlashVariant } from './flash-kernels';
-import { MATRIX_SUBGROUP_SIZE, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
+import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixQueryGradientBlocks } from './matrix-blocks';
-import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
 import source from './flash-backward-query-matrix.wgsl?raw';
 
 /** The matrix dQ kernel's workgroup shape: subgroups (16 query rows each) and keys per tile. */
@@ -31,25 +30,13 @@ export function matrixQueryShape(tiles: FlashTiles, caps: FlashCaps): MatrixQuer
     Math.max(tiles.headDimQk, tiles.headDimV) <= 64
       ? [{ subgroups: 2, keys: 16 }, { subgroups: 1, keys: 16 }]
       : [{ subgroups: 1, keys: 32 }, { subgroups: 1, keys: 16 }];
-  return (
-    shapes.find(
-      (shape) =>
-        shape.subgroups * MATRIX_SUBGROUP_SIZE <= caps.maxComputeInvocationsPerWorkgroup &&
-        matrixQueryStorage(shape, tiles.headDimQk, tiles.headDimV) <= caps.maxComputeWorkgroupStorageSize,
-    ) ?? null
-  );
+  return firstFittingMatrixShape(shapes, (shape) => matrixQueryStorage(shape, tiles.headDimQk, tiles.headDimV), caps);
 }
 
 /** The matrix dQ kernel for a variant and shape (with the builtins emulated on a device marked for tests). */
 export function matrixQueryKernel(gpu: GPUDevice, variant: FlashVariant, tiles: FlashTiles, shape: MatrixQueryShape): KernelSource {
-  const emulated = subgroupMatricesEmulated(gpu);
-  const kernel = flashKernel('flash-backward-query-matrix', source, variant, tiles, {}, {}, {
-    // As the matrix forward: offsets uniform per subgroup, which Tint's uniformity analysis cannot see.
-    directives: emulated
-      ? ['enable subgroups;']
-      : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+  return flashMatrixKernel(gpu, 'flash-backward-query-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_N: shape.keys },
     snippets: matrixQueryGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: shape.keys / 16 }),
   });
-  return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
 }

@@ -29,11 +29,6 @@ const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + 1u;
 const DP_STRIDE: u32 = BLOCK_N + 1u;
 const P_STRIDE: u32 = max(BLOCK_N, max(HEAD_DIM_QK, HEAD_DIM_V)) + 8u;
 
-// Always 0, unknown to compilers (see matrix-blocks.ts): keeps matrix loads from being merged or hoisted.
-fn salt(site: u32) -> u32 {
-  return site * params.opaque_zero;
-}
-
 @group(0) @binding(5) var<storage, read> q: array<f16>;
 @group(0) @binding(6) var<storage, read> k: array<f16>;
 @group(0) @binding(7) var<storage, read> v: array<f16>;

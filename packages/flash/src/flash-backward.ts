@@ -30,7 +30,7 @@ import {
 import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
-import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues } from './padded-key-values';
+import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, type PaddedKeyValues } from './padded-key-values';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -197,9 +197,13 @@ export function recordFlashBackward(
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
   const keyValueKernel = (partial: boolean) =>
     gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants);
-  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, tiles, caps) : null;
+  // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
+  // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
+  let padded: PaddedKeyValues | undefined;
+  const paddedKeyValues = () => (padded ??= recordPaddedKeyValues(recorder, problem, buffers, 64, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' }));
+  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps) : null;
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
-    recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers);
+    recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues());
   } else if (keyLength > 0 && 'direct' in keyValuePlan) {
     const { source, perWorkgroup } = keyValueKernel(false);
     dispatchChunks(
@@ -231,7 +235,7 @@ export function recordFlashBackward(
     const wholeKeys = chunks.query.every((chunk) => chunk.keys.count === keyLength);
     const matrixShape = matrixQueryShape(tiles, caps);
     if (wholeKeys && matrixShape) {
-      recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixShape, buffers);
+      recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixShape, paddedKeyValues());
     } else if (wholeKeys) {
       const { source, perWorkgroup } = queryKernel(false);
       dispatchChunks(recorder, source, problem, kernels.query, chunks.query, run.tensors, run.optional, run.uniforms, workgroupsOf(perWorkgroup), run.rowStats('query', chunks.query));
@@ -249,7 +253,7 @@ export function recordFlashBackward(
 
 /**
  * dQ on subgroup matrices after the matrix forward's direct form (flash-backward-query-matrix.wgsl): k and v
- * through padded copies bound whole (k's NaN values copied as 0), the query-side tensors in the planned chunks.
+ * through the padded copies bound whole, the query-side tensors in the planned chunks.
  */
 function recordMatrixQuery(
   run: BackwardRun,
@@ -257,10 +261,9 @@ function recordMatrixQuery(
   bindings: KernelBindings,
   tiles: FlashTiles,
   shape: MatrixQueryShape,
-  buffers: FlashBackwardBuffers,
+  padded: PaddedKeyValues,
 ): void {
   const { recorder, problem } = run;
-  const padded = recordPaddedKeyValues(recorder, problem, buffers, shape.keys, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' });
   const rowsPerWorkgroup = shape.subgroups * 16;
   dispatchChunks(
     recorder,
@@ -277,8 +280,8 @@ function recordMatrixQuery(
 }
 
 /**
- * dK/dV on subgroup matrices after the matrix forward's direct form (flash-backward-key-value-matrix.wgsl): q, k,
- * v and dO through padded copies bound whole (q's NaN values copied as 0), dk and dv in the planned chunks (kv heads
+ * dK/dV on subgroup matrices after the matrix forward's direct form (flash-backward-key-value-matrix.wgsl): k and v
+ * through the padded copies, q and dO through padded copies of their own (q's NaN values as 0), all bound whole, dk and dv in the planned chunks (kv heads
  * × keys, every query row).
  */
 function recordMatrixKeyValue(
@@ -288,10 +291,10 @@ function recordMatrixKeyValue(
   tiles: FlashTiles,
   shape: MatrixKeyValueShape,
   buffers: FlashBackwardBuffers,
+  padded: PaddedKeyValues,
 ): void {
   const { recorder, problem } = run;
   const keysPerWorkgroup = shape.subgroups * 16;
-  const padded = recordPaddedKeyValues(recorder, problem, buffers, keysPerWorkgroup, tiles.headDimQk, tiles.headDimV, { k: 'plain', v: 'plain' });
   const rows = Math.ceil(problem.queryLength / shape.rows) * shape.rows;
   const querySide = { batches: problem.batch, heads: problem.queryHeads, length: problem.queryLength };
   const q = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.q, layout: problem.layout.q, dims: problem.headDimQk }, rows, tiles.headDimQk, 'zero-nan', 'flash padded q');

@@ -97,6 +97,25 @@ fn attended_key_tiles(first_row: u32, last_row: u32, sequence: Sequence, block: 
   return vec2<u32>(u32(key_lo) / block, u32(key_hi) / block + 1u);
 }
 
+// Query tiles [x, y) of `block` rows holding some row that may attend one of the `count` keys from first_key below
+// valid_end (x = y: none). Row bounds are monotone in the key, as in attended_key_tiles.
+fn attended_query_tiles(first_key: u32, count: u32, valid_end: u32, sequence: Sequence, block: u32) -> vec2<u32> {
+  if (first_key >= valid_end || sequence.q_len == 0u) {
+    return vec2<u32>(0u, 0u);
+  }
+  let rows = row_bounds(i32(first_key), i32(min(first_key + count, valid_end) - 1u), sequence);
+  if (rows.y < rows.x) {
+    return vec2<u32>(0u, 0u);
+  }
+  return vec2<u32>(u32(rows.x) / block, u32(rows.y) / block + 1u);
+}
+
+// Always 0, unknown to compilers (see matrix-blocks.ts): the subgroup-matrix kernels add site · salt to their
+// workgroup-memory offsets so that no driver merges or hoists matrix loads.
+fn salt(site: u32) -> u32 {
+  return site * params.opaque_zero;
+}
+
 #if MASK
 fn mask_index(b: u32, h: u32, i: u32, j: u32) -> u32 {
   return params.mask_offset + b * params.mask_batch + h * params.mask_head + i * params.mask_row + j * params.mask_column;

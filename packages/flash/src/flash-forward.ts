@@ -1,6 +1,6 @@
 import { InvalidArgumentError, ShapeError, type AttentionProblem, type KernelSource, type Rejection } from '@webattn/tensor';
 import { checkFlash, layoutSpan } from './check-flash';
-import { BINDING, flashKernel, variantOf } from './flash-kernels';
+import { BINDING, flashKernel, flashMatrixKernel, variantOf } from './flash-kernels';
 import { assertWholeBuffersFit, dispatchChunks, forwardBindings, planKernelChunks, type PackedRows } from './flash-chunks';
 import {
   MATRIX_SUBGROUP_SIZE,
@@ -16,7 +16,6 @@ import { matrixForwardBlocks } from './matrix-blocks';
 import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
-import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
 import forwardSource from './flash-forward.wgsl?raw';
 import matrixForwardSource from './flash-forward-matrix.wgsl?raw';
 import tiledForwardSource from './flash-forward-tiled.wgsl?raw';
@@ -166,17 +165,11 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
   if (forward.kernel === 'matrix') {
     const direct = tiles.directKeyValues;
     const shape = { rowBlocks: forward.rowsPerThread, qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: forward.keys / 16, direct };
-    const emulated = subgroupMatricesEmulated(gpu);
-    const kernel = flashKernel('flash-forward-matrix', matrixForwardSource, variant, tiles, {}, {}, {
-      // The builtins' offsets depend on the subgroup index: uniform per subgroup, which Tint's analysis cannot see.
-      directives: emulated
-        ? ['enable subgroups;']
-        : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+    return flashMatrixKernel(gpu, 'flash-forward-matrix', matrixForwardSource, variant, tiles, {
       sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
       snippets: matrixForwardBlocks(shape),
       flags: { DIRECT_KV: direct },
     });
-    return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
   }
   if (forward.kernel === 'tiled') {
     return flashKernel('flash-forward-tiled', tiledForwardSource, variant, tiles, { THREADS: forward.threads }, {

@@ -2,6 +2,7 @@ import { PHILOX_WGSL, composeWgsl, type AttentionProblem, type KernelSource } fr
 import common from './flash-common.wgsl?raw';
 import { FLASH_UNIFORMS } from './flash-uniforms';
 import type { FlashTiles } from './flash-tiles';
+import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
 import { vec4Loaders } from './vec4-loaders';
 
 /** Setup-time facts of a problem that change the generated WGSL (never its sizes). */
@@ -97,4 +98,27 @@ export function flashKernel(
         },
       }),
   };
+}
+
+/**
+ * A subgroup-matrix kernel (flash-forward-matrix, flash-backward-*-matrix): `flashKernel` with the matrix
+ * extension enabled, or, on a device marked by `emulateSubgroupMatrices` (tests), with its builtins emulated.
+ */
+export function flashMatrixKernel(
+  gpu: GPUDevice,
+  name: string,
+  source: string,
+  variant: FlashVariant,
+  tiles: FlashTiles,
+  extras: Omit<KernelExtras, 'directives'>,
+): KernelSource {
+  const emulated = subgroupMatricesEmulated(gpu);
+  const kernel = flashKernel(name, source, variant, tiles, {}, {}, {
+    ...extras,
+    // The builtins' offsets depend on the subgroup index: uniform per subgroup, which Tint's analysis cannot see.
+    directives: emulated
+      ? ['enable subgroups;']
+      : ['enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);'],
+  });
+  return emulated ? { ...kernel, variant: `${kernel.variant}|emulated`, code: () => emulatedMatrixCode(kernel.code()) } : kernel;
 }

@@ -159,6 +159,18 @@ export function matrixForwardUnavailable(dtype: string, caps: FlashCaps): string
   return null;
 }
 
+/** The first of `shapes` (subgroups of MATRIX_SUBGROUP_SIZE lanes) whose threads and workgroup storage fit `caps`. */
+export function firstFittingMatrixShape<Shape extends { readonly subgroups: number }>(
+  shapes: readonly Shape[],
+  storage: (shape: Shape) => number,
+  caps: FlashCaps,
+): Shape | null {
+  return (
+    shapes.find((shape) => shape.subgroups * MATRIX_SUBGROUP_SIZE <= caps.maxComputeInvocationsPerWorkgroup && storage(shape) <= caps.maxComputeWorkgroupStorageSize) ??
+    null
+  );
+}
+
 /** Workgroup bytes of flash-forward-matrix.wgsl (its workgroup arrays; `direct`: the DIRECT_KV form). */
 export function matrixForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, headDimQk: number, headDimV: number, direct = false): number {
   const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];

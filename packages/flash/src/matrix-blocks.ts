@@ -25,6 +25,9 @@ const LEFT = 'subgroup_matrix_left<f16, 16, 16>';
 const RIGHT = 'subgroup_matrix_right<f16, 16, 16>';
 const RESULT = 'subgroup_matrix_result<f32, 16, 16>';
 
+/** `body` in a WGSL loop of `variable` over 0 .. count − 1. */
+const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
+
 /** `${NAME}` replacements of flash-forward-matrix.wgsl for `shape`. */
 export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, string> {
   const { rowBlocks, qk16, v16, keys16, direct = false } = shape;
@@ -37,7 +40,6 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
     direct
       ? `subgroupMatrixLoad<${RIGHT}, row_major>(&v, v_row + kk * 16u * HEAD_DIM_V + n * 16u, HEAD_DIM_V)`
       : `subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, v_tile_base + kk * 16u * V_STRIDE + n * 16u + salt(${site}), V_STRIDE)`;
-  const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
   const outputStore = (site: string) =>
     block(rowBlocks, 'r', block(v16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + r * 16u * S_STRIDE + n * 16u + salt(${site} + r * ${v16}u + n), o_m[r * ${v16}u + n], S_STRIDE);`));
   return {
@@ -85,7 +87,6 @@ export function matrixForwardBlocks(shape: MatrixBlockShape): Record<string, str
  */
 export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBlocks' | 'direct'>): Record<string, string> {
   const { qk16, v16, keys16 } = shape;
-  const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
   return {
     MATRIX_DECLARATIONS: [
       `var q_m: array<${LEFT}, ${qk16}>;`,
@@ -126,7 +127,6 @@ export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBloc
  */
 export function matrixKeyValueGradientBlocks(shape: { readonly qk16: number; readonly v16: number; readonly rows16: number }): Record<string, string> {
   const { qk16, v16, rows16 } = shape;
-  const block = (count: number, variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < ${count}u; ${variable}++) { ${body} }`;
   const store = (matrices: string, count: number, site: number) =>
     block(count, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(${site}u + n), ${matrices}[n], S_STRIDE);`);
   return {

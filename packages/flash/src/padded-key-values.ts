@@ -146,7 +146,7 @@ export function recordPaddedCopy(
 /**
  * Records the copies of k and v (see the header) for key tiles of `blockKeys` and compiled head dims: by default
  * for the forward (v's NaN and ±∞ recorded in `nanFlags`); `modes` as the matrix backward kernels need them (k's
- * NaN copied as 0 for dQ, or both as they are; `nanFlags` is then not written).
+ * NaN copied as 0, v as it is; `nanFlags` is then not written).
  */
 export function recordPaddedKeyValues(
   recorder: KernelRecorder,
