@@ -1,6 +1,6 @@
 /**
  * Dropout: the kept elements are exactly those of the tensor core's Philox (`attentionKeep`, the bits the
- * reference uses), and the keep rate is within 3σ of 1 − p. With V = identity (Dv = S) the output row i is
+ * reference uses), and the keep rate is within 5σ of 1 − p. With V = identity (Dv = S) the output row i is
  * P_i,· · keep / (1 − p), so every element's keep bit is visible in the output.
  */
 import { gpu } from '../test/test-device';
@@ -45,7 +45,9 @@ describe.skipIf(!gpu)('flash dropout', () => {
     expect(mismatches, `dropout bits differ from attentionKeep, first at ${firstMismatch}; seed ${seed}`).toBe(0);
     const n = B * H * L * S;
     const sigma = Math.sqrt((p * (1 - p)) / n);
-    expect(Math.abs(kept / n - (1 - p)), `keep rate ${kept / n}, seed ${seed}`).toBeLessThanOrEqual(3 * sigma);
+    // 5σ: with fresh seeds every run, 3σ fails 0.27% of runs per rate checked (it failed one CI run); the bits
+    // themselves are compared exactly above.
+    expect(Math.abs(kept / n - (1 - p)), `keep rate ${kept / n}, seed ${seed}`).toBeLessThanOrEqual(5 * sigma);
     for (const t of [q, k, v, out, logsumexp]) t.dispose();
   });
 });
