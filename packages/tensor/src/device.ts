@@ -110,6 +110,8 @@ export class Device {
   private readonly bufferPool: BufferPool | undefined;
   private encoder: GPUCommandEncoder | undefined;
   private pendingDispatches = 0;
+  /** > 0 inside `withSubmitsHeld`: no automatic submit every MAX_PENDING_DISPATCHES dispatches. */
+  private submitsHeld = 0;
   private scopeDepth = 0;
   private pendingScopes: Promise<void>[] = [];
   private lostReason: string | undefined;
@@ -250,7 +252,22 @@ export class Device {
       pass.end();
       this.pendingDispatches++;
     });
-    if (this.pendingDispatches >= MAX_PENDING_DISPATCHES) this.submit();
+    if (this.pendingDispatches >= MAX_PENDING_DISPATCHES && this.submitsHeld === 0) this.submit();
+  }
+
+  /**
+   * Runs `record` without the automatic submit every MAX_PENDING_DISPATCHES dispatches, so that everything it
+   * records reaches the GPU in one submit: GPU timestamps around it then time the GPU's work alone, never a GPU
+   * waiting for the host to record the next dispatches. Buffers released meanwhile become reusable only after that
+   * submit, so memory adds up over what `record` does. (Debug mode still submits each kernel on its own.)
+   */
+  withSubmitsHeld<T>(record: () => T): T {
+    this.submitsHeld++;
+    try {
+      return record();
+    } finally {
+      this.submitsHeld--;
+    }
   }
 
   /** Submits the recorded commands (if any); pooled buffers released before this become reusable. */

@@ -2,7 +2,7 @@
  * The call samplers behind flash's autotuner and the benchmarks: both methods time real GPU work, more work takes
  * longer, outputs are disposed, and the timestamp sampler is chosen where the device has 'timestamp-query'.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { bestTimingMethod, createCallSampler, matmul, median, randn, type Tensor, type TimingMethod } from './index';
 import { expectNoGpuErrors, freshSeed, openTestDevice } from './testing';
 
@@ -20,6 +20,33 @@ describe('median', () => {
 describe.skipIf(!gpu)('call samplers', () => {
   it('picks GPU timestamps where the device has them', () => {
     expect(bestTimingMethod(gpu!)).toBe(gpu!.caps.timestampQuery ? 'timestamp' : 'wall-clock');
+  });
+
+  it('timestamp: a sample reaches the GPU in one submit however many dispatches its calls record (no host time between them)', async () => {
+    const device = gpu!;
+    if (!device.caps.timestampQuery) return;
+    const seed = freshSeed();
+    const [a, b] = [randn(device, [64, 64], { seed }), randn(device, [64, 64], { seed: seed + 1 })];
+    // 150 products: more than twice the dispatches after which the device submits on its own.
+    const call = () => Array.from({ length: 150 }, () => matmul(a, b));
+    const submit = vi.spyOn(device.gpu.queue, 'submit');
+    const sampler = createCallSampler(device, 'timestamp');
+    try {
+      await device.sync();
+      submit.mockClear();
+      expect(await sampler.sample(call, 1)).toBeGreaterThan(0);
+      expect(submit).toHaveBeenCalledTimes(1);
+      // Outside a sample the device still submits every so many dispatches.
+      submit.mockClear();
+      for (const product of call()) product.dispose();
+      expect(submit.mock.calls.length).toBeGreaterThanOrEqual(2);
+      await device.sync();
+    } finally {
+      submit.mockRestore();
+      sampler.destroy();
+      a.dispose();
+      b.dispose();
+    }
   });
 
   for (const method of ['timestamp', 'wall-clock'] as TimingMethod[]) {
