@@ -6,7 +6,7 @@
 // (batch, kv head) and keeps their k and v rows as left matrices and dK, dV as result matrices. It loops over the
 // query heads that share the kv head (GQA) and the query tiles of BLOCK_M rows that may attend its keys:
 //   1. Sᵀ = K Qᵀ and dPᵀ = V dOᵀ on the matrices, stored to the subgroup's f32 scratches;
-//   2. each lane takes (row, 4 aligned keys) pairs: P = exp(S − logsumexp) where the pair is allowed (scale,
+//   2. each lane takes (row, 8 aligned keys) pairs: P = exp(S − logsumexp) where the pair is allowed (scale,
 //      softcap, masks, bounds: flash-common.wgsl), P̃ = P · dropout keep, dS = P ∘ (dP̃ − delta) · softcap′ · scale
 //      (flash-backward-key-value-tiled.wgsl's formulas), both as f16 into the subgroup's scratches (0 where the
 //      pair is not allowed);
@@ -46,17 +46,30 @@ var<workgroup> sequence_shared: Sequence;
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let block_keys = SUBGROUPS * 16u;
-  let subgroup = lid / SUBGROUP_SIZE;
-  let lane = lid % SUBGROUP_SIZE;
   let b = params.batch_base + wid.z;
   let kv_head = params.head_base + wid.y;
-  let key0 = params.key_base + wid.x * block_keys;
-  let subgroup_key0 = key0 + subgroup * 16u;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);
   }
   let sequence = workgroupUniformLoad(&sequence_shared);
+  gradient_key_block(lid, b, kv_head, wid.x, 0u, sequence);
+  // Causal balance (flash-common.wgsl's mirrored_block): the key block whose row range complements this one's.
+  let mirrored = mirrored_block(wid.x, params.key_end - params.key_base, SUBGROUPS * 16u);
+  if (mirrored != wid.x) {
+    gradient_key_block(lid, b, kv_head, mirrored, 1u, sequence);
+  }
+}
+
+// dK and dV of keys key_base + block · SUBGROUPS · 16 onwards of (b, kv_head); `turn` (0 or 1: this workgroup's
+// first or second block) is kept in every salt so that no matrix access of the second block can be merged with the
+// first's.
+fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, sequence: Sequence) {
+  let block_keys = SUBGROUPS * 16u;
+  let subgroup = lid / SUBGROUP_SIZE;
+  let lane = lid % SUBGROUP_SIZE;
+  let key0 = params.key_base + block * block_keys;
+  let subgroup_key0 = key0 + subgroup * 16u;
+  let block_site = turn << 30u;
   let key_end = min(sequence.k_len, params.key_end);
   let valid_end = min(sequence.k_valid, params.key_end);
   if (key0 >= key_end) {
@@ -90,7 +103,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var tile = tile_begin; tile < tile_end; tile++) {
       let row0 = tile * BLOCK_M;
       // Differs per head and tile (see salt).
-      let tile_site = (tile + 1u + head_in_group * 65536u) * 256u;
+      let tile_site = block_site + (tile + 1u + head_in_group * 65536u) * 256u;
       let q_row = q_base + row0 * HEAD_DIM_QK;
       let g_row = g_base + row0 * HEAD_DIM_V;
 
@@ -100,10 +113,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
       workgroupBarrier();
 
-      // 2. P̃ᵀ and dSᵀ for this lane's (row, 4-key group) pairs.
-      for (var pair = lane; pair < BLOCK_M * 4u; pair += SUBGROUP_SIZE) {
-        let r = pair / 4u;
-        let c0 = (pair % 4u) * 4u;
+      // 2. P̃ᵀ and dSᵀ for this lane's (row, 8-key group) pairs.
+      for (var pair = lane; pair < BLOCK_M * 2u; pair += SUBGROUP_SIZE) {
+        let r = pair / 2u;
+        let c0 = (pair % 2u) * 8u;
         let i = row0 + r;
         var lse = negative_infinity;
         var residual = 0.0;
@@ -116,17 +129,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             residual = logsumexp[params.lse_count + row_index - params.lse_base];
           }
         }
-        var weights = vec4<f32>(0.0);
-        var ds = vec4<f32>(0.0);
+        var weights: array<f32, 8>;
+        var ds: array<f32, 8>;
+        for (var t = 0u; t < 8u; t++) {
+          weights[t] = 0.0;
+          ds[t] = 0.0;
+        }
         // Rows without any allowed key (logsumexp −∞, also past the sequence) take no part. (Bits: a NaN logsumexp
         // must pass, and WGSL leaves comparisons with NaN to the implementation.)
         if (bitcast<u32>(lse) != bitcast<u32>(negative_infinity)) {
           let row_nan = is_nan(lse);
           let bounds = key_bounds(i32(i), sequence);
 #if DROPOUT
-          let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, (subgroup_key0 + c0) >> 2u);
+          // One draw serves the eight keys (subgroup_key0 + c0 is a multiple of 8).
+          let draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (subgroup_key0 + c0) >> 3u);
+          let values = array<vec4<u32>, 2>(attention_dropout_values(draw, 0u), attention_dropout_values(draw, 1u));
 #endif
-          for (var t = 0u; t < 4u; t++) {
+          for (var t = 0u; t < 8u; t++) {
             let c = c0 + t;
             let j = subgroup_key0 + c;
             if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
@@ -140,7 +159,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             } else if (score > negative_infinity) {
               let p = exp((score - lse) - residual);
 #if DROPOUT
-              let keep = dropout_factor(words[t]);
+              let keep = dropout_factor(values[t / 4u][t % 4u]);
 #else
               let keep = 1.0;
 #endif
@@ -149,7 +168,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             }
           }
         }
-        for (var t = 0u; t < 4u; t++) {
+        for (var t = 0u; t < 8u; t++) {
           weight_scratch[p_base + (c0 + t) * P_STRIDE + r] = f16(weights[t]);
           gradient_scratch[p_base + (c0 + t) * P_STRIDE + r] = f16(ds[t]);
         }

@@ -258,9 +258,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         let bounds = key_bounds(i32(i), sequence);
 #if DROPOUT
-        // One draw gives the words of 4 aligned keys: redrawn only when this thread's keys cross a group.
-        var words = vec4<u32>(0u);
-        var words_group = 0xffffffffu;
+        // One draw gives the values of 8 aligned keys: redrawn only when this thread's keys cross a group.
+        var draw = vec4<u32>(0u);
+        var draw_octet = 0xffffffffu;
 #endif
         for (var t = 0u; t < ROWS; t++) {
           let j = first_key + t;
@@ -275,11 +275,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           } else if (score > negative_infinity) {
             let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
-            if ((j >> 2u) != words_group) {
-              words_group = j >> 2u;
-              words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, words_group);
+            if ((j >> 3u) != draw_octet) {
+              draw_octet = j >> 3u;
+              draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, draw_octet);
             }
-            let keep = dropout_factor(words[j & 3u]);
+            let keep = dropout_factor(attention_dropout_values(draw, (j >> 2u) & 1u)[j & 3u]);
 #else
             let keep = 1.0;
 #endif

@@ -44,21 +44,33 @@ var<workgroup> sequence_shared: Sequence;
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let b = params.batch_base + wid.z;
+  let h = params.head_base + wid.y;
+  if (lid == 0u) {
+    sequence_shared = load_sequence(b);
+  }
+  let sequence = workgroupUniformLoad(&sequence_shared);
+  gradient_row_block(lid, b, h, wid.x, 0u, sequence);
+  // Causal balance (flash-common.wgsl's mirrored_block): the row block whose key range complements this one's.
+  let mirrored = mirrored_block(wid.x, params.row_end - params.row_base, SUBGROUPS * 16u);
+  if (mirrored != wid.x) {
+    gradient_row_block(lid, b, h, mirrored, 1u, sequence);
+  }
+}
+
+// dQ of rows row_base + block · SUBGROUPS · 16 onwards of (b, h); `turn` (0 or 1: this workgroup's first or second
+// block) is kept in every salt so that no matrix load of the second block can be merged with the first's.
+fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence: Sequence) {
   let block_rows = SUBGROUPS * 16u;
   let subgroup = lid / SUBGROUP_SIZE;
   let lane = lid % SUBGROUP_SIZE;
   let local_row = lane / 2u;
   let part = lane % 2u;
-  let b = params.batch_base + wid.z;
-  let h = params.head_base + wid.y;
   let kv_head = h / (params.q_heads / params.kv_heads);
-  let row0 = params.row_base + wid.x * block_rows;
+  let row0 = params.row_base + block * block_rows;
   let subgroup_row0 = row0 + subgroup * 16u;
   let batch_head = b * params.q_heads + h;
-  if (lid == 0u) {
-    sequence_shared = load_sequence(b);
-  }
-  let sequence = workgroupUniformLoad(&sequence_shared);
+  let block_site = turn << 30u;
   if (row0 >= sequence.q_len) {
     return;
   }
@@ -128,7 +140,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   for (var tile = tile_begin; tile < tile_end; tile++) {
     let key0 = tile * BLOCK_N;
-    let tile_site = (tile + 1u) * 256u;
+    let tile_site = block_site + (tile + 1u) * 256u;
     let k_row = k_base + (sequence.k_start + key0) * HEAD_DIM_QK;
     let v_row = v_base + (sequence.k_start + key0) * HEAD_DIM_V;
 
@@ -146,9 +158,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let lane_scores = s_base + local_row * S_STRIDE + part * COLUMNS_PER_LANE;
     let lane_products = dp_base + local_row * DP_STRIDE + part * COLUMNS_PER_LANE;
     let lane_gradients = p_base + local_row * P_STRIDE + part * COLUMNS_PER_LANE;
+#if DROPOUT
+    var draw: vec4<u32>;
+#endif
     for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
 #if DROPOUT
-      let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 2u);
+      // One draw serves eight keys (column0 is a multiple of 8).
+      if ((c4 & 1u) == 0u) {
+        draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 3u);
+      }
+      let words = attention_dropout_values(draw, c4 & 1u);
 #endif
       for (var t = 0u; t < 4u; t++) {
         let c = c4 * 4u + t;

@@ -31,6 +31,7 @@ import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
 import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, type PaddedKeyValues } from './padded-key-values';
+import { pairedWorkgroups, pairsMirroredBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -265,6 +266,8 @@ function recordMatrixQuery(
 ): void {
   const { recorder, problem } = run;
   const rowsPerWorkgroup = shape.subgroups * 16;
+  // Causal row blocks in pairs (balanced-blocks.ts).
+  const paired = pairsMirroredBlocks(problem);
   dispatchChunks(
     recorder,
     matrixQueryKernel(recorder.gpu, variantOf(problem), tiles, shape),
@@ -273,8 +276,8 @@ function recordMatrixQuery(
     chunks,
     run.tensors,
     [...run.optional, [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v]],
-    (chunk) => packFlashUniforms(padded.problem, run.gradients, undefined, run.residual, chunk),
-    (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+    (chunk) => packFlashUniforms(padded.problem, run.gradients, undefined, run.residual, { ...chunk, paired_blocks: paired ? 1 : 0 }),
+    (chunk) => [pairedWorkgroups(Math.ceil(chunk.rows.count / rowsPerWorkgroup), paired), chunk.heads.count, chunk.batch.count],
     run.rowStats('query', chunks),
   );
 }
@@ -302,6 +305,8 @@ function recordMatrixKeyValue(
   const kernelProblem = { ...padded.problem, layout: { ...padded.problem.layout, q: q.layout } };
   const gradients = { ...run.gradients, gradOut: gradOut.layout };
   const copied = new Set(['q', 'k', 'v', 'gradOut']);
+  // Causal key blocks in pairs (balanced-blocks.ts).
+  const paired = pairsMirroredBlocks(problem);
   dispatchChunks(
     recorder,
     matrixKeyValueKernel(recorder.gpu, variantOf(problem), tiles, shape),
@@ -310,8 +315,8 @@ function recordMatrixKeyValue(
     chunks,
     run.tensors,
     [...run.optional, [BINDING.first, q.buffer], [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v], [BINDING.first + 3, gradOut.buffer]],
-    (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, chunk),
-    (chunk) => [Math.ceil(chunk.keys.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
+    (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, { ...chunk, paired_blocks: paired ? 1 : 0 }),
+    (chunk) => [pairedWorkgroups(Math.ceil(chunk.keys.count / keysPerWorkgroup), paired), chunk.heads.count, chunk.batch.count],
     run.rowStats('kv', chunks),
   );
 }

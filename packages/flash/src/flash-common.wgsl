@@ -110,6 +110,17 @@ fn attended_query_tiles(first_key: u32, count: u32, valid_end: u32, sequence: Se
   return vec2<u32>(u32(rows.x) / block, u32(rows.y) / block + 1u);
 }
 
+// The second block of workgroup x when params.paired_blocks is 1 (balanced-blocks.ts): the dispatch covers `span`
+// rows (or keys) in blocks of `block` with half as many workgroups, and workgroup x also takes block
+// blocks − 1 − x, so that under a causal mask every workgroup attends about as many tiles. x itself when there is
+// no second block (not paired, or the middle block of an odd count).
+fn mirrored_block(x: u32, span: u32, block: u32) -> u32 {
+  if (params.paired_blocks == 0u) {
+    return x;
+  }
+  return (span + block - 1u) / block - 1u - x;
+}
+
 // Always 0, unknown to compilers (see matrix-blocks.ts): the subgroup-matrix kernels add site · salt to their
 // workgroup-memory offsets so that no driver merges or hoists matrix loads.
 fn salt(site: u32) -> u32 {
@@ -147,6 +158,25 @@ fn masked_score(score: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
 #else
   return score;
 #endif
+}
+
+// masked_score for keys j .. j + 3 of row i, all below params.key_length. A bool mask with unit column stride reads
+// the four bytes in one or two words (what a [B, 1, 1, S] padding mask costs per key matters at small head dims).
+fn masked_scores4(score: vec4<f32>, b: u32, h: u32, i: u32, j: u32) -> vec4<f32> {
+#if MASK_BOOL
+  if (params.mask_column == 1u) {
+    let index = mask_index(b, h, i, j);
+    let shift = 8u * (index & 3u);
+    var bytes = mask_words[index >> 2u] >> shift;
+    if (shift != 0u) {
+      // Bytes index + 3 and before lie in the next word when index is not a multiple of 4.
+      bytes |= mask_words[(index >> 2u) + 1u] << (32u - shift);
+    }
+    let allowed = (vec4<u32>(bytes) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+    return select(score, vec4<f32>(params.negative_infinity), allowed == vec4<u32>(0u));
+  }
+#endif
+  return vec4<f32>(masked_score(score.x, b, h, i, j), masked_score(score.y, b, h, i, j + 1u), masked_score(score.z, b, h, i, j + 2u), masked_score(score.w, b, h, i, j + 3u));
 }
 
 // NaN by its bits: WGSL leaves NaN comparisons, max() and select on NaN to the implementation.

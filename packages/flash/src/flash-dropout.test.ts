@@ -4,7 +4,7 @@
  * P_i,· · keep / (1 − p), so every element's keep bit is visible in the output.
  */
 import { gpu } from '../test/test-device';
-import { attentionKeep, dropoutThreshold, seedKey, tensor } from '@webattn/tensor';
+import { attentionKeep, attentionDropoutThreshold, seedKey, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { flashAttention } from './flash-attention';
@@ -28,7 +28,7 @@ describe.skipIf(!gpu)('flash dropout', () => {
     );
     const values = await out.toArray();
     const key = seedKey(dropoutSeed);
-    const threshold = dropoutThreshold(p);
+    const threshold = attentionDropoutThreshold(p);
     let kept = 0;
     let mismatches = 0;
     let firstMismatch = '';

@@ -7,13 +7,17 @@
  */
 import { gpu } from '../test/test-device';
 import { attentionCases, inHalfPrecision } from '@webattn/reference/testing';
-import { tensor } from '@webattn/tensor';
+import { describeAttention, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkFlashCase } from '../test/conformance-case';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { HEAD_DIM_BUCKETS, forwardTilesFit, forwardTuningKey, recordingTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
 import { emulateSubgroupMatrices, withEmulatedMatrices } from './subgroup-matrix-emulation';
+import { pairsMirroredBlocks } from './balanced-blocks';
+import { forwardBindings, planKernelChunks } from './flash-chunks';
+import { both, expectCloseToReferences, expectSameBits, runRaw } from '../test/chunked-runs';
+import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
 
 afterAll(() => gpu?.destroy());
 let matrixCases = 0;
@@ -193,6 +197,43 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     }
     expect(special).toBeGreaterThan(50);
     expect(gpu!.pipelines.keys().some((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV') && key.includes('qk32'))).toBe(true);
+  });
+
+  it('causal balance: dQ row blocks paired across query-row chunks give the unsplit bits, and match the references (window open to the left, [B, L, H, D] memory)', async () => {
+    const device = gpu!;
+    emulateSubgroupMatrices(device.gpu);
+    useMatrixForward(2);
+    const seed = freshSeed();
+    const spec: FlashCase = {
+      batch: 1,
+      queryHeads: 2,
+      kvHeads: 1,
+      queryLength: 600,
+      keyLength: 97,
+      headDimQk: 16,
+      dtype: 'f16',
+      layout: 'blhd',
+      options: { isCausal: true, causalAlignment: 'bottom-right', window: [300, -1] },
+    };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    expect(pairsMirroredBlocks(problem)).toBe(true);
+    // About 300 rows of both interleaved heads per chunk: chunks start inside the sequence, with odd and even
+    // numbers of row blocks.
+    const limit = 300 * 2 * 16 * 2;
+    const plan = planKernelChunks(problem, forwardBindings(problem, true), limit);
+    expect('chunks' in plan && plan.chunks.some((chunk) => chunk.rows.start > 0), context).toBe(true);
+    const gradValues = randomValues(600 * 2 * 16, seed + 3, -1, 1);
+    const gradOut = tensor(device, gradValues, [1, 2, 600, 16], { dtype: 'f16' });
+    const whole = await runRaw(prepared, problem, gradOut);
+    const split = await runRaw(prepared, problem, gradOut, both(limit));
+    for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
+    await expectCloseToReferences(whole, prepared, gradOut, gradValues, 'f16', context);
+    const keys = device.pipelines.keys();
+    expect(keys.some((key) => key.startsWith('flash-forward-matrix') && key.includes('qk16'))).toBe(true);
+    expect(keys.some((key) => key.startsWith('flash-backward-query-matrix'))).toBe(true);
+    for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
   it('ran the matrix kernel in every case whose head dims fit it, in both forms, and the matrix dQ (runs after the cases)', () => {

@@ -243,18 +243,36 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let lane_scores = s_base + (r * 16u + local_row) * S_STRIDE + part * COLUMNS_PER_LANE;
       var scores: array<f32, COLUMNS_PER_LANE>;
       var tile_max = negative_infinity;
-      for (var c = 0u; c < COLUMNS_PER_LANE; c++) {
-        let j = column0 + c;
-        var score = negative_infinity;
-        if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
-          score = masked_score(capped_score(score_scratch[lane_scores + c]).x, b, h, i, j);
-          if (is_nan(score)) {
-            poisoned[r] = true;
-            score = negative_infinity;
+      for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
+        let j4 = column0 + c4 * 4u;
+        var capped: vec4<f32>;
+        for (var t = 0u; t < 4u; t++) {
+          capped[t] = capped_score(score_scratch[lane_scores + c4 * 4u + t]).x;
+        }
+        // Four keys' masks at once where all four exist (the others are out of every row's bounds).
+        var masked = capped;
+        if (j4 + 3u < params.key_length) {
+          masked = masked_scores4(capped, b, h, i, j4);
+        } else {
+          for (var t = 0u; t < 4u; t++) {
+            if (j4 + t < params.key_length) {
+              masked[t] = masked_score(capped[t], b, h, i, j4 + t);
+            }
           }
         }
-        scores[c] = score;
-        tile_max = max(tile_max, score);
+        for (var t = 0u; t < 4u; t++) {
+          let j = j4 + t;
+          var score = negative_infinity;
+          if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
+            score = masked[t];
+            if (is_nan(score)) {
+              poisoned[r] = true;
+              score = negative_infinity;
+            }
+          }
+          scores[c4 * 4u + t] = score;
+          tile_max = max(tile_max, score);
+        }
       }
       tile_max = max(tile_max, subgroupShuffleXor(tile_max, 1u));
       // The reference maximum moves only when the tile's exceeds it by more than the margin (or on the row's first
@@ -270,6 +288,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let reference = m[r];
       var sum = 0.0;
       let lane_probabilities = p_base + (r * 16u + local_row) * P_STRIDE + part * COLUMNS_PER_LANE;
+#if DROPOUT
+      var draw: vec4<u32>;
+#endif
       for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
         var p: vec4<f32>;
         for (var t = 0u; t < 4u; t++) {
@@ -279,7 +300,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         sum += p.x + p.y + p.z + p.w;
 #if DROPOUT
-        let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 2u);
+        // One draw serves eight keys (column0 is a multiple of 8).
+        if ((c4 & 1u) == 0u) {
+          draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 3u);
+        }
+        let words = attention_dropout_values(draw, c4 & 1u);
         // Dropped keys weigh 0; the kept ones' 1 / (1 − p) is applied to the output at the end (P stays small).
         p = select(vec4<f32>(0.0), p, words >= vec4<u32>(params.dropout_threshold));
 #endif

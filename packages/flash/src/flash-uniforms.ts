@@ -1,5 +1,5 @@
 import {
-  dropoutThreshold,
+  attentionDropoutThreshold,
   seedKey,
   uniformLayout,
   type AttentionLayout,
@@ -59,6 +59,8 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['kv_partial', 'u32'],
   // dQ over part of the keys, summing in f32 scratch (flash-backward-query.wgsl): 1 continues the scratch's sums.
   ['dq_partial', 'u32'],
+  // 1: workgroup x also takes the mirrored row or key block (balanced-blocks.ts, flash-common.wgsl's mirrored_block).
+  ['paired_blocks', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
   ...LAYOUT_FIELDS('v'),
@@ -118,7 +120,7 @@ export function packFlashUniforms(
     bottom_right: problem.causalAlignment === 'bottom-right' ? 1 : 0,
     window_left: problem.window?.left ?? -1,
     window_right: problem.window?.right ?? -1,
-    dropout_threshold: dropout ? dropoutThreshold(dropout.p) : 0,
+    dropout_threshold: dropout ? attentionDropoutThreshold(dropout.p) : 0,
     dropout_key0: key[0]!,
     dropout_key1: key[1]!,
     dropout_offset: dropout ? dropout.offset >>> 0 : 0,
@@ -147,6 +149,7 @@ export function packFlashUniforms(
     group_count: problem.kvHeads > 0 ? problem.queryHeads / problem.kvHeads : 0,
     kv_partial: 0,
     dq_partial: 0,
+    paired_blocks: 0,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),
     ...layoutValues('v', layout.v),

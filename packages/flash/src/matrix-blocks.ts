@@ -94,8 +94,8 @@ export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBloc
       `var dq_m: array<${RESULT}, ${qk16}>;`,
       block(qk16, 'e', `dq_m[e] = ${RESULT}();`),
     ].join('\n  '),
-    MATRIX_LOAD_QUERY: block(qk16, 'kk', `q_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(1u + kk), P_STRIDE);`),
-    MATRIX_LOAD_GRAD: block(v16, 'kk', `g_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(16u + kk), P_STRIDE);`),
+    MATRIX_LOAD_QUERY: block(qk16, 'kk', `q_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(block_site + 1u + kk), P_STRIDE);`),
+    MATRIX_LOAD_GRAD: block(v16, 'kk', `g_m[kk] = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(block_site + 16u + kk), P_STRIDE);`),
     MATRIX_SCORES: block(
       keys16,
       'n',
@@ -116,7 +116,7 @@ export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBloc
       `let gradients = subgroupMatrixLoad<${LEFT}, row_major>(&probability_scratch, p_base + kk * 16u + salt(tile_site + 160u + kk), P_STRIDE); ` +
         block(qk16, 'n', `let keys = subgroupMatrixLoad<${RIGHT}, row_major>(&k, k_row + kk * 16u * HEAD_DIM_QK + n * 16u, HEAD_DIM_QK); dq_m[n] = subgroupMatrixMultiplyAccumulate(gradients, keys, dq_m[n]);`),
     ),
-    MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(32u + n), dq_m[n], S_STRIDE);`),
+    MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(block_site + 32u + n), dq_m[n], S_STRIDE);`),
   };
 }
 
@@ -128,7 +128,7 @@ export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBloc
 export function matrixKeyValueGradientBlocks(shape: { readonly qk16: number; readonly v16: number; readonly rows16: number }): Record<string, string> {
   const { qk16, v16, rows16 } = shape;
   const store = (matrices: string, count: number, site: number) =>
-    block(count, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(${site}u + n), ${matrices}[n], S_STRIDE);`);
+    block(count, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(block_site + ${site}u + n), ${matrices}[n], S_STRIDE);`);
   return {
     MATRIX_DECLARATIONS: [
       `var k_m: array<${LEFT}, ${qk16}>;`,

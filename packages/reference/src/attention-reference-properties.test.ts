@@ -2,7 +2,7 @@ import {
   InvalidArgumentError,
   ShapeError,
   attentionKeep,
-  dropoutThreshold,
+  attentionDropoutThreshold,
   seedKey,
 } from '@webattn/tensor';
 import { freshSeed, maxAbsDiff, randomValues } from '@webattn/tensor/testing';
@@ -91,7 +91,7 @@ describe(`float64 oracle properties (seed ${seed})`, () => {
     const dropped = attentionReference(q, k, v, { dropoutP: p, dropoutSeed: 1234, dropoutOffset: 5, needWeights: true });
     const plain = attentionReference(q, k, v, { needWeights: true });
     const key = seedKey(1234);
-    const threshold = dropoutThreshold(p);
+    const threshold = attentionDropoutThreshold(p);
     let kept = 0;
     for (let b = 0; b < 2; b++) {
       for (let h = 0; h < 3; h++) {

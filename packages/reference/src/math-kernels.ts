@@ -5,7 +5,7 @@
 import {
   PHILOX_WGSL,
   composeWgsl,
-  dropoutThreshold,
+  attentionDropoutThreshold,
   runKernel,
   seedKey,
   uniformLayout,
@@ -164,7 +164,7 @@ function dropoutValues(problem: AttentionProblem) {
     key0,
     key1,
     dropout_offset: dropout.offset,
-    threshold: dropoutThreshold(dropout.p),
+    threshold: attentionDropoutThreshold(dropout.p),
     keep_scale: 1 / (1 - dropout.p),
   };
 }

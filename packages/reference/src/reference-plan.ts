@@ -6,7 +6,7 @@ import {
   contiguousStrides,
   cpuDevice,
   describeAttention,
-  dropoutThreshold,
+  attentionDropoutThreshold,
   seedKey,
   type AttentionOptions,
   type AttentionProblem,
@@ -153,7 +153,7 @@ export function planFromProblem(
   if (problem.dropout) {
     const { p, seed, offset } = problem.dropout;
     const key = seedKey(seed);
-    const threshold = dropoutThreshold(p);
+    const threshold = attentionDropoutThreshold(p);
     const keptScale = round(1 / (1 - p));
     const heads = problem.queryHeads;
     dropoutFactor = (b, head, row, column) =>

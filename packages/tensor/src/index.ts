@@ -34,7 +34,9 @@ export {
 } from './gpu-timing';
 export { runKernel, workgroupGrid, type KernelRun } from './kernel';
 export {
+  ATTENTION_PHILOX_ROUNDS,
   PHILOX_WGSL,
+  attentionDropoutThreshold,
   attentionDropoutWord,
   attentionKeep,
   dropoutThreshold,

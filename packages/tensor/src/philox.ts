@@ -2,9 +2,11 @@ import { InvalidArgumentError } from './errors';
 import philoxSource from './philox.wgsl?raw';
 
 /**
- * Counter-based Philox 4×32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"), the same bits on
- * the CPU and in WGSL (`PHILOX_WGSL`). A random word is a pure function of (key, counter), so a kernel's dropout
- * mask can be regenerated anywhere: in a backward pass or in the float64 reference.
+ * Counter-based Philox 4×32 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"), the same bits on the
+ * CPU and in WGSL (`PHILOX_WGSL`). A random word is a pure function of (key, counter), so a kernel's dropout mask
+ * can be regenerated anywhere: in a backward pass or in the float64 reference. Element dropout draws with 10
+ * rounds and 32-bit words; attention dropout, drawn once per (row, key) in the flash kernels, with 7 rounds and
+ * 16-bit values, eight keys per call (PyTorch's own flash kernels draw with 7 rounds and 8-bit values).
  */
 export const PHILOX_WGSL: string = philoxSource;
 
@@ -22,15 +24,16 @@ function mulHi(a: number, b: number): number {
   return (highTop + Math.floor((highBottom * 65536 + low) / 4294967296)) >>> 0;
 }
 
-/** Philox 4×32 with 10 rounds: four random u32 words for a 4-word counter and a 2-word key. */
+/** Philox 4×32 with `rounds` rounds (default 10): four random u32 words for a 4-word counter and a 2-word key. */
 export function philox4x32(
   counter: readonly [number, number, number, number],
   key: readonly [number, number],
+  rounds = 10,
 ): [number, number, number, number] {
   let [c0, c1, c2, c3] = counter.map((x) => x >>> 0) as [number, number, number, number];
   let k0 = key[0] >>> 0;
   let k1 = key[1] >>> 0;
-  for (let round = 0; round < 10; round++) {
+  for (let round = 0; round < rounds; round++) {
     const hi0 = mulHi(M0, c0);
     const lo0 = Math.imul(M0, c0) >>> 0;
     const hi1 = mulHi(M1, c2);
@@ -54,18 +57,31 @@ export function seedKey(seed: number): [number, number] {
 }
 
 /**
- * The u32 threshold below which a random word means "drop": an element is kept when its word is ≥ threshold,
- * so it is kept with probability 1 - threshold / 2^32 ≈ 1 - p. Kernels receive this value in a uniform.
+ * The u32 threshold below which a random word means "drop" (element dropout): an element is kept when its word is
+ * ≥ threshold, so it is kept with probability 1 - threshold / 2^32 ≈ 1 - p. Kernels receive this value in a uniform.
  */
 export function dropoutThreshold(p: number): number {
   if (!(p >= 0 && p < 1)) throw new InvalidArgumentError(`dropout probability must be in [0, 1), got ${p}`);
   return Math.min(4294967295, Math.floor(p * 4294967296));
 }
 
+/** Rounds of the attention dropout stream. */
+export const ATTENTION_PHILOX_ROUNDS = 7;
+
 /**
- * The random word for attention element (batch·heads + head, row, column) under a seed and offset. Counter =
- * (column >> 2, row, batchHead, offset), word = column & 3: four neighbouring columns share one Philox call.
- * WGSL twin: `attention_dropout_word` in PHILOX_WGSL.
+ * The 16-bit threshold of attention dropout: element (b, h, i, j) is kept when its value is ≥ threshold, so with
+ * probability 1 − threshold / 65536, within 2^-16 of 1 − p. Kernels receive this value in a uniform.
+ */
+export function attentionDropoutThreshold(p: number): number {
+  if (!(p >= 0 && p < 1)) throw new InvalidArgumentError(`dropout probability must be in [0, 1), got ${p}`);
+  return Math.floor(p * 65536);
+}
+
+/**
+ * The random value (16 bits) for attention element (batch·heads + head, row, column) under a seed and offset.
+ * Counter = (column >> 3, row, batchHead, offset), Philox with ATTENTION_PHILOX_ROUNDS rounds; column c of the eight
+ * takes half c & 1 (low first) of word c >> 1. WGSL twins: `attention_dropout_draw` and `attention_dropout_values`
+ * in PHILOX_WGSL.
  */
 export function attentionDropoutWord(
   key: readonly [number, number],
@@ -74,10 +90,11 @@ export function attentionDropoutWord(
   row: number,
   column: number,
 ): number {
-  return philox4x32([column >>> 2, row, batchHead, offset], key)[column & 3]!;
+  const word = philox4x32([column >>> 3, row, batchHead, offset], key, ATTENTION_PHILOX_ROUNDS)[(column >>> 1) & 3]!;
+  return (word >>> (16 * (column & 1))) & 0xffff;
 }
 
-/** Whether attention element (batchHead, row, column) survives dropout with this threshold. */
+/** Whether attention element (batchHead, row, column) survives dropout with this threshold (attentionDropoutThreshold). */
 export function attentionKeep(
   key: readonly [number, number],
   offset: number,
