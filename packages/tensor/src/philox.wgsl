@@ -1,17 +1,17 @@
 // Philox 4x32, the same bits as philox.ts: 10 rounds for element dropout, 7 and 16-bit values for attention.
 // Twin functions: philox4x32, attentionDropoutWord, elementWord.
 
+// High 32 bits of a · b from 16-bit halves (WGSL has no 64-bit product): a · b = a_hi b_hi 2^32 + (a_hi b_lo +
+// a_lo b_hi) 2^16 + a_lo b_lo, carried so that every partial sum fits 32 bits (a is a Philox constant in every call,
+// so its halves fold).
 fn philox_mulhi(a: u32, b: u32) -> u32 {
   let a_lo = a & 0xffffu;
   let a_hi = a >> 16u;
   let b_lo = b & 0xffffu;
   let b_hi = b >> 16u;
-  let lolo = a_lo * b_lo;
-  let lohi = a_lo * b_hi;
-  let hilo = a_hi * b_lo;
-  let hihi = a_hi * b_hi;
-  let cross = (lolo >> 16u) + (lohi & 0xffffu) + (hilo & 0xffffu);
-  return hihi + (lohi >> 16u) + (hilo >> 16u) + (cross >> 16u);
+  let low = a_hi * b_lo + ((a_lo * b_lo) >> 16u);
+  let middle = a_lo * b_hi + (low & 0xffffu);
+  return a_hi * b_hi + (low >> 16u) + (middle >> 16u);
 }
 
 // One Philox round on counter c with round key k.
