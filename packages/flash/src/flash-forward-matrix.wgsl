@@ -30,6 +30,8 @@ const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
 const SUBGROUP_ROWS: u32 = ROW_BLOCKS * 16u;
 // Each lane: half of one row's keys per tile and half of its output dims at the end.
 const COLUMNS_PER_LANE: u32 = BLOCK_N / 2u;
+// Dropout draws per lane, row block and tile: one per eight keys.
+const LANE_DRAWS: u32 = COLUMNS_PER_LANE / 8u;
 const DIMS_PER_LANE: u32 = HEAD_DIM_V / 2u;
 const NAN_WORDS: u32 = (DIMS_PER_LANE + 31u) / 32u;
 // Bit pairs of a lane's dims that a value of v kept out of the products makes special for a row: bit 1 (first
@@ -230,6 +232,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let v_tile_base = buffer * BLOCK_N * V_STRIDE;
 #endif
 
+#if DROPOUT
+    // This lane's dropout draws for the tile, computed before the products so that the integer work overlaps them
+    // (the lane's first key is a multiple of 8).
+    var draws: array<vec4<u32>, ROW_BLOCKS * LANE_DRAWS>;
+    for (var r = 0u; r < ROW_BLOCKS; r++) {
+      let i = subgroup_row0 + r * 16u + local_row;
+      for (var c8 = 0u; c8 < LANE_DRAWS; c8++) {
+        draws[r * LANE_DRAWS + c8] = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (key0 + part * COLUMNS_PER_LANE) / 8u + c8);
+      }
+    }
+#endif
+
     // 1. S = Q Kᵀ into the score scratch.
     {
       ${MATRIX_SCORES}
@@ -288,9 +302,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let reference = m[r];
       var sum = 0.0;
       let lane_probabilities = p_base + (r * 16u + local_row) * P_STRIDE + part * COLUMNS_PER_LANE;
-#if DROPOUT
-      var draw: vec4<u32>;
-#endif
       for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
         var p: vec4<f32>;
         for (var t = 0u; t < 4u; t++) {
@@ -300,11 +311,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         sum += p.x + p.y + p.z + p.w;
 #if DROPOUT
-        // One draw serves eight keys (column0 is a multiple of 8).
-        if ((c4 & 1u) == 0u) {
-          draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 3u);
-        }
-        let words = attention_dropout_values(draw, c4 & 1u);
+        let words = attention_dropout_values(draws[r * LANE_DRAWS + c4 / 2u], c4 & 1u);
         // Dropped keys weigh 0; the kept ones' 1 / (1 − p) is applied to the output at the end (P stays small).
         p = select(vec4<f32>(0.0), p, words >= vec4<u32>(params.dropout_threshold));
 #endif
