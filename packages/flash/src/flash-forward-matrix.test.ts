@@ -199,7 +199,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     expect(gpu!.pipelines.keys().some((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV') && key.includes('qk32'))).toBe(true);
   });
 
-  it('causal balance: dQ row blocks paired across query-row chunks give the unsplit bits, and match the references (window open to the left, [B, L, H, D] memory)', async () => {
+  it('causal balance: dQ row blocks paired across query-row chunks give the unsplit bits; both runs match the references (window open to the left, [B, L, H, D] memory)', async () => {
     const device = gpu!;
     emulateSubgroupMatrices(device.gpu);
     useMatrixForward(2);
@@ -208,28 +208,30 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
       batch: 1,
       queryHeads: 2,
       kvHeads: 1,
-      queryLength: 600,
-      keyLength: 97,
+      queryLength: 300,
+      keyLength: 24,
       headDimQk: 16,
       dtype: 'f16',
       layout: 'blhd',
-      options: { isCausal: true, causalAlignment: 'bottom-right', window: [300, -1] },
+      options: { isCausal: true, causalAlignment: 'bottom-right', window: [200, -1] },
     };
     const prepared = prepare(device, spec, seed);
     const context = describeCase(spec, seed);
     const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
     expect(pairsMirroredBlocks(problem)).toBe(true);
-    // About 300 rows of both interleaved heads per chunk: chunks start inside the sequence, with odd and even
-    // numbers of row blocks.
-    const limit = 300 * 2 * 16 * 2;
+    // Chunks of 256 rows of both interleaved heads (the planner's row step), so one starts inside the sequence; each
+    // holds several 32-row dQ blocks. (Few keys: lavapipe runs the emulated matrix builtins slowly.)
+    const limit = 17000;
     const plan = planKernelChunks(problem, forwardBindings(problem, true), limit);
     expect('chunks' in plan && plan.chunks.some((chunk) => chunk.rows.start > 0), context).toBe(true);
-    const gradValues = randomValues(600 * 2 * 16, seed + 3, -1, 1);
-    const gradOut = tensor(device, gradValues, [1, 2, 600, 16], { dtype: 'f16' });
+    const gradValues = randomValues(300 * 2 * 16, seed + 3, -1, 1);
+    const gradOut = tensor(device, gradValues, [1, 2, 300, 16], { dtype: 'f16' });
     const whole = await runRaw(prepared, problem, gradOut);
     const split = await runRaw(prepared, problem, gradOut, both(limit));
-    for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) expectSameBits(name, split[name], whole[name], context);
+    // dK/dV: the matrix kernel unsplit, the tiled one summing over the row chunks (another order): references only.
+    for (const name of ['out', 'logsumexp', 'dq'] as const) expectSameBits(name, split[name], whole[name], context);
     await expectCloseToReferences(whole, prepared, gradOut, gradValues, 'f16', context);
+    await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f16', context);
     const keys = device.pipelines.keys();
     expect(keys.some((key) => key.startsWith('flash-forward-matrix') && key.includes('qk16'))).toBe(true);
     expect(keys.some((key) => key.startsWith('flash-backward-query-matrix'))).toBe(true);
