@@ -25,6 +25,9 @@ const CASES: [string, FlashCase][] = [
   ['MQA 4q/1kv causal', { batch: 1, queryHeads: 4, kvHeads: 1, queryLength: 17, keyLength: 17, headDimQk: 20, options: { isCausal: true } }],
   ['bool mask [L, S] broadcast', { batch: 2, queryHeads: 2, queryLength: 11, keyLength: 11, headDimQk: 16, mask: { shape: [11, 11], dtype: 'bool', data: causalMask(11, 11) } }],
   ['bool mask [B,1,1,S] with a fully masked batch', { batch: 2, queryHeads: 2, queryLength: 7, keyLength: 13, headDimQk: 16, mask: { shape: [2, 1, 1, 13], dtype: 'bool', data: [...Array(13).fill(0), ...Array.from({ length: 13 }, (_, j) => (j % 3 === 0 ? 1 : 0))] } }],
+  // Key tiles of a row-broadcast bool mask are marked live or dead per workgroup, up to 512 tiles (flash-common.wgsl): at
+  // 9000 keys the tiles past the marks run unmarked, a lone allowed key in the middle keeps its tile.
+  ['bool key padding [1,1,1,S] past the marked tiles', { batch: 1, queryHeads: 1, queryLength: 6, keyLength: 9000, headDimQk: 8, mask: { shape: [1, 1, 1, 9000], dtype: 'bool', data: Array.from({ length: 9000 }, (_, j) => (j < 3 || j === 4500 || j >= 8990 ? 1 : 0)) } }],
   ['additive f32 mask [B,H,L,S] with -inf', { batch: 1, queryHeads: 2, queryLength: 9, keyLength: 14, headDimQk: 16, mask: { shape: [1, 2, 9, 14], dtype: 'f32', data: Array.from(randomValues(252, 7, -3, 1), (x) => (x < -2 ? Number.NEGATIVE_INFINITY : x)) } }],
   ['key lengths', { batch: 3, queryHeads: 2, queryLength: 10, keyLength: 37, headDimQk: 16, options: { keyLengths: [37, 5, 0] } }],
   ['key lengths + causal bottom-right', { batch: 2, queryHeads: 1, queryLength: 10, keyLength: 37, headDimQk: 16, options: { keyLengths: [20, 33], isCausal: true, causalAlignment: 'bottom-right' } }],

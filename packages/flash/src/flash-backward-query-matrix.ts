@@ -1,6 +1,6 @@
 import type { KernelSource } from '@webattn/tensor';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
-import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { SHARED_EXTRA, firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixQueryGradientBlocks } from './matrix-blocks';
 import source from './flash-backward-query-matrix.wgsl?raw';
 
@@ -16,7 +16,7 @@ export function matrixQueryStorage(shape: MatrixQueryShape, headDimQk: number, h
   const scores = rows * (Math.max(shape.keys, headDimQk) + 1) * 4;
   const products = rows * (shape.keys + 1) * 4;
   const gradients = rows * (Math.max(shape.keys, headDimQk, headDimV) + 8) * 2;
-  return scores + products + gradients + 32;
+  return scores + products + gradients + SHARED_EXTRA;
 }
 
 /**

@@ -179,6 +179,69 @@ fn masked_scores4(score: vec4<f32>, b: u32, h: u32, i: u32, j: u32) -> vec4<f32>
   return vec4<f32>(masked_score(score.x, b, h, i, j), masked_score(score.y, b, h, i, j + 1u), masked_score(score.z, b, h, i, j + 2u), masked_score(score.w, b, h, i, j + 3u));
 }
 
+// Key-tile skipping for bool masks that broadcast over the query rows (params.mask_row = 0: a [B, 1, 1, S] key
+// padding mask, say): a workgroup marks which of its key tiles hold a key the mask allows for (b, h)
+// (mark_live_key_tiles), then skips the others (key_tile_live): the forward and dQ kernels skip key tiles, the
+// dK/dV kernels a head whose key block the mask removes. Only the first 32 · SKIP_WORDS tiles are marked; later
+// ones always run.
+#if MASK_BOOL
+const SKIP_WORDS: u32 = 16u;
+var<workgroup> live_tile_marks: array<atomic<u32>, SKIP_WORDS>;
+var<workgroup> live_tile_words: array<u32, SKIP_WORDS>;
+
+// Whether the mask allows some of keys j .. j + 3 (those below params.key_length) for (b, h).
+fn key_quad_allowed(b: u32, h: u32, j: u32) -> bool {
+  var scores = vec4<f32>(params.negative_infinity);
+  if (j + 3u < params.key_length) {
+    scores = masked_scores4(vec4<f32>(0.0), b, h, 0u, j);
+  } else {
+    for (var t = 0u; j + t < params.key_length; t++) {
+      scores[t] = masked_score(0.0, b, h, 0u, j + t);
+    }
+  }
+  return any(scores != vec4<f32>(params.negative_infinity));
+}
+
+// Marks tiles t < `tiles` of keys first_key + t · block .. + block − 1 (rounded up to whole quads); from uniform
+// control flow, by all `threads` threads.
+fn mark_live_key_tiles(b: u32, h: u32, first_key: u32, tiles: u32, block: u32, lid: u32, threads: u32) {
+  if (params.mask_row != 0u) {
+    return;
+  }
+  for (var w = lid; w < SKIP_WORDS; w += threads) {
+    atomicStore(&live_tile_marks[w], 0u);
+  }
+  workgroupBarrier();
+  let marked = min(tiles, 32u * SKIP_WORDS);
+  let quads = (block + 3u) / 4u;
+  for (var e = lid; e < marked * quads; e += threads) {
+    let t = e / quads;
+    let j = first_key + t * block + (e % quads) * 4u;
+    if (j < params.key_length && key_quad_allowed(b, h, j)) {
+      atomicOr(&live_tile_marks[t / 32u], 1u << (t % 32u));
+    }
+  }
+  workgroupBarrier();
+  for (var w = lid; w < SKIP_WORDS; w += threads) {
+    live_tile_words[w] = atomicLoad(&live_tile_marks[w]);
+  }
+}
+
+// Whether tile t of the last mark_live_key_tiles may hold an allowed key (uniform).
+fn key_tile_live(t: u32) -> bool {
+  if (params.mask_row != 0u || t >= 32u * SKIP_WORDS) {
+    return true;
+  }
+  return ((workgroupUniformLoad(&live_tile_words[t / 32u]) >> (t % 32u)) & 1u) == 1u;
+}
+#else
+fn mark_live_key_tiles(b: u32, h: u32, first_key: u32, tiles: u32, block: u32, lid: u32, threads: u32) {}
+
+fn key_tile_live(t: u32) -> bool {
+  return true;
+}
+#endif
+
 // NaN by its bits: WGSL leaves NaN comparisons, max() and select on NaN to the implementation.
 fn is_nan(x: f32) -> bool {
   return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;

@@ -58,8 +58,11 @@ const FORWARD_MAX_TILE = 32;
 function forwardRowsPerThread(headDims: number): number {
   return Math.max(1, Math.min(4, Math.floor(256 / headDims)));
 }
-/** Workgroup bytes besides the tiles (the shared Sequence record, padded). */
-const SHARED_EXTRA = 32;
+/**
+ * Workgroup bytes besides the tiles: the shared Sequence record (padded) and the key-tile marks of row-broadcast
+ * bool masks (flash-common.wgsl: 2 × SKIP_WORDS words).
+ */
+export const SHARED_EXTRA = 32 + 128;
 
 export function headDimBucket(dim: number): number {
   return HEAD_DIM_BUCKETS.find((bucket) => bucket >= dim) ?? MAX_HEAD_DIM;

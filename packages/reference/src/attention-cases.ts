@@ -204,6 +204,23 @@ export const attentionCases: readonly AttentionCase[] = [
       return { attnMask: { data, shape: [2, 1, 1, 97], dtype: 'f32' } };
     },
   }),
+  defineCase({
+    // Flash kernels skip the key tiles such a mask removes whole; keys 299 and 130..139 keep partial tiles alive.
+    name: 'bool key padding [B, 1, 1, S] masking whole key tiles, L33 S300 D16',
+    exercises: ['bool-mask', 'mask-broadcast'],
+    batch: 2,
+    heads: 2,
+    queryLength: 33,
+    keyLength: 300,
+    headDim: 16,
+    options: (values) => {
+      const random = values(2 * 300);
+      const allowed = (b: number, j: number) =>
+        b === 0 ? j < 70 || j === 299 : (j >= 130 && j < 140) || (j >= 200 && j < 230 && random[b * 300 + j]! < 0.4);
+      const data = Uint8Array.from({ length: 2 * 300 }, (_, e) => (allowed(Math.floor(e / 300), e % 300) ? 1 : 0));
+      return { attnMask: { data, shape: [2, 1, 1, 300], dtype: 'bool' } };
+    },
+  }),
   defineCase({ name: 'decode: L1 S17 D256', exercises: [], heads: 2, queryLength: 1, keyLength: 17, headDim: 256 }),
   defineCase({
     name: 'GQA: 6 query heads on 2 kv heads, L17 S33 D64',
