@@ -1,7 +1,7 @@
 import type { AttentionLayout, AttentionProblem, KernelSource } from '@webattn/tensor';
 import { layoutSpan } from './check-flash';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
-import { SHARED_EXTRA, firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
 import source from './flash-backward-key-value-matrix.wgsl?raw';
 
@@ -17,7 +17,7 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
   const scores = keys * (Math.max(shape.rows, headDimQk, headDimV) + 1) * 4;
   const products = keys * (shape.rows + 1) * 4;
   const weights = 2 * keys * (shape.rows + 8) * 2;
-  return scores + products + weights + keys * 4 + SHARED_EXTRA;
+  return scores + products + weights + keys * 4 + 32;
 }
 
 /**

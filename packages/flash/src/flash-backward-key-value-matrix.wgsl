@@ -97,11 +97,6 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
 
   for (var head_in_group = params.group_first; head_in_group < params.group_first + params.group_count; head_in_group++) {
     let h = kv_head * group + head_in_group;
-    // Nothing to add where a row-broadcast bool mask removes every key of the block for this head.
-    mark_live_key_tiles(b, h, key0, 1u, block_keys, lid, THREADS);
-    if (!key_tile_live(0u)) {
-      continue;
-    }
     let batch_head = b * params.q_heads + h;
     let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
     let g_base = params.g_offset + b * params.g_batch + h * params.g_head;

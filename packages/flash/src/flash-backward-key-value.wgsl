@@ -120,13 +120,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
   }
 
+  // Nothing to add where a bool mask that broadcasts over rows and heads removes every key of the block.
+  if (params.mask_head == 0u && mark_live_key_tiles(b, 0u, key0, 1u, THREADS * ROWS, lid, THREADS)) {
+    tile_end = tile_begin;
+  }
   for (var head_in_group = params.group_first; head_in_group < params.group_first + params.group_count; head_in_group++) {
     let h = kv_head * group + head_in_group;
-    // Nothing to add where a row-broadcast bool mask removes every key of the block for this head.
-    mark_live_key_tiles(b, h, key0, 1u, THREADS * ROWS, lid, THREADS);
-    if (!key_tile_live(0u)) {
-      continue;
-    }
     let batch_head = b * params.q_heads + h;
     let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
     let g_base = params.g_offset + b * params.g_batch + h * params.g_head;

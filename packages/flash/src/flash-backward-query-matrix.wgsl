@@ -138,9 +138,9 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
 
-  mark_live_key_tiles(b, h, tile_begin * BLOCK_N, max(tile_end, tile_begin) - tile_begin, BLOCK_N, lid, THREADS);
+  let skips = mark_live_key_tiles(b, h, tile_begin * BLOCK_N, max(tile_end, tile_begin) - tile_begin, BLOCK_N, lid, THREADS);
   for (var tile = tile_begin; tile < tile_end; tile++) {
-    if (!key_tile_live(tile - tile_begin)) {
+    if (skips && !key_tile_live(tile - tile_begin)) {
       continue;
     }
     let key0 = tile * BLOCK_N;

@@ -219,11 +219,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
 #if DIRECT_KV
   // Key tiles a row-broadcast bool mask removes whole are skipped (flash-common.wgsl; staged tiles always run).
-  mark_live_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
+  let skips = mark_live_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
 #endif
   for (var tile = tile_begin; tile < tile_end; tile++) {
 #if DIRECT_KV
-    if (!key_tile_live(tile - tile_begin)) {
+    if (skips && !key_tile_live(tile - tile_begin)) {
       continue;
     }
 #endif

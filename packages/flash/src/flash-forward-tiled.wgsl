@@ -129,9 +129,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
 
-  mark_live_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
+  let skips = mark_live_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
   for (var tile = tile_begin; tile < tile_end; tile++) {
-    if (!key_tile_live(tile - tile_begin)) {
+    if (skips && !key_tile_live(tile - tile_begin)) {
       continue;
     }
     let key0 = tile * BLOCK_N;

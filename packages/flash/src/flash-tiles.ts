@@ -60,9 +60,9 @@ function forwardRowsPerThread(headDims: number): number {
 }
 /**
  * Workgroup bytes besides the tiles: the shared Sequence record (padded) and the key-tile marks of row-broadcast
- * bool masks (flash-common.wgsl: 2 × SKIP_WORDS words).
+ * bool masks (flash-common.wgsl: 2 × SKIP_WORDS words and a flag, padded).
  */
-export const SHARED_EXTRA = 32 + 128;
+export const SHARED_EXTRA = 32 + 144;
 
 export function headDimBucket(dim: number): number {
   return HEAD_DIM_BUCKETS.find((bucket) => bucket >= dim) ?? MAX_HEAD_DIM;
