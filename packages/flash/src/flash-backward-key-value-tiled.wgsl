@@ -5,8 +5,9 @@
 // (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4), logsumexp and delta. Thread (ty, tx)
 // computes Sᵀ = k qᵀ and dPᵀ = v dOᵀ for its ROWS keys × rows 4·tx .. 4·tx + 3 (the forward's summation order,
 // so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory, then dV += P̃ᵀ dO and
-// dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... Each gradient element is summed by one thread
-// in a fixed order: deterministic. A key that a row with a NaN logsumexp may attend gets NaN dK and dV; NaN query
+// dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... With dropout, the workgroup draws each (row, 8 keys)
+// once per query tile into keep bits (a thread's keys share their draws with 8 / ROWS threads; bench notes entry 19).
+// Each gradient element is summed by one thread in a fixed order: deterministic. A key that a row with a NaN logsumexp may attend gets NaN dK and dV; NaN query
 // rows are kept out of the q tile (they are such rows), so that the zero dS of a masked pair cannot spread them.
 //
 // A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
@@ -87,6 +88,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let negative_infinity = params.negative_infinity;
   let group = params.q_heads / params.kv_heads;
 
+#if DROPOUT
+  // The key octets (8 aligned keys: one dropout draw per row) that this workgroup's keys touch: at most
+  // BLOCK_M · octets ≤ 4 · KEY_THREADS · (block_keys / 8 + 1) keep words, well within dst_tile's
+  // 4 · block_keys · ROW_STRIDE floats.
+  let octet_first = key0 >> 3u;
+  let octets = ((key0 + block_keys - 1u) >> 3u) - octet_first + 1u;
+#endif
   // Rows that may attend some key of this workgroup.
   let attended = attended_query_tiles(key0, block_keys, valid_end, sequence, BLOCK_M);
   var tile_begin = attended.x;
@@ -210,6 +218,26 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         residual_tile[r] = residual;
         delta_tile[r] = row_delta;
       }
+#if DROPOUT
+      // The dropout keep bits of the tile's rows × the workgroup's key octets, one Philox draw each (drawn by each
+      // thread, a draw would be repeated by every thread whose keys share its octet), held in dst_tile's memory
+      // until the weights are in registers: bit c of keep_bits(r, o) is key 8 · (octet_first + o) + c of row r, as
+      // an integer-valued f32 (exact), at dst_tile[o · KEY_THREADS + r / 4][r % 4], so that a thread reads its 4
+      // rows of an octet at once. Rows outside the dispatch's rows are not drawn (they take no part).
+      for (var e = lid; e < BLOCK_M * octets; e += THREADS) {
+        let r = e % BLOCK_M;
+        let i = row0 + r;
+        var bits = 0u;
+        if (i >= params.row_base && i < row_limit) {
+          let draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, octet_first + e / BLOCK_M);
+          for (var c = 0u; c < 8u; c++) {
+            let word = attention_dropout_values(draw, c >> 2u)[c & 3u];
+            bits |= select(0u, 1u << c, dropout_factor(word) > 0.0);
+          }
+        }
+        dst_tile[e / 4u][e % 4u] = f32(bits);
+      }
+#endif
       workgroupBarrier();
 
       // Sᵀ = k qᵀ and dPᵀ = v dOᵀ for this thread's keys × rows row0 + 4·tx .. + 3 (the forward's order).
@@ -261,11 +289,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           continue;
         }
         let bounds = key_bounds(i32(i), sequence);
-#if DROPOUT
-        // One draw gives the values of 8 aligned keys: redrawn only when this thread's keys cross a group.
-        var draw = vec4<u32>(0u);
-        var draw_octet = 0xffffffffu;
-#endif
         for (var t = 0u; t < ROWS; t++) {
           let j = first_key + t;
           if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
@@ -279,11 +302,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           } else if (score > negative_infinity) {
             let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
-            if ((j >> 3u) != draw_octet) {
-              draw_octet = j >> 3u;
-              draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, draw_octet);
-            }
-            let keep = dropout_factor(attention_dropout_values(draw, (j >> 2u) & 1u)[j & 3u]);
+            let keep_bits = u32(dst_tile[((j >> 3u) - octet_first) * KEY_THREADS + tx][u]);
+            let keep = select(0.0, params.dropout_scale, ((keep_bits >> (j & 7u)) & 1u) == 1u);
 #else
             let keep = 1.0;
 #endif
@@ -292,6 +312,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
           }
         }
       }
+#if DROPOUT
+      // Every thread has read its keep bits before dst_tile takes dS.
+      workgroupBarrier();
+#endif
       for (var t = 0u; t < ROWS; t++) {
         pt_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = weights[t];
         dst_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = ds[t];
