@@ -238,6 +238,25 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
+  it('plane-chunked workgroup order with a short last chunk: 3 (batch, head) planes of 12000 keys at D64, two to a chunk', async () => {
+    const device = gpu!;
+    emulateSubgroupMatrices(device.gpu);
+    useMatrixForward(0);
+    const seed = freshSeed();
+    // keys · (Dqk + Dv) · 2 bytes = 3.07 MB a plane: PLANE_CHUNK_BYTES (8 MiB) holds two, so the grid (2 row blocks ×
+    // 3 planes) runs a chunk of 2 planes, then one of 1. A grid order that skipped or repeated a workgroup would leave
+    // poisoned rows.
+    const spec: FlashCase = { batch: 3, queryHeads: 1, kvHeads: 1, queryLength: 40, keyLength: 12000, headDimQk: 64, dtype: 'f16' };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
+    const tiles = recordingTiles(device.gpu, { dtype: 'f16', headDimQk: 64, headDimV: 64, directKeyValues: true }, device.caps);
+    expect(tiles).toMatchObject({ forward: { kernel: 'matrix' }, directKeyValues: true });
+    const outputs = await runRaw(prepared, problem, null);
+    await expectCloseToReferences(outputs, prepared, null, null, 'f16', context);
+    for (const t of [prepared.q, prepared.k, prepared.v]) t.dispose();
+  });
+
   it('ran the matrix kernel in every case whose head dims fit it, in both forms, and the matrix dQ (runs after the cases)', () => {
     const fitting = cases.filter((kase) => {
       const { q, v } = kase.generate(1);
