@@ -7,8 +7,9 @@
 // so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory, then dV += P̃ᵀ dO and
 // dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... With dropout, the workgroup draws each (row, 8 keys)
 // once per query tile into keep bits (a thread's keys share their draws with 8 / ROWS threads; bench notes entry 19).
-// Each gradient element is summed by one thread in a fixed order: deterministic. A key that a row with a NaN logsumexp may attend gets NaN dK and dV; NaN query
-// rows are kept out of the q tile (they are such rows), so that the zero dS of a masked pair cannot spread them.
+// Each gradient element is summed by one thread in a fixed order: deterministic. A key that a row with a NaN
+// logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the q tile (they are such rows), so that
+// the zero dS of a masked pair cannot spread them.
 //
 // A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
 // multiples of the workgroup's keys) and the query rows [row_base, row_end). When the query rows of one kv head do
