@@ -184,7 +184,9 @@ fn masked_scores4(score: vec4<f32>, b: u32, h: u32, i: u32, j: u32) -> vec4<f32>
 // (mark_live_key_tiles) and, where some are not, skips those (key_tile_live: one barrier per tile, so only then):
 // the forward and dQ kernels skip key tiles, the tiled and compact dK/dV kernels a key block the mask removes for
 // every head (not the matrix dK/dV: the check there cost 7% at N16384 even with nothing removed). Only the first
-// 32 · SKIP_WORDS tiles are marked; later ones always run.
+// 32 · SKIP_WORDS tiles are marked; later ones always run. The matrix forward also marks the tiles where the mask
+// removes some key (mark_partial_key_tiles) and reads no mask in the others (key_tile_whole); in the other kernels
+// that did not pay (bench notes, entry 20).
 #if MASK_BOOL
 const SKIP_WORDS: u32 = 16u;
 // Bit t % 32 of word t / 32: tile t has no allowed key (dead tiles are marked, so that a mask allowing every key
@@ -247,6 +249,54 @@ fn key_tile_live(t: u32) -> bool {
     return true;
   }
   return ((workgroupUniformLoad(&dead_tile_words[t / 32u]) >> (t % 32u)) & 1u) == 0u;
+}
+// Bit t % 32 of word t / 32: tile t has a key below params.key_length that the mask removes.
+var<workgroup> partial_tile_marks: array<atomic<u32>, SKIP_WORDS>;
+
+// Whether the mask removes some of keys j .. j + 3 below params.key_length for (b, h).
+fn key_quad_removed(b: u32, h: u32, j: u32) -> bool {
+  if (j + 3u < params.key_length) {
+    return any(masked_scores4(vec4<f32>(0.0), b, h, 0u, j) == vec4<f32>(params.negative_infinity));
+  }
+  var removed = false;
+  for (var t = 0u; j + t < params.key_length; t++) {
+    removed = removed || masked_score(0.0, b, h, 0u, j + t) == params.negative_infinity;
+  }
+  return removed;
+}
+
+// Marks the tiles, as mark_live_key_tiles, that hold a key the mask removes (reading every key of the others), for
+// key_tile_whole. From uniform control flow, by all `threads` threads.
+fn mark_partial_key_tiles(b: u32, h: u32, first_key: u32, tiles: u32, block: u32, lid: u32, threads: u32) {
+  if (params.mask_row != 0u) {
+    return;
+  }
+  for (var w = lid; w < SKIP_WORDS; w += threads) {
+    atomicStore(&partial_tile_marks[w], 0u);
+  }
+  workgroupBarrier();
+  let marked = min(tiles, 32u * SKIP_WORDS);
+  for (var t = lid; t < marked; t += threads) {
+    let tile_end = min(first_key + (t + 1u) * block, params.key_length);
+    var removes = false;
+    for (var j = first_key + t * block; j < tile_end && !removes; j += 4u) {
+      removes = key_quad_removed(b, h, j);
+    }
+    if (removes) {
+      atomicOr(&partial_tile_marks[t / 32u], 1u << (t % 32u));
+    }
+  }
+  workgroupBarrier();
+}
+
+// Whether the mask allows every key below params.key_length of tile t of the last mark_partial_key_tiles, so that its
+// scores need no mask reads (false where the mask does not broadcast over rows: nothing was marked). Uniform in
+// value, but no barrier may depend on it.
+fn key_tile_whole(t: u32) -> bool {
+  if (params.mask_row != 0u || t >= 32u * SKIP_WORDS) {
+    return false;
+  }
+  return ((atomicLoad(&partial_tile_marks[t / 32u]) >> (t % 32u)) & 1u) == 0u;
 }
 #else
 fn mark_live_key_tiles(b: u32, h: u32, first_key: u32, tiles: u32, block: u32, lid: u32, threads: u32) -> bool {

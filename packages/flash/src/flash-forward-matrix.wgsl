@@ -241,14 +241,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
   }
 
 #if DIRECT_KV
-  // Key tiles a row-broadcast bool mask removes whole are skipped (flash-common.wgsl; staged tiles always run).
+  // Key tiles a row-broadcast bool mask removes whole are skipped, those it allows whole read no mask
+  // (flash-common.wgsl; staged tiles always run and read the mask).
   let skips = mark_live_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
+#if MASK_BOOL
+  mark_partial_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
+#endif
 #endif
   for (var tile = tile_begin; tile < tile_end; tile++) {
 #if DIRECT_KV
     if (skips && !key_tile_live(tile - tile_begin)) {
       continue;
     }
+#if MASK_BOOL
+    let whole_tile = key_tile_whole(tile - tile_begin);
+#endif
 #endif
     let key0 = tile * BLOCK_N;
     let tile_site = (tile + 1u) * 256u;
@@ -297,6 +304,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
         }
         // Four keys' masks at once where all four exist (the others are out of every row's bounds).
         var masked = capped;
+#if DIRECT_KV
+#if MASK_BOOL
+        // None where a row-broadcast bool mask allows every key of the tile.
+        if (whole_tile) {
+        } else
+#endif
+#endif
         if (j4 + 3u < params.key_length) {
           masked = masked_scores4(capped, b, h, i, j4);
         } else {

@@ -205,7 +205,9 @@ export const attentionCases: readonly AttentionCase[] = [
     },
   }),
   defineCase({
-    // Flash kernels skip the key tiles such a mask removes whole; keys 299 and 130..139 keep partial tiles alive.
+    // Flash kernels skip the key tiles such a mask removes whole and read no mask for those it allows whole: in batch
+    // 0 the holes at keys 37 and 161 and the end at 250 make tiles of 16, 32 and 64 keys alternate between whole and
+    // partial, key 299 keeps a partial tile after dead ones; batch 1 has partial tiles among dead ones only.
     name: 'bool key padding [B, 1, 1, S] masking whole key tiles, L33 S300 D16',
     exercises: ['bool-mask', 'mask-broadcast'],
     batch: 2,
@@ -216,7 +218,7 @@ export const attentionCases: readonly AttentionCase[] = [
     options: (values) => {
       const random = values(2 * 300);
       const allowed = (b: number, j: number) =>
-        b === 0 ? j < 70 || j === 299 : (j >= 130 && j < 140) || (j >= 200 && j < 230 && random[b * 300 + j]! < 0.4);
+        b === 0 ? (j < 250 && j !== 37 && j !== 161) || j === 299 : (j >= 130 && j < 140) || (j >= 200 && j < 230 && random[b * 300 + j]! < 0.4);
       const data = Uint8Array.from({ length: 2 * 300 }, (_, e) => (allowed(Math.floor(e / 300), e % 300) ? 1 : 0));
       return { attnMask: { data, shape: [2, 1, 1, 300], dtype: 'bool' } };
     },
