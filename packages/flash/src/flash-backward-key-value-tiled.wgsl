@@ -230,11 +230,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let i = row0 + r;
         var bits = 0u;
         if (i >= params.row_base && i < row_limit) {
-          let draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, octet_first + e / BLOCK_M);
-          for (var c = 0u; c < 8u; c++) {
-            let word = attention_dropout_values(draw, c >> 2u)[c & 3u];
-            bits |= select(0u, 1u << c, dropout_factor(word) > 0.0);
-          }
+          bits = dropout_keep_octet(attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, octet_first + e / BLOCK_M));
         }
         dst_tile[e / 4u][e % 4u] = f32(bits);
       }

@@ -1,7 +1,7 @@
 // FlashAttention-2 backward for dK and dV: one workgroup per tile of THREADS · ROWS keys of one (batch, kv head),
 // each thread owning ROWS consecutive keys (register tiling: every staged Q/dO element serves ROWS keys). It loops over the query heads that share the kv head (GQA) and over the query tiles that may
-// attend its keys (others are skipped), stages Q, dO, logsumexp and delta in workgroup memory, recomputes
-// P = exp(score − logsumexp), regenerates the dropout bits and accumulates dV += P̃ᵀ dO and
+// attend its keys (others are skipped), stages Q, dO, logsumexp and delta in workgroup memory (and the dropout keep
+// bits of its keys, one Philox draw per row and 8 keys), recomputes P = exp(score − logsumexp) and accumulates dV += P̃ᵀ dO and
 // dK += dSᵀ Q · scale. Each key's gradient is summed by one thread in a fixed order: deterministic. A key that a
 // row with a NaN logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the Q tile (they are
 // such rows), so that the zero dS of a masked pair cannot spread them.
@@ -40,6 +40,13 @@ var<workgroup> lse_tile: array<f32, BLOCK_M>;
 var<workgroup> residual_tile: array<f32, BLOCK_M>;
 var<workgroup> delta_tile: array<f32, BLOCK_M>;
 var<workgroup> sequence_shared: Sequence;
+#if DROPOUT
+// The workgroup's THREADS · ROWS keys (from a multiple of that, with 64 threads a multiple of 32) in words of 32.
+override KEEP_WORDS: u32 = THREADS * ROWS / 32u;
+// The dropout keep bits of the staged rows × the workgroup's keys: bit c of keep_bits[r · KEEP_WORDS + w] is key
+// key0 + 32 · w + c of row r (flash-tiles.ts counts them in the rows' storage).
+var<workgroup> keep_bits: array<u32, BLOCK_M * KEEP_WORDS>;
+#endif
 
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
 ${VEC4_LOADERS}
@@ -166,6 +173,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         residual_tile[r] = residual;
         delta_tile[r] = row_delta;
       }
+#if DROPOUT
+      // One Philox draw per (row, 8 keys) for the whole workgroup (drawn by each thread, a draw would be repeated by
+      // every thread whose keys share its octet). Rows outside the dispatch's rows are not drawn (they take no part).
+      for (var e = lid; e < BLOCK_M * KEEP_WORDS; e += THREADS) {
+        let r = e % BLOCK_M;
+        let i = row0 + r;
+        var bits = 0u;
+        if (i >= params.row_base && i < row_limit) {
+          for (var o = 0u; o < 4u; o++) {
+            let octet = (key0 >> 3u) + 4u * (e / BLOCK_M) + o;
+            bits |= dropout_keep_octet(attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, octet)) << (8u * o);
+          }
+        }
+        keep_bits[r * KEEP_WORDS + e / BLOCK_M] = bits;
+      }
+#endif
       workgroupBarrier();
       for (var r = 0u; r < BLOCK_M; r++) {
         let i = row0 + r;
@@ -210,7 +233,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             } else if (score > negative_infinity) {
               let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
-              let keep = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, batch_head, i, j));
+              let keep = select(0.0, params.dropout_scale, ((keep_bits[r * KEEP_WORDS + (j - key0) / 32u] >> (j % 32u)) & 1u) == 1u);
 #else
               let keep = 1.0;
 #endif

@@ -340,6 +340,15 @@ fn dropout_factor(word: u32) -> f32 {
   return select(0.0, params.dropout_scale, word >= params.dropout_threshold);
 }
 
+// Bit c (c < 8) set where column 8 · octet + c of a row is kept, from that row's and octet's attention_dropout_draw.
+fn dropout_keep_octet(draw: vec4<u32>) -> u32 {
+  var bits = 0u;
+  for (var c = 0u; c < 8u; c++) {
+    bits |= select(0u, 1u << c, dropout_factor(attention_dropout_values(draw, c >> 2u)[c & 3u]) > 0.0);
+  }
+  return bits;
+}
+
 fn dropout_key() -> vec2<u32> {
   return vec2<u32>(params.dropout_key0, params.dropout_key1);
 }

@@ -350,17 +350,20 @@ export function chooseTiles(
   const storage = caps.maxComputeWorkgroupStorageSize;
   const threads = Math.min(64, caps.maxComputeInvocationsPerWorkgroup || 64);
   const keys = largestTile((headDimQk + headDimV) * 4, storage, MIN_TILE);
-  const backwardRows = largestTile((headDimQk + headDimV + 3) * 4, storage, 1);
-  if (keys === null || backwardRows === null) return null;
   const f16 = problem.dtype === 'f16';
   const direct = f16 && (problem.directKeyValues ?? false);
   const tuned =
     forward && forwardTilesFit(forward, headDimQk, headDimV, caps, direct) && (forward.kernel !== 'matrix' || f16) ? forward : null;
   const compact = tuned?.kernel === 'compact' ? tuned : null;
+  // The compact dK/dV stages per query row q, dO, logsumexp, its residual and delta, and the dropout keep bits of
+  // its threads · rows keys (one bit each).
+  const compactRows = compact?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV);
+  const backwardRows = largestTile((headDimQk + headDimV + 3 + (threads * compactRows) / 32) * 4, storage, 1);
+  if (keys === null || backwardRows === null) return null;
   const compactTiles: ForwardTiles = {
     kernel: 'compact',
     threads: compact?.threads ?? threads,
-    rowsPerThread: compact?.rowsPerThread ?? forwardRowsPerThread(headDimQk + headDimV),
+    rowsPerThread: compactRows,
     keys: compact?.keys ?? Math.min(keys, FORWARD_MAX_TILE),
   };
   // The tiled forward and backward run as one family (their scores are summed in the same order, so P is exact):
