@@ -1,11 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { chooseTiles, restoreFlashTuning } from '@webattn/flash';
 import { cpuDevice } from '@webattn/tensor';
 import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelCommand } from '../commands/kernel';
 import { parseKernelArgs } from './kernel-args';
+import { formatTiles } from './kernel-table';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
 import { runKernelBench, type KernelRecord } from './run-kernel-bench';
 
@@ -89,6 +91,25 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
       expect(record.timing).toBe('wall-clock');
       expect(record.speedupVsMath).toBeNull();
       expect(record.maxAbsDiffVsMath).toBeNull();
+    }
+  });
+
+  it('reports the tiles flash runs with, a tuned forward included', async () => {
+    const device = gpu!;
+    const config = { ...parseKernelArgs(['--quick', '--options', 'none', '--dtype', 'f32']), backends: ['flash' as const] };
+    const problem = { dtype: 'f32', headDimQk: 16, headDimV: 16, directKeyValues: true };
+    const defaultForward = chooseTiles(problem, device.caps)!.forward;
+    // A choice different from the default, as tuneFlashForward (or an app restoring its saved choice) leaves it.
+    const tuned = { kernel: 'compact' as const, threads: 64, rowsPerThread: defaultForward.kernel === 'compact' && defaultForward.rowsPerThread === 4 ? 2 : 4, keys: 16 };
+    expect(restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: tuned }])).toBe(1);
+    try {
+      const result = await expectNoGpuErrors(device, () => runKernelBench(device, config));
+      expect(result.tiles).toEqual([{ dtype: 'f32', headDim: 16, tiles: chooseTiles(problem, device.caps, tuned) }]);
+      expect(formatTiles(result.tiles)).toEqual([`flash tiles f32 D16: compact; forward 64 threads × ${tuned.rowsPerThread} query rows per thread, 16 keys per tile; dQ 64 × ${tuned.rowsPerThread}, 16 keys; dK/dV 64 threads × ${tuned.rowsPerThread} keys per thread, ${result.tiles[0]!.tiles!.backwardRows} query rows per tile (head-dim buckets 16/16)`]);
+      expect(result.records.every((record) => record.status === 'ok')).toBe(true);
+    } finally {
+      // Back to the default's choice.
+      restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: defaultForward }]);
     }
   });
 });

@@ -3,7 +3,7 @@
  * timed (see gpu-timer.ts) and turned into one record with its milliseconds and TFLOP/s, or the reason it did
  * not run ("refused: …" from the backend's own check or its ResourceLimitError; "error: …" for anything else).
  */
-import { chooseTiles, type FlashTiles } from '@webattn/flash';
+import { chooseTiles, tunedForwardTiles, type FlashTiles } from '@webattn/flash';
 import { ResourceLimitError, type Device } from '@webattn/tensor';
 import { maxAbsDiff } from '@webattn/tensor/testing';
 import { benchInputs, type BenchInputs } from './bench-inputs';
@@ -42,7 +42,8 @@ export interface KernelRecord {
 export interface TileReport {
   readonly dtype: BenchDType;
   readonly headDim: number;
-  /** chooseTiles' choice for this head dim on this device (null: flash cannot run it). */
+  /** The tiles flash runs this head dim with on this device: chooseTiles' choice, with the device's tuned forward
+   * where `--tune` (tuneFlashForward) made one (null: flash cannot run it). */
   readonly tiles: FlashTiles | null;
 }
 
@@ -188,7 +189,8 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
   for (const dtype of config.dtypes) {
     for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
       // The benchmark's problems are contiguous and not packed: the matrix forward takes its direct form.
-      tiles.push({ dtype, headDim, tiles: chooseTiles({ dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true }, device.caps) });
+      const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
+      tiles.push({ dtype, headDim, tiles: chooseTiles(problem, device.caps, tunedForwardTiles(device.gpu, dtype, headDim, headDim)) });
     }
   }
   const records: KernelRecord[] = [];
