@@ -250,6 +250,7 @@ fn key_tile_live(t: u32) -> bool {
   }
   return ((workgroupUniformLoad(&dead_tile_words[t / 32u]) >> (t % 32u)) & 1u) == 0u;
 }
+
 // Bit t % 32 of word t / 32: tile t has a key below params.key_length that the mask removes.
 var<workgroup> partial_tile_marks: array<atomic<u32>, SKIP_WORDS>;
 
