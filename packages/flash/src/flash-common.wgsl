@@ -121,6 +121,47 @@ fn mirrored_block(x: u32, span: u32, block: u32) -> u32 {
   return (span + block - 1u) / block - 1u - x;
 }
 
+// Banded masks. Under a causal mask or a window bounded on the right, row i attends keys up to i (+ right), so the
+// later a row block lies the more key tiles it attends; a window bounded on the left only is the mirror image: the
+// later a key block lies, the more rows attend it.
+fn later_rows_heavier() -> bool {
+  return params.causal == 1u || params.window_right >= 0;
+}
+
+fn later_keys_heavier() -> bool {
+  return params.window_left >= 0 && !later_rows_heavier();
+}
+
+fn banded() -> bool {
+  return params.causal == 1u || params.window_left >= 0 || params.window_right >= 0;
+}
+
+// Bytes of keys and values (f16) that the workgroups of one chunk of (batch, head) planes share.
+const PLANE_CHUNK_BYTES: f32 = 8388608.0;
+
+// The grid's (block, head, batch) for a dispatched workgroup: the planes (head, batch) in chunks whose keys and
+// values take about PLANE_CHUNK_BYTES, x (the row or key block) varying slowest within a chunk, so that the
+// workgroups running at once spread over the chunk's planes instead of crowding one plane's blocks; `reverse`: x
+// from the last block down. A bijection of the grid. With the plain order (x fastest) the matrix forward took 13–14%
+// longer at B4 H16 N4096 D64 and B1 H8 N16384 D64 on an H200 (bench notes, entry 19; why is not established); the
+// f32 tiled forward gained nothing from it. Under a banded mask the kernels take their heaviest blocks first (x
+// slowest, reversed where later blocks are heavier): when the grid is more than one wave, the light blocks then fill
+// the end instead of the heaviest ones running last (bench notes, entry 21: the seed-shape causal forward 0.83 of
+// the time in f16, f32 tiled 0.84).
+fn plane_chunked_workgroup(id: vec3<u32>, groups: vec3<u32>, reverse: bool) -> vec3<u32> {
+  let planes = groups.y * groups.z;
+  let plane_bytes = f32(params.key_length) * f32(params.head_dim_qk + params.head_dim_v) * 2.0;
+  let chunk = u32(clamp(PLANE_CHUNK_BYTES / max(plane_bytes, 1.0), 1.0, f32(planes)));
+  let linear = id.x + groups.x * (id.y + groups.y * id.z);
+  let first_plane = (linear / (groups.x * chunk)) * chunk;
+  let in_chunk = linear % (groups.x * chunk);
+  // The last chunk may hold fewer planes.
+  let width = min(chunk, planes - first_plane);
+  let plane = first_plane + in_chunk % width;
+  let x = in_chunk / width;
+  return vec3<u32>(select(x, groups.x - 1u - x, reverse), plane % groups.y, plane / groups.y);
+}
+
 // Always 0, unknown to compilers (see matrix-blocks.ts): the subgroup-matrix kernels add site · salt to their
 // workgroup-memory offsets so that no driver merges or hoists matrix loads.
 fn salt(site: u32) -> u32 {

@@ -19,7 +19,8 @@
 // kept out of the tile and flagged per key, and the output dims of rows that may attend such a key become NaN.
 // Writes out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key) and, with
 // params.lse_residual, the logsumexp rounding residual.
-// Workgroups take their (row block, head, batch) in plane-chunked order (plane_chunked_workgroup).
+// Workgroups take their (row block, head, batch) in plane-chunked order, the heaviest row blocks first under a banded
+// mask (flash-common.wgsl's plane_chunked_workgroup).
 
 const SUBGROUP_SIZE: u32 = 32u;
 const SUBGROUPS: u32 = ${SUBGROUPS}u;
@@ -131,30 +132,10 @@ fn stage_tile(tile: u32, lid: u32, sequence: Sequence, k_base: u32, v_base: u32)
 }
 #endif
 
-// Bytes of keys and values (f16) that the workgroups of one chunk of (batch, head) planes share.
-const PLANE_CHUNK_BYTES: f32 = 8388608.0;
-
-// The grid's (row block, head, batch) for a dispatched workgroup: the planes (head, batch) in chunks whose keys and
-// values take about PLANE_CHUNK_BYTES, x (the row block) varying slowest within a chunk, so that the workgroups
-// running at once spread over the chunk's planes instead of crowding one plane's row blocks. A bijection of the
-// grid. With the plain order (x fastest) the forward took 13–14% longer at B4 H16 N4096 D64 and B1 H8 N16384 D64 on
-// an H200 (bench notes, entry 19; why is not established); the f32 tiled forward gained nothing from it.
-fn plane_chunked_workgroup(id: vec3<u32>, groups: vec3<u32>) -> vec3<u32> {
-  let planes = groups.y * groups.z;
-  let plane_bytes = f32(params.key_length) * f32(params.head_dim_qk + params.head_dim_v) * 2.0;
-  let chunk = u32(clamp(PLANE_CHUNK_BYTES / max(plane_bytes, 1.0), 1.0, f32(planes)));
-  let linear = id.x + groups.x * (id.y + groups.y * id.z);
-  let first_plane = (linear / (groups.x * chunk)) * chunk;
-  let in_chunk = linear % (groups.x * chunk);
-  // The last chunk may hold fewer planes.
-  let width = min(chunk, planes - first_plane);
-  let plane = first_plane + in_chunk % width;
-  return vec3<u32>(in_chunk / width, plane % groups.y, plane / groups.y);
-}
-
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let wid = plane_chunked_workgroup(grid_id, groups);
+  // Heaviest row blocks first under a causal mask or a right-bounded window (flash-common.wgsl).
+  let wid = plane_chunked_workgroup(grid_id, groups, later_rows_heavier());
   let block_rows = SUBGROUPS * SUBGROUP_ROWS;
   let subgroup = lid / SUBGROUP_SIZE;
   let lane = lid % SUBGROUP_SIZE;

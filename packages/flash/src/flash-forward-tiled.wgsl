@@ -56,7 +56,9 @@ var<workgroup> sequence_shared: Sequence;
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
 ${VEC4_LOADERS}
 @compute @workgroup_size(THREADS)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  // Under a banded mask the heaviest row blocks first (flash-common.wgsl); otherwise the plain order, x fastest.
+  let wid = select(grid_id, plane_chunked_workgroup(grid_id, groups, later_rows_heavier()), banded());
   let block_rows = THREADS / KEY_THREADS * ROWS;
   let tx = lid % KEY_THREADS;
   let ty = lid / KEY_THREADS;
