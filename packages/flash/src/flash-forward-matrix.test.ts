@@ -12,7 +12,7 @@ import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/test
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkFlashCase } from '../test/conformance-case';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
-import { HEAD_DIM_BUCKETS, forwardTilesFit, forwardTuningKey, recordingTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
+import { HEAD_DIM_BUCKETS, forwardRowsPerWorkgroup, forwardTilesFit, forwardTuningKey, recordingTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
 import { emulateSubgroupMatrices, withEmulatedMatrices } from './subgroup-matrix-emulation';
 import { pairsMirroredBlocks } from './balanced-blocks';
 import { forwardBindings, planKernelChunks } from './flash-chunks';
@@ -238,22 +238,35 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 
-  it('plane-chunked workgroup order with a short last chunk: 3 (batch, head) planes of 12000 keys at D64, two to a chunk', async () => {
+  // keys · (Dqk + Dv) · 2 bytes = 3.07 MB a plane (12000 keys at D64, 24000 at D32): PLANE_CHUNK_BYTES (8 MiB)
+  // holds two, so the grid (3 row blocks, the last one partial, × 3 planes) runs a chunk of 2 planes, then one of 1.
+  // A grid order that skipped or repeated a workgroup would leave poisoned rows. Banded masks take the heaviest row
+  // blocks first: reversed under causal and a right-bounded window in the tiled forward (f32) and in matrix forwards
+  // of several subgroups (D32: top-left, so that the emulated products stay few); one-subgroup matrix forwards (D64
+  // on the H100) keep the plain order, as unbanded tiled forwards do.
+  const chunkedOrders: readonly [string, 'f16' | 'f32', number, number, FlashCase['options']][] = [
+    ['matrix D64, no mask', 'f16', 64, 12000, {}],
+    ['matrix D32, causal', 'f16', 32, 24000, { isCausal: true }],
+    ['matrix D32, window [-1, 10]', 'f16', 32, 24000, { window: [-1, 10] }],
+    ['tiled D64, causal (bottom-right)', 'f32', 64, 12000, { isCausal: true, causalAlignment: 'bottom-right' }],
+    ['tiled D64, window [3000, 20]', 'f32', 64, 12000, { window: [3000, 20] }],
+  ];
+  it.each(chunkedOrders)('plane-chunked workgroup order with a short last chunk (%s): 3 planes, two to a chunk', async (_name, dtype, headDim, keyLength, options) => {
     const device = gpu!;
     emulateSubgroupMatrices(device.gpu);
     useMatrixForward(0);
     const seed = freshSeed();
-    // keys · (Dqk + Dv) · 2 bytes = 3.07 MB a plane: PLANE_CHUNK_BYTES (8 MiB) holds two, so the grid (2 row blocks ×
-    // 3 planes) runs a chunk of 2 planes, then one of 1. A grid order that skipped or repeated a workgroup would leave
-    // poisoned rows.
-    const spec: FlashCase = { batch: 3, queryHeads: 1, kvHeads: 1, queryLength: 40, keyLength: 12000, headDimQk: 64, dtype: 'f16' };
+    const tiles = recordingTiles(device.gpu, { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: dtype === 'f16' }, device.caps);
+    expect(tiles?.forward.kernel).toBe(dtype === 'f16' ? 'matrix' : 'tiled');
+    const queryLength = forwardRowsPerWorkgroup(tiles!.forward) * 2.5;
+    // Planes per chunk as the kernels count them: PLANE_CHUNK_BYTES / (keys · (Dqk + Dv) · 2 bytes).
+    expect(Math.floor(2 ** 23 / (keyLength * headDim * 2 * 2))).toBe(2);
+    const spec: FlashCase = { batch: 3, queryHeads: 1, kvHeads: 1, queryLength, keyLength, headDimQk: headDim, dtype, options };
     const prepared = prepare(device, spec, seed);
     const context = describeCase(spec, seed);
     const problem = describeAttention(prepared.q, prepared.k, prepared.v, prepared.options);
-    const tiles = recordingTiles(device.gpu, { dtype: 'f16', headDimQk: 64, headDimV: 64, directKeyValues: true }, device.caps);
-    expect(tiles).toMatchObject({ forward: { kernel: 'matrix' }, directKeyValues: true });
     const outputs = await runRaw(prepared, problem, null);
-    await expectCloseToReferences(outputs, prepared, null, null, 'f16', context);
+    await expectCloseToReferences(outputs, prepared, null, null, dtype, context);
     for (const t of [prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 

@@ -134,8 +134,11 @@ fn stage_tile(tile: u32, lid: u32, sequence: Sequence, k_base: u32, v_base: u32)
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  // Heaviest row blocks first under a causal mask or a right-bounded window (flash-common.wgsl).
-  let wid = plane_chunked_workgroup(grid_id, groups, later_rows_heavier());
+  // Heaviest row blocks first under a causal mask or a right-bounded window (flash-common.wgsl), with workgroups of
+  // several subgroups: one-subgroup workgroups (the D64 and D128 default) ran the causal forward bimodally in that
+  // order, 1.25–1.9× their usual time in 10 of 15 runs at B4 H16 N4096 D64 (4 of 11 in the plain order; bench notes,
+  // entry 21).
+  let wid = plane_chunked_workgroup(grid_id, groups, later_rows_heavier() && SUBGROUPS > 1u);
   let block_rows = SUBGROUPS * SUBGROUP_ROWS;
   let subgroup = lid / SUBGROUP_SIZE;
   let lane = lid % SUBGROUP_SIZE;
