@@ -122,14 +122,9 @@ fn mirrored_block(x: u32, span: u32, block: u32) -> u32 {
 }
 
 // Banded masks. Under a causal mask or a window bounded on the right, row i attends keys up to i (+ right), so the
-// later a row block lies the more key tiles it attends; a window bounded on the left only is the mirror image: the
-// later a key block lies, the more rows attend it.
+// later a row block lies the more key tiles it attends (with a window bounded on the left only, the earlier).
 fn later_rows_heavier() -> bool {
   return params.causal == 1u || params.window_right >= 0;
-}
-
-fn later_keys_heavier() -> bool {
-  return params.window_left >= 0 && !later_rows_heavier();
 }
 
 fn banded() -> bool {
