@@ -10,8 +10,13 @@ export interface BenchInputs {
   readonly v: Tensor;
   readonly gradOut: Tensor;
   readonly options: AttentionOptions;
-  /** Per-batch key lengths when the option set pads (for the table and JSON). */
+  /**
+   * Per-batch key lengths when the option set pads (for the table and JSON); for varlen the packed sequences'
+   * lengths (query and key lengths alike).
+   */
   readonly keyLengths: readonly number[] | null;
+  /** Varlen: the sequences' offsets into the packed rows (cuSeqlensQ = cuSeqlensK, B + 1 entries), else null. */
+  readonly cuSeqlens: readonly number[] | null;
   dispose(): void;
 }
 
@@ -22,17 +27,36 @@ export function benchKeyLengths(batch: number, length: number, seed: number): nu
   return Array.from(draws, (draw, b) => (b === batch - 1 ? length : shortest + Math.floor(draw * (length - shortest + 1))));
 }
 
-/** Random inputs in [−1, 1) of one shape and dtype, with the option set's masks and dropout. */
+/** Packed varlen offsets of sequences with these lengths: 0, then each sequence's end (the running sum). */
+export function sequenceOffsets(lengths: readonly number[]): number[] {
+  const offsets = [0];
+  for (const length of lengths) offsets.push(offsets[offsets.length - 1]! + length);
+  return offsets;
+}
+
+/**
+ * The dims of q, k, v and gradOut: [B, H, N, D], or for varlen [total, H, D] with total the packed rows of all
+ * sequences (each as long as its drawn length, with no padding between them).
+ */
+function inputDims(shape: BenchShape, cuSeqlens: readonly number[] | null): number[] {
+  return cuSeqlens ? [cuSeqlens[cuSeqlens.length - 1]!, shape.heads, shape.headDim] : [shape.batch, shape.heads, shape.length, shape.headDim];
+}
+
+/**
+ * Random inputs in [−1, 1) of one shape and dtype, with the option set's masks, packing and dropout. Padding and
+ * varlen draw their lengths alike (same seed offset), so at one seed varlen packs the sequences padding pads.
+ */
 export function benchInputs(device: Device, shape: BenchShape, dtype: BenchDType, set: OptionSet, seed: number): BenchInputs {
-  const dims = [shape.batch, shape.heads, shape.length, shape.headDim];
+  const padded = set.keyLengths || set.boolMask;
+  const keyLengths = padded || set.varlen ? benchKeyLengths(shape.batch, shape.length, seed + 5) : null;
+  const cuSeqlens = set.varlen && keyLengths ? sequenceOffsets(keyLengths) : null;
+  const dims = inputDims(shape, cuSeqlens);
   const count = dims.reduce((a, b) => a * b, 1);
   const make = (offset: number) => tensor(device, randomValues(count, seed + offset), dims, { dtype });
   const q = make(1);
   const k = make(2);
   const v = make(3);
   const gradOut = make(4);
-  const padded = set.keyLengths || set.boolMask;
-  const keyLengths = padded ? benchKeyLengths(shape.batch, shape.length, seed + 5) : null;
   let mask: Tensor | undefined;
   if (set.boolMask && keyLengths) {
     const allowed = new Uint8Array(shape.batch * shape.length);
@@ -42,6 +66,7 @@ export function benchInputs(device: Device, shape: BenchShape, dtype: BenchDType
   const options: AttentionOptions = {
     ...(set.keyLengths && keyLengths ? { keyLengths } : {}),
     ...(mask ? { attnMask: mask } : {}),
+    ...(cuSeqlens ? { cuSeqlensQ: cuSeqlens, cuSeqlensK: cuSeqlens } : {}),
     ...(set.dropout > 0 ? { dropoutP: set.dropout, dropoutSeed: seed + 6, dropoutOffset: 0 } : {}),
     ...(set.causal ? { isCausal: true } : {}),
   };
@@ -52,6 +77,7 @@ export function benchInputs(device: Device, shape: BenchShape, dtype: BenchDType
     gradOut,
     options,
     keyLengths,
+    cuSeqlens,
     dispose() {
       for (const t of [q, k, v, gradOut, mask]) t?.dispose();
     },

@@ -40,6 +40,15 @@ describe('kernel bench arguments', () => {
     expect(config).toMatchObject({ iterations: 4, warmup: 0, timing: 'wall-clock', mathBudgetBytes: 2 * 2 ** 20, compare: false, recordsFile: 'out.jsonl', tune: true });
   });
 
+  it('reads varlen alone and joined with causal and dropout, in the canonical order', () => {
+    const config = parseKernelArgs(['--options', 'varlen,causal+varlen,dropout+varlen+causal']);
+    expect(config.optionSets.map((set) => set.name)).toEqual(['varlen', 'varlen+causal', 'varlen+dropout+causal']);
+    expect(config.optionSets[0]).toEqual({ name: 'varlen', keyLengths: false, boolMask: false, varlen: true, dropout: 0, causal: false });
+    expect(config.optionSets[2]).toMatchObject({ varlen: true, dropout: 0.1, causal: true, keyLengths: false, boolMask: false });
+    expect(parseOptionSet('padding').varlen).toBe(false);
+    expect(parseKernelArgs([]).optionSets.every((set) => !set.varlen)).toBe(true);
+  });
+
   it('--quick is a tiny f32 run unless shapes are given', () => {
     expect(parseKernelArgs(['--quick'])).toMatchObject({ shapes: [QUICK_SHAPE], dtypes: ['f32'] });
     expect(parseKernelArgs(['--quick', '--shape', '1,1,8,8']).shapes).toEqual([{ batch: 1, heads: 1, length: 8, headDim: 8 }]);
@@ -56,6 +65,11 @@ describe('kernel bench arguments', () => {
     expect(() => parseKernelArgs(['--fast'])).toThrow(/unknown option "--fast"/);
     expect(() => parseOptionSet('none+causal')).toThrow(/'none' cannot be combined/);
     expect(() => parseOptionSet('padding+padding-mask')).toThrow(/choose one/);
+    expect(() => parseOptionSet('varlen+padding')).toThrow(InvalidArgumentError);
+    expect(() => parseOptionSet('varlen+padding')).toThrow(/"varlen\+padding": varlen cannot be combined with padding;/);
+    expect(() => parseOptionSet('padding-mask+varlen+dropout')).toThrow(/varlen cannot be combined with padding-mask;/);
+    expect(() => parseOptionSet('none+varlen')).toThrow(/'none' cannot be combined/);
+    expect(() => parseKernelArgs(['--options', 'none,varlen+padding'])).toThrow(InvalidArgumentError);
   });
 
   it('counts FLOPs as 4·B·H·N²·D forward, halved for causal', () => {
@@ -63,6 +77,9 @@ describe('kernel bench arguments', () => {
     expect(forwardFlops(shape, parseOptionSet('none'))).toBe(4 * 2 * 3 * 5 * 5 * 7);
     expect(forwardFlops(shape, parseOptionSet('padding+dropout'))).toBe(4 * 2 * 3 * 5 * 5 * 7);
     expect(forwardFlops(shape, parseOptionSet('causal'))).toBe(2 * 2 * 3 * 5 * 5 * 7);
+    // varlen counts every sequence as N long, like padding, so its TFLOP/s compare with none's.
+    expect(forwardFlops(shape, parseOptionSet('varlen+dropout'))).toBe(4 * 2 * 3 * 5 * 5 * 7);
+    expect(forwardFlops(shape, parseOptionSet('varlen+causal'))).toBe(2 * 2 * 3 * 5 * 5 * 7);
     expect(BACKWARD_FLOP_FACTOR).toBe(2.5);
   });
 });

@@ -57,7 +57,7 @@ export const QUICK_SHAPE: BenchShape = { batch: 2, heads: 2, length: 37, headDim
 export const DEFAULT_OPTIONS = 'none,padding,padding-mask,dropout,causal';
 
 export const KERNEL_USAGE =
-  '[--shape B,H,N,D ...] [--dtype f32,f16] [--options none,padding,padding-mask,dropout,causal (join with +)]' +
+  '[--shape B,H,N,D ...] [--dtype f32,f16] [--options none,padding,padding-mask,varlen,dropout,causal (join with +)]' +
   ' [--backends flash,math,efficient] [--iterations N] [--warmup N] [--timing auto|timestamp|wall-clock]' +
   ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--tune] [--quick]';
 

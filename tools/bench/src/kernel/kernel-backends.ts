@@ -1,7 +1,8 @@
 /**
  * The attention backends the kernel benchmark compares, called directly (not through the dispatcher, so the
  * timing is the kernels' own): flash (@webattn/flash), math (the materialising WGSL reference of
- * @webattn/reference) and efficient (flash's split-KV decode kernels, forward only).
+ * @webattn/reference) and efficient (flash's split-KV decode kernels, forward only). Flash and math run packed
+ * varlen too; split-KV does not read packed sequences, and its own check refuses them like its other limits.
  */
 import { checkFlash, checkSplitKv, flashAttention, flashAttentionGrad, splitKvAttention } from '@webattn/flash';
 import { mathAttention, mathAttentionBackward, type MathLimits } from '@webattn/reference';

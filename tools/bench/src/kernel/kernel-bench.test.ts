@@ -77,6 +77,26 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
     }
   });
 
+  it('times packed varlen forward and backward on flash and math, matching outputs; efficient refuses it', async () => {
+    const config = parseKernelArgs(['--quick', '--options', 'varlen,varlen+causal,varlen+dropout', '--backends', 'flash,math,efficient']);
+    const result = await expectNoGpuErrors(gpu!, () => runKernelBench(gpu!, config));
+    expect(result.records).toHaveLength(3 * 3 * 2);
+    for (const record of result.records) {
+      const label = `${record.backend} ${record.pass} ${record.option}`;
+      expectWellFormed(record);
+      // FLOPs as for unpacked attention of the full shape (none's, halved for causal).
+      const unpacked = parseOptionSet(record.option.includes('causal') ? 'causal' : 'none');
+      expect(record.flops, label).toBe(forwardFlops(record.shape, unpacked) * (record.pass === 'backward' ? BACKWARD_FLOP_FACTOR : 1));
+      expect(record.keyLengths, label).toHaveLength(record.shape.batch);
+      if (record.backend === 'efficient') {
+        expect(record.status, label).toMatch(record.pass === 'backward' ? /forward only/ : /varlen/);
+        continue;
+      }
+      expect(record.status, label).toBe('ok');
+      if (record.backend === 'flash' && record.pass === 'forward') expect(record.maxAbsDiffVsMath!, `flash vs math out, ${record.option}`).toBeLessThan(1e-4);
+    }
+  });
+
   it('records the math backend\'s ResourceLimitError as "refused", and times with the wall clock when asked', async () => {
     const config = { ...parseKernelArgs(['--quick', '--options', 'causal', '--timing', 'wall-clock']), mathBudgetBytes: 1024 };
     const result = await expectNoGpuErrors(gpu!, () => runKernelBench(gpu!, config));

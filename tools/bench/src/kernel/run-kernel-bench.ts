@@ -35,7 +35,7 @@ export interface KernelRecord {
   readonly speedupVsMath: number | null;
   /** Forward only: max |out − math's out| on the same inputs, where both ran and --no-compare was not given. */
   readonly maxAbsDiffVsMath: number | null;
-  /** The padded key lengths used (padding options), else null. */
+  /** The padded key lengths used (padding options) or the packed sequences' lengths (varlen), else null. */
   readonly keyLengths: readonly number[] | null;
 }
 
@@ -68,6 +68,7 @@ const MAX_COMPARED_ELEMENTS = 2 ** 25;
 
 const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n').filter(Boolean).join(' ');
 
+/** Bytes one call allocates, counted at B·N rows (packed varlen has fewer: an upper bound for it). */
 function bytesPerCall(shape: BenchShape, dtype: BenchDType, backend: BackendName, pass: Pass): number {
   const element = dtype === 'f16' ? 2 : 4;
   const tensorBytes = shape.batch * shape.heads * shape.length * shape.headDim * element;
@@ -156,9 +157,9 @@ async function runCase(context: CaseContext, backends: readonly KernelBackend[])
   const measured: (Awaited<ReturnType<typeof measurePass>>)[] = [];
   for (const backend of backends) for (const pass of PASSES) measured.push(await measurePass(context, backend, pass));
   const find = (backend: BackendName, pass: Pass) => measured.find((record) => record.backend === backend && record.pass === pass);
-  const { shape } = context;
   const compared = new Map<BackendName, number>();
-  const elements = shape.batch * shape.heads * shape.length * shape.headDim;
+  // out has q's elements here (D = Dv): B·H·N·D, or the packed rows' total·H·D for varlen.
+  const elements = context.inputs.q.size;
   const math = backends.find((backend) => backend.name === 'math');
   if (context.config.compare && math && find('math', 'forward')?.status === 'ok' && elements <= MAX_COMPARED_ELEMENTS) {
     const others = backends.filter((backend) => backend.name !== 'math' && find(backend.name, 'forward')?.status === 'ok');
@@ -188,7 +189,8 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
   const tiles: TileReport[] = [];
   for (const dtype of config.dtypes) {
     for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
-      // The benchmark's problems are contiguous and not packed: the matrix forward takes its direct form.
+      // The benchmark's problems are contiguous: the matrix forward takes its direct form. (Packed varlen runs take
+      // it only where flash can unpack their sequences into padded k and v copies; the report is the unpacked runs'.)
       const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
       tiles.push({ dtype, headDim, tiles: chooseTiles(problem, device.caps, tunedForwardTiles(device.gpu, dtype, headDim, headDim)) });
     }
