@@ -1,5 +1,5 @@
 import type { AttentionLayout, AttentionProblem, KernelSource } from '@webattn/tensor';
-import { layoutSpan } from './check-flash';
+import { paddedSourceBytes } from './padded-key-values';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
@@ -26,15 +26,21 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
  * notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where
  * that does not fit.
  */
-export function matrixKeyValueShape(problem: AttentionProblem, gradOut: AttentionLayout, tiles: FlashTiles, caps: FlashCaps): MatrixKeyValueShape | null {
+export function matrixKeyValueShape(
+  problem: AttentionProblem,
+  gradOut: AttentionLayout,
+  tiles: FlashTiles,
+  caps: FlashCaps,
+  buffers: { readonly q: GPUBuffer; readonly gradOut: GPUBuffer },
+): MatrixKeyValueShape | null {
   if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
   const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 16) * 16;
-  const { layout, batch, queryHeads, queryLength } = problem;
+  const { layout, queryHeads, queryLength } = problem;
   const bytes = [
     rows * tiles.headDimQk * 2,
     rows * tiles.headDimV * 2,
-    layoutSpan(layout.q, batch, queryHeads, queryLength, problem.headDimQk) * 2,
-    layoutSpan(gradOut, batch, queryHeads, queryLength, problem.headDimV) * 2,
+    paddedSourceBytes(problem, layout.q, queryHeads, queryLength, problem.headDimQk, buffers.q),
+    paddedSourceBytes(problem, gradOut, queryHeads, queryLength, problem.headDimV, buffers.gradOut),
   ];
   if (bytes.some((size) => size > caps.maxStorageBufferBindingSize)) return null;
   const shapes: MatrixKeyValueShape[] =

@@ -1,8 +1,9 @@
 // FlashAttention-2 backward for dQ on subgroup matrices (16×16×16 f16 → f32), the partner of the matrix forward's
 // direct form: k and v are the padded copies of padded-key-values.ts (k with its NaN values copied as 0, v as it
-// is), so every matrix load of an attended key tile stays inside its head's rows. A workgroup is SUBGROUPS
-// subgroups of 32 lanes; each owns 16 consecutive query rows of one (batch, head) and keeps their q and dO rows as
-// left matrices and dQ as result matrices for the whole key loop. Per key tile of BLOCK_N keys:
+// is; packed varlen sequences unpacked into batch entries), so every matrix load of an attended key tile stays
+// inside its head's rows. A workgroup is SUBGROUPS subgroups of 32 lanes; each owns 16 consecutive query rows of
+// one (batch, head) and keeps their q and dO rows as left matrices and dQ as result matrices for the whole key loop.
+// Per key tile of BLOCK_N keys:
 //   1. S = Q Kᵀ (the same products, in the same order, as the forward's, so P is exact) and dP = dO Vᵀ on the
 //      matrices, stored to the subgroup's f32 scratches;
 //   2. two lanes per row take half of the row's keys each: P = exp(S − logsumexp) where the pair is allowed
@@ -145,8 +146,9 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
     }
     let key0 = tile * BLOCK_N;
     let tile_site = block_site + (tile + 1u) * 256u;
-    let k_row = k_base + (sequence.k_start + key0) * HEAD_DIM_QK;
-    let v_row = v_base + (sequence.k_start + key0) * HEAD_DIM_V;
+    // (A packed varlen sequence's keys start at row 0 of its batch entry in the copies.)
+    let k_row = k_base + key0 * HEAD_DIM_QK;
+    let v_row = v_base + key0 * HEAD_DIM_V;
 
     // 1. S and dP into the scratches.
     {

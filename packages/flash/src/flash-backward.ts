@@ -30,7 +30,7 @@ import {
 import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
-import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, type PaddedKeyValues } from './padded-key-values';
+import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
 import { pairedWorkgroups, pairsMirroredBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
@@ -147,7 +147,7 @@ export function recordFlashBackward(
 ): void {
   const { batch, queryHeads, queryLength, keyLength } = problem;
   if (batch === 0 || queryHeads === 0 || (queryLength === 0 && keyLength === 0)) return;
-  const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps) }, caps)!;
+  const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps, buffers) }, caps)!;
   const variant = variantOf(problem);
   const gradients = gradientLayouts(problem, buffers.layouts);
   const residual = buffers.logsumexpResidual ?? false;
@@ -202,7 +202,7 @@ export function recordFlashBackward(
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
   let padded: PaddedKeyValues | undefined;
   const paddedKeyValues = () => (padded ??= recordPaddedKeyValues(recorder, problem, buffers, 64, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' }));
-  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps) : null;
+  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps, buffers) : null;
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
     recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues());
   } else if (keyLength > 0 && 'direct' in keyValuePlan) {
@@ -299,7 +299,7 @@ function recordMatrixKeyValue(
   const { recorder, problem } = run;
   const keysPerWorkgroup = shape.subgroups * 16;
   const rows = Math.ceil(problem.queryLength / shape.rows) * shape.rows;
-  const querySide = { batches: problem.batch, heads: problem.queryHeads, length: problem.queryLength };
+  const querySide = { batches: problem.batch, heads: problem.queryHeads, length: problem.queryLength, cuSeqlens: varlenOffsets(problem, buffers.cuSeqlensQ, 'cuSeqlensQ') };
   const q = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.q, layout: problem.layout.q, dims: problem.headDimQk }, rows, tiles.headDimQk, 'zero-nan', 'flash padded q');
   const gradOut = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.gradOut, layout: run.gradients.gradOut, dims: problem.headDimV }, rows, tiles.headDimV, 'plain', 'flash padded dO');
   const kernelProblem = { ...padded.problem, layout: { ...padded.problem.layout, q: q.layout } };

@@ -172,6 +172,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
   let attended = attended_key_tiles(row0, row_last, sequence, BLOCK_N);
   let tile_begin = attended.x;
   let tile_end = attended.y;
+  // The key tiles some row of this subgroup may attend (a subgroup-uniform range): under a causal mask the subgroups
+  // of lower rows stop before the workgroup's last tiles, and skip their products and scores there.
+  var subgroup_tiles = vec2<u32>(0u, 0u);
+  if (subgroup_row0 < row_limit) {
+    subgroup_tiles = attended_key_tiles(subgroup_row0, min(subgroup_row0 + SUBGROUP_ROWS, row_limit) - 1u, sequence, BLOCK_N);
+  }
   let s_base = subgroup * SUBGROUP_ROWS * S_STRIDE;
   let p_base = subgroup * SUBGROUP_ROWS * P_STRIDE;
   let k_base = params.k_offset + b * params.k_batch + kv_head * params.k_head;
@@ -243,6 +249,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
 #endif
     let key0 = tile * BLOCK_N;
     let tile_site = (tile + 1u) * 256u;
+    // (One subgroup: its tiles are the workgroup's, and the constant test folds away; a runtime one cost the D64
+    // forward 4% on the H100: bench notes, entry 22.)
+    let subgroup_active = SUBGROUPS == 1u || (tile >= subgroup_tiles.x && tile < subgroup_tiles.y);
 #if DIRECT_KV
     // The tile's first rows in the padded k and v (the same row index in both, and in nan_flags).
     let k_row = k_base + key0 * HEAD_DIM_QK;
@@ -259,7 +268,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     // This lane's dropout draws for the tile, computed before the products so that the integer work overlaps them
     // (the lane's first key is a multiple of 8).
     var draws: array<vec4<u32>, ROW_BLOCKS * LANE_DRAWS>;
-    for (var r = 0u; r < ROW_BLOCKS; r++) {
+    for (var r = 0u; r < ROW_BLOCKS && subgroup_active; r++) {
       let i = subgroup_row0 + r * 16u + local_row;
       for (var c8 = 0u; c8 < LANE_DRAWS; c8++) {
         draws[r * LANE_DRAWS + c8] = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (key0 + part * COLUMNS_PER_LANE) / 8u + c8);
@@ -268,7 +277,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
 #endif
 
     // 1. S = Q Kᵀ into the score scratch.
-    {
+    if (subgroup_active) {
       ${MATRIX_SCORES}
     }
     workgroupBarrier();
@@ -276,52 +285,56 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     // 2. This lane's half of its rows: scores, the reference maximum, P and the partial sums.
     let column0 = key0 + part * COLUMNS_PER_LANE;
     for (var r = 0u; r < ROW_BLOCKS; r++) {
+      scale[r] = 1.0;
       let i = subgroup_row0 + r * 16u + local_row;
       let lane_scores = s_base + (r * 16u + local_row) * S_STRIDE + part * COLUMNS_PER_LANE;
       var scores: array<f32, COLUMNS_PER_LANE>;
       var tile_max = negative_infinity;
-      for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
-        let j4 = column0 + c4 * 4u;
-        var capped: vec4<f32>;
-        for (var t = 0u; t < 4u; t++) {
-          capped[t] = capped_score(score_scratch[lane_scores + c4 * 4u + t]).x;
-        }
-        // Four keys' masks at once where all four exist (the others are out of every row's bounds).
-        var masked = capped;
+      // An inactive subgroup skips the scores but its lanes meet at the shuffle (subgroup-uniform flow: the if
+      // reconverges, a loop that a lane leaves early would not).
+      if (subgroup_active) {
+        for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
+          let j4 = column0 + c4 * 4u;
+          var capped: vec4<f32>;
+          for (var t = 0u; t < 4u; t++) {
+            capped[t] = capped_score(score_scratch[lane_scores + c4 * 4u + t]).x;
+          }
+          // Four keys' masks at once where all four exist (the others are out of every row's bounds).
+          var masked = capped;
 #if DIRECT_KV
 #if MASK_BOOL
-        // None where a row-broadcast bool mask allows every key of the tile.
-        if (whole_tile) {
-        } else
+          // None where a row-broadcast bool mask allows every key of the tile.
+          if (whole_tile) {
+          } else
 #endif
 #endif
-        if (j4 + 3u < params.key_length) {
-          masked = masked_scores4(capped, b, h, i, j4);
-        } else {
+          if (j4 + 3u < params.key_length) {
+            masked = masked_scores4(capped, b, h, i, j4);
+          } else {
+            for (var t = 0u; t < 4u; t++) {
+              if (j4 + t < params.key_length) {
+                masked[t] = masked_score(capped[t], b, h, i, j4 + t);
+              }
+            }
+          }
           for (var t = 0u; t < 4u; t++) {
-            if (j4 + t < params.key_length) {
-              masked[t] = masked_score(capped[t], b, h, i, j4 + t);
+            let j = j4 + t;
+            var score = negative_infinity;
+            if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
+              score = masked[t];
+              if (is_nan(score)) {
+                poisoned[r] = true;
+                score = negative_infinity;
+              }
             }
+            scores[c4 * 4u + t] = score;
+            tile_max = max(tile_max, score);
           }
-        }
-        for (var t = 0u; t < 4u; t++) {
-          let j = j4 + t;
-          var score = negative_infinity;
-          if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
-            score = masked[t];
-            if (is_nan(score)) {
-              poisoned[r] = true;
-              score = negative_infinity;
-            }
-          }
-          scores[c4 * 4u + t] = score;
-          tile_max = max(tile_max, score);
         }
       }
       tile_max = max(tile_max, subgroupShuffleXor(tile_max, 1u));
       // The reference maximum moves only when the tile's exceeds it by more than the margin (or on the row's first
       // allowed tile); its output is then rescaled below.
-      scale[r] = 1.0;
       if (tile_max > m[r] + RESCALE_MARGIN) {
         if (m[r] != negative_infinity) {
           scale[r] = exp(m[r] - tile_max);
@@ -332,21 +345,24 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
       let reference = m[r];
       var sum = 0.0;
       let lane_probabilities = p_base + (r * 16u + local_row) * P_STRIDE + part * COLUMNS_PER_LANE;
-      for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
-        var p: vec4<f32>;
-        for (var t = 0u; t < 4u; t++) {
-          let score = scores[c4 * 4u + t];
-          // score = −∞ (masked) gives 0, also when the reference is still −∞.
-          p[t] = select(exp(score - reference), 0.0, score == negative_infinity);
-        }
-        sum += p.x + p.y + p.z + p.w;
+      // (An inactive subgroup's tile_max is −∞: its reference maximum and sums stay as they are.)
+      if (subgroup_active) {
+        for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
+          var p: vec4<f32>;
+          for (var t = 0u; t < 4u; t++) {
+            let score = scores[c4 * 4u + t];
+            // score = −∞ (masked) gives 0, also when the reference is still −∞.
+            p[t] = select(exp(score - reference), 0.0, score == negative_infinity);
+          }
+          sum += p.x + p.y + p.z + p.w;
 #if DROPOUT
-        let words = attention_dropout_values(draws[r * LANE_DRAWS + c4 / 2u], c4 & 1u);
-        // Dropped keys weigh 0; the kept ones' 1 / (1 − p) is applied to the output at the end (P stays small).
-        p = select(vec4<f32>(0.0), p, words >= vec4<u32>(params.dropout_threshold));
+          let words = attention_dropout_values(draws[r * LANE_DRAWS + c4 / 2u], c4 & 1u);
+          // Dropped keys weigh 0; the kept ones' 1 / (1 − p) is applied to the output at the end (P stays small).
+          p = select(vec4<f32>(0.0), p, words >= vec4<u32>(params.dropout_threshold));
 #endif
-        for (var t = 0u; t < 4u; t++) {
-          probability_scratch[lane_probabilities + c4 * 4u + t] = f16(p[t]);
+          for (var t = 0u; t < 4u; t++) {
+            probability_scratch[lane_probabilities + c4 * 4u + t] = f16(p[t]);
+          }
         }
       }
       l[r] = l[r] * scale[r] + sum;
@@ -375,7 +391,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     }
 
     // 3. O += P V.
-    {
+    if (subgroup_active) {
       ${MATRIX_PRODUCTS}
     }
 #if DIRECT_KV

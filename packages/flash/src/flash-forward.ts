@@ -207,7 +207,7 @@ export function recordFlashForward(
   }
   const chunks = plan.chunks;
   assertWholeBuffersFit([chunked], { ...buffers }, limit, 'flash forward');
-  const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps) }, caps)!;
+  const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps, buffers) }, caps)!;
   const forward = tiles.forward;
   const source = forwardKernel(recorder.gpu, problem, tiles);
   const rowsPerWorkgroup = forwardRowsPerWorkgroup(forward);

@@ -1,4 +1,4 @@
-import { composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import { InvalidArgumentError, composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import { layoutSpan, storageBuffersNeeded } from './check-flash';
 import type { KernelRecorder } from './recorder';
 import { headDimBucket, type FlashCaps } from './flash-tiles';
@@ -13,6 +13,8 @@ import source from './padded-key-values.wgsl?raw';
  * to whole key tiles and whose dims are zero-padded to the compiled head dim, with v's NaN and infinite values copied as 0
  * and recorded per row and dim (padded-key-values.wgsl); the kernel puts them back where a row attends such a key.
  * The copies cost one read and write of k and v (small beside the forward: it reads them once per query tile).
+ * Packed varlen sources are unpacked: sequence b's keys become batch entry b of the copy (from row 0 of each head),
+ * so a sequence's last tile meets zero rows, not the next sequence's keys.
  */
 const COPY_UNIFORMS = uniformLayout([
   ['offset', 'u32'],
@@ -36,12 +38,12 @@ const MAX_WORKGROUPS = 65535;
 /** 'record': NaN and ±∞ copied as 0 and recorded; 'zero-nan': NaN copied as 0; 'plain': every value as it is. */
 export type PaddedCopyMode = 'plain' | 'zero-nan' | 'record';
 
-const copyKernel = (mode: PaddedCopyMode): KernelSource => ({
+const copyKernel = (mode: PaddedCopyMode, varlen: boolean, vec4: boolean): KernelSource => ({
   name: 'padded-key-values',
-  variant: mode,
+  variant: [mode, ...(varlen ? ['varlen'] : []), ...(vec4 ? ['vec4'] : [])].join(' '),
   code: () =>
     composeWgsl(['enable f16;', source], {
-      flags: { SCAN_NAN: mode === 'record', ZERO_NAN: mode === 'zero-nan' },
+      flags: { SCAN_NAN: mode === 'record', ZERO_NAN: mode === 'zero-nan', VARLEN: varlen, VEC4: vec4 },
       replacements: { UNIFORMS: COPY_UNIFORMS.wgslStruct('Params') },
     }),
 });
@@ -65,21 +67,34 @@ function nanFlagWords(rowCount: number, dims: number): number {
 }
 
 /**
- * Why the direct form cannot run `problem` (compiled head dims `headDimQk` / `headDimV`, key tiles of at most 64),
- * or null: packed varlen (a sequence's last tile would reach into the next one's keys), a copy or source beyond one
- * binding, or no storage buffer left for the NaN record.
+ * Bytes a padded copy binds of its source: the layout's span, or for a packed varlen source the whole buffer (its
+ * rows per sequence are on the GPU only).
  */
-export function paddedKeyValuesUnavailable(problem: AttentionProblem, headDimQk: number, headDimV: number, caps: FlashCaps): string | null {
-  if (problem.varlen) return 'packed varlen';
+export function paddedSourceBytes(problem: AttentionProblem, layout: AttentionLayout, heads: number, length: number, dims: number, buffer: GPUBuffer): number {
+  return problem.varlen ? buffer.size : layoutSpan(layout, problem.batch, heads, length, dims) * 2;
+}
+
+/**
+ * Why the direct form cannot run `problem` (compiled head dims `headDimQk` / `headDimV`, key tiles of at most 64) on
+ * the k and v `buffers`, or null: a copy or source beyond one binding, or no storage buffer left for the NaN record.
+ * (Packed varlen runs: its sequences are unpacked into the copies' batch entries, each as long as the longest.)
+ */
+export function paddedKeyValuesUnavailable(
+  problem: AttentionProblem,
+  headDimQk: number,
+  headDimV: number,
+  caps: FlashCaps,
+  buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer },
+): string | null {
   const limit = caps.maxStorageBufferBindingSize;
   const rows = problem.batch * problem.kvHeads * paddedKeyRows(problem.keyLength, 64);
-  const { layout, batch, kvHeads, keyLength } = problem;
+  const { layout, kvHeads, keyLength } = problem;
   const bytes = [
     rows * headDimQk * 2,
     rows * headDimV * 2,
     nanFlagWords(rows, headDimV) * 4,
-    layoutSpan(layout.k, batch, kvHeads, keyLength, problem.headDimQk) * 2,
-    layoutSpan(layout.v, batch, kvHeads, keyLength, problem.headDimV) * 2,
+    paddedSourceBytes(problem, layout.k, kvHeads, keyLength, problem.headDimQk, buffers.k),
+    paddedSourceBytes(problem, layout.v, kvHeads, keyLength, problem.headDimV, buffers.v),
   ];
   if (bytes.some((size) => size > limit)) return `k and v copies of ${Math.max(...bytes)} B beyond one binding (${limit} B)`;
   if (caps.maxStorageBuffersPerShaderStage && storageBuffersNeeded({ ...problem, requiresGrad: false }) + 1 > caps.maxStorageBuffersPerShaderStage) {
@@ -89,8 +104,8 @@ export function paddedKeyValuesUnavailable(problem: AttentionProblem, headDimQk:
 }
 
 /** Whether the matrix kernels may load k and v from padded copies of them for this problem (its head-dim buckets). */
-export function directKeyValuesAllowed(problem: AttentionProblem, caps: FlashCaps): boolean {
-  return paddedKeyValuesUnavailable(problem, headDimBucket(problem.headDimQk), headDimBucket(problem.headDimV), caps) === null;
+export function directKeyValuesAllowed(problem: AttentionProblem, caps: FlashCaps, buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer }): boolean {
+  return paddedKeyValuesUnavailable(problem, headDimBucket(problem.headDimQk), headDimBucket(problem.headDimV), caps, buffers) === null;
 }
 
 /** A tensor's rows as a padded copy records them: [batches, heads, length] rows of `dims` values. */
@@ -101,6 +116,8 @@ export interface PaddedSource {
   readonly heads: number;
   readonly length: number;
   readonly dims: number;
+  /** Packed varlen: the source's sequence offsets (cuSeqlensQ or cuSeqlensK); `length` is then the longest. */
+  readonly cuSeqlens?: GPUBuffer;
 }
 
 /**
@@ -121,9 +138,16 @@ export function recordPaddedCopy(
   const groups = Math.ceil(rowCount / GROUP_ROWS);
   if (groups > 0) {
     const { layout } = source;
+    // Four dims at a time where the source rows are contiguous and every row starts at a multiple of 4 elements.
+    const vec4 = layout.dim === 1 && [source.dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 4 === 0);
     recorder.dispatch(
-      copyKernel(mode),
-      [[1, source.buffer], [2, buffer], ...(mode === 'record' ? [[3, nanFlags!] as const] : [])],
+      copyKernel(mode, source.cuSeqlens !== undefined, vec4),
+      [
+        [1, source.buffer],
+        [2, buffer],
+        ...(mode === 'record' ? [[3, nanFlags!] as const] : []),
+        ...(source.cuSeqlens ? [[4, source.cuSeqlens] as const] : []),
+      ],
       COPY_UNIFORMS.pack({
         offset: layout.offset,
         batch_stride: layout.batch,
@@ -151,7 +175,7 @@ export function recordPaddedCopy(
 export function recordPaddedKeyValues(
   recorder: KernelRecorder,
   problem: AttentionProblem,
-  buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer },
+  buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer; readonly cuSeqlensK?: GPUBuffer },
   blockKeys: number,
   headDimQk: number,
   headDimV: number,
@@ -167,8 +191,16 @@ export function recordPaddedKeyValues(
     heads: problem.kvHeads,
     length: problem.keyLength,
     dims,
+    cuSeqlens: varlenOffsets(problem, buffers.cuSeqlensK, 'cuSeqlensK'),
   });
   const k = recordPaddedCopy(recorder, source('k', problem.headDimQk), rows, headDimQk, modes.k, 'flash padded k');
   const v = recordPaddedCopy(recorder, source('v', problem.headDimV), rows, headDimV, modes.v, 'flash padded v', nanFlags);
   return { k: k.buffer, v: v.buffer, nanFlags, problem: { ...problem, layout: { ...problem.layout, k: k.layout, v: v.layout } } };
+}
+
+/** A packed varlen problem's offsets buffer for a padded copy (undefined when the problem is not varlen). */
+export function varlenOffsets(problem: AttentionProblem, offsets: GPUBuffer | undefined, name: string): GPUBuffer | undefined {
+  if (!problem.varlen) return undefined;
+  if (!offsets) throw new InvalidArgumentError(`the problem needs buffers.${name}, but none was given`);
+  return offsets;
 }

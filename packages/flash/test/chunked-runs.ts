@@ -57,8 +57,11 @@ function poisonedTargets(problem: AttentionProblem, queryRows: number[], keyRows
 
 type Targets = ReturnType<typeof poisonedTargets>;
 
+/** What the raw runs read of a prepared case: its input tensors and options. */
+export type RawInputs = Pick<Prepared, 'q' | 'k' | 'v' | 'attnMask' | 'options'>;
+
 /** The forward's buffers: the prepared inputs and the poisoned out and logsumexp (residual: 2·B·Hq·L floats). */
-function inputBuffers(prepared: Prepared, targets: Targets, residual: boolean) {
+function inputBuffers(prepared: RawInputs, targets: Targets, residual: boolean) {
   return {
     q: prepared.q.buffer,
     k: prepared.k.buffer,
@@ -104,7 +107,7 @@ const contiguousLayouts = (problem: AttentionProblem): GradientLayouts => {
  * Runs the raw-buffer forward (and backward) under `limits` on NaN-poisoned outputs (out and gradients
  * contiguous); the logsumexp holds the rounding residuals unless `residual` is false.
  */
-export async function runRaw(prepared: Prepared, problem: AttentionProblem, gradOut: Tensor | null, limits: Limits = {}, residual = true): Promise<Outputs> {
+export async function runRaw(prepared: RawInputs, problem: AttentionProblem, gradOut: Tensor | null, limits: Limits = {}, residual = true): Promise<Outputs> {
   const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
   const targets = poisonedTargets(problem, [batch, queryHeads, queryLength], [batch, kvHeads, keyLength], contiguousLayouts(problem));
   const withOut = { ...problem, layout: { ...problem.layout, out: targets.layouts.gradOut } };
