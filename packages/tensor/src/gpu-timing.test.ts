@@ -49,6 +49,42 @@ describe.skipIf(!gpu)('call samplers', () => {
     }
   });
 
+  it('timestamp: from the second sample on a heater run, about as long as the last recording, goes first; the time is the calls\' alone', async () => {
+    const device = gpu!;
+    if (!device.caps.timestampQuery) return;
+    const seed = freshSeed();
+    const [a, b] = [randn(device, [32, 32], { seed }), randn(device, [32, 32], { seed: seed + 1 })];
+    // A call whose recording takes the host 30 ms (the GPU's share is one small product).
+    const slowToRecord = () => {
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+      return [matmul(a, b)];
+    };
+    const submit = vi.spyOn(device.gpu.queue, 'submit');
+    const sampler = createCallSampler(device, 'timestamp');
+    try {
+      await device.sync();
+      submit.mockClear();
+      await sampler.sample(slowToRecord, 1);
+      // The first sample knows no recording time yet: no heater.
+      expect(submit).toHaveBeenCalledTimes(1);
+      submit.mockClear();
+      const ms = await sampler.sample(slowToRecord, 1);
+      // The heater, then the calls.
+      expect(submit).toHaveBeenCalledTimes(2);
+      expect(device.pipelines.keys().some((key) => key.startsWith('gpu-heater'))).toBe(true);
+      // Neither the heater (~30 ms) nor the recording counts.
+      expect(ms).toBeGreaterThan(0);
+      expect(ms).toBeLessThan(15);
+      await device.sync();
+    } finally {
+      submit.mockRestore();
+      sampler.destroy();
+      a.dispose();
+      b.dispose();
+    }
+  });
+
   for (const method of ['timestamp', 'wall-clock'] as TimingMethod[]) {
     it(`${method}: times the calls, longer for more work, and disposes what they return`, async () => {
       const device = gpu!;

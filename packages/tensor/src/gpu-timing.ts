@@ -1,11 +1,17 @@
 /**
  * Timing GPU work recorded into a Device's shared encoder (used by flash's autotuner and the benchmarks). With the
  * 'timestamp-query' feature, empty compute passes carrying `timestampWrites` bracket the calls, so the time is the
- * GPU's own (no recording, submit or readback latency); otherwise wall clock around the calls and `device.sync()`.
+ * GPU's own (no recording, submit or readback latency), and a heater kernel keeps the GPU busy while the host
+ * records them (see timestampSampler); otherwise wall clock around the calls and `device.sync()`.
  * Dawn may quantise timestamps (to 65.536 µs unless its `timestamp_quantization` toggle is off): time enough
  * repeats per sample that this does not matter.
  */
 import type { Device } from './device';
+import { runKernel } from './kernel';
+import type { KernelSource } from './pipeline-cache';
+import { uniformLayout } from './uniforms';
+import { preprocessWgsl } from './wgsl';
+import heaterSource from './gpu-heater.wgsl?raw';
 
 export type TimingMethod = 'timestamp' | 'wall-clock';
 
@@ -15,7 +21,10 @@ export type TimedCall = () => readonly { dispose(): void }[];
 /** Times back-to-back calls; `destroy()` frees its query set and buffers. */
 export interface CallSampler {
   readonly method: TimingMethod;
-  /** Milliseconds per call of `repeats` back-to-back calls, starting with the GPU idle. */
+  /**
+   * Milliseconds per call of `repeats` back-to-back calls, starting after the work before them has finished (with
+   * timestamps, behind a heater run that kept the GPU busy while the host recorded them).
+   */
   sample(call: TimedCall, repeats: number): Promise<number>;
   /** Every timestamp so far came back as a multiple of 65 536 ns (Dawn's quantisation). */
   readonly quantized: boolean;
@@ -60,14 +69,41 @@ function wallClockSampler(device: Device): CallSampler {
   };
 }
 
+const heaterUniforms = uniformLayout([['iterations', 'u32']]);
+const heaterKernel: KernelSource = {
+  name: 'gpu-heater',
+  variant: 'spin',
+  code: () => preprocessWgsl(heaterSource, { replacements: { UNIFORMS: heaterUniforms.wgslStruct('Params') } }),
+};
+/** The longest heater run: a host recording for longer leaves the GPU idle for the rest. */
+const MAX_HEATER_MS = 100;
+
 function timestampSampler(device: Device): CallSampler {
   const gpu = device.gpu;
-  const querySet = gpu.createQuerySet({ type: 'timestamp', count: 2, label: 'timing timestamps' });
-  const resolved = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, label: 'timing timestamps resolved' });
-  const readback = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'timing timestamps readback' });
+  // Indices 0 and 1 bracket the calls, 2 and 3 the heater.
+  const querySet = gpu.createQuerySet({ type: 'timestamp', count: 4, label: 'timing timestamps' });
+  const resolved = gpu.createBuffer({ size: 32, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, label: 'timing timestamps resolved' });
+  const readback = gpu.createBuffer({ size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'timing timestamps readback' });
+  const heaterSink = gpu.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE, label: 'gpu heater sink' });
   let quantized = true;
+  // The host's recording time of the last sample, and the heater's GPU time per iteration (from its timestamps).
+  let recordMs = 0;
+  let heaterNsPerIteration = 1;
   const mark = (index: number) =>
     device.commandEncoder().beginComputePass({ label: 'timestamp', timestampWrites: { querySet, beginningOfPassWriteIndex: index } }).end();
+  // The GPU would idle while the host records a sample's calls (the host needs ~4× the GPU's time per call at B32
+  // H8 N500 D16), then run them in one burst; NVIDIA's clocks fell to 660–1440 MHz from 1980 in some of those bursts
+  // and not in others, so short kernels read up to 1.5× slow in some runs (bench notes, entry 22). A heater submitted
+  // first keeps the GPU busy for about the last sample's recording time; the calls queue behind it.
+  const heat = (): number => {
+    const iterations = Math.floor(Math.min(recordMs, MAX_HEATER_MS) * 1e6 / heaterNsPerIteration);
+    if (iterations <= 0) return 0;
+    mark(2);
+    runKernel(device, heaterKernel, { buffers: [heaterSink], uniforms: heaterUniforms.pack({ iterations }), workgroups: [1] });
+    mark(3);
+    device.submit();
+    return iterations;
+  };
   return {
     method: 'timestamp',
     get quantized() {
@@ -75,6 +111,8 @@ function timestampSampler(device: Device): CallSampler {
     },
     async sample(call, repeats) {
       await device.sync();
+      const heaterIterations = heat();
+      const recordStart = performance.now();
       // One submit for the marks and every call: with the automatic submits in between, a GPU faster than the host
       // records would idle between them, and that host time would count (bench notes, entry 17).
       device.withSubmitsHeld(() => {
@@ -82,20 +120,23 @@ function timestampSampler(device: Device): CallSampler {
         runCalls(call, repeats);
         mark(1);
       });
+      recordMs = performance.now() - recordStart;
       const encoder = device.commandEncoder();
-      encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
-      encoder.copyBufferToBuffer(resolved, 0, readback, 0, 16);
+      encoder.resolveQuerySet(querySet, 0, 4, resolved, 0);
+      encoder.copyBufferToBuffer(resolved, 0, readback, 0, 32);
       await device.sync();
       await readback.mapAsync(GPUMapMode.READ);
-      const [start, end] = new BigUint64Array(readback.getMappedRange().slice(0));
+      const [start, end, heaterStart, heaterEnd] = new BigUint64Array(readback.getMappedRange().slice(0));
       readback.unmap();
       if (start! % QUANTUM_NS !== 0n || end! % QUANTUM_NS !== 0n) quantized = false;
+      if (heaterIterations > 0 && heaterEnd! > heaterStart!) heaterNsPerIteration = Number(heaterEnd! - heaterStart!) / heaterIterations;
       return Number(end! - start!) / 1e6 / repeats;
     },
     destroy() {
       querySet.destroy();
       resolved.destroy();
       readback.destroy();
+      heaterSink.destroy();
     },
   };
 }

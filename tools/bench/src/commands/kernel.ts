@@ -44,7 +44,7 @@ export const kernelCommand: Command = {
     for (const line of formatTiles(result.tiles)) print(line);
     const timing =
       result.timing === 'timestamp'
-        ? `GPU timestamp queries${result.timestampsQuantized ? ` (quantised by Dawn to 65.5 µs; each sample repeats the call to last ≥ ${config.sampleTargetMs} ms)` : ''}`
+        ? `GPU timestamp queries${result.timestampsQuantized ? ` (quantised by Dawn to 65.5 µs; each sample repeats the call to last ≥ ${config.sampleTargetMs} ms)` : ''}, each sample behind a heater kernel that keeps the GPU busy while the host records it`
         : 'wall clock around the calls and device.sync()';
     print(`timing: ${timing}; median of ${config.iterations} samples after ${config.warmup} warm-up call(s)`);
     const errors = result.records.filter((record) => record.status.startsWith('error'));
