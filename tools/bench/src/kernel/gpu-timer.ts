@@ -46,8 +46,9 @@ export function timingMethodFor(device: Device, choice: 'auto' | TimingMethod): 
 
 /**
  * Runs `call` `warmup` times (the first compiles pipelines), estimates its time to choose the repeats per
- * sample, keeps the GPU busy for `warmupMs`, then takes `iterations` samples. Every sample starts once the work before it has finished (with timestamps, behind
- * the sampler's heater run, which keeps the GPU from idling while the host records the sample).
+ * sample, keeps the GPU busy for `warmupMs`, then takes `iterations` samples. Every sample starts once the work
+ * before it has finished (with timestamps, behind the sampler's heater run, which keeps the GPU from idling while the
+ * host records the sample).
  */
 export async function timeCalls(device: Device, method: TimingMethod, call: TimedCall, options: TimingOptions): Promise<Timing> {
   const sampler = createCallSampler(device, method);
