@@ -137,7 +137,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
   // Heaviest row blocks first under a causal mask or a right-bounded window (flash-common.wgsl), with workgroups of
   // several subgroups: one-subgroup workgroups (the D64 and D128 default) ran the causal forward bimodally in that
   // order, 1.25–1.9× their usual time in 10 of 15 runs at B4 H16 N4096 D64 (4 of 11 in the plain order; bench notes,
-  // entry 21).
+  // entry 21: timed before the sampler's heater, so possibly the GPU clock drops of entry 22 — to be re-measured).
   let wid = plane_chunked_workgroup(grid_id, groups, later_rows_heavier() && SUBGROUPS > 1u);
   let block_rows = SUBGROUPS * SUBGROUP_ROWS;
   let subgroup = lid / SUBGROUP_SIZE;

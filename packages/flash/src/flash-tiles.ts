@@ -251,7 +251,8 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
  * (`directKeyValues`), at every head dim up to 128: 2 subgroups × one 16-row block with 16-key tiles at D16 (one
  * subgroup ran B32 H8 N500 1.05× faster unmasked and causal at 0.121 ms against 0.129, but its causal forward took
  * 0.17–0.22 ms in 2 of 10 runs, once in a call where two subgroups did not; one-subgroup causal runs are bimodal at
- * D64 too: entry 21) and 32-key tiles at D32; one subgroup × 32 keys at D64 and D128 (chosen by the GPU-timestamp tuner on the H200 and the
+ * D64 too: entry 21 — timed before the sampler's heater, so likely the GPU clock drops of entry 22; not re-measured
+ * yet) and 32-key tiles at D32; one subgroup × 32 keys at D64 and D128 (chosen by the GPU-timestamp tuner on the H200 and the
  * H100 alike; at B4 H16 N4096 D64 1.09× the 2-subgroup shape on the H100). Staged through workgroup memory only for head dims
  * up to 32: 8 subgroups × 16 keys at D16 (1.48× the best tiled shape at B32 H8 N500), 8 × 32 keys at D32 (GPU
  * timestamps, four runs: 1.28–1.31 ms vs 1.84–1.88 ms for 4 × 16, B8 H16 N1024); staged, D64 ran 2.3× and D128
