@@ -2,8 +2,8 @@
  * The call samplers behind flash's autotuner and the benchmarks: both methods time real GPU work, more work takes
  * longer, outputs are disposed, and the timestamp sampler is chosen where the device has 'timestamp-query'.
  */
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { bestTimingMethod, createCallSampler, matmul, median, randn, type Tensor, type TimingMethod } from './index';
+import { afterAll, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { bestTimingMethod, createCallSampler, matmul, median, randn, type CallSampler, type Tensor, type TimingMethod } from './index';
 import { expectNoGpuErrors, freshSeed, openTestDevice } from './testing';
 
 const gpu = await openTestDevice();
@@ -17,54 +17,56 @@ describe('median', () => {
   });
 });
 
+/**
+ * Runs `body` with a fresh timestamp sampler, two random n×n matrices and a spy on the queue's submits (cleared once
+ * the device is idle), then cleans up. Skipped where the device has no timestamp queries.
+ */
+async function withTimestampSampler(n: number, body: (run: { sampler: CallSampler; a: Tensor; b: Tensor; submit: MockInstance }) => Promise<void>) {
+  const device = gpu!;
+  if (!device.caps.timestampQuery) return;
+  const seed = freshSeed();
+  const [a, b] = [randn(device, [n, n], { seed }), randn(device, [n, n], { seed: seed + 1 })];
+  const submit = vi.spyOn(device.gpu.queue, 'submit');
+  const sampler = createCallSampler(device, 'timestamp');
+  try {
+    await device.sync();
+    submit.mockClear();
+    await body({ sampler, a, b, submit });
+    await device.sync();
+  } finally {
+    submit.mockRestore();
+    sampler.destroy();
+    a.dispose();
+    b.dispose();
+  }
+}
+
 describe.skipIf(!gpu)('call samplers', () => {
   it('picks GPU timestamps where the device has them', () => {
     expect(bestTimingMethod(gpu!)).toBe(gpu!.caps.timestampQuery ? 'timestamp' : 'wall-clock');
   });
 
   it('timestamp: a sample reaches the GPU in one submit however many dispatches its calls record (no host time between them)', async () => {
-    const device = gpu!;
-    if (!device.caps.timestampQuery) return;
-    const seed = freshSeed();
-    const [a, b] = [randn(device, [64, 64], { seed }), randn(device, [64, 64], { seed: seed + 1 })];
-    // 150 products: more than twice the dispatches after which the device submits on its own.
-    const call = () => Array.from({ length: 150 }, () => matmul(a, b));
-    const submit = vi.spyOn(device.gpu.queue, 'submit');
-    const sampler = createCallSampler(device, 'timestamp');
-    try {
-      await device.sync();
-      submit.mockClear();
+    await withTimestampSampler(64, async ({ sampler, a, b, submit }) => {
+      // 150 products: more than twice the dispatches after which the device submits on its own.
+      const call = () => Array.from({ length: 150 }, () => matmul(a, b));
       expect(await sampler.sample(call, 1)).toBeGreaterThan(0);
       expect(submit).toHaveBeenCalledTimes(1);
       // Outside a sample the device still submits every so many dispatches.
       submit.mockClear();
       for (const product of call()) product.dispose();
       expect(submit.mock.calls.length).toBeGreaterThanOrEqual(2);
-      await device.sync();
-    } finally {
-      submit.mockRestore();
-      sampler.destroy();
-      a.dispose();
-      b.dispose();
-    }
+    });
   });
 
   it('timestamp: from the second sample on a heater run, about as long as the last recording, goes first; the time is the calls\' alone', async () => {
-    const device = gpu!;
-    if (!device.caps.timestampQuery) return;
-    const seed = freshSeed();
-    const [a, b] = [randn(device, [32, 32], { seed }), randn(device, [32, 32], { seed: seed + 1 })];
-    // A call whose recording takes the host 30 ms (the GPU's share is one small product).
-    const slowToRecord = () => {
-      const until = performance.now() + 30;
-      while (performance.now() < until);
-      return [matmul(a, b)];
-    };
-    const submit = vi.spyOn(device.gpu.queue, 'submit');
-    const sampler = createCallSampler(device, 'timestamp');
-    try {
-      await device.sync();
-      submit.mockClear();
+    await withTimestampSampler(32, async ({ sampler, a, b, submit }) => {
+      // A call whose recording takes the host 30 ms (the GPU's share is one small product).
+      const slowToRecord = () => {
+        const until = performance.now() + 30;
+        while (performance.now() < until);
+        return [matmul(a, b)];
+      };
       await sampler.sample(slowToRecord, 1);
       // The first sample knows no recording time yet: no heater.
       expect(submit).toHaveBeenCalledTimes(1);
@@ -72,17 +74,11 @@ describe.skipIf(!gpu)('call samplers', () => {
       const ms = await sampler.sample(slowToRecord, 1);
       // The heater, then the calls.
       expect(submit).toHaveBeenCalledTimes(2);
-      expect(device.pipelines.keys().some((key) => key.startsWith('gpu-heater'))).toBe(true);
+      expect(gpu!.pipelines.keys().some((key) => key.startsWith('gpu-heater'))).toBe(true);
       // Neither the heater (~30 ms) nor the recording counts.
       expect(ms).toBeGreaterThan(0);
       expect(ms).toBeLessThan(15);
-      await device.sync();
-    } finally {
-      submit.mockRestore();
-      sampler.destroy();
-      a.dispose();
-      b.dispose();
-    }
+    });
   });
 
   for (const method of ['timestamp', 'wall-clock'] as TimingMethod[]) {
