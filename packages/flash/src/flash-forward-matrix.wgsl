@@ -20,7 +20,8 @@
 // Writes out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key) and, with
 // params.lse_residual, the logsumexp rounding residual.
 // Workgroups take their (row block, head, batch) in plane-chunked order, the heaviest row blocks first under a banded
-// mask (flash-common.wgsl's plane_chunked_workgroup).
+// mask (flash-common.wgsl's plane_chunked_workgroup). In workgroups of several subgroups each subgroup skips steps 1–3
+// for the key tiles none of its rows attends (a causal mask's last tiles for the lower rows).
 
 const SUBGROUP_SIZE: u32 = 32u;
 const SUBGROUPS: u32 = ${SUBGROUPS}u;
