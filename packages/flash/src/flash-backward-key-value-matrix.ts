@@ -1,5 +1,5 @@
 import type { AttentionLayout, AttentionProblem, KernelSource } from '@webattn/tensor';
-import { paddedSourceBytes } from './padded-key-values';
+import { paddedSourceBytes, unpackedVarlenExcess } from './padded-key-values';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
@@ -22,8 +22,8 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
 
 /**
  * The matrix dK/dV kernel's shape, or null: only after the matrix forward's direct form, up to head dim 128, and
- * where the padded copies of q and dO (`gradOut`: its layout) and the tensors they copy fit one binding each. Measured on the H100 (bench
- * notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where
+ * where the padded copies of q and dO (`gradOut`: its layout) and the tensors they copy fit one binding each (packed
+ * varlen: and its sequences are even enough to unpack, `unpackedVarlenExcess`). Measured on the H100 (bench notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where
  * that does not fit.
  */
 export function matrixKeyValueShape(
@@ -34,8 +34,9 @@ export function matrixKeyValueShape(
   buffers: { readonly q: GPUBuffer; readonly gradOut: GPUBuffer },
 ): MatrixKeyValueShape | null {
   if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
-  const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 16) * 16;
   const { layout, queryHeads, queryLength } = problem;
+  if (unpackedVarlenExcess(problem, layout.q, queryLength, buffers.q) || unpackedVarlenExcess(problem, gradOut, queryLength, buffers.gradOut)) return null;
+  const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 16) * 16;
   const bytes = [
     rows * tiles.headDimQk * 2,
     rows * tiles.headDimV * 2,

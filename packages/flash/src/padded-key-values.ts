@@ -75,9 +75,24 @@ export function paddedSourceBytes(problem: AttentionProblem, layout: AttentionLa
 }
 
 /**
+ * Why unpacking a packed varlen source costs too much memory, or null (not varlen, or it does not): the copies pad
+ * every sequence to the longest, in whole tiles of 64 rows, and are refused where that is more than twice the rows
+ * the packed buffer holds plus a tile per sequence (a few long sequences among many short ones; the forward then
+ * stages k and v, and the backward runs the tiled family). `layout.sequence` elements of f16 make one packed row.
+ */
+export function unpackedVarlenExcess(problem: AttentionProblem, layout: AttentionLayout, length: number, buffer: GPUBuffer): string | null {
+  if (!problem.varlen) return null;
+  const packedRows = Math.floor(buffer.size / 2 / Math.max(1, layout.sequence));
+  const unpackedRows = problem.batch * paddedKeyRows(length, 64);
+  if (unpackedRows <= 2 * packedRows + problem.batch * 64) return null;
+  return `packed varlen sequences padded to the longest (${unpackedRows} rows a head) would be more than twice the ${packedRows} packed rows`;
+}
+
+/**
  * Why the direct form cannot run `problem` (compiled head dims `headDimQk` / `headDimV`, key tiles of at most 64) on
- * the k and v `buffers`, or null: a copy or source beyond one binding, or no storage buffer left for the NaN record.
- * (Packed varlen runs: its sequences are unpacked into the copies' batch entries, each as long as the longest.)
+ * the k and v `buffers`, or null: packed varlen sequences too uneven to unpack (`unpackedVarlenExcess`), a copy or
+ * source beyond one binding, or no storage buffer left for the NaN record. (Packed varlen runs otherwise: its
+ * sequences are unpacked into the copies' batch entries, each as long as the longest.)
  */
 export function paddedKeyValuesUnavailable(
   problem: AttentionProblem,
@@ -86,9 +101,11 @@ export function paddedKeyValuesUnavailable(
   caps: FlashCaps,
   buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer },
 ): string | null {
+  const { layout, kvHeads, keyLength } = problem;
+  const excess = unpackedVarlenExcess(problem, layout.k, keyLength, buffers.k);
+  if (excess) return excess;
   const limit = caps.maxStorageBufferBindingSize;
   const rows = problem.batch * problem.kvHeads * paddedKeyRows(problem.keyLength, 64);
-  const { layout, kvHeads, keyLength } = problem;
   const bytes = [
     rows * headDimQk * 2,
     rows * headDimV * 2,

@@ -1,0 +1,77 @@
+/**
+ * When the matrix kernels' padded copies may serve a problem (no GPU needed): packed varlen sequences are unpacked
+ * to the longest, which is refused where it would more than double the rows (a few long sequences among many short
+ * ones), and the copies must fit one binding.
+ */
+import { bhndLayout, type AttentionLayout, type AttentionProblem } from '@webattn/tensor';
+import { describe, expect, it } from 'vitest';
+import { paddedKeyValuesUnavailable, unpackedVarlenExcess } from './padded-key-values';
+import type { FlashCaps } from './flash-tiles';
+
+const caps: FlashCaps = {
+  shaderF16: true,
+  maxComputeWorkgroupStorageSize: 49152,
+  maxComputeInvocationsPerWorkgroup: 1024,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBufferBindingSize: 2 ** 31 - 4,
+  maxStorageBuffersPerShaderStage: 16,
+};
+
+/** A packed [total, H, D] layout: a row is H · D elements. */
+const packedLayout = (heads: number, dims: number): AttentionLayout => ({ batch: 0, head: dims, sequence: heads * dims, dim: 1, offset: 0 });
+
+/** f16 varlen problem of `batch` sequences, the longest `longest` rows, 2 kv heads of 64 dims. */
+const varlenProblem = (batch: number, longest: number): AttentionProblem => ({
+  batch,
+  queryHeads: 4,
+  kvHeads: 2,
+  queryLength: longest,
+  keyLength: longest,
+  headDimQk: 64,
+  headDimV: 64,
+  dtype: 'f16',
+  scale: 0.125,
+  layout: { q: packedLayout(4, 64), k: packedLayout(2, 64), v: packedLayout(2, 64), out: packedLayout(4, 64) },
+  mask: { kind: 'none' },
+  keyLengths: false,
+  varlen: true,
+  causal: false,
+  window: null,
+  causalAlignment: 'top-left',
+  softcap: null,
+  dropout: null,
+  needWeights: false,
+  requiresGrad: true,
+});
+
+/** A stand-in buffer of `rows` packed rows of 2 heads × 64 dims in f16 (only its size is read). */
+const packedBuffer = (rows: number) => ({ size: rows * 2 * 64 * 2 }) as GPUBuffer;
+
+describe('padded copies of packed varlen problems', () => {
+  it('unpack sequences of similar lengths (4 of 500–1000 rows: 4096 padded rows against 3000 packed)', () => {
+    const problem = varlenProblem(4, 1000);
+    const buffer = packedBuffer(3000);
+    expect(unpackedVarlenExcess(problem, problem.layout.k, 1000, buffer)).toBeNull();
+    expect(paddedKeyValuesUnavailable(problem, 64, 64, caps, { k: buffer, v: buffer })).toBeNull();
+  });
+
+  it('refuse to unpack one long sequence among many short ones (1 of 1000 rows and 99 of 10: 102400 rows against 1990)', () => {
+    const problem = varlenProblem(100, 1000);
+    const buffer = packedBuffer(1990);
+    const why = unpackedVarlenExcess(problem, problem.layout.k, 1000, buffer);
+    expect(why).toMatch(/102400 rows a head.*more than twice the 1990 packed rows/);
+    expect(paddedKeyValuesUnavailable(problem, 64, 64, caps, { k: buffer, v: buffer })).toBe(why);
+  });
+
+  it('leave dense problems to the binding checks alone', () => {
+    const problem: AttentionProblem = {
+      ...varlenProblem(100, 1000),
+      varlen: false,
+      layout: { q: bhndLayout(4, 1000, 64), k: bhndLayout(2, 1000, 64), v: bhndLayout(2, 1000, 64), out: bhndLayout(4, 1000, 64) },
+    };
+    const buffer = packedBuffer(10);
+    expect(unpackedVarlenExcess(problem, problem.layout.k, 1000, buffer)).toBeNull();
+    expect(paddedKeyValuesUnavailable(problem, 64, 64, caps, { k: buffer, v: buffer })).toBeNull();
+    expect(paddedKeyValuesUnavailable(problem, 64, 64, { ...caps, maxStorageBufferBindingSize: 2 ** 20 }, { k: buffer, v: buffer })).toMatch(/beyond one binding/);
+  });
+});
