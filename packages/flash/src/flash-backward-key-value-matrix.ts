@@ -23,8 +23,9 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
 /**
  * The matrix dK/dV kernel's shape, or null: only after the matrix forward's direct form, up to head dim 128, and
  * where the padded copies of q and dO (`gradOut`: its layout) and the tensors they copy fit one binding each (packed
- * varlen: and its sequences are even enough to unpack, `unpackedVarlenExcess`). Measured on the H100 (bench notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where
- * that does not fit.
+ * varlen: and its sequences are even enough to unpack, `unpackedVarlenExcess`). Measured on the H100 (bench notes,
+ * entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where that
+ * does not fit.
  */
 export function matrixKeyValueShape(
   problem: AttentionProblem,
