@@ -116,8 +116,8 @@ export class Device {
   private pendingScopes: Promise<void>[] = [];
   private lostReason: string | undefined;
   private readonly kernelErrors: KernelError[] = [];
-  /** Keeps the `webgpu` package's GPU object alive exactly as long as the device (Node exits once both go). */
-  private gpuRoot: unknown;
+  /** The device's hold on the `webgpu` package's GPU object (Node exits once every hold is released). */
+  private gpuHold: GpuHold | undefined;
   private readonly lostListeners = new Set<(reason: string) => void>();
 
   /** @internal Use `createDevice()`. */
@@ -126,7 +126,7 @@ export class Device {
     info: DeviceInfo;
     caps: DeviceCaps;
     gpuDevice?: GPUDevice;
-    gpuRoot?: unknown;
+    gpuHold?: GpuHold;
     debug?: boolean;
   }) {
     this.kind = init.kind;
@@ -134,7 +134,7 @@ export class Device {
     this.caps = init.caps;
     this.debug = init.debug ?? false;
     this.gpuDevice = init.gpuDevice;
-    this.gpuRoot = init.gpuRoot;
+    this.gpuHold = init.gpuHold;
     if (init.gpuDevice) {
       this.bufferPool = new BufferPool(init.gpuDevice);
       void init.gpuDevice.lost.then((info) => this.markLost(info.message || info.reason || 'device lost'));
@@ -298,21 +298,23 @@ export class Device {
   }
 
   /**
-   * Destroys the GPU device (its buffers go with it) and lets Node exit. The Dawn instance (`gpuRoot`, which keeps
-   * Node alive while referenced) is dropped only after the device has reported its loss and the callbacks still
-   * pending on it have run: dropping it at once let the garbage collector tear the instance down under them, and
-   * Dawn aborted the process (std::system_error, futex and mutex assertions; about 1 run in 4 of the device-loss
-   * test on lavapipe).
+   * Destroys the GPU device (its buffers go with it) and lets Node exit. The device releases its hold on the Dawn
+   * instance (which keeps Node alive while referenced) only after it has reported its loss and the callbacks still
+   * pending on it have run: released at once, the garbage collector tore the instance down under them, and Dawn
+   * aborted the process (std::system_error, futex and mutex assertions; about 1 run in 4 of the device-loss test on
+   * lavapipe). Node devices also share one instance (`sharedDawn`), so that destroying one never tears down the
+   * instance under another's pending work (the same abort, rarer, on a loaded machine).
    */
   destroy(): void {
-    if (this.gpuDevice && !this.isLost) {
+    const hold = this.gpuHold;
+    this.gpuHold = undefined;
+    const gpu = this.gpuDevice;
+    if (!gpu) return;
+    if (!this.isLost) {
       this.markLost('destroyed by device.destroy()');
-      const gpu = this.gpuDevice;
-      const root = this.gpuRoot;
       gpu.destroy();
-      void gpu.lost.then(() => new Promise((settle) => setTimeout(settle, 0))).then(() => root);
     }
-    this.gpuRoot = undefined;
+    if (hold) void gpu.lost.then(() => new Promise((settle) => setTimeout(settle, 0))).then(() => hold.release());
   }
 }
 
@@ -345,10 +347,48 @@ export function cpuDevice(reason?: string): Device {
 /** The Dawn toggles `createDevice` passes in Node unless `dawnFeatures` says otherwise. */
 export const DEFAULT_DAWN_FEATURES: readonly string[] = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 
-async function findGpu(options: CreateDeviceOptions): Promise<{ gpu: GPU; root: unknown } | string> {
-  if (options.gpu) return { gpu: options.gpu, root: options.gpu };
+/** A device's hold on the GPU object it came from; `release()` once, when the device is done with it. */
+interface GpuHold {
+  release(): void;
+}
+
+/** Browsers' navigator.gpu and a GPU given in the options need no holding. */
+const NO_HOLD: GpuHold = { release() {} };
+
+/**
+ * The Dawn instances (`webgpu.create()`, one per set of toggles) that Node devices share, each with the number of
+ * devices holding it; the last device to release one drops it, so that Node can exit.
+ */
+const sharedDawn = new Map<string, { gpu: GPU; holders: number }>();
+
+/** @internal How many devices hold each shared Dawn instance (for tests). */
+export function dawnInstanceHolders(): number[] {
+  return [...sharedDawn.values()].map((shared) => shared.holders);
+}
+
+function holdDawn(toggles: string, create: () => GPU): { gpu: GPU; hold: GpuHold } {
+  let shared = sharedDawn.get(toggles);
+  if (!shared) {
+    shared = { gpu: create(), holders: 0 };
+    sharedDawn.set(toggles, shared);
+  }
+  shared.holders++;
+  const held = shared;
+  let released = false;
+  const hold = {
+    release() {
+      if (released) return;
+      released = true;
+      if (--held.holders === 0 && sharedDawn.get(toggles) === held) sharedDawn.delete(toggles);
+    },
+  };
+  return { gpu: held.gpu, hold };
+}
+
+async function findGpu(options: CreateDeviceOptions): Promise<{ gpu: GPU; hold: GpuHold } | string> {
+  if (options.gpu) return { gpu: options.gpu, hold: NO_HOLD };
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, root: nav.gpu };
+  if (nav?.gpu) return { gpu: nav.gpu, hold: NO_HOLD };
   const isNode = typeof process !== 'undefined' && !!process.versions?.node;
   if (!isNode) return 'this browser has no navigator.gpu (WebGPU is not available or not enabled)';
   try {
@@ -360,9 +400,8 @@ async function findGpu(options: CreateDeviceOptions): Promise<{ gpu: GPU; root: 
     for (const [name, value] of Object.entries(webgpu.globals)) {
       if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
     }
-    const features = options.dawnFeatures ?? DEFAULT_DAWN_FEATURES;
-    const gpu = webgpu.create([`enable-dawn-features=${features.join(',')}`]);
-    return { gpu, root: gpu };
+    const toggles = `enable-dawn-features=${(options.dawnFeatures ?? DEFAULT_DAWN_FEATURES).join(',')}`;
+    return holdDawn(toggles, () => webgpu.create([toggles]));
   } catch (error) {
     return `the optional 'webgpu' package could not be loaded in Node (${(error as Error).message}); install it with 'pnpm add webgpu'`;
   }
@@ -391,10 +430,23 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
     return cpuDevice(`fell back to the CPU: ${reason}`);
   };
   if (typeof found === 'string') return fallback(found);
-  const adapter = await found.gpu.requestAdapter(
-    options.powerPreference ? { powerPreference: options.powerPreference } : undefined,
-  );
-  if (!adapter) return fallback('requestAdapter() returned null (no WebGPU adapter on this machine)');
+  try {
+    const device = await openGpuDevice(found.gpu, found.hold, options);
+    if (typeof device === 'string') {
+      found.hold.release();
+      return fallback(device);
+    }
+    return device;
+  } catch (error) {
+    found.hold.release();
+    throw error;
+  }
+}
+
+/** The device on `gpu`'s adapter (holding `hold` until destroyed), or why there is none. */
+async function openGpuDevice(gpu: GPU, hold: GpuHold, options: CreateDeviceOptions): Promise<Device | string> {
+  const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : undefined);
+  if (!adapter) return 'requestAdapter() returned null (no WebGPU adapter on this machine)';
   const requiredFeatures = OPTIONAL_FEATURES.filter((feature) => adapter.features.has(feature)) as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};
   for (const name of LIMITS_WANTED) {
@@ -434,7 +486,7 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
     info: { kind: 'gpu', ...adapterName(info), reason: 'WebGPU adapter found' },
     caps,
     gpuDevice,
-    gpuRoot: found.root,
+    gpuHold: hold,
     debug: options.debug ?? false,
   });
 }
