@@ -1,33 +1,27 @@
 import { bhndLayout, type AttentionProblem } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
 import { checkFlash } from './check-flash';
+import { testProblem } from '../test/test-problem';
 import { keyValueQueryTile } from './flash-backward';
 import { BACKWARD_TILE_ROWS, backwardBindings, planKernelChunks } from './flash-chunks';
 import { FORWARD_ROWS_PER_THREAD, TILED_KEY_THREADS, chooseTiles, type FlashCaps, type ForwardTiles } from './flash-tiles';
 
-const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem => ({
-  batch: 2,
-  queryHeads: 4,
-  kvHeads: 2,
-  queryLength: 100,
-  keyLength: 120,
-  headDimQk: 64,
-  headDimV: 64,
-  dtype: 'f32',
-  scale: 0.125,
-  layout: { q: bhndLayout(4, 100, 64), k: bhndLayout(2, 120, 64), v: bhndLayout(2, 120, 64), out: bhndLayout(4, 100, 64) },
-  mask: { kind: 'none' },
-  keyLengths: false,
-  varlen: false,
-  causal: true,
-  window: null,
-  causalAlignment: 'top-left',
-  softcap: null,
-  dropout: null,
-  needWeights: false,
-  requiresGrad: true,
-  ...overrides,
-});
+const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem =>
+  testProblem(
+    {
+      batch: 2,
+      queryHeads: 4,
+      kvHeads: 2,
+      queryLength: 100,
+      keyLength: 120,
+      headDimQk: 64,
+      headDimV: 64,
+      dtype: 'f32',
+      scale: 0.125,
+      layout: { q: bhndLayout(4, 100, 64), k: bhndLayout(2, 120, 64), v: bhndLayout(2, 120, 64), out: bhndLayout(4, 100, 64) },
+    },
+    { causal: true, requiresGrad: true, ...overrides },
+  );
 
 const caps = (overrides: Partial<FlashCaps> = {}): FlashCaps => ({
   shaderF16: true,

@@ -7,6 +7,7 @@ import { bhndLayout, type AttentionLayout, type AttentionProblem } from '@webatt
 import { describe, expect, it } from 'vitest';
 import { paddedKeyValuesUnavailable, unpackedVarlenExcess } from './padded-key-values';
 import type { FlashCaps } from './flash-tiles';
+import { testProblem } from '../test/test-problem';
 
 const caps: FlashCaps = {
   shaderF16: true,
@@ -21,28 +22,22 @@ const caps: FlashCaps = {
 const packedLayout = (heads: number, dims: number): AttentionLayout => ({ batch: 0, head: dims, sequence: heads * dims, dim: 1, offset: 0 });
 
 /** f16 varlen problem of `batch` sequences, the longest `longest` rows, 2 kv heads of 64 dims. */
-const varlenProblem = (batch: number, longest: number): AttentionProblem => ({
-  batch,
-  queryHeads: 4,
-  kvHeads: 2,
-  queryLength: longest,
-  keyLength: longest,
-  headDimQk: 64,
-  headDimV: 64,
-  dtype: 'f16',
-  scale: 0.125,
-  layout: { q: packedLayout(4, 64), k: packedLayout(2, 64), v: packedLayout(2, 64), out: packedLayout(4, 64) },
-  mask: { kind: 'none' },
-  keyLengths: false,
-  varlen: true,
-  causal: false,
-  window: null,
-  causalAlignment: 'top-left',
-  softcap: null,
-  dropout: null,
-  needWeights: false,
-  requiresGrad: true,
-});
+const varlenProblem = (batch: number, longest: number): AttentionProblem =>
+  testProblem(
+    {
+      batch,
+      queryHeads: 4,
+      kvHeads: 2,
+      queryLength: longest,
+      keyLength: longest,
+      headDimQk: 64,
+      headDimV: 64,
+      dtype: 'f16',
+      scale: 0.125,
+      layout: { q: packedLayout(4, 64), k: packedLayout(2, 64), v: packedLayout(2, 64), out: packedLayout(4, 64) },
+    },
+    { varlen: true, requiresGrad: true },
+  );
 
 /** A stand-in buffer of `rows` packed rows of 2 heads × 64 dims in f16 (only its size is read). */
 const packedBuffer = (rows: number) => ({ size: rows * 2 * 64 * 2 }) as GPUBuffer;

@@ -4,6 +4,7 @@ import { expectNoGpuErrors, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compare, describeCase, forwardReferences, poisonPool, prepare, type FlashCase } from '../test/flash-harness';
 import { checkSplitKv, splitKvAttention, splitKvAttentionForward, splitPlan } from './split-kv';
+import { testProblem } from '../test/test-problem';
 
 afterAll(() => gpu?.destroy());
 
@@ -42,29 +43,22 @@ describe.skipIf(!gpu)('splitKvAttention matches the float64 reference on decode 
   }
 });
 
-const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem => ({
-  batch: 1,
-  queryHeads: 2,
-  kvHeads: 2,
-  queryLength: 4,
-  keyLength: 4096,
-  headDimQk: 64,
-  headDimV: 64,
-  dtype: 'f32',
-  scale: 0.125,
-  layout: { q: bhndLayout(2, 4, 64), k: bhndLayout(2, 4096, 64), v: bhndLayout(2, 4096, 64), out: bhndLayout(2, 4, 64) },
-  mask: { kind: 'none' },
-  keyLengths: false,
-  varlen: false,
-  causal: false,
-  window: null,
-  causalAlignment: 'top-left',
-  softcap: null,
-  dropout: null,
-  needWeights: false,
-  requiresGrad: false,
-  ...overrides,
-});
+const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem =>
+  testProblem(
+    {
+      batch: 1,
+      queryHeads: 2,
+      kvHeads: 2,
+      queryLength: 4,
+      keyLength: 4096,
+      headDimQk: 64,
+      headDimV: 64,
+      dtype: 'f32',
+      scale: 0.125,
+      layout: { q: bhndLayout(2, 4, 64), k: bhndLayout(2, 4096, 64), v: bhndLayout(2, 4096, 64), out: bhndLayout(2, 4, 64) },
+    },
+    overrides,
+  );
 
 const caps = {
   shaderF16: true,
