@@ -1,5 +1,5 @@
 import type { AttentionLayout, AttentionProblem, KernelSource } from '@webattn/tensor';
-import { paddedSourceBytes, unpackedVarlenExcess } from './padded-key-values';
+import { paddedCopyUnavailable } from './padded-key-values';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
@@ -22,10 +22,9 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
 
 /**
  * The matrix dK/dV kernel's shape, or null: only after the matrix forward's direct form, up to head dim 128, and
- * where the padded copies of q and dO (`gradOut`: its layout) and the tensors they copy fit one binding each (packed
- * varlen: and its sequences are even enough to unpack, `unpackedVarlenExcess`). Measured on the H100 (bench notes,
- * entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one subgroup where that
- * does not fit.
+ * where padded copies of q and dO (`gradOut`: its layout) can be made (`paddedCopyUnavailable`). Measured on the
+ * H100 (bench notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one
+ * subgroup where that does not fit.
  */
 export function matrixKeyValueShape(
   problem: AttentionProblem,
@@ -36,15 +35,11 @@ export function matrixKeyValueShape(
 ): MatrixKeyValueShape | null {
   if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
   const { layout, queryHeads, queryLength } = problem;
-  if (unpackedVarlenExcess(problem, layout.q, queryLength, buffers.q) || unpackedVarlenExcess(problem, gradOut, queryLength, buffers.gradOut)) return null;
-  const rows = problem.batch * problem.queryHeads * Math.ceil(problem.queryLength / 16) * 16;
-  const bytes = [
-    rows * tiles.headDimQk * 2,
-    rows * tiles.headDimV * 2,
-    paddedSourceBytes(problem, layout.q, queryHeads, queryLength, problem.headDimQk, buffers.q),
-    paddedSourceBytes(problem, gradOut, queryHeads, queryLength, problem.headDimV, buffers.gradOut),
-  ];
-  if (bytes.some((size) => size > caps.maxStorageBufferBindingSize)) return null;
+  const rows = Math.ceil(queryLength / 16) * 16;
+  const limit = caps.maxStorageBufferBindingSize;
+  const q = { buffer: buffers.q, layout: layout.q, heads: queryHeads, length: queryLength, dims: problem.headDimQk };
+  const dO = { buffer: buffers.gradOut, layout: gradOut, heads: queryHeads, length: queryLength, dims: problem.headDimV };
+  if (paddedCopyUnavailable(problem, q, rows, tiles.headDimQk, limit) || paddedCopyUnavailable(problem, dO, rows, tiles.headDimV, limit)) return null;
   const shapes: MatrixKeyValueShape[] =
     Math.max(tiles.headDimQk, tiles.headDimV) <= 64 ? [{ subgroups: 1, rows: 16 }] : [{ subgroups: 2, rows: 16 }, { subgroups: 1, rows: 16 }];
   return firstFittingMatrixShape(shapes, (shape) => matrixKeyValueStorage(shape, tiles.headDimQk, tiles.headDimV), caps);

@@ -67,14 +67,6 @@ function nanFlagWords(rowCount: number, dims: number): number {
 }
 
 /**
- * Bytes a padded copy binds of its source: the layout's span, or for a packed varlen source the whole buffer (its
- * rows per sequence are on the GPU only).
- */
-export function paddedSourceBytes(problem: AttentionProblem, layout: AttentionLayout, heads: number, length: number, dims: number, buffer: GPUBuffer): number {
-  return problem.varlen ? buffer.size : layoutSpan(layout, problem.batch, heads, length, dims) * 2;
-}
-
-/**
  * Why unpacking a packed varlen source costs too much memory, or null (not varlen, or it does not): the copies pad
  * every sequence to the longest, in whole tiles of 64 rows, and are refused where that is more than twice the rows
  * the packed buffer holds plus a tile per sequence (a few long sequences among many short ones; the forward then
@@ -89,10 +81,31 @@ export function unpackedVarlenExcess(problem: AttentionProblem, layout: Attentio
 }
 
 /**
+ * Why a padded copy of `source` with `rows` rows a head of `paddedDims` dims cannot be made, or null: packed varlen
+ * sequences too uneven to unpack (`unpackedVarlenExcess`), or the copy or what it reads of the source beyond one
+ * binding (a packed varlen source is read whole: its rows per sequence are on the GPU only).
+ */
+export function paddedCopyUnavailable(
+  problem: AttentionProblem,
+  source: Omit<PaddedSource, 'batches' | 'cuSeqlens'>,
+  rows: number,
+  paddedDims: number,
+  limit: number,
+): string | null {
+  const { buffer, layout, heads, length, dims } = source;
+  const excess = unpackedVarlenExcess(problem, layout, length, buffer);
+  if (excess) return excess;
+  const copy = problem.batch * heads * rows * paddedDims * 2;
+  const read = problem.varlen ? buffer.size : layoutSpan(layout, problem.batch, heads, length, dims) * 2;
+  const bytes = Math.max(copy, read);
+  return bytes > limit ? `a padded copy of ${bytes} B beyond one binding (${limit} B)` : null;
+}
+
+/**
  * Why the direct form cannot run `problem` (compiled head dims `headDimQk` / `headDimV`, key tiles of at most 64) on
- * the k and v `buffers`, or null: packed varlen sequences too uneven to unpack (`unpackedVarlenExcess`), a copy or
- * source beyond one binding, or no storage buffer left for the NaN record. (Packed varlen runs otherwise: its
- * sequences are unpacked into the copies' batch entries, each as long as the longest.)
+ * the k and v `buffers`, or null: a copy that cannot be made (`paddedCopyUnavailable`), or a NaN record beyond one
+ * binding or without a storage buffer left. (Packed varlen runs otherwise: its sequences are unpacked into the
+ * copies' batch entries, each as long as the longest.)
  */
 export function paddedKeyValuesUnavailable(
   problem: AttentionProblem,
@@ -102,18 +115,15 @@ export function paddedKeyValuesUnavailable(
   buffers: { readonly k: GPUBuffer; readonly v: GPUBuffer },
 ): string | null {
   const { layout, kvHeads, keyLength } = problem;
-  const excess = unpackedVarlenExcess(problem, layout.k, keyLength, buffers.k);
-  if (excess) return excess;
   const limit = caps.maxStorageBufferBindingSize;
-  const rows = problem.batch * problem.kvHeads * paddedKeyRows(problem.keyLength, 64);
-  const bytes = [
-    rows * headDimQk * 2,
-    rows * headDimV * 2,
-    nanFlagWords(rows, headDimV) * 4,
-    paddedSourceBytes(problem, layout.k, kvHeads, keyLength, problem.headDimQk, buffers.k),
-    paddedSourceBytes(problem, layout.v, kvHeads, keyLength, problem.headDimV, buffers.v),
-  ];
-  if (bytes.some((size) => size > limit)) return `k and v copies of ${Math.max(...bytes)} B beyond one binding (${limit} B)`;
+  const rows = paddedKeyRows(keyLength, 64);
+  const copies = [
+    paddedCopyUnavailable(problem, { buffer: buffers.k, layout: layout.k, heads: kvHeads, length: keyLength, dims: problem.headDimQk }, rows, headDimQk, limit),
+    paddedCopyUnavailable(problem, { buffer: buffers.v, layout: layout.v, heads: kvHeads, length: keyLength, dims: problem.headDimV }, rows, headDimV, limit),
+  ].find((why) => why !== null);
+  if (copies) return copies;
+  const nanRecord = nanFlagWords(problem.batch * kvHeads * rows, headDimV) * 4;
+  if (nanRecord > limit) return `a NaN record of ${nanRecord} B beyond one binding (${limit} B)`;
   if (caps.maxStorageBuffersPerShaderStage && storageBuffersNeeded({ ...problem, requiresGrad: false }) + 1 > caps.maxStorageBuffersPerShaderStage) {
     return 'no storage buffer left for the NaN record';
   }

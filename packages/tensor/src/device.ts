@@ -379,7 +379,7 @@ function holdDawn(toggles: string, create: () => GPU): { gpu: GPU; hold: GpuHold
     release() {
       if (released) return;
       released = true;
-      if (--held.holders === 0 && sharedDawn.get(toggles) === held) sharedDawn.delete(toggles);
+      if (--held.holders === 0) sharedDawn.delete(toggles);
     },
   };
   return { gpu: held.gpu, hold };
