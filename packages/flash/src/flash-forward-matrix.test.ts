@@ -279,9 +279,8 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
   // keys · (Dqk + Dv) · 2 bytes = 3.07 MB a plane (12000 keys at D64, 24000 at D32): PLANE_CHUNK_BYTES (8 MiB)
   // holds two, so the grid (3 row blocks, the last one partial, × 3 planes) runs a chunk of 2 planes, then one of 1.
   // A grid order that skipped or repeated a workgroup would leave poisoned rows. Banded masks take the heaviest row
-  // blocks first: reversed under causal and a right-bounded window in the tiled forward (f32) and in matrix forwards
-  // of several subgroups (D32: top-left, so that the emulated products stay few); one-subgroup matrix forwards (D64
-  // on the H100) keep the plain order, as unbanded tiled forwards do.
+  // blocks first: reversed under causal and a right-bounded window in the tiled forward (f32) and the matrix forward
+  // (D32: top-left, so that the emulated products stay few); unbanded forwards keep the plain order.
   const chunkedOrders: readonly [string, 'f16' | 'f32', number, number, FlashCase['options']][] = [
     ['matrix D64, no mask', 'f16', 64, 12000, {}],
     ['matrix D32, causal', 'f16', 32, 24000, { isCausal: true }],

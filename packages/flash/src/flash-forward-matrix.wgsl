@@ -135,11 +135,11 @@ fn stage_tile(tile: u32, lid: u32, sequence: Sequence, k_base: u32, v_base: u32)
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  // Heaviest row blocks first under a causal mask or a right-bounded window (flash-common.wgsl), with workgroups of
-  // several subgroups: one-subgroup workgroups (the D64 and D128 default) ran the causal forward bimodally in that
-  // order, 1.25–1.9× their usual time in 10 of 15 runs at B4 H16 N4096 D64 (4 of 11 in the plain order; bench notes,
-  // entry 21: timed before the sampler's heater, so possibly the GPU clock drops of entry 22 — to be re-measured).
-  let wid = plane_chunked_workgroup(grid_id, groups, later_rows_heavier() && SUBGROUPS > 1u);
+  // Heaviest row blocks first under a causal mask or a right-bounded window (flash-common.wgsl). (Entry 21 of the
+  // bench notes kept one-subgroup workgroups in the plain order after bimodal runs; timed with the sampler's heater,
+  // entry 23, the reversed order runs D64 as fast and the one-subgroup D16 causal forward 0.114–0.120 ms against
+  // 0.126–0.128.)
+  let wid = plane_chunked_workgroup(grid_id, groups, later_rows_heavier());
   let block_rows = SUBGROUPS * SUBGROUP_ROWS;
   let subgroup = lid / SUBGROUP_SIZE;
   let lane = lid % SUBGROUP_SIZE;

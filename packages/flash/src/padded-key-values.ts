@@ -30,7 +30,8 @@ const COPY_UNIFORMS = uniformLayout([
   ['padded_dims', 'u32'],
 ]);
 
-const THREADS = 256;
+/** Chunks of 8 dims a workgroup copies per step, and rows per group of the NaN record (padded-key-values.wgsl). */
+const BLOCK_CHUNKS = 1024;
 const GROUP_ROWS = 32;
 /** At most this many workgroups (each strides over the row groups). */
 const MAX_WORKGROUPS = 65535;
@@ -38,12 +39,12 @@ const MAX_WORKGROUPS = 65535;
 /** 'record': NaN and ±∞ copied as 0 and recorded; 'zero-nan': NaN copied as 0; 'plain': every value as it is. */
 export type PaddedCopyMode = 'plain' | 'zero-nan' | 'record';
 
-const copyKernel = (mode: PaddedCopyMode, varlen: boolean, vec4: boolean): KernelSource => ({
+const copyKernel = (mode: PaddedCopyMode, varlen: boolean, vec8: boolean): KernelSource => ({
   name: 'padded-key-values',
-  variant: [mode, ...(varlen ? ['varlen'] : []), ...(vec4 ? ['vec4'] : [])].join(' '),
+  variant: [mode, ...(varlen ? ['varlen'] : []), ...(vec8 ? ['vec8'] : [])].join(' '),
   code: () =>
-    composeWgsl(['enable f16;', source], {
-      flags: { SCAN_NAN: mode === 'record', ZERO_NAN: mode === 'zero-nan', VARLEN: varlen, VEC4: vec4 },
+    composeWgsl([source], {
+      flags: { SCAN_NAN: mode === 'record', ZERO_NAN: mode === 'zero-nan', ZERO_OR_SCAN: mode !== 'plain', VARLEN: varlen, VEC8: vec8 },
       replacements: { UNIFORMS: COPY_UNIFORMS.wgslStruct('Params') },
     }),
 });
@@ -162,13 +163,13 @@ export function recordPaddedCopy(
 ): { readonly buffer: GPUBuffer; readonly layout: AttentionLayout } {
   const rowCount = source.batches * source.heads * rows;
   const buffer = recorder.temporary(rowCount * paddedDims * 2, GPUBufferUsage.STORAGE, label);
-  const groups = Math.ceil(rowCount / GROUP_ROWS);
+  const groups = Math.ceil((rowCount * paddedDims) / 8 / BLOCK_CHUNKS);
   if (groups > 0) {
     const { layout } = source;
-    // Four dims at a time where the source rows are contiguous and every row starts at a multiple of 4 elements.
-    const vec4 = layout.dim === 1 && [source.dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 4 === 0);
+    // 16-byte loads where the source rows are contiguous and every row starts at a multiple of 8 elements.
+    const vec8 = layout.dim === 1 && [source.dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 8 === 0);
     recorder.dispatch(
-      copyKernel(mode, source.cuSeqlens !== undefined, vec4),
+      copyKernel(mode, source.cuSeqlens !== undefined, vec8),
       [
         [1, source.buffer],
         [2, buffer],
