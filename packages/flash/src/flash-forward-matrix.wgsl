@@ -49,10 +49,21 @@ const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_V) + 1u;
 const P_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + 8u;
 const RESCALE_MARGIN: f32 = 8.0;
 
+// With Q_VEC8 / O_VEC8 (rows of contiguous dims, offsets and strides multiples of 8 elements, head dim a multiple of
+// 8) q is read and out written as chunks of 8 f16 (16 bytes) instead of element by element: at B32 H8 N500 D16 on an
+// H100 the element-wise q loads and out stores took 5 and 6 µs of the forward's 181 (bench notes, entry 23).
+#if Q_VEC8
+@group(0) @binding(5) var<storage, read> q: array<vec4<u32>>;
+#else
 @group(0) @binding(5) var<storage, read> q: array<f16>;
+#endif
 @group(0) @binding(6) var<storage, read> k: array<f16>;
 @group(0) @binding(7) var<storage, read> v: array<f16>;
+#if O_VEC8
+@group(0) @binding(8) var<storage, read_write> out: array<vec4<u32>>;
+#else
 @group(0) @binding(8) var<storage, read_write> out: array<f16>;
+#endif
 @group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
 
 var<workgroup> score_scratch: array<f32, SUBGROUPS * SUBGROUP_ROWS * S_STRIDE>;
@@ -190,6 +201,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
 #endif
 
   // The subgroup's q rows (zero past the rows this dispatch computes), staged in its probability scratch.
+#if Q_VEC8
+  for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK / 8u; e += SUBGROUP_SIZE) {
+    let r = e / (HEAD_DIM_QK / 8u);
+    let d = (e % (HEAD_DIM_QK / 8u)) * 8u;
+    let i = subgroup_row0 + r;
+    var chunk = vec4<u32>(0u);
+    if (i < row_limit && d < dqk) {
+      chunk = q[(params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d) / 8u];
+    }
+    for (var t = 0u; t < 4u; t++) {
+      let pair = bitcast<vec2<f16>>(chunk[t]);
+      probability_scratch[p_base + r * P_STRIDE + d + 2u * t] = pair.x;
+      probability_scratch[p_base + r * P_STRIDE + d + 2u * t + 1u] = pair.y;
+    }
+  }
+#else
   for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
     let r = e / HEAD_DIM_QK;
     let d = e % HEAD_DIM_QK;
@@ -200,6 +227,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     }
     probability_scratch[p_base + r * P_STRIDE + d] = value;
   }
+#endif
   workgroupBarrier();
   // The q rows as left matrices q_<block>_<dims>, the output as result matrices o_<block>_<dims> (matrix-blocks.ts).
   ${MATRIX_DECLARATIONS}
@@ -463,9 +491,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
 #if DROPOUT
       inverse *= params.dropout_scale;
 #endif
-      for (var d = 0u; d < DIMS_PER_LANE; d++) {
-        let dim = part * DIMS_PER_LANE + d;
-        if (dim < dv) {
+      // Eight dims at a time (DIMS_PER_LANE is a multiple of 8; with O_VEC8 dv is too).
+      for (var d8 = 0u; d8 < DIMS_PER_LANE; d8 += 8u) {
+        if (part * DIMS_PER_LANE + d8 >= dv) {
+          break;
+        }
+        var values: array<f16, 8>;
+        for (var t = 0u; t < 8u; t++) {
+          let d = d8 + t;
           var value = f16(score_scratch[lane_outputs + d] * inverse);
           let positive = (special_bits[r * 2u * NAN_WORDS + d / 32u] >> (d % 32u)) & 1u;
           let negative = (special_bits[(r * 2u + 1u) * NAN_WORDS + d / 32u] >> (d % 32u)) & 1u;
@@ -475,8 +508,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
             // ±∞ in f16 bits, through a uniform zero so that no compiler folds it.
             value = bitcast<vec2<f16>>(select(0xfc00u, 0x7c00u, positive == 1u) | params.opaque_zero).x;
           }
-          out[o_base + dim * params.o_dim] = value;
+          values[t] = value;
         }
+#if O_VEC8
+        var words: vec4<u32>;
+        for (var t = 0u; t < 4u; t++) {
+          words[t] = bitcast<u32>(vec2<f16>(values[2u * t], values[2u * t + 1u]));
+        }
+        out[(o_base + part * DIMS_PER_LANE + d8) / 8u] = words;
+#else
+        for (var t = 0u; t < 8u; t++) {
+          let dim = part * DIMS_PER_LANE + d8 + t;
+          if (dim < dv) {
+            out[o_base + dim * params.o_dim] = values[t];
+          }
+        }
+#endif
       }
       if (part == 0u) {
         let lse_index = batch_head * params.query_length + i - params.lse_base;

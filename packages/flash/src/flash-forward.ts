@@ -13,7 +13,7 @@ import {
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { matrixForwardBlocks } from './matrix-blocks';
-import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
+import { directKeyValuesAllowed, recordPaddedKeyValues, rowsOfEights } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
 import forwardSource from './flash-forward.wgsl?raw';
@@ -168,7 +168,7 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
     return flashMatrixKernel(gpu, 'flash-forward-matrix', matrixForwardSource, variant, tiles, {
       sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
       snippets: matrixForwardBlocks(shape),
-      flags: { DIRECT_KV: direct },
+      flags: { DIRECT_KV: direct, Q_VEC8: rowsOfEights(problem.layout.q, problem.headDimQk), O_VEC8: rowsOfEights(problem.layout.out, problem.headDimV) },
     });
   }
   if (forward.kernel === 'tiled') {

@@ -147,7 +147,7 @@ describe.skipIf(!gpu)('padded copies (padded-key-values.wgsl)', () => {
     expect(mismatch, `${context}: first differing element ${mismatch} (row ${Math.floor(mismatch / kase.paddedDims)}): ${copy[mismatch]} vs ${expected.copy[mismatch]}`).toBe(-1);
     if (record) {
       const words = new Uint32Array(await readBack(device, record, expected.record.byteLength));
-      const wrong = words.findIndex((word, i) => expected.written[i] && word !== expected.record[i]);
+      const wrong = words.findIndex((word, i) => expected.written[i] === true && word !== expected.record[i]);
       expect(wrong, `${context}: record word ${wrong}: ${words[wrong]} vs ${expected.record[wrong]}`).toBe(-1);
       expect(expected.record.some((word) => word !== 0), 'the source holds specials').toBe(true);
     }

@@ -59,6 +59,14 @@ export interface PaddedKeyValues {
   readonly problem: AttentionProblem;
 }
 
+/**
+ * Whether a tensor's rows are contiguous runs of `dims` elements starting at multiples of 8, so that a kernel may
+ * move them as 16-byte chunks of 8 f16 (binding windows start at multiples of 128 elements: binding-chunks.ts).
+ */
+export function rowsOfEights(layout: AttentionLayout, dims: number): boolean {
+  return layout.dim === 1 && [dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 8 === 0);
+}
+
 /** Rows per head of the padded copies: the keys, rounded up to whole tiles of `blockKeys`. */
 export const paddedKeyRows = (keyLength: number, blockKeys: number) => Math.ceil(keyLength / blockKeys) * blockKeys;
 
@@ -166,10 +174,8 @@ export function recordPaddedCopy(
   const groups = Math.ceil((rowCount * paddedDims) / 8 / BLOCK_CHUNKS);
   if (groups > 0) {
     const { layout } = source;
-    // 16-byte loads where the source rows are contiguous and every row starts at a multiple of 8 elements.
-    const vec8 = layout.dim === 1 && [source.dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 8 === 0);
     recorder.dispatch(
-      copyKernel(mode, source.cuSeqlens !== undefined, vec8),
+      copyKernel(mode, source.cuSeqlens !== undefined, rowsOfEights(layout, source.dims)),
       [
         [1, source.buffer],
         [2, buffer],
