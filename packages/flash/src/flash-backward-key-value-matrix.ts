@@ -45,10 +45,20 @@ export function matrixKeyValueShape(
   return firstFittingMatrixShape(shapes, (shape) => matrixKeyValueStorage(shape, tiles.headDimQk, tiles.headDimV), caps);
 }
 
-/** The matrix dK/dV kernel for a variant and shape (with the builtins emulated on a device marked for tests). */
-export function matrixKeyValueKernel(gpu: GPUDevice, variant: FlashVariant, tiles: FlashTiles, shape: MatrixKeyValueShape): KernelSource {
+/**
+ * The matrix dK/dV kernel for a variant and shape (with the builtins emulated on a device marked for tests); `chunks`:
+ * whether it writes dk and dv in chunks of 8 f16 (their rows allow it: rowsOfEights).
+ */
+export function matrixKeyValueKernel(
+  gpu: GPUDevice,
+  variant: FlashVariant,
+  tiles: FlashTiles,
+  shape: MatrixKeyValueShape,
+  chunks: { readonly dk: boolean; readonly dv: boolean },
+): KernelSource {
   return flashMatrixKernel(gpu, 'flash-backward-key-value-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_M: shape.rows },
+    flags: { DK_VEC8: chunks.dk, DV_VEC8: chunks.dv },
     snippets: matrixKeyValueGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, rows16: shape.rows / 16 }),
   });
 }

@@ -33,8 +33,18 @@ const P_STRIDE: u32 = BLOCK_M + 8u;
 @group(0) @binding(8) var<storage, read> grad_out: array<f16>;
 @group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
+// With DK_VEC8 / DV_VEC8 dk and dv are written in chunks of 8 f16 (16 bytes) where their rows allow (as the matrix
+// forward's out: bench notes, entry 23).
+#if DK_VEC8
+@group(0) @binding(11) var<storage, read_write> dk: array<vec4<u32>>;
+#else
 @group(0) @binding(11) var<storage, read_write> dk: array<f16>;
+#endif
+#if DV_VEC8
+@group(0) @binding(12) var<storage, read_write> dv: array<vec4<u32>>;
+#else
 @group(0) @binding(12) var<storage, read_write> dv: array<f16>;
+#endif
 
 var<workgroup> score_scratch: array<f32, SUBGROUPS * 16u * S_STRIDE>;
 var<workgroup> dp_scratch: array<f32, SUBGROUPS * 16u * DP_STRIDE>;
@@ -193,21 +203,41 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
   workgroupBarrier();
   if (j < key_end) {
     let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
+#if DK_VEC8
+    for (var d = part * (HEAD_DIM_QK / 2u); d < (part + 1u) * (HEAD_DIM_QK / 2u) && d < params.head_dim_qk; d += 8u) {
+      var values: array<f16, 8>;
+      for (var t = 0u; t < 8u; t++) {
+        values[t] = select(f16(score_scratch[s_base + c * S_STRIDE + d + t]), nan_stored(), poisoned);
+      }
+      dk[(dk_address + d) / 8u] = pack_chunk(values);
+    }
+#else
     for (var d = part * (HEAD_DIM_QK / 2u); d < (part + 1u) * (HEAD_DIM_QK / 2u); d++) {
       if (d < params.head_dim_qk) {
         dk[dk_address + d * params.dk_dim] = select(f16(score_scratch[s_base + c * S_STRIDE + d]), nan_stored(), poisoned);
       }
     }
+#endif
   }
   workgroupBarrier();
   ${MATRIX_STORE_VALUE_GRADIENT}
   workgroupBarrier();
   if (j < key_end) {
     let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
+#if DV_VEC8
+    for (var d = part * (HEAD_DIM_V / 2u); d < (part + 1u) * (HEAD_DIM_V / 2u) && d < params.head_dim_v; d += 8u) {
+      var values: array<f16, 8>;
+      for (var t = 0u; t < 8u; t++) {
+        values[t] = select(f16(score_scratch[s_base + c * S_STRIDE + d + t]), nan_stored(), poisoned);
+      }
+      dv[(dv_address + d) / 8u] = pack_chunk(values);
+    }
+#else
     for (var d = part * (HEAD_DIM_V / 2u); d < (part + 1u) * (HEAD_DIM_V / 2u); d++) {
       if (d < params.head_dim_v) {
         dv[dv_address + d * params.dv_dim] = select(f16(score_scratch[s_base + c * S_STRIDE + d]), nan_stored(), poisoned);
       }
     }
+#endif
   }
 }

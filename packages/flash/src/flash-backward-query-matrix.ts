@@ -33,10 +33,20 @@ export function matrixQueryShape(tiles: FlashTiles, caps: FlashCaps): MatrixQuer
   return firstFittingMatrixShape(shapes, (shape) => matrixQueryStorage(shape, tiles.headDimQk, tiles.headDimV), caps);
 }
 
-/** The matrix dQ kernel for a variant and shape (with the builtins emulated on a device marked for tests). */
-export function matrixQueryKernel(gpu: GPUDevice, variant: FlashVariant, tiles: FlashTiles, shape: MatrixQueryShape): KernelSource {
+/**
+ * The matrix dQ kernel for a variant and shape (with the builtins emulated on a device marked for tests); `chunks`:
+ * which of q, dO and dq it moves in chunks of 8 f16 (their rows allow it: rowsOfEights).
+ */
+export function matrixQueryKernel(
+  gpu: GPUDevice,
+  variant: FlashVariant,
+  tiles: FlashTiles,
+  shape: MatrixQueryShape,
+  chunks: { readonly q: boolean; readonly gradOut: boolean; readonly dq: boolean },
+): KernelSource {
   return flashMatrixKernel(gpu, 'flash-backward-query-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_N: shape.keys },
+    flags: { Q_VEC8: chunks.q, G_VEC8: chunks.gradOut, DQ_VEC8: chunks.dq },
     snippets: matrixQueryGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: shape.keys / 16 }),
   });
 }

@@ -30,13 +30,27 @@ const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + 1u;
 const DP_STRIDE: u32 = BLOCK_N + 1u;
 const P_STRIDE: u32 = max(BLOCK_N, max(HEAD_DIM_QK, HEAD_DIM_V)) + 8u;
 
+// With Q_VEC8 / G_VEC8 / DQ_VEC8 q and dO are read and dq written in chunks of 8 f16 (16 bytes) where their rows
+// allow (as the matrix forward's q and out: bench notes, entry 23).
+#if Q_VEC8
+@group(0) @binding(5) var<storage, read> q: array<vec4<u32>>;
+#else
 @group(0) @binding(5) var<storage, read> q: array<f16>;
+#endif
 @group(0) @binding(6) var<storage, read> k: array<f16>;
 @group(0) @binding(7) var<storage, read> v: array<f16>;
+#if G_VEC8
+@group(0) @binding(8) var<storage, read> grad_out: array<vec4<u32>>;
+#else
 @group(0) @binding(8) var<storage, read> grad_out: array<f16>;
+#endif
 @group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
+#if DQ_VEC8
+@group(0) @binding(11) var<storage, read_write> dq: array<vec4<u32>>;
+#else
 @group(0) @binding(11) var<storage, read_write> dq: array<f16>;
+#endif
 
 var<workgroup> score_scratch: array<f32, SUBGROUPS * 16u * S_STRIDE>;
 var<workgroup> dp_scratch: array<f32, SUBGROUPS * 16u * DP_STRIDE>;
@@ -89,6 +103,21 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
 
   // The subgroup's q rows, then its dO rows (zero past the rows this dispatch computes), through the probability
   // scratch into left matrices q_m / g_m; dQ in result matrices dq_m (matrix-blocks.ts).
+#if Q_VEC8
+  for (var e = lane; e < 16u * HEAD_DIM_QK / 8u; e += SUBGROUP_SIZE) {
+    let r = e / (HEAD_DIM_QK / 8u);
+    let d = (e % (HEAD_DIM_QK / 8u)) * 8u;
+    let i = subgroup_row0 + r;
+    var chunk = vec4<u32>(0u);
+    if (i < row_limit && d < dqk) {
+      chunk = q[(params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d) / 8u];
+    }
+    let values = unpack_chunk(chunk);
+    for (var t = 0u; t < 8u; t++) {
+      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
+    }
+  }
+#else
   for (var e = lane; e < 16u * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
     let i = subgroup_row0 + e / HEAD_DIM_QK;
     let d = e % HEAD_DIM_QK;
@@ -98,10 +127,26 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
     }
     probability_scratch[p_base + (e / HEAD_DIM_QK) * P_STRIDE + d] = value;
   }
+#endif
   workgroupBarrier();
   ${MATRIX_DECLARATIONS}
   ${MATRIX_LOAD_QUERY}
   workgroupBarrier();
+#if G_VEC8
+  for (var e = lane; e < 16u * HEAD_DIM_V / 8u; e += SUBGROUP_SIZE) {
+    let r = e / (HEAD_DIM_V / 8u);
+    let d = (e % (HEAD_DIM_V / 8u)) * 8u;
+    let i = subgroup_row0 + r;
+    var chunk = vec4<u32>(0u);
+    if (i < row_limit && d < dvd) {
+      chunk = grad_out[(params.g_offset + b * params.g_batch + h * params.g_head + (sequence.q_start + i) * params.g_seq + d) / 8u];
+    }
+    let values = unpack_chunk(chunk);
+    for (var t = 0u; t < 8u; t++) {
+      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
+    }
+  }
+#else
   for (var e = lane; e < 16u * HEAD_DIM_V; e += SUBGROUP_SIZE) {
     let i = subgroup_row0 + e / HEAD_DIM_V;
     let d = e % HEAD_DIM_V;
@@ -111,6 +156,7 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
     }
     probability_scratch[p_base + (e / HEAD_DIM_V) * P_STRIDE + d] = value;
   }
+#endif
   workgroupBarrier();
   ${MATRIX_LOAD_GRAD}
 
@@ -210,11 +256,24 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
   workgroupBarrier();
   if (i < row_limit) {
     let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
+#if DQ_VEC8
+    for (var d8 = 0u; d8 < DIMS_PER_LANE; d8 += 8u) {
+      let dim0 = part * DIMS_PER_LANE + d8;
+      if (dim0 < dqk) {
+        var values: array<f16, 8>;
+        for (var t = 0u; t < 8u; t++) {
+          values[t] = select(f16(score_scratch[s_base + local_row * S_STRIDE + dim0 + t]), nan_stored(), poisoned);
+        }
+        dq[(dq_address + dim0) / 8u] = pack_chunk(values);
+      }
+    }
+#else
     for (var d = 0u; d < DIMS_PER_LANE; d++) {
       let dim = part * DIMS_PER_LANE + d;
       if (dim < dqk) {
         dq[dq_address + dim * params.dq_dim] = select(f16(score_scratch[s_base + local_row * S_STRIDE + dim]), nan_stored(), poisoned);
       }
     }
+#endif
   }
 }

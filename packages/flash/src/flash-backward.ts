@@ -30,7 +30,7 @@ import {
 import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
-import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
+import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, rowsOfEights, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
 import { pairedWorkgroups, pairsMirroredBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
@@ -270,7 +270,11 @@ function recordMatrixQuery(
   const paired = pairsMirroredBlocks(problem);
   dispatchChunks(
     recorder,
-    matrixQueryKernel(recorder.gpu, variantOf(problem), tiles, shape),
+    matrixQueryKernel(recorder.gpu, variantOf(problem), tiles, shape, {
+      q: rowsOfEights(problem.layout.q, problem.headDimQk),
+      gradOut: rowsOfEights(run.gradients.gradOut, problem.headDimV),
+      dq: rowsOfEights(run.gradients.dq, problem.headDimQk),
+    }),
     padded.problem,
     { ...bindings, tensors: bindings.tensors.filter((t) => t.name !== 'k' && t.name !== 'v') },
     chunks,
@@ -309,7 +313,10 @@ function recordMatrixKeyValue(
   const paired = pairsMirroredBlocks(problem);
   dispatchChunks(
     recorder,
-    matrixKeyValueKernel(recorder.gpu, variantOf(problem), tiles, shape),
+    matrixKeyValueKernel(recorder.gpu, variantOf(problem), tiles, shape, {
+      dk: rowsOfEights(run.gradients.dk, problem.headDimQk),
+      dv: rowsOfEights(run.gradients.dv, problem.headDimV),
+    }),
     kernelProblem,
     { ...bindings, tensors: bindings.tensors.filter((t) => !copied.has(t.name)) },
     chunks,

@@ -364,6 +364,28 @@ fn nan_f32() -> f32 {
   return bitcast<f32>(0x7fc00000u | params.opaque_zero);
 }
 
+#if F16
+// Eight f16 as the 16 bytes of a vec4<u32>, and back: the chunks that kernels with *_VEC8 bindings load and store
+// (rows of contiguous dims starting at multiples of 8 elements: padded-key-values.ts's rowsOfEights).
+fn pack_chunk(values: array<f16, 8>) -> vec4<u32> {
+  var chunk: vec4<u32>;
+  for (var t = 0u; t < 4u; t++) {
+    chunk[t] = bitcast<u32>(vec2<f16>(values[2u * t], values[2u * t + 1u]));
+  }
+  return chunk;
+}
+
+fn unpack_chunk(chunk: vec4<u32>) -> array<f16, 8> {
+  var values: array<f16, 8>;
+  for (var t = 0u; t < 4u; t++) {
+    let pair = bitcast<vec2<f16>>(chunk[t]);
+    values[2u * t] = pair.x;
+    values[2u * t + 1u] = pair.y;
+  }
+  return values;
+}
+#endif
+
 fn nan_stored() -> ${T} {
 #if F16
   return bitcast<vec2<f16>>(0x7e007e00u | params.opaque_zero).x;

@@ -210,10 +210,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     if (i < row_limit && d < dqk) {
       chunk = q[(params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d) / 8u];
     }
-    for (var t = 0u; t < 4u; t++) {
-      let pair = bitcast<vec2<f16>>(chunk[t]);
-      probability_scratch[p_base + r * P_STRIDE + d + 2u * t] = pair.x;
-      probability_scratch[p_base + r * P_STRIDE + d + 2u * t + 1u] = pair.y;
+    let values = unpack_chunk(chunk);
+    for (var t = 0u; t < 8u; t++) {
+      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
     }
   }
 #else
@@ -511,11 +510,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
           values[t] = value;
         }
 #if O_VEC8
-        var words: vec4<u32>;
-        for (var t = 0u; t < 4u; t++) {
-          words[t] = bitcast<u32>(vec2<f16>(values[2u * t], values[2u * t + 1u]));
-        }
-        out[(o_base + part * DIMS_PER_LANE + d8) / 8u] = words;
+        out[(o_base + part * DIMS_PER_LANE + d8) / 8u] = pack_chunk(values);
 #else
         for (var t = 0u; t < 8u; t++) {
           let dim = part * DIMS_PER_LANE + d8 + t;
