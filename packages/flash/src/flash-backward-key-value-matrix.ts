@@ -3,6 +3,7 @@ import { paddedCopyUnavailable } from './padded-key-values';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
+import { storeKeyRow } from './chunked-rows';
 import source from './flash-backward-key-value-matrix.wgsl?raw';
 
 /** The matrix dK/dV kernel's workgroup shape: subgroups (16 keys each) and query rows per tile. */
@@ -59,6 +60,10 @@ export function matrixKeyValueKernel(
   return flashMatrixKernel(gpu, 'flash-backward-key-value-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_M: shape.rows },
     flags: { DK_VEC8: chunks.dk, DV_VEC8: chunks.dv },
-    snippets: matrixKeyValueGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, rows16: shape.rows / 16 }),
+    snippets: {
+      ...matrixKeyValueGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, rows16: shape.rows / 16 }),
+      STORE_DK: storeKeyRow({ tensor: 'dk', uniforms: 'dk', dims: 'HEAD_DIM_QK', valid: 'params.head_dim_qk', chunked: chunks.dk }),
+      STORE_DV: storeKeyRow({ tensor: 'dv', uniforms: 'dv', dims: 'HEAD_DIM_V', valid: 'params.head_dim_v', chunked: chunks.dv }),
+    },
   });
 }

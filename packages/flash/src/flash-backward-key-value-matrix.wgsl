@@ -201,43 +201,9 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
   let poisoned = atomicLoad(&key_poisoned[subgroup * 16u + c]) == 1u;
   ${MATRIX_STORE_KEY_GRADIENT}
   workgroupBarrier();
-  if (j < key_end) {
-    let dk_address = params.dk_offset + b * params.dk_batch + kv_head * params.dk_head + (sequence.k_start + j) * params.dk_seq;
-#if DK_VEC8
-    for (var d = part * (HEAD_DIM_QK / 2u); d < (part + 1u) * (HEAD_DIM_QK / 2u) && d < params.head_dim_qk; d += 8u) {
-      var values: array<f16, 8>;
-      for (var t = 0u; t < 8u; t++) {
-        values[t] = select(f16(score_scratch[s_base + c * S_STRIDE + d + t]), nan_stored(), poisoned);
-      }
-      dk[(dk_address + d) / 8u] = pack_chunk(values);
-    }
-#else
-    for (var d = part * (HEAD_DIM_QK / 2u); d < (part + 1u) * (HEAD_DIM_QK / 2u); d++) {
-      if (d < params.head_dim_qk) {
-        dk[dk_address + d * params.dk_dim] = select(f16(score_scratch[s_base + c * S_STRIDE + d]), nan_stored(), poisoned);
-      }
-    }
-#endif
-  }
+  ${STORE_DK}
   workgroupBarrier();
   ${MATRIX_STORE_VALUE_GRADIENT}
   workgroupBarrier();
-  if (j < key_end) {
-    let dv_address = params.dv_offset + b * params.dv_batch + kv_head * params.dv_head + (sequence.k_start + j) * params.dv_seq;
-#if DV_VEC8
-    for (var d = part * (HEAD_DIM_V / 2u); d < (part + 1u) * (HEAD_DIM_V / 2u) && d < params.head_dim_v; d += 8u) {
-      var values: array<f16, 8>;
-      for (var t = 0u; t < 8u; t++) {
-        values[t] = select(f16(score_scratch[s_base + c * S_STRIDE + d + t]), nan_stored(), poisoned);
-      }
-      dv[(dv_address + d) / 8u] = pack_chunk(values);
-    }
-#else
-    for (var d = part * (HEAD_DIM_V / 2u); d < (part + 1u) * (HEAD_DIM_V / 2u); d++) {
-      if (d < params.head_dim_v) {
-        dv[dv_address + d * params.dv_dim] = select(f16(score_scratch[s_base + c * S_STRIDE + d]), nan_stored(), poisoned);
-      }
-    }
-#endif
-  }
+  ${STORE_DV}
 }

@@ -2,6 +2,7 @@ import type { KernelSource } from '@webattn/tensor';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { SHARED_EXTRA, firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
 import { matrixQueryGradientBlocks } from './matrix-blocks';
+import { stageQueryRows } from './chunked-rows';
 import source from './flash-backward-query-matrix.wgsl?raw';
 
 /** The matrix dQ kernel's workgroup shape: subgroups (16 query rows each) and keys per tile. */
@@ -47,6 +48,10 @@ export function matrixQueryKernel(
   return flashMatrixKernel(gpu, 'flash-backward-query-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_N: shape.keys },
     flags: { Q_VEC8: chunks.q, G_VEC8: chunks.gradOut, DQ_VEC8: chunks.dq },
-    snippets: matrixQueryGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: shape.keys / 16 }),
+    snippets: {
+      ...matrixQueryGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: shape.keys / 16 }),
+      STAGE_Q: stageQueryRows({ tensor: 'q', uniforms: 'q', dims: 'HEAD_DIM_QK', valid: 'dqk', chunked: chunks.q }, '16u'),
+      STAGE_GRAD_OUT: stageQueryRows({ tensor: 'grad_out', uniforms: 'g', dims: 'HEAD_DIM_V', valid: 'dvd', chunked: chunks.gradOut }, '16u'),
+    },
   });
 }

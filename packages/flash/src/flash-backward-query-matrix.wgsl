@@ -103,60 +103,12 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
 
   // The subgroup's q rows, then its dO rows (zero past the rows this dispatch computes), through the probability
   // scratch into left matrices q_m / g_m; dQ in result matrices dq_m (matrix-blocks.ts).
-#if Q_VEC8
-  for (var e = lane; e < 16u * HEAD_DIM_QK / 8u; e += SUBGROUP_SIZE) {
-    let r = e / (HEAD_DIM_QK / 8u);
-    let d = (e % (HEAD_DIM_QK / 8u)) * 8u;
-    let i = subgroup_row0 + r;
-    var chunk = vec4<u32>(0u);
-    if (i < row_limit && d < dqk) {
-      chunk = q[(params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d) / 8u];
-    }
-    let values = unpack_chunk(chunk);
-    for (var t = 0u; t < 8u; t++) {
-      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
-    }
-  }
-#else
-  for (var e = lane; e < 16u * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
-    let i = subgroup_row0 + e / HEAD_DIM_QK;
-    let d = e % HEAD_DIM_QK;
-    var value = f16(0.0);
-    if (i < row_limit && d < dqk) {
-      value = q[params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d * params.q_dim];
-    }
-    probability_scratch[p_base + (e / HEAD_DIM_QK) * P_STRIDE + d] = value;
-  }
-#endif
+  ${STAGE_Q}
   workgroupBarrier();
   ${MATRIX_DECLARATIONS}
   ${MATRIX_LOAD_QUERY}
   workgroupBarrier();
-#if G_VEC8
-  for (var e = lane; e < 16u * HEAD_DIM_V / 8u; e += SUBGROUP_SIZE) {
-    let r = e / (HEAD_DIM_V / 8u);
-    let d = (e % (HEAD_DIM_V / 8u)) * 8u;
-    let i = subgroup_row0 + r;
-    var chunk = vec4<u32>(0u);
-    if (i < row_limit && d < dvd) {
-      chunk = grad_out[(params.g_offset + b * params.g_batch + h * params.g_head + (sequence.q_start + i) * params.g_seq + d) / 8u];
-    }
-    let values = unpack_chunk(chunk);
-    for (var t = 0u; t < 8u; t++) {
-      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
-    }
-  }
-#else
-  for (var e = lane; e < 16u * HEAD_DIM_V; e += SUBGROUP_SIZE) {
-    let i = subgroup_row0 + e / HEAD_DIM_V;
-    let d = e % HEAD_DIM_V;
-    var value = f16(0.0);
-    if (i < row_limit && d < dvd) {
-      value = grad_out[params.g_offset + b * params.g_batch + h * params.g_head + (sequence.q_start + i) * params.g_seq + d * params.g_dim];
-    }
-    probability_scratch[p_base + (e / HEAD_DIM_V) * P_STRIDE + d] = value;
-  }
-#endif
+  ${STAGE_GRAD_OUT}
   workgroupBarrier();
   ${MATRIX_LOAD_GRAD}
 

@@ -201,32 +201,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
 #endif
 
   // The subgroup's q rows (zero past the rows this dispatch computes), staged in its probability scratch.
-#if Q_VEC8
-  for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK / 8u; e += SUBGROUP_SIZE) {
-    let r = e / (HEAD_DIM_QK / 8u);
-    let d = (e % (HEAD_DIM_QK / 8u)) * 8u;
-    let i = subgroup_row0 + r;
-    var chunk = vec4<u32>(0u);
-    if (i < row_limit && d < dqk) {
-      chunk = q[(params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d) / 8u];
-    }
-    let values = unpack_chunk(chunk);
-    for (var t = 0u; t < 8u; t++) {
-      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
-    }
-  }
-#else
-  for (var e = lane; e < SUBGROUP_ROWS * HEAD_DIM_QK; e += SUBGROUP_SIZE) {
-    let r = e / HEAD_DIM_QK;
-    let d = e % HEAD_DIM_QK;
-    let i = subgroup_row0 + r;
-    var value = f16(0.0);
-    if (i < row_limit && d < dqk) {
-      value = q[params.q_offset + b * params.q_batch + h * params.q_head + (sequence.q_start + i) * params.q_seq + d * params.q_dim];
-    }
-    probability_scratch[p_base + r * P_STRIDE + d] = value;
-  }
-#endif
+  ${STAGE_Q}
   workgroupBarrier();
   // The q rows as left matrices q_<block>_<dims>, the output as result matrices o_<block>_<dims> (matrix-blocks.ts).
   ${MATRIX_DECLARATIONS}

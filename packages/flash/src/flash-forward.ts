@@ -13,6 +13,7 @@ import {
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { matrixForwardBlocks } from './matrix-blocks';
+import { stageQueryRows } from './chunked-rows';
 import { directKeyValuesAllowed, recordPaddedKeyValues, rowsOfEights } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
@@ -165,10 +166,11 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
   if (forward.kernel === 'matrix') {
     const direct = tiles.directKeyValues;
     const shape = { rowBlocks: forward.rowsPerThread, qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: forward.keys / 16, direct };
+    const qChunks = rowsOfEights(problem.layout.q, problem.headDimQk);
     return flashMatrixKernel(gpu, 'flash-forward-matrix', matrixForwardSource, variant, tiles, {
       sizes: { SUBGROUPS: forward.threads / MATRIX_SUBGROUP_SIZE, ROW_BLOCKS: forward.rowsPerThread, BLOCK_N: forward.keys },
-      snippets: matrixForwardBlocks(shape),
-      flags: { DIRECT_KV: direct, Q_VEC8: rowsOfEights(problem.layout.q, problem.headDimQk), O_VEC8: rowsOfEights(problem.layout.out, problem.headDimV) },
+      snippets: { ...matrixForwardBlocks(shape), STAGE_Q: stageQueryRows({ tensor: 'q', uniforms: 'q', dims: 'HEAD_DIM_QK', valid: 'dqk', chunked: qChunks }, 'SUBGROUP_ROWS') },
+      flags: { DIRECT_KV: direct, Q_VEC8: qChunks, O_VEC8: rowsOfEights(problem.layout.out, problem.headDimV) },
     });
   }
   if (forward.kernel === 'tiled') {

@@ -1,0 +1,80 @@
+/**
+ * WGSL for the subgroup-matrix kernels' row traffic, as `${NAME}` replacements: a tensor moves in 16-byte chunks of 8
+ * f16 where its rows allow (`rowsOfEights`; the kernel then binds it as array<vec4<u32>> under its *_VEC8 flag),
+ * element by element otherwise. One generator per pattern instead of a hand-written pair of loops per tensor.
+ */
+
+/** A tensor as a kernel addresses it: its binding, the prefix of its layout uniforms, compiled and valid dims. */
+export interface KernelRows {
+  readonly tensor: string;
+  /** `params.<uniforms>_offset`, `_batch`, `_head`, `_seq`, `_dim`. */
+  readonly uniforms: string;
+  /** The compiled dims (a WGSL constant, a multiple of 16). */
+  readonly dims: string;
+  /** The problem's dims (a WGSL expression). */
+  readonly valid: string;
+  /** Whether the binding is array<vec4<u32>> (chunks of 8 f16) rather than array<f16>. */
+  readonly chunked: boolean;
+}
+
+/**
+ * Stages `rows` query rows (a WGSL expression) of `source` into the subgroup's probability scratch, zero past the
+ * valid rows and dims. The kernel provides lane, SUBGROUP_SIZE, subgroup_row0, row_limit, b, h, sequence,
+ * probability_scratch, p_base and P_STRIDE.
+ */
+export function stageQueryRows(source: KernelRows, rows: string): string {
+  const u = (name: string) => `params.${source.uniforms}_${name}`;
+  const row = `${u('offset')} + b * ${u('batch')} + h * ${u('head')} + (sequence.q_start + i) * ${u('seq')}`;
+  if (source.chunked) {
+    return `for (var e = lane; e < ${rows} * ${source.dims} / 8u; e += SUBGROUP_SIZE) {
+    let r = e / (${source.dims} / 8u);
+    let d = (e % (${source.dims} / 8u)) * 8u;
+    let i = subgroup_row0 + r;
+    var chunk = vec4<u32>(0u);
+    if (i < row_limit && d < ${source.valid}) {
+      chunk = ${source.tensor}[(${row} + d) / 8u];
+    }
+    let values = unpack_chunk(chunk);
+    for (var t = 0u; t < 8u; t++) {
+      probability_scratch[p_base + r * P_STRIDE + d + t] = values[t];
+    }
+  }`;
+  }
+  return `for (var e = lane; e < ${rows} * ${source.dims}; e += SUBGROUP_SIZE) {
+    let r = e / ${source.dims};
+    let d = e % ${source.dims};
+    let i = subgroup_row0 + r;
+    var value = f16(0.0);
+    if (i < row_limit && d < ${source.valid}) {
+      value = ${source.tensor}[${row} + d * ${u('dim')}];
+    }
+    probability_scratch[p_base + r * P_STRIDE + d] = value;
+  }`;
+}
+
+/**
+ * Writes key j's half `part` of `target`'s dims from the score scratch (NaN where `poisoned`). The kernel provides
+ * j, key_end, part, c, b, kv_head, sequence, score_scratch, s_base, S_STRIDE and poisoned.
+ */
+export function storeKeyRow(target: KernelRows): string {
+  const u = (name: string) => `params.${target.uniforms}_${name}`;
+  const half = `${target.dims} / 2u`;
+  const value = (d: string) => `select(f16(score_scratch[s_base + c * S_STRIDE + ${d}]), nan_stored(), poisoned)`;
+  const store = target.chunked
+    ? `for (var d = part * (${half}); d < (part + 1u) * (${half}) && d < ${target.valid}; d += 8u) {
+      var values: array<f16, 8>;
+      for (var t = 0u; t < 8u; t++) {
+        values[t] = ${value('d + t')};
+      }
+      ${target.tensor}[(address + d) / 8u] = pack_chunk(values);
+    }`
+    : `for (var d = part * (${half}); d < (part + 1u) * (${half}); d++) {
+      if (d < ${target.valid}) {
+        ${target.tensor}[address + d * ${u('dim')}] = ${value('d')};
+      }
+    }`;
+  return `if (j < key_end) {
+    let address = ${u('offset')} + b * ${u('batch')} + kv_head * ${u('head')} + (sequence.k_start + j) * ${u('seq')};
+    ${store}
+  }`;
+}
