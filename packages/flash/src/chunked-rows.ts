@@ -3,6 +3,15 @@
  * f16 where its rows allow (`rowsOfEights`; the kernel then binds it as array<vec4<u32>> under its *_VEC8 flag),
  * element by element otherwise. One generator per pattern instead of a hand-written pair of loops per tensor.
  */
+import type { AttentionLayout } from '@webattn/tensor';
+
+/**
+ * Whether a tensor's rows are contiguous runs of `dims` elements starting at multiples of 8, so that a kernel may
+ * move them as 16-byte chunks of 8 f16 (binding windows start at multiples of 128 elements: binding-chunks.ts).
+ */
+export function rowsOfEights(layout: AttentionLayout, dims: number): boolean {
+  return layout.dim === 1 && [dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 8 === 0);
+}
 
 /** A tensor as a kernel addresses it: its binding, the prefix of its layout uniforms, compiled and valid dims. */
 export interface KernelRows {

@@ -30,7 +30,8 @@ import {
 import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
-import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, rowsOfEights, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
+import { rowsOfEights } from './chunked-rows';
+import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
 import { pairedWorkgroups, pairsMirroredBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';

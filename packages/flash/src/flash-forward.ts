@@ -13,8 +13,8 @@ import {
 import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { matrixForwardBlocks } from './matrix-blocks';
-import { stageQueryRows } from './chunked-rows';
-import { directKeyValuesAllowed, recordPaddedKeyValues, rowsOfEights } from './padded-key-values';
+import { rowsOfEights, stageQueryRows } from './chunked-rows';
+import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
 import forwardSource from './flash-forward.wgsl?raw';

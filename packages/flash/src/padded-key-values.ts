@@ -2,6 +2,7 @@ import { InvalidArgumentError, composeWgsl, uniformLayout, type AttentionLayout,
 import { layoutSpan, storageBuffersNeeded } from './check-flash';
 import type { KernelRecorder } from './recorder';
 import { headDimBucket, type FlashCaps } from './flash-tiles';
+import { rowsOfEights } from './chunked-rows';
 import source from './padded-key-values.wgsl?raw';
 
 /**
@@ -57,14 +58,6 @@ export interface PaddedKeyValues {
   readonly nanFlags: GPUBuffer;
   /** `problem` with k and v's layouts in the padded copies. */
   readonly problem: AttentionProblem;
-}
-
-/**
- * Whether a tensor's rows are contiguous runs of `dims` elements starting at multiples of 8, so that a kernel may
- * move them as 16-byte chunks of 8 f16 (binding windows start at multiples of 128 elements: binding-chunks.ts).
- */
-export function rowsOfEights(layout: AttentionLayout, dims: number): boolean {
-  return layout.dim === 1 && [dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 8 === 0);
 }
 
 /** Rows per head of the padded copies: the keys, rounded up to whole tiles of `blockKeys`. */
