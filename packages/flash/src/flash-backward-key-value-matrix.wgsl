@@ -152,7 +152,7 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
           let bounds = key_bounds(i32(i), sequence);
 #if DROPOUT
           // One draw serves the eight keys (subgroup_key0 + c0 is a multiple of 8).
-          let draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (subgroup_key0 + c0) >> 3u);
+          let draw = attention_dropout_draw(dropout_stream(), batch_head, i, (subgroup_key0 + c0) >> 3u);
           let values = array<vec4<u32>, 2>(attention_dropout_values(draw, 0u), attention_dropout_values(draw, 1u));
 #endif
           for (var t = 0u; t < 8u; t++) {

@@ -220,7 +220,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         delta_tile[r] = row_delta;
       }
 #if DROPOUT
-      // The dropout keep bits of the tile's rows × the workgroup's key octets, one Philox draw each (drawn by each
+      // The dropout keep bits of the tile's rows × the workgroup's key octets, one dropout draw each (drawn by each
       // thread, a draw would be repeated by every thread whose keys share its octet), held in dst_tile's memory
       // until the weights are in registers: bit c of keep_bits(r, o) is key 8 · (octet_first + o) + c of row r, as
       // an integer-valued f32 (exact), at dst_tile[o · KEY_THREADS + r / 4][r % 4], so that a thread reads its 4
@@ -230,7 +230,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let i = row0 + r;
         var bits = 0u;
         if (i >= params.row_base && i < row_limit) {
-          bits = dropout_keep_octet(attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, octet_first + e / BLOCK_M));
+          bits = dropout_keep_octet(attention_dropout_draw(dropout_stream(), batch_head, i, octet_first + e / BLOCK_M));
         }
         dst_tile[e / 4u][e % 4u] = f32(bits);
       }

@@ -1,7 +1,7 @@
 // FlashAttention-2 backward for dK and dV: one workgroup per tile of THREADS · ROWS keys of one (batch, kv head),
 // each thread owning ROWS consecutive keys (register tiling: every staged Q/dO element serves ROWS keys). It loops over the query heads that share the kv head (GQA) and over the query tiles that may
 // attend its keys (others are skipped), stages Q, dO, logsumexp and delta in workgroup memory (and the dropout keep
-// bits of its keys, one Philox draw per row and 8 keys), recomputes P = exp(score − logsumexp) and accumulates dV += P̃ᵀ dO and
+// bits of its keys, one dropout draw per row and 8 keys), recomputes P = exp(score − logsumexp) and accumulates dV += P̃ᵀ dO and
 // dK += dSᵀ Q · scale. Each key's gradient is summed by one thread in a fixed order: deterministic. A key that a
 // row with a NaN logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the Q tile (they are
 // such rows), so that the zero dS of a masked pair cannot spread them.
@@ -174,7 +174,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         delta_tile[r] = row_delta;
       }
 #if DROPOUT
-      // One Philox draw per (row, 8 keys) for the whole workgroup (drawn by each thread, a draw would be repeated by
+      // One dropout draw per (row, 8 keys) for the whole workgroup (drawn by each thread, a draw would be repeated by
       // every thread whose keys share its octet). Rows outside the dispatch's rows are not drawn (they take no part).
       for (var e = lid; e < BLOCK_M * KEEP_WORDS; e += THREADS) {
         let r = e % BLOCK_M;
@@ -183,7 +183,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (i >= params.row_base && i < row_limit) {
           for (var o = 0u; o < 4u; o++) {
             let octet = (key0 >> 3u) + 4u * (e / BLOCK_M) + o;
-            bits |= dropout_keep_octet(attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, octet)) << (8u * o);
+            bits |= dropout_keep_octet(attention_dropout_draw(dropout_stream(), batch_head, i, octet)) << (8u * o);
           }
         }
         keep_bits[r * KEEP_WORDS + e / BLOCK_M] = bits;

@@ -169,7 +169,7 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
 #if DROPOUT
       // One draw serves eight keys (column0 is a multiple of 8).
       if ((c4 & 1u) == 0u) {
-        draw = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (column0 + c4 * 4u) >> 3u);
+        draw = attention_dropout_draw(dropout_stream(), batch_head, i, (column0 + c4 * 4u) >> 3u);
       }
       let words = attention_dropout_values(draw, c4 & 1u);
 #endif

@@ -218,7 +218,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let key_first = key0 + 4u * tx;
     for (var r = 0u; r < ROWS; r++) {
 #if DROPOUT
-      let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, first_row + r, key_first >> 2u);
+      let words = attention_dropout_words(dropout_stream(), batch_head, first_row + r, key_first >> 2u);
 #endif
       var ds = vec4<f32>(0.0);
       for (var t = 0u; t < 4u; t++) {

@@ -408,6 +408,6 @@ fn dropout_keep_octet(draw: vec4<u32>) -> u32 {
   return bits;
 }
 
-fn dropout_key() -> vec2<u32> {
-  return vec2<u32>(params.dropout_key0, params.dropout_key1);
+fn dropout_stream() -> vec4<u32> {
+  return vec4<u32>(params.dropout_stream0, params.dropout_stream1, params.dropout_stream2, params.dropout_stream3);
 }

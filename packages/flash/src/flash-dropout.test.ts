@@ -1,11 +1,11 @@
 /**
- * Dropout: the kept elements are exactly those of the tensor core's Philox (`attentionKeep`, the bits the
+ * Dropout: the kept elements are exactly those of the attention dropout stream (`attentionKeep`, the bits the
  * reference uses), and the keep rate is within 5σ of 1 − p. With V = identity (Dv = S) the output row i is
  * P_i,· · keep / (1 − p), so every element's keep bit is visible in the output. The compact backward's bits are
  * checked through its gradients against the references.
  */
 import { gpu } from '../test/test-device';
-import { attentionKeep, attentionDropoutThreshold, describeAttention, seedKey, tensor } from '@webattn/tensor';
+import { attentionDropoutStream, attentionKeep, attentionDropoutThreshold, describeAttention, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { flashAttention } from './flash-attention';
@@ -16,7 +16,7 @@ import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
 afterAll(() => gpu?.destroy());
 
 describe.skipIf(!gpu)('flash dropout', () => {
-  it.each([0.1, 0.5])('keeps exactly the Philox bits of the reference, at rate 1 − p (p = %s)', async (p) => {
+  it.each([0.1, 0.5])('keeps exactly the dropout stream bits of the reference, at rate 1 − p (p = %s)', async (p) => {
     const device = gpu!;
     const [B, H, L, S, D] = [1, 2, 64, 256, 16];
     const seed = freshSeed();
@@ -31,7 +31,7 @@ describe.skipIf(!gpu)('flash dropout', () => {
       flashAttention(q, k, v, { dropoutP: p, dropoutSeed, dropoutOffset }),
     );
     const values = await out.toArray();
-    const key = seedKey(dropoutSeed);
+    const stream = attentionDropoutStream(dropoutSeed, dropoutOffset);
     const threshold = attentionDropoutThreshold(p);
     let kept = 0;
     let mismatches = 0;
@@ -40,7 +40,7 @@ describe.skipIf(!gpu)('flash dropout', () => {
       for (let i = 0; i < L; i++) {
         for (let j = 0; j < S; j++) {
           const gpuKept = values[(bh * L + i) * S + j]! !== 0;
-          const referenceKept = attentionKeep(key, dropoutOffset, threshold, bh, i, j);
+          const referenceKept = attentionKeep(stream, threshold, bh, i, j);
           if (gpuKept) kept++;
           if (gpuKept !== referenceKept && mismatches++ === 0) firstMismatch = `(bh ${bh}, row ${i}, column ${j})`;
         }

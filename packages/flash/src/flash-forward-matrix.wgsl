@@ -274,7 +274,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     for (var r = 0u; r < ROW_BLOCKS && subgroup_active; r++) {
       let i = subgroup_row0 + r * 16u + local_row;
       for (var c8 = 0u; c8 < LANE_DRAWS; c8++) {
-        draws[r * LANE_DRAWS + c8] = attention_dropout_draw(dropout_key(), params.dropout_offset, batch_head, i, (key0 + part * COLUMNS_PER_LANE) / 8u + c8);
+        draws[r * LANE_DRAWS + c8] = attention_dropout_draw(dropout_stream(), batch_head, i, (key0 + part * COLUMNS_PER_LANE) / 8u + c8);
       }
     }
 #endif
@@ -424,7 +424,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
             continue;
           }
 #if DROPOUT
-          let kept = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, i, j >> 2u)[j & 3u] >= params.dropout_threshold;
+          let kept = attention_dropout_words(dropout_stream(), batch_head, i, j >> 2u)[j & 3u] >= params.dropout_threshold;
 #else
           let kept = true;
 #endif

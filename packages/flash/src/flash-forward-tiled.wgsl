@@ -224,7 +224,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
       let p = select(exp(s[r] - vec4<f32>(m_new)), vec4<f32>(0.0), masked);
       l[r] += p.x + p.y + p.z + p.w;
 #if DROPOUT
-      let words = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, first_row + r, key_first >> 2u);
+      let words = attention_dropout_words(dropout_stream(), batch_head, first_row + r, key_first >> 2u);
       let kept = vec4<f32>(dropout_factor(words.x), dropout_factor(words.y), dropout_factor(words.z), dropout_factor(words.w));
       let weights = p * kept;
 #else

@@ -193,7 +193,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #if DROPOUT
       if ((c & 3u) == 0u) {
         for (var r = 0u; r < ROWS; r++) {
-          words[r] = attention_dropout_words(dropout_key(), params.dropout_offset, batch_head, first_row + r, (key0 + c) >> 2u);
+          words[r] = attention_dropout_words(dropout_stream(), batch_head, first_row + r, (key0 + c) >> 2u);
         }
       }
 #endif

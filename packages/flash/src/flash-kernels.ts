@@ -1,4 +1,4 @@
-import { PHILOX_WGSL, composeWgsl, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import { ATTENTION_DROPOUT_WGSL, composeWgsl, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import common from './flash-common.wgsl?raw';
 import { FLASH_UNIFORMS } from './flash-uniforms';
 import type { FlashTiles } from './flash-tiles';
@@ -73,7 +73,7 @@ export function flashKernel(
     variant: key,
     constants,
     code: () =>
-      composeWgsl([variant.f16 ? 'enable f16;' : '', ...(extras.directives ?? []), PHILOX_WGSL, common, source], {
+      composeWgsl([variant.f16 ? 'enable f16;' : '', ...(extras.directives ?? []), ATTENTION_DROPOUT_WGSL, common, source], {
         flags: {
           F16: variant.f16,
           MASK: variant.mask !== 'none',

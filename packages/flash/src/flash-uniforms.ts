@@ -1,6 +1,6 @@
 import {
+  attentionDropoutStream,
   attentionDropoutThreshold,
-  seedKey,
   uniformLayout,
   type AttentionLayout,
   type AttentionProblem,
@@ -26,9 +26,11 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['window_left', 'i32'],
   ['window_right', 'i32'],
   ['dropout_threshold', 'u32'],
-  ['dropout_key0', 'u32'],
-  ['dropout_key1', 'u32'],
-  ['dropout_offset', 'u32'],
+  // The call's attention dropout stream key (attentionDropoutStream).
+  ['dropout_stream0', 'u32'],
+  ['dropout_stream1', 'u32'],
+  ['dropout_stream2', 'u32'],
+  ['dropout_stream3', 'u32'],
   ['dropout_scale', 'f32'],
   ['mask_batch', 'u32'],
   ['mask_head', 'u32'],
@@ -103,7 +105,7 @@ export function packFlashUniforms(
 ): ArrayBuffer {
   const mask = problem.mask.kind === 'none' ? null : problem.mask;
   const dropout = problem.dropout && problem.dropout.p > 0 ? problem.dropout : null;
-  const key = dropout ? seedKey(dropout.seed) : [0, 0];
+  const stream = dropout ? attentionDropoutStream(dropout.seed, dropout.offset >>> 0) : [0, 0, 0, 0];
   const layout = problem.layout;
   return FLASH_UNIFORMS.pack({
     batch: problem.batch,
@@ -121,9 +123,10 @@ export function packFlashUniforms(
     window_left: problem.window?.left ?? -1,
     window_right: problem.window?.right ?? -1,
     dropout_threshold: dropout ? attentionDropoutThreshold(dropout.p) : 0,
-    dropout_key0: key[0]!,
-    dropout_key1: key[1]!,
-    dropout_offset: dropout ? dropout.offset >>> 0 : 0,
+    dropout_stream0: stream[0]!,
+    dropout_stream1: stream[1]!,
+    dropout_stream2: stream[2]!,
+    dropout_stream3: stream[3]!,
     dropout_scale: dropout ? 1 / (1 - dropout.p) : 1,
     mask_batch: mask?.strides.batch ?? 0,
     mask_head: mask?.strides.head ?? 0,

@@ -101,7 +101,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     scores[j - chunk0] = p;
     local_sum += p;
 #if DROPOUT
-    keep[j - chunk0] = dropout_factor(attention_dropout_word(dropout_key(), params.dropout_offset, b * params.q_heads + h, i, j));
+    keep[j - chunk0] = dropout_factor(attention_dropout_word(dropout_stream(), b * params.q_heads + h, i, j));
 #endif
   }
   let l = reduce(lid, local_sum, false);

@@ -3,7 +3,7 @@ import {
   ShapeError,
   attentionKeep,
   attentionDropoutThreshold,
-  seedKey,
+  attentionDropoutStream,
 } from '@webattn/tensor';
 import { freshSeed, maxAbsDiff, randomValues } from '@webattn/tensor/testing';
 import { describe, expect, it } from 'vitest';
@@ -85,12 +85,12 @@ describe(`float64 oracle properties (seed ${seed})`, () => {
     expect(packed.logsumexp[(1 * 2 + 0) * 3 + 2]).toBe(Number.NEGATIVE_INFINITY); // row 2 of a 2-row sequence
   });
 
-  it('dropout keeps exactly the Philox-chosen weights, scaled by 1 / (1 − p)', () => {
+  it('dropout keeps exactly the weights the attention dropout stream keeps, scaled by 1 / (1 − p)', () => {
     const [q, k, v] = [random([2, 3, 4, 8]), random([2, 3, 9, 8]), random([2, 3, 9, 8])];
     const p = 0.3;
     const dropped = attentionReference(q, k, v, { dropoutP: p, dropoutSeed: 1234, dropoutOffset: 5, needWeights: true });
     const plain = attentionReference(q, k, v, { needWeights: true });
-    const key = seedKey(1234);
+    const stream = attentionDropoutStream(1234, 5);
     const threshold = attentionDropoutThreshold(p);
     let kept = 0;
     for (let b = 0; b < 2; b++) {
@@ -98,7 +98,7 @@ describe(`float64 oracle properties (seed ${seed})`, () => {
         for (let i = 0; i < 4; i++) {
           for (let j = 0; j < 9; j++) {
             const index = ((b * 3 + h) * 4 + i) * 9 + j;
-            const keep = attentionKeep(key, 5, threshold, b * 3 + h, i, j);
+            const keep = attentionKeep(stream, threshold, b * 3 + h, i, j);
             kept += keep ? 1 : 0;
             expect(dropped.weights![index]).toBeCloseTo(keep ? plain.weights![index]! / (1 - p) : 0, 14);
           }

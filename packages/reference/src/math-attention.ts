@@ -129,8 +129,8 @@ function shapes(problem: AttentionProblem, totals: { q: number; k: number }) {
 
 /**
  * The WGSL math backend: materialises S = scale·QKᵀ (softcap, mask) in a GPU buffer, softmax with every mask
- * kind, dropout (Philox), then P·V. f32 or f16 inputs, f32 accumulation. Refuses, with a ResourceLimitError
- * stating the bytes, any problem whose scores do not fit one storage binding or the memory budget.
+ * kind, dropout (the attention dropout stream), then P·V. f32 or f16 inputs, f32 accumulation. Refuses, with a
+ * ResourceLimitError stating the bytes, any problem whose scores do not fit one storage binding or the memory budget.
  */
 export function mathAttention(
   q: Tensor,

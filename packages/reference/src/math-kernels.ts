@@ -3,11 +3,11 @@
  * mask kind) change the source through the preprocessor; every size and stride travels in uniforms.
  */
 import {
-  PHILOX_WGSL,
+  ATTENTION_DROPOUT_WGSL,
   composeWgsl,
+  attentionDropoutStream,
   attentionDropoutThreshold,
   runKernel,
-  seedKey,
   uniformLayout,
   workgroupGrid,
   type AttentionLayout,
@@ -55,9 +55,10 @@ export const attentionUniforms = uniformLayout([
   ['causal', 'u32'],
   ['window_left', 'i32'],
   ['window_right', 'i32'],
-  ['key0', 'u32'],
-  ['key1', 'u32'],
-  ['dropout_offset', 'u32'],
+  ['stream0', 'u32'],
+  ['stream1', 'u32'],
+  ['stream2', 'u32'],
+  ['stream3', 'u32'],
   ['threshold', 'u32'],
   ['keep_scale', 'f32'],
 ]);
@@ -66,9 +67,10 @@ const softmaxUniforms = uniformLayout([
   ['rows', 'u32'],
   ['columns', 'u32'],
   ['query_length', 'u32'],
-  ['key0', 'u32'],
-  ['key1', 'u32'],
-  ['dropout_offset', 'u32'],
+  ['stream0', 'u32'],
+  ['stream1', 'u32'],
+  ['stream2', 'u32'],
+  ['stream3', 'u32'],
   ['threshold', 'u32'],
   ['keep_scale', 'f32'],
 ]);
@@ -139,11 +141,11 @@ export function mathKernelSources(variant: MathVariant) {
   const plain = { ...variant, mask: 'none' as const };
   return {
     scores: kernel('scores', [scoreSource, scoresSource], variant, attention),
-    softmax: kernel('softmax-rows', [PHILOX_WGSL, softmaxRowsSource], { f16: false, mask: 'none' }, softmaxUniforms.wgslStruct('SoftmaxUniforms')),
+    softmax: kernel('softmax-rows', [ATTENTION_DROPOUT_WGSL, softmaxRowsSource], { f16: false, mask: 'none' }, softmaxUniforms.wgslStruct('SoftmaxUniforms')),
     product: kernel('weights-times-values', [productSource], plain, product),
     transposed: kernel('weights-transposed-times', [transposedSource], plain, product),
     rowStatistics: kernel('row-statistics', [rowStatisticsSource], plain, rowUniforms.wgslStruct('RowUniforms')),
-    scoreGradients: kernel('score-gradients', [PHILOX_WGSL, scoreSource, scoreGradientsSource], variant, attention),
+    scoreGradients: kernel('score-gradients', [ATTENTION_DROPOUT_WGSL, scoreSource, scoreGradientsSource], variant, attention),
     packHalf: kernel('pack-half', [packHalfSource], { f16: false, mask: 'none' }, packUniforms.wgslStruct('PackUniforms')),
   };
 }
@@ -158,12 +160,13 @@ const stridedValues = (name: string, layout: AttentionLayout) => ({
 
 function dropoutValues(problem: AttentionProblem) {
   const dropout = problem.dropout;
-  if (!dropout) return { key0: 0, key1: 0, dropout_offset: 0, threshold: 0, keep_scale: 1 };
-  const [key0, key1] = seedKey(dropout.seed);
+  if (!dropout) return { stream0: 0, stream1: 0, stream2: 0, stream3: 0, threshold: 0, keep_scale: 1 };
+  const [stream0, stream1, stream2, stream3] = attentionDropoutStream(dropout.seed, dropout.offset);
   return {
-    key0,
-    key1,
-    dropout_offset: dropout.offset,
+    stream0,
+    stream1,
+    stream2,
+    stream3,
     threshold: attentionDropoutThreshold(dropout.p),
     keep_scale: 1 / (1 - dropout.p),
   };

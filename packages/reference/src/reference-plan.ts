@@ -7,7 +7,7 @@ import {
   cpuDevice,
   describeAttention,
   attentionDropoutThreshold,
-  seedKey,
+  attentionDropoutStream,
   type AttentionOptions,
   type AttentionProblem,
   type CausalAlignment,
@@ -152,12 +152,12 @@ export function planFromProblem(
   let dropoutFactor: ReferencePlan['dropoutFactor'] = () => 1;
   if (problem.dropout) {
     const { p, seed, offset } = problem.dropout;
-    const key = seedKey(seed);
+    const stream = attentionDropoutStream(seed, offset);
     const threshold = attentionDropoutThreshold(p);
     const keptScale = round(1 / (1 - p));
     const heads = problem.queryHeads;
     dropoutFactor = (b, head, row, column) =>
-      attentionKeep(key, offset, threshold, b * heads + head, row, column) ? keptScale : 0;
+      attentionKeep(stream, threshold, b * heads + head, row, column) ? keptScale : 0;
   }
   if (options.precision !== undefined && !['f64', 'f32', 'f16'].includes(options.precision)) {
     throw new InvalidArgumentError(`precision must be 'f64', 'f32' or 'f16', got ${String(options.precision)}`);

@@ -47,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     grad_p += load_grad(g_base + d * u.grad_dim) * load_v(v_base + d * u.v_dim);
   }
   if (u.threshold != 0u) {
-    let keep = attention_dropout_word(vec2<u32>(u.key0, u.key1), u.dropout_offset, bh, i, j) >= u.threshold;
+    let keep = attention_dropout_word(vec4<u32>(u.stream0, u.stream1, u.stream2, u.stream3), bh, i, j) >= u.threshold;
     grad_p = select(0.0, grad_p * u.keep_scale, keep);
   }
   score_gradients[t] = p * (grad_p - stats[2u * row + 1u]) * score.y * u.scale;

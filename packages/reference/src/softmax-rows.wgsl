@@ -1,5 +1,6 @@
-// Forward step 2, one workgroup per row (b, h, i): softmax of the scores in place, then dropout (Philox, the
-// same bits as attentionKeep), and the row logsumexp (−∞ for a fully masked row, whose weights are all 0).
+// Forward step 2, one workgroup per row (b, h, i): softmax of the scores in place, then dropout (the attention
+// dropout stream, the same bits as attentionKeep), and the row logsumexp (−∞ for a fully masked row, whose weights
+// are all 0).
 // A NaN score (NaN in q or k) makes the whole row NaN, as in PyTorch; it is found from the bits because WGSL
 // leaves NaN comparisons and max() to the implementation.
 ${UNIFORMS}
@@ -60,13 +61,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
   let sum = reduce_sum(lid, local_sum);
   let i = row % u.query_length;
   let batch_head = row / u.query_length;
-  let key = vec2<u32>(u.key0, u.key1);
+  let stream = vec4<u32>(u.stream0, u.stream1, u.stream2, u.stream3);
   for (var j = lid; j < u.columns; j += 64u) {
     let s = scores[base + j];
     var p = 0.0;
     if (!empty && s > MASKED_LIMIT) { p = exp(s - row_max) / sum; }
     if (u.threshold != 0u) {
-      let keep = attention_dropout_word(key, u.dropout_offset, batch_head, i, j) >= u.threshold;
+      let keep = attention_dropout_word(stream, batch_head, i, j) >= u.threshold;
       p = select(0.0, p * u.keep_scale, keep);
     }
     var nan_bits = 0x7fc00000u;

@@ -13,9 +13,10 @@
  *   FlashAttention's). Causal allows j ≤ pos(i); window (left, right) allows pos(i) − left ≤ j ≤ pos(i) + right,
  *   where −1 means unbounded on that side.
  * - A row with no allowed key: output 0, logsumexp −∞, zero gradients (PyTorch gives NaN there).
- * - Dropout: element (b, h, i, j) is kept iff attentionDropoutWord(seedKey(seed), offset, b·Hq + h, i, j) ≥
- *   attentionDropoutThreshold(p) (16-bit values: kept with probability within 2^-16 of 1 − p); kept probabilities are scaled by 1 / (1 − p). For varlen, b is the sequence index and
- *   i, j are positions within the sequence.
+ * - Dropout: element (b, h, i, j) is kept iff attentionDropoutWord(attentionDropoutStream(seed, offset), b·Hq + h,
+ *   i, j) ≥ attentionDropoutThreshold(p) (16-bit values: kept with probability within 2^-16 of 1 − p); kept
+ *   probabilities are scaled by 1 / (1 − p). For varlen, b is the sequence index and i, j are positions within the
+ *   sequence.
  */
 import type { DType } from './dtype';
 

@@ -34,11 +34,17 @@ export {
 } from './gpu-timing';
 export { runKernel, workgroupGrid, type KernelRun } from './kernel';
 export {
-  ATTENTION_PHILOX_ROUNDS,
-  PHILOX_WGSL,
+  ATTENTION_DROPOUT_WGSL,
+  attentionDropoutDraw,
+  attentionDropoutStream,
   attentionDropoutThreshold,
   attentionDropoutWord,
   attentionKeep,
+  pcg4d,
+  type AttentionDropoutStream,
+} from './attention-dropout';
+export {
+  PHILOX_WGSL,
   dropoutThreshold,
   elementWord,
   philox4x32,

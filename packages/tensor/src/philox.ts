@@ -5,8 +5,7 @@ import philoxSource from './philox.wgsl?raw';
  * Counter-based Philox 4×32 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"), the same bits on the
  * CPU and in WGSL (`PHILOX_WGSL`). A random word is a pure function of (key, counter), so a kernel's dropout mask
  * can be regenerated anywhere: in a backward pass or in the float64 reference. Element dropout draws with 10
- * rounds and 32-bit words; attention dropout, drawn once per (row, key) in the flash kernels, with 7 rounds and
- * 16-bit values, eight keys per call (PyTorch's own flash kernels draw with 7 rounds and 8-bit values).
+ * rounds and 32-bit words; attention dropout (attention-dropout.ts) draws each call's stream key with it.
  */
 export const PHILOX_WGSL: string = philoxSource;
 
@@ -63,47 +62,6 @@ export function seedKey(seed: number): [number, number] {
 export function dropoutThreshold(p: number): number {
   if (!(p >= 0 && p < 1)) throw new InvalidArgumentError(`dropout probability must be in [0, 1), got ${p}`);
   return Math.min(4294967295, Math.floor(p * 4294967296));
-}
-
-/** Rounds of the attention dropout stream. */
-export const ATTENTION_PHILOX_ROUNDS = 7;
-
-/**
- * The 16-bit threshold of attention dropout: element (b, h, i, j) is kept when its value is ≥ threshold, so with
- * probability 1 − threshold / 65536, within 2^-16 of 1 − p. Kernels receive this value in a uniform.
- */
-export function attentionDropoutThreshold(p: number): number {
-  if (!(p >= 0 && p < 1)) throw new InvalidArgumentError(`dropout probability must be in [0, 1), got ${p}`);
-  return Math.floor(p * 65536);
-}
-
-/**
- * The random value (16 bits) for attention element (batch·heads + head, row, column) under a seed and offset.
- * Counter = (column >> 3, row, batchHead, offset), Philox with ATTENTION_PHILOX_ROUNDS rounds; column c of the eight
- * takes half c & 1 (low first) of word c >> 1. WGSL twins: `attention_dropout_draw` and `attention_dropout_values`
- * in PHILOX_WGSL.
- */
-export function attentionDropoutWord(
-  key: readonly [number, number],
-  offset: number,
-  batchHead: number,
-  row: number,
-  column: number,
-): number {
-  const word = philox4x32([column >>> 3, row, batchHead, offset], key, ATTENTION_PHILOX_ROUNDS)[(column >>> 1) & 3]!;
-  return (word >>> (16 * (column & 1))) & 0xffff;
-}
-
-/** Whether attention element (batchHead, row, column) survives dropout with this threshold (attentionDropoutThreshold). */
-export function attentionKeep(
-  key: readonly [number, number],
-  offset: number,
-  threshold: number,
-  batchHead: number,
-  row: number,
-  column: number,
-): boolean {
-  return attentionDropoutWord(key, offset, batchHead, row, column) >= threshold;
 }
 
 /**

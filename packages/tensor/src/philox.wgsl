@@ -1,5 +1,4 @@
-// Philox 4x32, the same bits as philox.ts: 10 rounds for element dropout, 7 and 16-bit values for attention.
-// Twin functions: philox4x32, attentionDropoutWord, elementWord.
+// Philox 4x32-10, the same bits as philox.ts (element dropout). Twin functions: philox4x32, elementWord.
 
 // High 32 bits of a · b from 16-bit halves (WGSL has no 64-bit product): a · b = a_hi b_hi 2^32 + (a_hi b_lo +
 // a_lo b_hi) 2^16 + a_lo b_lo, carried so that every partial sum fits 32 bits (a is a Philox constant in every call,
@@ -25,8 +24,8 @@ fn philox_round(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
 
 const PHILOX_KEY_STEP: vec2<u32> = vec2<u32>(0x9e3779b9u, 0xbb67ae85u);
 
-// Each stream loops over its own constant number of rounds (one function taking the count as a parameter made the
-// f32 flash kernels with dropout 3-6x slower on the H100: bench notes, entry 17).
+// A constant number of rounds (a round count passed as a parameter made the f32 flash kernels with dropout 3-6x
+// slower on the H100 when they still drew Philox: bench notes, entry 17).
 fn philox4x32(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
   var c = counter;
   var k = key;
@@ -35,35 +34,6 @@ fn philox4x32(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     k += PHILOX_KEY_STEP;
   }
   return c;
-}
-
-// The draw for attention columns 8·column_octet .. + 7 of (batch_head, row): column c's 16-bit value is half c & 1
-// (low first) of word c >> 1 (attentionDropoutWord in philox.ts).
-fn attention_dropout_draw(key: vec2<u32>, offset: u32, batch_head: u32, row: u32, column_octet: u32) -> vec4<u32> {
-  var c = vec4<u32>(column_octet, row, batch_head, offset);
-  var k = key;
-  for (var round = 0u; round < 7u; round++) {
-    c = philox_round(c, k);
-    k += PHILOX_KEY_STEP;
-  }
-  return c;
-}
-
-// The values of columns 4·quad .. 4·quad + 3 of a draw (quad 0 or 1).
-fn attention_dropout_values(draw: vec4<u32>, quad: u32) -> vec4<u32> {
-  let low = select(draw.x, draw.z, quad == 1u);
-  let high = select(draw.y, draw.w, quad == 1u);
-  return vec4<u32>(low & 0xffffu, low >> 16u, high & 0xffffu, high >> 16u);
-}
-
-// The values for attention columns 4*column_group .. 4*column_group+3 of (batch_head, row) (compared with the
-// 16-bit attentionDropoutThreshold).
-fn attention_dropout_words(key: vec2<u32>, offset: u32, batch_head: u32, row: u32, column_group: u32) -> vec4<u32> {
-  return attention_dropout_values(attention_dropout_draw(key, offset, batch_head, row, column_group >> 1u), column_group & 1u);
-}
-
-fn attention_dropout_word(key: vec2<u32>, offset: u32, batch_head: u32, row: u32, column: u32) -> u32 {
-  return attention_dropout_words(key, offset, batch_head, row, column >> 2u)[column & 3u];
 }
 
 fn element_word(key: vec2<u32>, offset: u32, index: u32) -> u32 {

@@ -13,7 +13,7 @@ export const OPTION_DESCRIPTIONS: Record<OptionName, string> = {
   padding: 'key padding as per-batch key lengths (keyLengths), lengths drawn in [N/2, N]',
   'padding-mask': 'the same key padding as a [B, 1, 1, S] bool attnMask',
   varlen: 'B sequences packed into q, k, v [total, H, D] (cuSeqlensQ = cuSeqlensK), lengths drawn in [N/2, N] like padding',
-  dropout: 'dropout p = 0.1 (Philox, fixed seed)',
+  dropout: 'dropout p = 0.1 (the attention dropout stream, fixed seed)',
   causal: 'isCausal (top-left)',
 };
 
