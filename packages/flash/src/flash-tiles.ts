@@ -250,9 +250,10 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
  * The matrix forward's default (tools/bench/README.md, entries 11, 13, 14 and 21). With direct key and value loads
  * (`directKeyValues`), at every head dim up to 128: one subgroup × one 16-row block with 16-key tiles at D16 (entry
  * 23, with the sampler's heater: B32 H8 N500 forward 0.189 ms against 0.202–0.204 for two subgroups, causal 0.114–0.120
- * against 0.124, dropout the same; entry 21's bimodal one-subgroup runs were the GPU clock drops of entry 22),
- * 2 subgroups × 32-key tiles at D32; one subgroup × 32 keys at D64 and D128 (chosen by the GPU-timestamp tuner on the H200 and the
- * H100 alike; at B4 H16 N4096 D64 1.09× the 2-subgroup shape on the H100). Staged through workgroup memory only for head dims
+ * against 0.124, dropout the same; entry 21's bimodal one-subgroup runs were the GPU clock drops of entry 22), and
+ * one subgroup × 32-key tiles at D32, D64 and D128 (the GPU-timestamp tuner's choice: at D64 and D128 on the H200
+ * and the H100, at B4 H16 N4096 D64 1.09× the 2-subgroup shape on the H100; at D32 on the H100, entry 24, B8 H16
+ * N1024: 0.531 ms against 0.561–0.568 for two subgroups, causal 0.295 against 0.303). Staged through workgroup memory only for head dims
  * up to 32: 8 subgroups × 16 keys at D16 (1.48× the best tiled shape at B32 H8 N500), 8 × 32 keys at D32 (GPU
  * timestamps, four runs: 1.28–1.31 ms vs 1.84–1.88 ms for 4 × 16, B8 H16 N1024); staged, D64 ran 2.3× and D128
  * 3.2× slower than the tiled kernel, so those stay tiled.
@@ -260,7 +261,7 @@ function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCap
 function defaultMatrixForward(headDimQk: number, headDimV: number, caps: FlashCaps, direct: boolean): ForwardTiles | null {
   const bucket = Math.max(headDimBucket(headDimQk), headDimBucket(headDimV));
   // [subgroups, keys per tile], the first that fits.
-  const directShapes: [number, number][] = bucket <= 16 ? [[1, 16], [2, 16], [4, 16]] : bucket <= 32 ? [[2, 32], [2, 16], [1, 16]] : [[1, 32], [1, 16], [2, 16]];
+  const directShapes: [number, number][] = bucket <= 16 ? [[1, 16], [2, 16], [4, 16]] : bucket <= 32 ? [[1, 32], [2, 32], [2, 16], [1, 16]] : [[1, 32], [1, 16], [2, 16]];
   const stagedShapes: [number, number][] = bucket <= 16 ? [[8, 16], [4, 16], [2, 16]] : bucket <= 32 ? [[8, 32], [4, 16], [8, 16], [2, 16]] : [];
   const shapes = direct ? directShapes : stagedShapes;
   for (const [subgroups, keys] of shapes) {
