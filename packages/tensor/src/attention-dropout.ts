@@ -9,10 +9,11 @@ import attentionDropoutSource from './attention-dropout.wgsl?raw';
  *
  * Per call, the host draws a 128-bit stream key with Philox 4×32-10 from the seed and offset
  * (`attentionDropoutStream`); per (batch·head, row, eight keys) a kernel hashes the counter xor that key with pcg4d
- * (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020) into eight 16-bit values. pcg4d costs a
- * tenth of a 7-round Philox draw (WGSL has no 32×32→64-bit product, so Philox's high products take four 16-bit
- * ones): on an H100 the Philox draws were a third of the seed shape's f16 forward with dropout (bench notes, entry
- * 24). Calls with different seeds or offsets hash disjoint, unrelated parts of pcg4d's 2^128 inputs.
+ * (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020) and folds each word with itself >> 16 into
+ * eight 16-bit values (`attentionDropoutDraw`). pcg4d costs a tenth of a 7-round Philox draw (WGSL has no
+ * 32×32→64-bit product, so Philox's high products take four 16-bit ones): on an H100 the Philox draws were a third
+ * of the seed shape's f16 forward with dropout (bench notes, entry 24). Calls with different seeds or offsets hash
+ * translates of the counters by unrelated pseudo-random keys.
  */
 export const ATTENTION_DROPOUT_WGSL: string = attentionDropoutSource;
 
