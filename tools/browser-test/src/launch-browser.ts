@@ -51,6 +51,14 @@ export interface LaunchedBrowser {
   close(): Promise<void>;
 }
 
+/**
+ * Deletes a profile directory. Chromium's helper processes can still be writing its cache for a moment after the
+ * context closed (one CI run failed with ENOTEMPTY on Default/Cache), so removal retries with a growing wait.
+ */
+async function removeProfile(userDataDir: string): Promise<void> {
+  await rm(userDataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+}
+
 /** Starts headless Chromium with WebGPU enabled and a fresh, temporary profile. */
 export async function launchBrowser(options: LaunchOptions = {}): Promise<LaunchedBrowser> {
   const executablePath = options.executablePath ?? process.env.WEBATTN_CHROMIUM ?? DEFAULT_CHROMIUM;
@@ -65,7 +73,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<Launch
       timeout: options.timeoutMs ?? 60_000,
     });
   } catch (error) {
-    await rm(userDataDir, { recursive: true, force: true });
+    await removeProfile(userDataDir);
     throw new Error(
       `could not start Chromium at ${executablePath} (run 'bash scripts/setup-system.sh' to install it, or set WEBATTN_CHROMIUM): ${(error as Error).message}`,
     );
@@ -74,7 +82,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<Launch
     context,
     async close() {
       await context.close().catch(() => undefined);
-      await rm(userDataDir, { recursive: true, force: true });
+      await removeProfile(userDataDir);
     },
   };
 }
