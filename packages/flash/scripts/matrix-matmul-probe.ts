@@ -2,15 +2,20 @@
  * Development probe for the GPU machine: can several subgroups of one workgroup each own subgroup matrices at
  * their own offsets (the uniformity diagnostic `chromium.subgroup_matrix_uniformity` turned off), is the result
  * right, and how fast is an f16→f32 matmul C = A·B built that way? One configuration per process (dawn.node
- * crashes now and then on that machine):  node probe.mjs <variant> [size]
+ * crashes now and then on that machine):  node probe.mjs <variant> [size] [no-robustness]
  * Variants: diag (which diagnostic names compile), or `G:SGR:SGC:TM:TN:KS[:zero]` — G = 'global' (matrices loaded
- * from storage) or 'shared' (A and B tiles staged in workgroup memory), SGR × SGC subgroups per workgroup, each
+ * from storage), 'shared' (A and B tiles staged in workgroup memory) or 'prefetch' (staged, with the next K step's
+ * tiles read into registers while this step's products run), SGR × SGC subgroups per workgroup, each
  * owning TM × TN result blocks of 16×16, K step KS; ':zero' adds an opaque zero to every matrix offset.
  */
-import { createDevice, fromHalfBits, toHalfBits } from '@webattn/tensor';
+import { createDevice, DEFAULT_DAWN_FEATURES, fromHalfBits, toHalfBits } from '@webattn/tensor';
 import { checkAndTimeMatmul, compileProbe, probeValues } from './matmul-probe-harness';
 
-const device = await createDevice({ requireGpu: true });
+const noRobustness = process.argv[4] === 'no-robustness';
+const device = await createDevice({
+  requireGpu: true,
+  ...(noRobustness ? { dawnFeatures: [...DEFAULT_DAWN_FEATURES, 'disable_robustness'] } : {}),
+});
 const gpu = device.gpu;
 const variant = process.argv[2] ?? 'diag';
 const size = Number(process.argv[3] ?? 4096);
@@ -41,10 +46,40 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   const BM = SGR * TM * 16, BN = SGC * TN * 16, threads = SGR * SGC * 32;
   const z = zero === 'zero' ? ' + params.zero' : '';
   const M = size, N = size, K = size;
-  const shared = where === 'shared';
+  const prefetch = where === 'prefetch';
+  const shared = where === 'shared' || prefetch;
   // Workgroup tiles: A as BM × KS (row stride KS + 8), B as KS × BN (row stride BN + 8) to spread banks.
   const AS = KS + 8, BS = BN + 8;
-  const stage = shared
+  // prefetch: each thread reads the same vec4s of A and B every K step (aReads, bReads of them) into registers.
+  const aReads = (BM * KS) / 4 / threads, bReads = (KS * BN) / 4 / threads;
+  if (prefetch && (!Number.isInteger(aReads) || !Number.isInteger(bReads))) throw new Error(`prefetch needs whole vec4 reads per thread: ${aReads}, ${bReads}`);
+  const aSpot = (t: number) => `let ar${t} = (lid + ${t * threads}u) / ${KS / 4}u; let ac${t} = ((lid + ${t * threads}u) % ${KS / 4}u) * 4u;`;
+  const bSpot = (t: number) => `let br${t} = (lid + ${t * threads}u) / ${BN / 4}u; let bc${t} = ((lid + ${t * threads}u) % ${BN / 4}u) * 4u;`;
+  const fetch = (kBase: string) =>
+    [
+      ...Array.from({ length: aReads }, (_, t) => `pa${t} = a4[((row0 + ar${t}) * params.k + ${kBase} + ac${t}) / 4u];`),
+      ...Array.from({ length: bReads }, (_, t) => `pb${t} = b4[((${kBase} + br${t}) * params.n + col0 + bc${t}) / 4u];`),
+    ].join('\n    ');
+  const spread = (array: string, at: string, value: string) =>
+    [0, 1, 2, 3].map((e) => `${array}[${at} + ${e}u] = ${value}.${'xyzw'[e]};`).join(' ');
+  const prefetchSetup = prefetch
+    ? [
+        ...Array.from({ length: aReads }, (_, t) => `${aSpot(t)} var pa${t}: vec4<f16>;`),
+        ...Array.from({ length: bReads }, (_, t) => `${bSpot(t)} var pb${t}: vec4<f16>;`),
+        fetch('0u'),
+      ].join('\n  ')
+    : '';
+  const prefetchStage = prefetch
+    ? [
+        ...Array.from({ length: aReads }, (_, t) => spread('wa', `ar${t} * ${AS}u + ac${t}`, `pa${t}`)),
+        ...Array.from({ length: bReads }, (_, t) => spread('wb', `br${t} * ${BS}u + bc${t}`, `pb${t}`)),
+        'workgroupBarrier();',
+        `if (k0 + ${KS}u < params.k) {\n    ${fetch(`k0 + ${KS}u`)}\n    }`,
+      ].join('\n    ')
+    : '';
+  const stage = prefetch
+    ? prefetchStage
+    : shared
     ? `for (var e = lid; e < ${(BM * KS) / 4}u; e += ${threads}u) {
       let r = e / ${KS / 4}u; let c = (e % ${KS / 4}u) * 4u;
       let v = a4[((row0 + r) * params.k + k0 + c) / 4u];
@@ -97,6 +132,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let col0 = wid.x * ${BN}u;
   _ = a[0]; _ = b[0]; _ = a4[0]; _ = b4[0];
   ${accs.join('\n  ')}
+  ${prefetchSetup}
   for (var k0 = 0u; k0 < params.k; k0 += ${KS}u) {
     ${stage}
     ${lines.join('\n    ')}
@@ -104,6 +140,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   ${stores.join('\n  ')}
 }`;
+  if (process.env.PROBE_PRINT) console.log(code);
   const compiled = await compileProbe(gpu, code);
   if (typeof compiled === 'string') {
     console.log(JSON.stringify({ variant, error: compiled }));
