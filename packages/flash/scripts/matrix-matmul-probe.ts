@@ -3,10 +3,11 @@
  * their own offsets (the uniformity diagnostic `chromium.subgroup_matrix_uniformity` turned off), is the result
  * right, and how fast is an f16→f32 matmul C = A·B built that way? One configuration per process (dawn.node
  * crashes now and then on that machine):  node probe.mjs <variant> [size] [no-robustness]
- * Variants: diag (which diagnostic names compile), or `G:SGR:SGC:TM:TN:KS[:zero]` — G = 'global' (matrices loaded
+ * Variants: diag (which diagnostic names compile), or `G:SGR:SGC:TM:TN:KS[:zero][:n8]` — G = 'global' (matrices loaded
  * from storage), 'shared' (A and B tiles staged in workgroup memory) or 'prefetch' (staged, with the next K step's
  * tiles read into registers while this step's products run), SGR × SGC subgroups per workgroup, each
- * owning TM × TN result blocks of 16×16, K step KS; ':zero' adds an opaque zero to every matrix offset.
+ * owning TM × TN result blocks of 16×16 (16 rows × 8 columns with ':n8', the 16×8×16 configuration), K step KS;
+ * ':zero' adds an opaque zero to every matrix offset.
  */
 import { createDevice, DEFAULT_DAWN_FEATURES, fromHalfBits, toHalfBits } from '@webattn/tensor';
 import { checkAndTimeMatmul, compileProbe, probeValues } from './matmul-probe-harness';
@@ -41,10 +42,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     console.log(JSON.stringify({ rule, error: typeof compiled === 'string' ? compiled : null }));
   }
 } else {
-  const [where, sgr, sgc, tm, tn, ks, zero] = variant.split(':');
+  const [where, sgr, sgc, tm, tn, ks, ...flags] = variant.split(':');
+  // Result block width: 16, or 8 for the 16×8×16 configuration (left 16×16, right 16 × 8, result 16 × 8).
+  const NB = flags.includes('n8') ? 8 : 16;
   const SGR = Number(sgr), SGC = Number(sgc), TM = Number(tm), TN = Number(tn), KS = Number(ks);
-  const BM = SGR * TM * 16, BN = SGC * TN * 16, threads = SGR * SGC * 32;
-  const z = zero === 'zero' ? ' + params.zero' : '';
+  const BM = SGR * TM * 16, BN = SGC * TN * NB, threads = SGR * SGC * 32;
+  const z = flags.includes('zero') ? ' + params.zero' : '';
   const M = size, N = size, K = size;
   const prefetch = where === 'prefetch';
   const shared = where === 'shared' || prefetch;
@@ -98,8 +101,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       : `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, (row0 + sr * ${TM * 16}u + ${i * 16}u) * params.k + k0 + ${kk}${z}, params.k)`;
   const loadB = (j: number, kk: string) =>
     shared
-      ? `subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&wb, (${kk}) * ${BS}u + sc * ${TN * 16}u + ${j * 16}u${z}, ${BS}u)`
-      : `subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&b, (k0 + ${kk}) * params.n + col0 + sc * ${TN * 16}u + ${j * 16}u${z}, params.n)`;
+      ? `subgroupMatrixLoad<subgroup_matrix_right<f16, ${NB}, 16>, row_major>(&wb, (${kk}) * ${BS}u + sc * ${TN * NB}u + ${j * NB}u${z}, ${BS}u)`
+      : `subgroupMatrixLoad<subgroup_matrix_right<f16, ${NB}, 16>, row_major>(&b, (k0 + ${kk}) * params.n + col0 + sc * ${TN * NB}u + ${j * NB}u${z}, params.n)`;
   const lines: string[] = [];
   for (let kb = 0; kb < KS / 16; kb++) {
     const kk = `${kb * 16}u`;
@@ -111,8 +114,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   const stores: string[] = [];
   for (let i = 0; i < TM; i++)
     for (let j = 0; j < TN; j++) {
-      accs.push(`var c${i}_${j} = subgroup_matrix_result<f32, 16, 16>();`);
-      stores.push(`subgroupMatrixStore<row_major>(&out, (row0 + sr * ${TM * 16}u + ${i * 16}u) * params.n + col0 + sc * ${TN * 16}u + ${j * 16}u${z}, c${i}_${j}, params.n);`);
+      accs.push(`var c${i}_${j} = subgroup_matrix_result<f32, ${NB}, 16>();`);
+      stores.push(`subgroupMatrixStore<row_major>(&out, (row0 + sr * ${TM * 16}u + ${i * 16}u) * params.n + col0 + sc * ${TN * NB}u + ${j * NB}u${z}, c${i}_${j}, params.n);`);
     }
   const code = `${header}diagnostic(off, chromium.subgroup_matrix_uniformity);
 struct Params { m: u32, n: u32, k: u32, zero: u32 }
