@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SHAPES, QUICK_SHAPE, parseKernelArgs, parseShape } from './kernel-args';
+import { DEFAULT_SHAPES, QUICK_SHAPE, parseForwardTiles, parseKernelArgs, parseShape } from './kernel-args';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
 
 describe('kernel bench arguments', () => {
@@ -52,6 +52,17 @@ describe('kernel bench arguments', () => {
   it('--quick is a tiny f32 run unless shapes are given', () => {
     expect(parseKernelArgs(['--quick'])).toMatchObject({ shapes: [QUICK_SHAPE], dtypes: ['f32'] });
     expect(parseKernelArgs(['--quick', '--shape', '1,1,8,8']).shapes).toEqual([{ batch: 1, heads: 1, length: 8, headDim: 8 }]);
+  });
+
+  it('--forward-tiles reads KERNEL:THREADS:ROWS:KEYS, and excludes --tune', () => {
+    expect(parseKernelArgs([]).forwardTiles).toBeUndefined();
+    expect(parseKernelArgs(['--forward-tiles', 'matrix:64:2:16']).forwardTiles).toEqual({ kernel: 'matrix', threads: 64, rowsPerThread: 2, keys: 16 });
+    expect(parseForwardTiles('tiled:128:4:32')).toEqual({ kernel: 'tiled', threads: 128, rowsPerThread: 4, keys: 32 });
+    for (const bad of ['matrix:32:1', 'simd:32:1:32', 'matrix:32:0:32', 'matrix:32:1:1.5', 'matrix:32:1:32:9', 'compact']) {
+      expect(() => parseForwardTiles(bad), bad).toThrow(InvalidArgumentError);
+      expect(() => parseForwardTiles(bad), bad).toThrow(`got "${bad}"`);
+    }
+    expect(() => parseKernelArgs(['--tune', '--forward-tiles', 'matrix:32:1:32'])).toThrow(/choose one of --tune .* and --forward-tiles/);
   });
 
   it('rejects bad input with InvalidArgumentError naming the value', () => {

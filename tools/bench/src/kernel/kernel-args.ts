@@ -2,6 +2,7 @@
  * Arguments of `pnpm bench kernel` and what they default to. The defaults follow the issue: three shapes
  * (B1 H4 N1024 D64, B4 H16 N4096 D64 and the seed's B32 H8 N500 D16), every option set, flash against math.
  */
+import type { ForwardTiles } from '@webattn/flash';
 import { InvalidArgumentError } from '@webattn/tensor';
 import { OPTION_NAMES, parseOptionSet, type OptionSet } from './option-sets';
 
@@ -43,6 +44,8 @@ export interface KernelBenchConfig {
   readonly recordsFile: string | undefined;
   /** Autotune flash's forward workgroup shape for these dtypes and head dims first (tuneFlashForward). */
   readonly tune: boolean;
+  /** `--forward-tiles`: run flash's forward with these tiles at every dtype and head dim they fit (restoreFlashTuning). */
+  readonly forwardTiles: ForwardTiles | undefined;
 }
 
 export const DEFAULT_SHAPES: readonly BenchShape[] = [
@@ -59,7 +62,22 @@ export const DEFAULT_OPTIONS = 'none,padding,padding-mask,dropout,causal';
 export const KERNEL_USAGE =
   '[--shape B,H,N,D ...] [--dtype f32,f16] [--options none,padding,padding-mask,varlen,dropout,causal (join with +)]' +
   ' [--backends flash,math,efficient] [--iterations N] [--warmup N] [--timing auto|timestamp|wall-clock]' +
-  ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--tune] [--quick]';
+  ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--tune | --forward-tiles KERNEL:THREADS:ROWS:KEYS] [--quick]';
+
+const FORWARD_KERNELS = ['matrix', 'tiled', 'compact'] as const;
+
+/** `--forward-tiles matrix:32:1:32`: kernel, threads per workgroup, rows per thread (matrix: row blocks), keys per tile. */
+export function parseForwardTiles(text: string): ForwardTiles {
+  const [kernel, ...numbers] = text.split(':');
+  const [threads, rowsPerThread, keys] = numbers.map(Number);
+  const positive = (n: number | undefined): n is number => n !== undefined && Number.isInteger(n) && n > 0;
+  if (!FORWARD_KERNELS.includes(kernel as ForwardTiles['kernel']) || numbers.length !== 3 || ![threads, rowsPerThread, keys].every(positive)) {
+    throw new InvalidArgumentError(
+      `--forward-tiles needs KERNEL:THREADS:ROWS:KEYS with KERNEL one of ${FORWARD_KERNELS.join(', ')} and positive integers (e.g. matrix:32:1:32), got "${text}"`,
+    );
+  }
+  return { kernel: kernel as ForwardTiles['kernel'], threads: threads!, rowsPerThread: rowsPerThread!, keys: keys! };
+}
 
 export function parseShape(text: string): BenchShape {
   const parts = text.split(',').map((part) => Number(part.trim()));
@@ -101,6 +119,7 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
   let recordsFile: string | undefined;
   let quick = false;
   let tune = false;
+  let forwardTiles: ForwardTiles | undefined;
   for (let index = 0; index < args.length; index++) {
     const flag = args[index]!;
     const value = () => {
@@ -147,10 +166,14 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
       case '--tune':
         tune = true;
         break;
+      case '--forward-tiles':
+        forwardTiles = parseForwardTiles(value());
+        break;
       default:
         throw new InvalidArgumentError(`unknown option "${flag}" for kernel; options: ${KERNEL_USAGE}`);
     }
   }
+  if (tune && forwardTiles) throw new InvalidArgumentError('choose one of --tune (search the forward tiles) and --forward-tiles (set them)');
   const optionText = options ?? DEFAULT_OPTIONS;
   const optionSets = optionText.split(',').map((name) => name.trim()).filter(Boolean).map(parseOptionSet);
   if (optionSets.length === 0) throw new InvalidArgumentError(`--options needs at least one of ${OPTION_NAMES.join(', ')}`);
@@ -168,5 +191,6 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
     compare,
     recordsFile,
     tune,
+    forwardTiles,
   };
 }

@@ -1,13 +1,14 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chooseTiles, restoreFlashTuning } from '@webattn/flash';
+import { chooseTiles, restoreFlashTuning, tunedForwardTiles } from '@webattn/flash';
 import { cpuDevice } from '@webattn/tensor';
 import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelCommand } from '../commands/kernel';
 import { parseKernelArgs } from './kernel-args';
 import { formatTiles } from './kernel-table';
+import { setForwardTiles } from './kernel-tuning';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
 import { runKernelBench, type KernelRecord } from './run-kernel-bench';
 
@@ -129,6 +130,32 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
       expect(result.records.every((record) => record.status === 'ok')).toBe(true);
     } finally {
       // Back to the default's choice.
+      restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: defaultForward }]);
+    }
+  });
+});
+
+describe.skipIf(!gpu)('kernel benchmark --forward-tiles', () => {
+  it('sets the forward tiles where they fit and says where they do not', () => {
+    const device = gpu!;
+    const config = parseKernelArgs(['--shape', '1,1,8,16', '--dtype', 'f32']);
+    const problem = { dtype: 'f32', headDimQk: 16, headDimV: 16, directKeyValues: true };
+    const defaultForward = chooseTiles(problem, device.caps)!.forward;
+    const rows = defaultForward.kernel === 'compact' && defaultForward.rowsPerThread === 4 ? 2 : 4;
+    const tiles = { kernel: 'compact' as const, threads: 64, rowsPerThread: rows, keys: 16 };
+    try {
+      expect(setForwardTiles(device, config, tiles)).toEqual([`flash forward tiles f32 D16: set to compact 64 threads × ${rows} rows × 16 keys`]);
+      expect(tunedForwardTiles(device.gpu, 'f32', 16, 16)).toEqual(tiles);
+      expect(chooseTiles(problem, device.caps, tunedForwardTiles(device.gpu, 'f32', 16, 16))!.forward).toEqual(tiles);
+      const tooWide = { ...tiles, threads: device.caps.maxComputeInvocationsPerWorkgroup * 2 };
+      expect(setForwardTiles(device, config, tooWide)).toEqual([
+        `flash forward tiles f32 D16: compact ${tooWide.threads} threads × ${rows} rows × 16 keys does not fit this device and head dim; not set`,
+      ]);
+      const matrix = { kernel: 'matrix' as const, threads: 32, rowsPerThread: 1, keys: 32 };
+      expect(setForwardTiles(device, config, matrix)).toEqual(['flash forward tiles f32 D16: the matrix forward is f16 only; not set']);
+      // Neither refusal replaced the earlier choice.
+      expect(tunedForwardTiles(device.gpu, 'f32', 16, 16)).toEqual(tiles);
+    } finally {
       restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: defaultForward }]);
     }
   });

@@ -1,4 +1,4 @@
-import { tuneFlashForward, type ForwardTuning } from '@webattn/flash';
+import { restoreFlashTuning, tuneFlashForward, type ForwardTiles, type ForwardTuning } from '@webattn/flash';
 import type { Device } from '@webattn/tensor';
 import type { KernelBenchConfig } from './kernel-args';
 
@@ -16,4 +16,27 @@ export async function tuneForShapes(device: Device, config: KernelBenchConfig): 
     tunings.push(...(await tuneFlashForward(device, { dtypes, headDims: [headDim], shape })));
   }
   return tunings;
+}
+
+/**
+ * `--forward-tiles`: flash's forward runs `tiles` at every dtype and head dim of the run where they fit (set as that
+ * device's tuned choice). Returns one line per dtype and head dim saying whether they were set.
+ */
+export function setForwardTiles(device: Device, config: KernelBenchConfig, tiles: ForwardTiles): string[] {
+  const dtypes = config.dtypes.filter((dtype) => dtype === 'f32' || device.caps.shaderF16);
+  const name = `${tiles.kernel} ${tiles.threads} threads × ${tiles.rowsPerThread} rows × ${tiles.keys} keys`;
+  const lines: string[] = [];
+  for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
+    for (const dtype of dtypes) {
+      const prefix = `flash forward tiles ${dtype} D${headDim}:`;
+      if (tiles.kernel === 'matrix' && dtype === 'f32') {
+        lines.push(`${prefix} the matrix forward is f16 only; not set`);
+      } else if (restoreFlashTuning(device, [{ dtype, headDim, chosen: tiles }]) === 1) {
+        lines.push(`${prefix} set to ${name}`);
+      } else {
+        lines.push(`${prefix} ${name} does not fit this device and head dim; not set`);
+      }
+    }
+  }
+  return lines;
 }
