@@ -14,7 +14,7 @@ import { checkFlashCase } from '../test/conformance-case';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { HEAD_DIM_BUCKETS, forwardRowsPerWorkgroup, forwardTilesFit, forwardTuningKey, recordingTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
 import { emulateSubgroupMatrices, withEmulatedMatrices } from './subgroup-matrix-emulation';
-import { directKeyValuesAllowed, paddedKeyValuesUnavailable } from './padded-key-values';
+import { directKeyValuesAllowed, keysReadInPlace, paddedKeyRows, paddedKeyValuesUnavailable } from './padded-key-values';
 import { pairsMirroredBlocks } from './balanced-blocks';
 import { forwardBindings, planKernelChunks } from './flash-chunks';
 import { both, expectCloseToReferences, expectSameBits, runPacked, runRaw, type Outputs, type RawInputs } from '../test/chunked-runs';
@@ -235,6 +235,47 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     }
     expect(special).toBeGreaterThan(50);
     expect(gpu!.pipelines.keys().some((key) => key.startsWith('flash-forward-matrix') && key.includes('DIRECT_KV') && key.includes('qk32'))).toBe(true);
+  });
+
+  it('direct: k read in place, its heads\' last tiles reaching into NaN rows past the keys: out and logsumexp finite and the same bits as k through its copy', async () => {
+    const device = gpu!;
+    emulateSubgroupMatrices(device.gpu);
+    useMatrixForward(0);
+    const [B, H, L, S, D, slack] = [2, 2, 19, 45, 16, 19];
+    const seed = freshSeed();
+    const kValues = randomValues(B * H * S * D, seed + 1);
+    // k in place: a narrow view of [B, H, S + slack, D] whose rows past S are NaN (every tile fits inside it).
+    const longer = new Float32Array(B * H * (S + slack) * D).fill(Number.NaN);
+    for (let bh = 0; bh < B * H; bh++) longer.set(kValues.subarray(bh * S * D, (bh + 1) * S * D), bh * (S + slack) * D);
+    // The same keys in [B, S, H, D] memory: a head's rows are not adjacent, so k goes through its copy.
+    const bnhd = new Float32Array(B * S * H * D);
+    for (let e = 0; e < bnhd.length; e++) {
+      const [b, s, h, d] = [Math.floor(e / (S * H * D)), Math.floor(e / (H * D)) % S, Math.floor(e / D) % H, e % D];
+      bnhd[e] = kValues[((b * H + h) * S + s) * D + d]!;
+    }
+    const q = tensor(device, randomValues(B * H * L * D, seed), [B, H, L, D], { dtype: 'f16' });
+    const v = tensor(device, randomValues(B * H * S * D, seed + 2), [B, H, S, D], { dtype: 'f16' });
+    const kLonger = tensor(device, longer, [B, H, S + slack, D], { dtype: 'f16' });
+    const kSpread = tensor(device, bnhd, [B, S, H, D], { dtype: 'f16' });
+    const forms = { 'in place': kLonger.narrow(2, 0, S), copied: kSpread.transpose(1, 2) };
+    const limit = device.caps.maxStorageBufferBindingSize;
+    const inPlace = (k: Tensor) => keysReadInPlace(describeAttention(q, k, v), k.buffer, paddedKeyRows(S, 64), D, limit);
+    expect(inPlace(forms['in place'])).toBe(true);
+    expect(inPlace(forms.copied)).toBe(false);
+    const run = async (k: Tensor) => {
+      const { out, logsumexp } = await expectNoGpuErrors(device, () => flashAttention(q, k, v, { keyLengths: [45, 30] }));
+      const values = { out: (await out.toArray()) as Float32Array, logsumexp: (await logsumexp.toArray()) as Float32Array };
+      out.dispose();
+      logsumexp.dispose();
+      return values;
+    };
+    const [direct, copied] = [await run(forms['in place']), await run(forms.copied)];
+    for (const name of ['out', 'logsumexp'] as const) {
+      expect(direct[name].every(Number.isFinite), `${name} finite (seed ${seed})`).toBe(true);
+      const differing = direct[name].findIndex((value, e) => !Object.is(value, copied[name][e]));
+      expect(differing, `${name}[${differing}]: ${direct[name][differing]} in place, ${copied[name][differing]} copied (seed ${seed})`).toBe(-1);
+    }
+    for (const t of [q, v, kLonger, kSpread, ...Object.values(forms)]) t.dispose();
   });
 
   it('causal balance: dQ row blocks paired across query-row chunks give the unsplit bits; both runs match the references (window open to the left, [B, L, H, D] memory)', async () => {

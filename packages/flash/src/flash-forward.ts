@@ -217,7 +217,8 @@ export function recordFlashForward(
   let kernelProblem = problem;
   let kernelBindings = chunked;
   if (tiles.directKeyValues) {
-    // k and v through padded copies bound whole (padded-key-values.ts); the other tensors chunk as planned.
+    // v (and k, unless read in place) through padded copies bound whole (padded-key-values.ts); the other tensors
+    // chunk as planned.
     const padded = recordPaddedKeyValues(recorder, problem, buffers, forward.keys, tiles.headDimQk, tiles.headDimV);
     kernelProblem = padded.problem;
     kernelBindings = { ...chunked, tensors: chunked.tensors.filter((t) => t.name !== 'k' && t.name !== 'v') };

@@ -1,11 +1,11 @@
 /**
  * When the matrix kernels' padded copies may serve a problem (no GPU needed): packed varlen sequences are unpacked
  * to the longest, which is refused where it would more than double the rows (a few long sequences among many short
- * ones), and the copies must fit one binding.
+ * ones), and the copies must fit one binding; when the forward may read k where it is.
  */
-import { bhndLayout, type AttentionLayout, type AttentionProblem } from '@webattn/tensor';
+import { bhndLayout, bnhdLayout, type AttentionLayout, type AttentionProblem } from '@webattn/tensor';
 import { describe, expect, it } from 'vitest';
-import { paddedKeyValuesUnavailable, unpackedVarlenExcess } from './padded-key-values';
+import { keysReadInPlace, paddedKeyRows, paddedKeyValuesUnavailable, unpackedVarlenExcess } from './padded-key-values';
 import type { FlashCaps } from './flash-tiles';
 import { testProblem } from '../test/test-problem';
 
@@ -68,5 +68,47 @@ describe('padded copies of packed varlen problems', () => {
     expect(unpackedVarlenExcess(problem, problem.layout.k, 1000, buffer)).toBeNull();
     expect(paddedKeyValuesUnavailable(problem, 64, 64, caps, { k: buffer, v: buffer })).toBeNull();
     expect(paddedKeyValuesUnavailable(problem, 64, 64, { ...caps, maxStorageBufferBindingSize: 2 ** 20 }, { k: buffer, v: buffer })).toMatch(/beyond one binding/);
+  });
+});
+
+describe('the forward reading k in place', () => {
+  // B2 Hkv3 S45 D16 f16 in [B, H, S, D]: with 16-key tiles the last head's last tile ends at row 48 of that head.
+  const [B, H, S, D] = [2, 3, 45, 16];
+  const dense = (layout: AttentionLayout, headDim = D, overrides: Partial<AttentionProblem> = {}) =>
+    testProblem(
+      { batch: B, queryHeads: H, kvHeads: H, queryLength: 7, keyLength: S, headDimQk: headDim, headDimV: headDim, dtype: 'f16', scale: 0.25, layout: { q: layout, k: layout, v: layout, out: layout } },
+      overrides,
+    );
+  const rows = paddedKeyRows(S, 16);
+  const bytes = (elements: number) => ({ size: elements * 2 }) as GPUBuffer;
+  const lastTileEnd = ((B * H - 1) * S + rows) * D;
+  const limit = caps.maxStorageBufferBindingSize;
+
+  it('when every tile, the last head\'s last included, lies inside the binding', () => {
+    const problem = dense(bhndLayout(H, S, D));
+    expect(rows).toBe(48);
+    expect(keysReadInPlace(problem, bytes(lastTileEnd), rows, D, limit)).toBe(true);
+    // An exactly sized k: the last tile would reach 3 rows past the end.
+    expect(keysReadInPlace(problem, bytes(B * H * S * D), rows, D, limit)).toBe(false);
+    expect(keysReadInPlace(problem, bytes(lastTileEnd - 1), rows, D, limit)).toBe(false);
+    // The binding limit, not the buffer, can be what is short; an offset moves the end.
+    expect(keysReadInPlace(problem, bytes(lastTileEnd * 2), rows, D, lastTileEnd * 2 - 4)).toBe(false);
+    expect(keysReadInPlace(dense(bhndLayout(H, S, D, 8)), bytes(lastTileEnd), rows, D, limit)).toBe(false);
+    expect(keysReadInPlace(dense(bhndLayout(H, S, D, 8)), bytes(lastTileEnd + 8), rows, D, limit)).toBe(true);
+    // Heads further apart than their keys (a view of longer rows): the slack between them is read, not past the end.
+    const spread: AttentionLayout = { batch: H * 64 * D, head: 64 * D, sequence: D, dim: 1, offset: 0 };
+    expect(keysReadInPlace(dense(spread), bytes(((B * H - 1) * 64 + rows) * D), rows, D, limit)).toBe(true);
+  });
+
+  it('only for rows dense at the compiled head dim, and not for packed varlen', () => {
+    const big = bytes(10 * lastTileEnd);
+    // [B, S, H, D] memory: a row of one head is not next to the head's next row.
+    expect(keysReadInPlace(dense(bnhdLayout(H, S, D)), big, rows, D, limit)).toBe(false);
+    // Head dim 24 compiles as 32: its rows would need padding.
+    expect(keysReadInPlace(dense(bhndLayout(H, S, 24), 24), big, rows, 32, limit)).toBe(false);
+    expect(keysReadInPlace(dense(bhndLayout(H, S, 32), 32), big, rows, 32, limit)).toBe(true);
+    // Dims not adjacent (a transposed view).
+    expect(keysReadInPlace(dense({ ...bhndLayout(H, S, D), sequence: 1, dim: S }), big, rows, D, limit)).toBe(false);
+    expect(keysReadInPlace(dense(bhndLayout(H, S, D), D, { varlen: true }), big, rows, D, limit)).toBe(false);
   });
 });

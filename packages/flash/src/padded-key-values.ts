@@ -16,6 +16,10 @@ import source from './padded-key-values.wgsl?raw';
  * The copies cost one read and write of k and v (small beside the forward: it reads them once per query tile).
  * Packed varlen sources are unpacked: sequence b's keys become batch entry b of the copy (from row 0 of each head),
  * so a sequence's last tile meets zero rows, not the next sequence's keys.
+ * The forward reads k where it is when it can (`keysReadInPlace`: rows dense at the compiled head dim, every tile's
+ * load inside k's binding): the rows a head's last tile reads past its keys (the next head's, or the buffer's slack)
+ * only give scores to keys outside every row's bounds, which the kernel sets to −∞ whatever they are. v is copied
+ * always, for the 0 · NaN above.
  */
 const COPY_UNIFORMS = uniformLayout([
   ['offset', 'u32'],
@@ -56,7 +60,7 @@ export interface PaddedKeyValues {
   readonly v: GPUBuffer;
   /** v's NaN record (see the header). */
   readonly nanFlags: GPUBuffer;
-  /** `problem` with k and v's layouts in the padded copies. */
+  /** `problem` with v's layout in its padded copy, and k's in its copy (or k's own, read in place). */
   readonly problem: AttentionProblem;
 }
 
@@ -220,9 +224,28 @@ export function recordPaddedKeyValues(
     dims,
     cuSeqlens: varlenOffsets(problem, buffers.cuSeqlensK, 'cuSeqlensK'),
   });
-  const k = recordPaddedCopy(recorder, source('k', problem.headDimQk), rows, headDimQk, modes.k, 'flash padded k');
   const v = recordPaddedCopy(recorder, source('v', problem.headDimV), rows, headDimV, modes.v, 'flash padded v', nanFlags);
+  // A plain copy of k changes no value: where k's own rows serve, they are read in place (see the header).
+  if (modes.k === 'plain' && keysReadInPlace(problem, buffers.k, rows, headDimQk, recorder.gpu.limits.maxStorageBufferBindingSize)) {
+    return { k: buffers.k, v: v.buffer, nanFlags, problem: { ...problem, layout: { ...problem.layout, v: v.layout } } };
+  }
+  const k = recordPaddedCopy(recorder, source('k', problem.headDimQk), rows, headDimQk, modes.k, 'flash padded k');
   return { k: k.buffer, v: v.buffer, nanFlags, problem: { ...problem, layout: { ...problem.layout, k: k.layout, v: v.layout } } };
+}
+
+/**
+ * Whether the forward's key matrices can be loaded from k itself instead of a padded copy (bench notes, entry 25: the
+ * seed shape's forward 6–7 µs faster): not packed varlen, rows dense at the compiled head dim (no dims to pad), and
+ * the last (batch, head)'s last whole tile of `rows` keys — the furthest any tile reads — inside k's binding (the
+ * buffer up to `maxBinding` bytes).
+ */
+export function keysReadInPlace(problem: AttentionProblem, k: GPUBuffer, rows: number, headDimQk: number, maxBinding: number): boolean {
+  const layout = problem.layout.k;
+  if (problem.varlen || problem.headDimQk !== headDimQk || layout.dim !== 1 || layout.sequence !== headDimQk) return false;
+  if (layout.batch < 0 || layout.head < 0) return false;
+  const lastHead = layout.offset + (problem.batch - 1) * layout.batch + (problem.kvHeads - 1) * layout.head;
+  const bytesPerElement = problem.dtype === 'f16' ? 2 : 4;
+  return (lastHead + rows * headDimQk) * bytesPerElement <= Math.min(k.size, Math.floor(maxBinding / 4) * 4);
 }
 
 /** A packed varlen problem's offsets buffer for a padded copy (undefined when the problem is not varlen). */
