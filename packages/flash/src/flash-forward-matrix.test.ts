@@ -247,16 +247,12 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     // k in place: a narrow view of [B, H, S + slack, D] whose rows past S are NaN (every tile fits inside it).
     const longer = new Float32Array(B * H * (S + slack) * D).fill(Number.NaN);
     for (let bh = 0; bh < B * H; bh++) longer.set(kValues.subarray(bh * S * D, (bh + 1) * S * D), bh * (S + slack) * D);
-    // The same keys in [B, S, H, D] memory: a head's rows are not adjacent, so k goes through its copy.
-    const bnhd = new Float32Array(B * S * H * D);
-    for (let e = 0; e < bnhd.length; e++) {
-      const [b, s, h, d] = [Math.floor(e / (S * H * D)), Math.floor(e / (H * D)) % S, Math.floor(e / D) % H, e % D];
-      bnhd[e] = kValues[((b * H + h) * S + s) * D + d]!;
-    }
     const q = tensor(device, randomValues(B * H * L * D, seed), [B, H, L, D], { dtype: 'f16' });
     const v = tensor(device, randomValues(B * H * S * D, seed + 2), [B, H, S, D], { dtype: 'f16' });
     const kLonger = tensor(device, longer, [B, H, S + slack, D], { dtype: 'f16' });
-    const kSpread = tensor(device, bnhd, [B, S, H, D], { dtype: 'f16' });
+    // The same keys in [B, S, H, D] memory: a head's rows are not adjacent, so k goes through its copy.
+    const kDense = tensor(device, kValues, [B, H, S, D], { dtype: 'f16' });
+    const kSpread = kDense.transpose(1, 2).contiguous();
     const forms = { 'in place': kLonger.narrow(2, 0, S), copied: kSpread.transpose(1, 2) };
     const limit = device.caps.maxStorageBufferBindingSize;
     const inPlace = (k: Tensor) => keysReadInPlace(describeAttention(q, k, v), k.buffer, paddedKeyRows(S, 64), D, limit);
@@ -275,7 +271,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
       const differing = direct[name].findIndex((value, e) => !Object.is(value, copied[name][e]));
       expect(differing, `${name}[${differing}]: ${direct[name][differing]} in place, ${copied[name][differing]} copied (seed ${seed})`).toBe(-1);
     }
-    for (const t of [q, v, kLonger, kSpread, ...Object.values(forms)]) t.dispose();
+    for (const t of [q, v, kLonger, kDense, kSpread, ...Object.values(forms)]) t.dispose();
   });
 
   it('causal balance: dQ row blocks paired across query-row chunks give the unsplit bits; both runs match the references (window open to the left, [B, L, H, D] memory)', async () => {

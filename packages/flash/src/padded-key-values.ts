@@ -1,4 +1,4 @@
-import { InvalidArgumentError, composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
+import { InvalidArgumentError, bytesPerElement, composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import { layoutSpan, storageBuffersNeeded } from './check-flash';
 import type { KernelRecorder } from './recorder';
 import { headDimBucket, type FlashCaps } from './flash-tiles';
@@ -244,8 +244,7 @@ export function keysReadInPlace(problem: AttentionProblem, k: GPUBuffer, rows: n
   if (problem.varlen || problem.headDimQk !== headDimQk || layout.dim !== 1 || layout.sequence !== headDimQk) return false;
   if (layout.batch < 0 || layout.head < 0) return false;
   const lastHead = layout.offset + (problem.batch - 1) * layout.batch + (problem.kvHeads - 1) * layout.head;
-  const bytesPerElement = problem.dtype === 'f16' ? 2 : 4;
-  return (lastHead + rows * headDimQk) * bytesPerElement <= Math.min(k.size, Math.floor(maxBinding / 4) * 4);
+  return (lastHead + rows * headDimQk) * bytesPerElement(problem.dtype) <= Math.min(k.size, Math.floor(maxBinding / 4) * 4);
 }
 
 /** A packed varlen problem's offsets buffer for a padded copy (undefined when the problem is not varlen). */

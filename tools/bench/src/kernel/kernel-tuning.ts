@@ -2,13 +2,16 @@ import { restoreFlashTuning, tuneFlashForward, type ForwardTiles, type ForwardTu
 import type { Device } from '@webattn/tensor';
 import type { KernelBenchConfig } from './kernel-args';
 
+/** The run's dtypes this device can run (f16 needs shader-f16). */
+const runnableDtypes = (device: Device, config: KernelBenchConfig) => config.dtypes.filter((dtype) => dtype === 'f32' || device.caps.shaderF16);
+
 /**
  * `--tune`: flash's forward kernel and workgroup shape searched for every dtype and head dim of the run, each head
  * dim on the first shape that has it (its batch and heads, at most 2048 rows: long enough to time, short enough
  * for the whole search), so that a small problem's choice is not made on a large one's.
  */
 export async function tuneForShapes(device: Device, config: KernelBenchConfig): Promise<ForwardTuning[]> {
-  const dtypes = config.dtypes.filter((dtype) => dtype === 'f32' || device.caps.shaderF16);
+  const dtypes = runnableDtypes(device, config);
   const tunings: ForwardTuning[] = [];
   for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
     const first = config.shapes.find((shape) => shape.headDim === headDim)!;
@@ -23,7 +26,7 @@ export async function tuneForShapes(device: Device, config: KernelBenchConfig): 
  * device's tuned choice). Returns one line per dtype and head dim saying whether they were set.
  */
 export function setForwardTiles(device: Device, config: KernelBenchConfig, tiles: ForwardTiles): string[] {
-  const dtypes = config.dtypes.filter((dtype) => dtype === 'f32' || device.caps.shaderF16);
+  const dtypes = runnableDtypes(device, config);
   const name = `${tiles.kernel} ${tiles.threads} threads × ${tiles.rowsPerThread} rows × ${tiles.keys} keys`;
   const lines: string[] = [];
   for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
