@@ -10,7 +10,19 @@ import type { AttentionLayout } from '@webattn/tensor';
  * move them as 16-byte chunks of 8 f16 (binding windows start at multiples of 128 elements: binding-chunks.ts).
  */
 export function rowsOfEights(layout: AttentionLayout, dims: number): boolean {
-  return layout.dim === 1 && [dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % 8 === 0);
+  return rowsInChunksOf(8, layout, dims);
+}
+
+/**
+ * Whether a tensor's rows are contiguous runs of `dims` elements starting at multiples of 4, so that a kernel may
+ * read them as vec4<f32> (vec4-loaders.ts; binding windows start at multiples of 128 elements as above).
+ */
+export function rowsOfFours(layout: AttentionLayout, dims: number): boolean {
+  return rowsInChunksOf(4, layout, dims);
+}
+
+function rowsInChunksOf(elements: number, layout: AttentionLayout, dims: number): boolean {
+  return layout.dim === 1 && [dims, layout.offset, layout.batch, layout.head, layout.sequence].every((n) => n % elements === 0);
 }
 
 /** A tensor as a kernel addresses it: its binding, the prefix of its layout uniforms, compiled and valid dims. */

@@ -38,10 +38,11 @@ const K_STRIDE: u32 = QK4 + 1u;
 const V_STRIDE: u32 = V4 + 1u;
 const ROW_STRIDE: u32 = KEY_THREADS + 1u;
 
-@group(0) @binding(5) var<storage, read> q: array<${T}>;
-@group(0) @binding(6) var<storage, read> k: array<${T}>;
-@group(0) @binding(7) var<storage, read> v: array<${T}>;
-@group(0) @binding(8) var<storage, read> grad_out: array<${T}>;
+// Row buffers as array<f32 or f16>, or as array<vec4<f32>> where their rows allow (vec4-loaders.ts).
+@group(0) @binding(5) var<storage, read> q: array<${Q_ELEMENT}>;
+@group(0) @binding(6) var<storage, read> k: array<${K_ELEMENT}>;
+@group(0) @binding(7) var<storage, read> v: array<${V_ELEMENT}>;
+@group(0) @binding(8) var<storage, read> grad_out: array<${GRAD_OUT_ELEMENT}>;
 @group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dk: array<${GRADIENT_T}>;

@@ -18,10 +18,11 @@ const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const QK4: u32 = HEAD_DIM_QK / 4u;
 const V4: u32 = HEAD_DIM_V / 4u;
 
-@group(0) @binding(5) var<storage, read> q: array<${T}>;
-@group(0) @binding(6) var<storage, read> k: array<${T}>;
-@group(0) @binding(7) var<storage, read> v: array<${T}>;
-@group(0) @binding(8) var<storage, read> grad_out: array<${T}>;
+// Row buffers as array<f32 or f16>, or as array<vec4<f32>> where their rows allow (vec4-loaders.ts).
+@group(0) @binding(5) var<storage, read> q: array<${Q_ELEMENT}>;
+@group(0) @binding(6) var<storage, read> k: array<${K_ELEMENT}>;
+@group(0) @binding(7) var<storage, read> v: array<${V_ELEMENT}>;
+@group(0) @binding(8) var<storage, read> grad_out: array<${GRAD_OUT_ELEMENT}>;
 @group(0) @binding(9) var<storage, read> logsumexp: array<f32>;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dq: array<${GRADIENT_T}>;

@@ -31,6 +31,7 @@ import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
 import { rowsOfEights } from './chunked-rows';
+import { vec4RowTensors, type Vec4Rows } from './vec4-loaders';
 import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
 import { pairedWorkgroups, pairsMirroredBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
@@ -75,14 +76,15 @@ function gradientKernel(
   tiles: FlashTiles,
   shape: TiledShape | null,
   compactConstants: Readonly<Record<string, number>>,
+  vec4Rows: Vec4Rows,
 ): { source: KernelSource; perWorkgroup: number } {
   const suffix = partial ? '-partial' : '';
   if (shape) {
     const sizes = { rows: shape.rowsPerThread, keyThreads: shape.keyThreads };
-    const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes);
+    const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes, { vec4Rows });
     return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread };
   }
-  const source = flashKernel(`${name}${suffix}`, sourceFor(partial, false), variant, tiles, compactConstants);
+  const source = flashKernel(`${name}${suffix}`, sourceFor(partial, false), variant, tiles, compactConstants, {}, { vec4Rows });
   return { source, perWorkgroup: compactConstants.THREADS! * tiles.forwardRowsPerThread };
 }
 
@@ -197,8 +199,9 @@ export function recordFlashBackward(
     );
   }
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
+  const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
   const keyValueKernel = (partial: boolean) =>
-    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants);
+    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows);
   // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
   let padded: PaddedKeyValues | undefined;
@@ -232,7 +235,7 @@ export function recordFlashBackward(
   }
   if (queryLength > 0) {
     const queryConstants = { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys };
-    const queryKernel = (partial: boolean) => gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants);
+    const queryKernel = (partial: boolean) => gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants, vec4Rows);
     const workgroupsOf = (perWorkgroup: number) => (chunk: Chunk) => [Math.ceil(chunk.rows.count / perWorkgroup), chunk.heads.count, chunk.batch.count] as const;
     const wholeKeys = chunks.query.every((chunk) => chunk.keys.count === keyLength);
     const matrixShape = matrixQueryShape(tiles, caps);

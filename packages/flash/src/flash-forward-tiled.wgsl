@@ -5,7 +5,8 @@
 // - in S = q kᵀ: those rows × the 4 keys tx·4 .. tx·4 + 3 of each BC = 4·KEY_THREADS-key tile;
 // - in O += P v: those rows × the output dims (vec4 columns) j·KEY_THREADS + tx.
 // q is staged once, kᵀ (transposed, 4 keys per vec4) and v once per key tile, P per key tile, all in workgroup
-// memory as f32; every per-thread array has a compile-time size and is indexed by unrolled constant loops, so it
+// memory as f32 (the next key tile's k and v are read into registers while this one is computed: bench notes,
+// entry 26); every per-thread array has a compile-time size and is indexed by unrolled constant loops, so it
 // lives in registers. A row's tile maximum is reduced over its KEY_THREADS threads through workgroup memory; its
 // sum l stays split over them until the end. Online softmax (running max m, sum l, unnormalised output) in f32.
 // Key tiles that no row of the workgroup may attend (causal, window, key padding, varlen bounds) are never loaded.
@@ -32,10 +33,14 @@ const OUT4: u32 = V4 / KEY_THREADS;
 // Padded row strides (in vec4) of the q and P tiles, so that the rows a subgroup reads fall in different banks.
 const Q_STRIDE: u32 = QK4 + 1u;
 const P_STRIDE: u32 = KEY_THREADS + 1u;
+// Key and value vec4s each thread reads per key tile.
+const K_LOADS: u32 = ${K_LOADS}u;
+const V_LOADS: u32 = ${V_LOADS}u;
 
-@group(0) @binding(5) var<storage, read> q: array<${T}>;
-@group(0) @binding(6) var<storage, read> k: array<${T}>;
-@group(0) @binding(7) var<storage, read> v: array<${T}>;
+// Row buffers as array<f32 or f16>, or as array<vec4<f32>> where their rows allow (vec4-loaders.ts).
+@group(0) @binding(5) var<storage, read> q: array<${Q_ELEMENT}>;
+@group(0) @binding(6) var<storage, read> k: array<${K_ELEMENT}>;
+@group(0) @binding(7) var<storage, read> v: array<${V_ELEMENT}>;
 @group(0) @binding(8) var<storage, read_write> out: array<${T}>;
 @group(0) @binding(9) var<storage, read_write> logsumexp: array<f32>;
 
@@ -132,40 +137,44 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
 
   let skips = mark_live_key_tiles(b, h, tile_begin * BLOCK_N, tile_end - tile_begin, BLOCK_N, lid, THREADS);
-  for (var tile = tile_begin; tile < tile_end; tile++) {
-    if (skips && !key_tile_live(tile - tile_begin)) {
-      continue;
-    }
+  // The next live tile's k and v rows are read into registers while this tile is computed.
+  var k_next: array<vec4<f32>, K_LOADS>;
+  var v_next: array<vec4<f32>, V_LOADS>;
+  var tile = next_live_tile(tile_begin, tile_begin, tile_end, skips);
+  if (tile < tile_end) {
+    fetch_tile(tile, lid, k_base, v_base, sequence, &k_next, &v_next);
+  }
+  while (tile < tile_end) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    // kᵀ: consecutive threads take consecutive keys of one dim quad (conflict-free stores).
-    for (var e = lid; e < BLOCK_N * QK4; e += THREADS) {
-      let c = e % BLOCK_N;
-      let d4 = e / BLOCK_N;
-      let j = key0 + c;
-      var value = vec4<f32>(0.0);
-      if (j < sequence.k_valid) {
-        value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, d4 * 4u, dqk, params.k_dim);
-      }
-      for (var t = 0u; t < 4u; t++) {
-        kt_tile[(d4 * 4u + t) * KEY_THREADS + c / 4u][c % 4u] = value[t];
+    // kᵀ from the registers: consecutive threads hold consecutive keys of one dim quad (conflict-free stores).
+    for (var n = 0u; n < K_LOADS; n++) {
+      let e = lid + n * THREADS;
+      if (e < BLOCK_N * QK4) {
+        let c = e % BLOCK_N;
+        let d4 = e / BLOCK_N;
+        for (var t = 0u; t < 4u; t++) {
+          kt_tile[(d4 * 4u + t) * KEY_THREADS + c / 4u][c % 4u] = k_next[n][t];
+        }
       }
     }
-    for (var e = lid; e < BLOCK_N * V4; e += THREADS) {
-      let c = e / V4;
-      let j = key0 + c;
-      var value = vec4<f32>(0.0);
-      if (j < sequence.k_valid) {
-        value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, dv, params.v_dim);
+    for (var n = 0u; n < V_LOADS; n++) {
+      let e = lid + n * THREADS;
+      if (e < BLOCK_N * V4) {
+        var value = v_next[n];
         if (any(is_nan4(value))) {
-          atomicStore(&v_nan[c], tile + 1u);
+          atomicStore(&v_nan[e / V4], tile + 1u);
           atomicStore(&tile_v_nan, tile + 1u);
           value = without_nan4(value);
         }
+        v_tile[e] = value;
       }
-      v_tile[e] = value;
     }
     workgroupBarrier();
+    let following = next_live_tile(tile + 1u, tile_begin, tile_end, skips);
+    if (following < tile_end) {
+      fetch_tile(following, lid, k_base, v_base, sequence, &k_next, &v_next);
+    }
 
     // S = q kᵀ for this thread's rows × keys key0 + 4·tx .. + 3.
     var s: array<vec4<f32>, ROWS>;
@@ -271,6 +280,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
         }
       }
     }
+    tile = following;
   }
 
   // Each row's sum l over its key threads (NaN marks a poisoned row).
@@ -316,5 +326,37 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     } else if (i < params.row_end && tx == 0u) {
       logsumexp[batch_head * params.query_length + i - params.lse_base] = negative_infinity;
     }
+  }
+}
+
+// The first tile from `start` below `end` that may hold an allowed key (end: none). Uniform.
+fn next_live_tile(start: u32, begin: u32, end: u32, skips: bool) -> u32 {
+  var tile = start;
+  while (skips && tile < end && !key_tile_live(tile - begin)) {
+    tile++;
+  }
+  return tile;
+}
+
+// This thread's share of tile `tile`'s k and v rows (zero past the sequence's keys).
+fn fetch_tile(tile: u32, lid: u32, k_base: u32, v_base: u32, sequence: Sequence, k_next: ptr<function, array<vec4<f32>, K_LOADS>>, v_next: ptr<function, array<vec4<f32>, V_LOADS>>) {
+  let key0 = tile * BLOCK_N;
+  for (var n = 0u; n < K_LOADS; n++) {
+    let e = lid + n * THREADS;
+    let j = key0 + e % BLOCK_N;
+    var value = vec4<f32>(0.0);
+    if (e < BLOCK_N * QK4 && j < sequence.k_valid) {
+      value = load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e / BLOCK_N) * 4u, params.head_dim_qk, params.k_dim);
+    }
+    (*k_next)[n] = value;
+  }
+  for (var n = 0u; n < V_LOADS; n++) {
+    let e = lid + n * THREADS;
+    let j = key0 + e / V4;
+    var value = vec4<f32>(0.0);
+    if (e < BLOCK_N * V4 && j < sequence.k_valid) {
+      value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e % V4) * 4u, params.head_dim_v, params.v_dim);
+    }
+    (*v_next)[n] = value;
   }
 }

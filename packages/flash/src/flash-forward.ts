@@ -14,6 +14,7 @@ import { packFlashUniforms } from './flash-uniforms';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { matrixForwardBlocks } from './matrix-blocks';
 import { rowsOfEights, stageQueryRows } from './chunked-rows';
+import { vec4RowTensors } from './vec4-loaders';
 import { directKeyValuesAllowed, recordPaddedKeyValues } from './padded-key-values';
 import { logsumexpBinding } from './row-stats';
 import { recordSplitKvChunks } from './split-kv-record';
@@ -174,14 +175,27 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
     });
   }
   if (forward.kernel === 'tiled') {
-    return flashKernel('flash-forward-tiled', tiledForwardSource, variant, tiles, { THREADS: forward.threads }, {
-      rows: forward.rowsPerThread,
-      keyThreads: forward.keys / 4,
-    });
+    // Each thread's share of a key tile's k and v vec4s (registers it reads the next tile into).
+    const loads = (headDim: number) => Math.ceil((forward.keys * (headDim / 4)) / forward.threads);
+    return flashKernel(
+      'flash-forward-tiled',
+      tiledForwardSource,
+      variant,
+      tiles,
+      { THREADS: forward.threads },
+      { rows: forward.rowsPerThread, keyThreads: forward.keys / 4 },
+      { sizes: { K_LOADS: loads(tiles.headDimQk), V_LOADS: loads(tiles.headDimV) }, vec4Rows: vec4RowTensors(problem) },
+    );
   }
-  return flashKernel('flash-forward', forwardSource, variant, tiles, { THREADS: forward.threads, BLOCK_N: forward.keys }, {
-    rows: forward.rowsPerThread,
-  });
+  return flashKernel(
+    'flash-forward',
+    forwardSource,
+    variant,
+    tiles,
+    { THREADS: forward.threads, BLOCK_N: forward.keys },
+    { rows: forward.rowsPerThread },
+    { vec4Rows: vec4RowTensors(problem) },
+  );
 }
 
 /**

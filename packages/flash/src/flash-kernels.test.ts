@@ -52,13 +52,18 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     const device = gpu!;
     const tiles = chooseTiles({ headDimQk: 40, headDimV: 100 }, device.caps)!;
     const failures: string[] = [];
+    // The tiled forward's per-thread tile loads (any counts compile), and f32 rows read as vec4 or element-wise.
+    const sizes = { K_LOADS: 3, V_LOADS: 2 };
+    const vec4 = new Set(['q', 'k', 'v', 'grad_out']);
     for (const variant of variants(device.caps.shaderF16)) {
       for (const [name, source] of Object.entries(KERNELS)) {
-        const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 });
-        const module = device.gpu.createShaderModule({ code: kernel.code(), label: kernel.variant });
-        const info = await module.getCompilationInfo();
-        const errors = info.messages.filter((message) => message.type === 'error');
-        if (errors.length > 0) failures.push(`${name} ${kernel.variant}: ${errors.map((e) => `${e.lineNum}: ${e.message}`).join('; ')}`);
+        for (const vec4Rows of variant.f16 ? [new Set<string>()] : [new Set<string>(), vec4]) {
+          const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 }, { sizes, vec4Rows });
+          const module = device.gpu.createShaderModule({ code: kernel.code(), label: kernel.variant });
+          const info = await module.getCompilationInfo();
+          const errors = info.messages.filter((message) => message.type === 'error');
+          if (errors.length > 0) failures.push(`${name} ${kernel.variant}: ${errors.map((e) => `${e.lineNum}: ${e.message}`).join('; ')}`);
+        }
       }
     }
     expect(failures).toEqual([]);

@@ -3,7 +3,7 @@ import common from './flash-common.wgsl?raw';
 import { FLASH_UNIFORMS } from './flash-uniforms';
 import type { FlashTiles } from './flash-tiles';
 import { emulatedMatrixCode, subgroupMatricesEmulated } from './subgroup-matrix-emulation';
-import { vec4Loaders } from './vec4-loaders';
+import { rowElements, vec4Loaders, type Vec4Rows } from './vec4-loaders';
 
 /** Setup-time facts of a problem that change the generated WGSL (never its sizes). */
 export interface FlashVariant {
@@ -37,6 +37,8 @@ export interface KernelExtras {
   readonly snippets?: Readonly<Record<string, string>>;
   /** Extra `#if` flags (part of the cache key when true). */
   readonly flags?: Readonly<Record<string, boolean>>;
+  /** Read-only row buffers bound and read as vec4<f32> (vec4-loaders.ts; part of the cache key). */
+  readonly vec4Rows?: Vec4Rows;
 }
 
 export function flashKernel(
@@ -65,6 +67,7 @@ export function flashKernel(
     keyThreads === null ? '' : `KEY_THREADS=${keyThreads}`,
     ...Object.entries(extras.sizes ?? {}).map(([size, value]) => `${size}=${value}`),
     ...Object.entries(extras.flags ?? {}).map(([flag, value]) => (value ? flag : '')),
+    extras.vec4Rows?.size ? `vec4=${[...extras.vec4Rows].sort().join(',')}` : '',
   ]
     .filter(Boolean)
     .join('|');
@@ -87,7 +90,8 @@ export function flashKernel(
         },
         replacements: {
           UNIFORMS: FLASH_UNIFORMS.wgslStruct('Params'),
-          VEC4_LOADERS: vec4Loaders(source),
+          VEC4_LOADERS: vec4Loaders(source, extras.vec4Rows),
+          ...rowElements(source, extras.vec4Rows ?? new Set(), variant.f16 ? 'f16' : 'f32'),
           T: variant.f16 ? 'f16' : 'f32',
           HEAD_DIM_QK: String(tiles.headDimQk),
           HEAD_DIM_V: String(tiles.headDimV),
