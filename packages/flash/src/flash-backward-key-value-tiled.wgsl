@@ -2,7 +2,8 @@
 // swapped: one workgroup per tile of BK = (THREADS / KEY_THREADS) · ROWS keys of one (batch, kv head), threads in
 // a grid of key groups (ty) × KEY_THREADS (tx), keys and values staged once. It loops over the query heads that
 // share the kv head (GQA) and over the query tiles of BLOCK_M = 4 · KEY_THREADS rows that may attend its keys
-// (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4), logsumexp and delta. Thread (ty, tx)
+// (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4; the next tile's q and dO are read into
+// registers while this one is computed), logsumexp and delta. Thread (ty, tx)
 // computes Sᵀ = k qᵀ and dPᵀ = v dOᵀ for its ROWS keys × rows 4·tx .. 4·tx + 3 (the forward's summation order,
 // so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory, then dV += P̃ᵀ dO and
 // dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... With dropout, the workgroup draws each (row, 8 keys)
@@ -37,6 +38,9 @@ const DV_DIMS: u32 = HEAD_DIM_V / KEY_THREADS;
 const K_STRIDE: u32 = QK4 + 1u;
 const V_STRIDE: u32 = V4 + 1u;
 const ROW_STRIDE: u32 = KEY_THREADS + 1u;
+// Query and output-gradient vec4s each thread reads per query tile.
+const Q_LOADS: u32 = ${Q_LOADS}u;
+const G_LOADS: u32 = ${G_LOADS}u;
 
 // Row buffers as array<f32 or f16>, or as array<vec4<f32>> where their rows allow (vec4-loaders.ts).
 @group(0) @binding(5) var<storage, read> q: array<${Q_ELEMENT}>;
@@ -169,176 +173,182 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (params.mask_head == 0u && mark_live_key_tiles(b, 0u, key0, 1u, block_keys, lid, THREADS)) {
     tile_end = tile_begin;
   }
-  for (var head_in_group = params.group_first; head_in_group < params.group_first + params.group_count; head_in_group++) {
-    let h = kv_head * group + head_in_group;
+  // (query head, query tile) steps: the group's heads in order, each over the tiles; the next step's q and dO rows
+  // are read into registers while this one is computed.
+  let tiles = select(0u, tile_end - tile_begin, tile_end > tile_begin);
+  let steps = params.group_count * tiles;
+  var q_next: array<vec4<f32>, Q_LOADS>;
+  var g_next: array<vec4<f32>, G_LOADS>;
+  if (steps > 0u) {
+    fetch_rows(kv_head * group + params.group_first, tile_begin, lid, b, sequence, row_limit, &q_next, &g_next);
+  }
+  for (var step = 0u; step < steps; step++) {
+    let h = kv_head * group + params.group_first + step / tiles;
+    let tile = tile_begin + step % tiles;
     let batch_head = b * params.q_heads + h;
-    let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
-    let g_base = params.g_offset + b * params.g_batch + h * params.g_head;
-    for (var tile = tile_begin; tile < tile_end; tile++) {
-      let row0 = tile * BLOCK_M;
-      workgroupBarrier();
-      // qᵀ and dOᵀ: consecutive threads take consecutive rows of one dim quad (conflict-free stores).
-      for (var e = lid; e < BLOCK_M * QK4; e += THREADS) {
+    let row0 = tile * BLOCK_M;
+    workgroupBarrier();
+    // qᵀ and dOᵀ from the registers: consecutive threads hold consecutive rows of one dim quad (conflict-free stores).
+    for (var n = 0u; n < Q_LOADS; n++) {
+      let e = lid + n * THREADS;
+      if (e < BLOCK_M * QK4) {
         let r = e % BLOCK_M;
         let d4 = e / BLOCK_M;
-        let i = row0 + r;
-        var value = vec4<f32>(0.0);
-        if (i >= params.row_base && i < row_limit) {
-          value = without_nan4(load_q4(q_base + (sequence.q_start + i) * params.q_seq, d4 * 4u, dqk, params.q_dim));
-        }
         for (var t = 0u; t < 4u; t++) {
-          qt_tile[(d4 * 4u + t) * ROW_STRIDE + r / 4u][r % 4u] = value[t];
+          qt_tile[(d4 * 4u + t) * ROW_STRIDE + r / 4u][r % 4u] = q_next[n][t];
         }
       }
-      for (var e = lid; e < BLOCK_M * V4; e += THREADS) {
+    }
+    for (var n = 0u; n < G_LOADS; n++) {
+      let e = lid + n * THREADS;
+      if (e < BLOCK_M * V4) {
         let r = e % BLOCK_M;
         let d4 = e / BLOCK_M;
-        let i = row0 + r;
-        var value = vec4<f32>(0.0);
-        if (i >= params.row_base && i < row_limit) {
-          value = load_grad_out4(g_base + (sequence.q_start + i) * params.g_seq, d4 * 4u, dvd, params.g_dim);
-        }
         for (var t = 0u; t < 4u; t++) {
-          gt_tile[(d4 * 4u + t) * ROW_STRIDE + r / 4u][r % 4u] = value[t];
+          gt_tile[(d4 * 4u + t) * ROW_STRIDE + r / 4u][r % 4u] = g_next[n][t];
         }
       }
-      for (var r = lid; r < BLOCK_M; r += THREADS) {
-        let i = row0 + r;
-        var lse = negative_infinity;
-        var row_delta = 0.0;
-        var residual = 0.0;
-        if (i >= params.row_base && i < row_limit) {
-          // Rows of the logsumexp and delta bindings (row-stats.ts).
-          let row_index = batch_head * params.query_length + i;
-          lse = logsumexp[row_index - params.lse_base];
-          row_delta = delta[row_index - params.delta_base];
-          if (params.lse_residual == 1u) {
-            residual = logsumexp[params.lse_count + row_index - params.lse_base];
-          }
+    }
+    for (var r = lid; r < BLOCK_M; r += THREADS) {
+      let i = row0 + r;
+      var lse = negative_infinity;
+      var row_delta = 0.0;
+      var residual = 0.0;
+      if (i >= params.row_base && i < row_limit) {
+        // Rows of the logsumexp and delta bindings (row-stats.ts).
+        let row_index = batch_head * params.query_length + i;
+        lse = logsumexp[row_index - params.lse_base];
+        row_delta = delta[row_index - params.delta_base];
+        if (params.lse_residual == 1u) {
+          residual = logsumexp[params.lse_count + row_index - params.lse_base];
         }
-        lse_tile[r] = lse;
-        residual_tile[r] = residual;
-        delta_tile[r] = row_delta;
       }
+      lse_tile[r] = lse;
+      residual_tile[r] = residual;
+      delta_tile[r] = row_delta;
+    }
 #if DROPOUT
-      // The dropout keep bits of the tile's rows × the workgroup's key octets, one dropout draw each (drawn by each
-      // thread, a draw would be repeated by every thread whose keys share its octet), held in dst_tile's memory
-      // until the weights are in registers: bit c of keep_bits(r, o) is key 8 · (octet_first + o) + c of row r, as
-      // an integer-valued f32 (exact), at dst_tile[o · KEY_THREADS + r / 4][r % 4], so that a thread reads its 4
-      // rows of an octet at once. Rows outside the dispatch's rows are not drawn (they take no part).
-      for (var e = lid; e < BLOCK_M * octets; e += THREADS) {
-        let r = e % BLOCK_M;
-        let i = row0 + r;
-        var bits = 0u;
-        if (i >= params.row_base && i < row_limit) {
-          bits = dropout_keep_octet(attention_dropout_draw(dropout_stream(), batch_head, i, octet_first + e / BLOCK_M));
-        }
-        dst_tile[e / 4u][e % 4u] = f32(bits);
+    // The dropout keep bits of the tile's rows × the workgroup's key octets, one dropout draw each (drawn by each
+    // thread, a draw would be repeated by every thread whose keys share its octet), held in dst_tile's memory
+    // until the weights are in registers: bit c of keep_bits(r, o) is key 8 · (octet_first + o) + c of row r, as
+    // an integer-valued f32 (exact), at dst_tile[o · KEY_THREADS + r / 4][r % 4], so that a thread reads its 4
+    // rows of an octet at once. Rows outside the dispatch's rows are not drawn (they take no part).
+    for (var e = lid; e < BLOCK_M * octets; e += THREADS) {
+      let r = e % BLOCK_M;
+      let i = row0 + r;
+      var bits = 0u;
+      if (i >= params.row_base && i < row_limit) {
+        bits = dropout_keep_octet(attention_dropout_draw(dropout_stream(), batch_head, i, octet_first + e / BLOCK_M));
       }
+      dst_tile[e / 4u][e % 4u] = f32(bits);
+    }
 #endif
-      workgroupBarrier();
+    workgroupBarrier();
+    if (step + 1u < steps) {
+      let following = step + 1u;
+      fetch_rows(kv_head * group + params.group_first + following / tiles, tile_begin + following % tiles, lid, b, sequence, row_limit, &q_next, &g_next);
+    }
 
-      // Sᵀ = k qᵀ and dPᵀ = v dOᵀ for this thread's keys × rows row0 + 4·tx .. + 3 (the forward's order).
-      var s: array<vec4<f32>, ROWS>;
-      var dp: array<vec4<f32>, ROWS>;
+    // Sᵀ = k qᵀ and dPᵀ = v dOᵀ for this thread's keys × rows row0 + 4·tx .. + 3 (the forward's order).
+    var s: array<vec4<f32>, ROWS>;
+    var dp: array<vec4<f32>, ROWS>;
+    for (var t = 0u; t < ROWS; t++) {
+      s[t] = vec4<f32>(0.0);
+      dp[t] = vec4<f32>(0.0);
+    }
+    for (var d4 = 0u; d4 < QK4; d4++) {
+      var k4: array<vec4<f32>, ROWS>;
       for (var t = 0u; t < ROWS; t++) {
-        s[t] = vec4<f32>(0.0);
-        dp[t] = vec4<f32>(0.0);
+        k4[t] = k_tile[(ty * ROWS + t) * K_STRIDE + d4];
       }
-      for (var d4 = 0u; d4 < QK4; d4++) {
-        var k4: array<vec4<f32>, ROWS>;
+      for (var dd = 0u; dd < 4u; dd++) {
+        let queries = qt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
         for (var t = 0u; t < ROWS; t++) {
-          k4[t] = k_tile[(ty * ROWS + t) * K_STRIDE + d4];
-        }
-        for (var dd = 0u; dd < 4u; dd++) {
-          let queries = qt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
-          for (var t = 0u; t < ROWS; t++) {
-            s[t] += queries * k4[t][dd];
-          }
+          s[t] += queries * k4[t][dd];
         }
       }
-      for (var d4 = 0u; d4 < V4; d4++) {
-        var v4: array<vec4<f32>, ROWS>;
-        for (var t = 0u; t < ROWS; t++) {
-          v4[t] = v_tile[(ty * ROWS + t) * V_STRIDE + d4];
-        }
-        for (var dd = 0u; dd < 4u; dd++) {
-          let gradients = gt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
-          for (var t = 0u; t < ROWS; t++) {
-            dp[t] += gradients * v4[t][dd];
-          }
-        }
-      }
-      // P̃ᵀ and dSᵀ · scale (0 where masked) into workgroup memory.
-      var weights: array<vec4<f32>, ROWS>;
-      var ds: array<vec4<f32>, ROWS>;
+    }
+    for (var d4 = 0u; d4 < V4; d4++) {
+      var v4: array<vec4<f32>, ROWS>;
       for (var t = 0u; t < ROWS; t++) {
-        weights[t] = vec4<f32>(0.0);
-        ds[t] = vec4<f32>(0.0);
+        v4[t] = v_tile[(ty * ROWS + t) * V_STRIDE + d4];
       }
-      for (var u = 0u; u < 4u; u++) {
-        let r = 4u * tx + u;
-        let i = row0 + r;
-        let lse = lse_tile[r];
-        let row_nan = is_nan(lse);
-        // Rows without any allowed key (logsumexp −∞, also past the sequence or outside the dispatch's rows) take
-        // no part.
-        if (lse == negative_infinity) {
+      for (var dd = 0u; dd < 4u; dd++) {
+        let gradients = gt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
+        for (var t = 0u; t < ROWS; t++) {
+          dp[t] += gradients * v4[t][dd];
+        }
+      }
+    }
+    // P̃ᵀ and dSᵀ · scale (0 where masked) into workgroup memory.
+    var weights: array<vec4<f32>, ROWS>;
+    var ds: array<vec4<f32>, ROWS>;
+    for (var t = 0u; t < ROWS; t++) {
+      weights[t] = vec4<f32>(0.0);
+      ds[t] = vec4<f32>(0.0);
+    }
+    for (var u = 0u; u < 4u; u++) {
+      let r = 4u * tx + u;
+      let i = row0 + r;
+      let lse = lse_tile[r];
+      let row_nan = is_nan(lse);
+      // Rows without any allowed key (logsumexp −∞, also past the sequence or outside the dispatch's rows) take
+      // no part.
+      if (lse == negative_infinity) {
+        continue;
+      }
+      let bounds = key_bounds(i32(i), sequence);
+      for (var t = 0u; t < ROWS; t++) {
+        let j = first_key + t;
+        if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
           continue;
         }
-        let bounds = key_bounds(i32(i), sequence);
-        for (var t = 0u; t < ROWS; t++) {
-          let j = first_key + t;
-          if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
-            continue;
-          }
-          let capped = capped_score(s[t][u]);
-          let score = masked_score(capped.x, b, h, i, j);
-          // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
-          if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
-            atomicStore(&key_poisoned[ty * ROWS + t], 1u);
-          } else if (score > negative_infinity) {
-            let p = exp((score - lse) - residual_tile[r]);
+        let capped = capped_score(s[t][u]);
+        let score = masked_score(capped.x, b, h, i, j);
+        // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
+        if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
+          atomicStore(&key_poisoned[ty * ROWS + t], 1u);
+        } else if (score > negative_infinity) {
+          let p = exp((score - lse) - residual_tile[r]);
 #if DROPOUT
-            let keep_bits = u32(dst_tile[((j >> 3u) - octet_first) * KEY_THREADS + tx][u]);
-            let keep = select(0.0, params.dropout_scale, ((keep_bits >> (j & 7u)) & 1u) == 1u);
+          let keep_bits = u32(dst_tile[((j >> 3u) - octet_first) * KEY_THREADS + tx][u]);
+          let keep = select(0.0, params.dropout_scale, ((keep_bits >> (j & 7u)) & 1u) == 1u);
 #else
-            let keep = 1.0;
+          let keep = 1.0;
 #endif
-            weights[t][u] = p * keep;
-            ds[t][u] = p * (dp[t][u] * keep - delta_tile[r]) * capped.y * params.scale;
-          }
+          weights[t][u] = p * keep;
+          ds[t][u] = p * (dp[t][u] * keep - delta_tile[r]) * capped.y * params.scale;
         }
       }
+    }
 #if DROPOUT
-      // Every thread has read its keep bits before dst_tile takes dS.
-      workgroupBarrier();
+    // Every thread has read its keep bits before dst_tile takes dS.
+    workgroupBarrier();
 #endif
-      for (var t = 0u; t < ROWS; t++) {
-        pt_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = weights[t];
-        dst_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = ds[t];
-      }
-      workgroupBarrier();
+    for (var t = 0u; t < ROWS; t++) {
+      pt_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = weights[t];
+      dst_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = ds[t];
+    }
+    workgroupBarrier();
 
-      // dV += P̃ᵀ dO and dK += dSᵀ q for this thread's keys × dims tx + KEY_THREADS · m.
-      for (var r4 = 0u; r4 < KEY_THREADS; r4++) {
-        var p4: array<vec4<f32>, ROWS>;
-        var ds4: array<vec4<f32>, ROWS>;
+    // dV += P̃ᵀ dO and dK += dSᵀ q for this thread's keys × dims tx + KEY_THREADS · m.
+    for (var r4 = 0u; r4 < KEY_THREADS; r4++) {
+      var p4: array<vec4<f32>, ROWS>;
+      var ds4: array<vec4<f32>, ROWS>;
+      for (var t = 0u; t < ROWS; t++) {
+        p4[t] = pt_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+        ds4[t] = dst_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+      }
+      for (var m = 0u; m < DV_DIMS; m++) {
+        let gradients = gt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
         for (var t = 0u; t < ROWS; t++) {
-          p4[t] = pt_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
-          ds4[t] = dst_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+          dv_acc[t * DV_DIMS + m] += dot(p4[t], gradients);
         }
-        for (var m = 0u; m < DV_DIMS; m++) {
-          let gradients = gt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
-          for (var t = 0u; t < ROWS; t++) {
-            dv_acc[t * DV_DIMS + m] += dot(p4[t], gradients);
-          }
-        }
-        for (var m = 0u; m < DK_DIMS; m++) {
-          let queries = qt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
-          for (var t = 0u; t < ROWS; t++) {
-            dk_acc[t * DK_DIMS + m] += dot(ds4[t], queries);
-          }
+      }
+      for (var m = 0u; m < DK_DIMS; m++) {
+        let queries = qt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
+        for (var t = 0u; t < ROWS; t++) {
+          dk_acc[t * DK_DIMS + m] += dot(ds4[t], queries);
         }
       }
     }
@@ -364,5 +374,31 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
     }
+  }
+}
+
+// This thread's share of query tile `tile`'s q and dO rows of head h (zero outside the dispatch's rows; q's NaN
+// values as 0).
+fn fetch_rows(h: u32, tile: u32, lid: u32, b: u32, sequence: Sequence, row_limit: u32, q_next: ptr<function, array<vec4<f32>, Q_LOADS>>, g_next: ptr<function, array<vec4<f32>, G_LOADS>>) {
+  let row0 = tile * BLOCK_M;
+  let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
+  let g_base = params.g_offset + b * params.g_batch + h * params.g_head;
+  for (var n = 0u; n < Q_LOADS; n++) {
+    let e = lid + n * THREADS;
+    let i = row0 + e % BLOCK_M;
+    var value = vec4<f32>(0.0);
+    if (e < BLOCK_M * QK4 && i >= params.row_base && i < row_limit) {
+      value = without_nan4(load_q4(q_base + (sequence.q_start + i) * params.q_seq, (e / BLOCK_M) * 4u, params.head_dim_qk, params.q_dim));
+    }
+    (*q_next)[n] = value;
+  }
+  for (var n = 0u; n < G_LOADS; n++) {
+    let e = lid + n * THREADS;
+    let i = row0 + e % BLOCK_M;
+    var value = vec4<f32>(0.0);
+    if (e < BLOCK_M * V4 && i >= params.row_base && i < row_limit) {
+      value = load_grad_out4(g_base + (sequence.q_start + i) * params.g_seq, (e / BLOCK_M) * 4u, params.head_dim_v, params.g_dim);
+    }
+    (*g_next)[n] = value;
   }
 }

@@ -1,9 +1,10 @@
 // FlashAttention-2 backward for dQ, tiled like flash-forward-tiled.wgsl (the pair the tiled forward runs with):
 // one workgroup per tile of BR = (THREADS / KEY_THREADS) · ROWS query rows of one (batch, head), threads in a
-// grid of row groups (ty) × KEY_THREADS (tx). Per key tile of BLOCK_N = 4 · KEY_THREADS keys, thread (ty, tx)
-// computes S = q kᵀ and dP = dO vᵀ for its ROWS rows × keys 4·tx .. 4·tx + 3 (the forward's summation order, so
-// P = exp(S − logsumexp) is exact), dS = P ∘ (dP̃ − delta) into workgroup memory, then dQ += dS K · scale for its
-// rows × head dims tx, tx + KEY_THREADS, ... (read from the transposed key tile). No atomics: deterministic.
+// grid of row groups (ty) × KEY_THREADS (tx). Per key tile of BLOCK_N = 4 · KEY_THREADS keys (the next one's k and
+// v read into registers while this one is computed), thread (ty, tx) computes S = q kᵀ and dP = dO vᵀ for its ROWS
+// rows × keys 4·tx .. 4·tx + 3 (the forward's summation order, so P = exp(S − logsumexp) is exact),
+// dS = P ∘ (dP̃ − delta) into workgroup memory, then dQ += dS K · scale for its rows × head dims tx,
+// tx + KEY_THREADS, ... (read from the transposed key tile). No atomics: deterministic.
 // A row whose logsumexp is NaN (the forward found a NaN it may attend) gets a NaN dQ; NaN keys are kept out of
 // the K tile (every row that may attend them is such a row), so that the zero dS of a masked pair cannot spread
 // them.
@@ -27,6 +28,9 @@ const DQ_DIMS: u32 = HEAD_DIM_QK / KEY_THREADS;
 const Q_STRIDE: u32 = QK4 + 1u;
 const G_STRIDE: u32 = V4 + 1u;
 const KEY_STRIDE: u32 = KEY_THREADS + 1u;
+// Key and value vec4s each thread reads per key tile.
+const K_LOADS: u32 = ${K_LOADS}u;
+const V_LOADS: u32 = ${V_LOADS}u;
 
 // Row buffers as array<f32 or f16>, or as array<vec4<f32>> where their rows allow (vec4-loaders.ts).
 @group(0) @binding(5) var<storage, read> q: array<${Q_ELEMENT}>;
@@ -151,38 +155,42 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let v_base = params.v_offset + b * params.v_batch + kv_head * params.v_head;
 
   let skips = mark_live_key_tiles(b, h, tile_begin * BLOCK_N, max(tile_end, tile_begin) - tile_begin, BLOCK_N, lid, THREADS);
-  for (var tile = tile_begin; tile < tile_end; tile++) {
-    if (skips && !key_tile_live(tile - tile_begin)) {
-      continue;
-    }
+  // The next live tile's k and v rows are read into registers while this tile is computed.
+  var k_next: array<vec4<f32>, K_LOADS>;
+  var v_next: array<vec4<f32>, V_LOADS>;
+  var tile = next_live_tile(tile_begin, tile_begin, tile_end, skips);
+  if (tile < tile_end) {
+    fetch_tile(tile, lid, k_base, v_base, sequence, &k_next, &v_next);
+  }
+  while (tile < tile_end) {
     let key0 = tile * BLOCK_N;
     workgroupBarrier();
-    // kᵀ and vᵀ: consecutive threads take consecutive keys of one dim quad (conflict-free stores).
-    for (var e = lid; e < BLOCK_N * QK4; e += THREADS) {
-      let c = e % BLOCK_N;
-      let d4 = e / BLOCK_N;
-      let j = key0 + c;
-      var value = vec4<f32>(0.0);
-      if (j < sequence.k_valid) {
-        value = without_nan4(load_k4(k_base + (sequence.k_start + j) * params.k_seq, d4 * 4u, dqk, params.k_dim));
-      }
-      for (var t = 0u; t < 4u; t++) {
-        kt_tile[(d4 * 4u + t) * KEY_STRIDE + c / 4u][c % 4u] = value[t];
+    // kᵀ and vᵀ from the registers: consecutive threads hold consecutive keys of one dim quad (conflict-free stores).
+    for (var n = 0u; n < K_LOADS; n++) {
+      let e = lid + n * THREADS;
+      if (e < BLOCK_N * QK4) {
+        let c = e % BLOCK_N;
+        let d4 = e / BLOCK_N;
+        for (var t = 0u; t < 4u; t++) {
+          kt_tile[(d4 * 4u + t) * KEY_STRIDE + c / 4u][c % 4u] = k_next[n][t];
+        }
       }
     }
-    for (var e = lid; e < BLOCK_N * V4; e += THREADS) {
-      let c = e % BLOCK_N;
-      let d4 = e / BLOCK_N;
-      let j = key0 + c;
-      var value = vec4<f32>(0.0);
-      if (j < sequence.k_valid) {
-        value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, d4 * 4u, dvd, params.v_dim);
-      }
-      for (var t = 0u; t < 4u; t++) {
-        vt_tile[(d4 * 4u + t) * KEY_STRIDE + c / 4u][c % 4u] = value[t];
+    for (var n = 0u; n < V_LOADS; n++) {
+      let e = lid + n * THREADS;
+      if (e < BLOCK_N * V4) {
+        let c = e % BLOCK_N;
+        let d4 = e / BLOCK_N;
+        for (var t = 0u; t < 4u; t++) {
+          vt_tile[(d4 * 4u + t) * KEY_STRIDE + c / 4u][c % 4u] = v_next[n][t];
+        }
       }
     }
     workgroupBarrier();
+    let following = next_live_tile(tile + 1u, tile_begin, tile_end, skips);
+    if (following < tile_end) {
+      fetch_tile(following, lid, k_base, v_base, sequence, &k_next, &v_next);
+    }
 
     // S = q kᵀ and dP = dO vᵀ for this thread's rows × keys key0 + 4·tx .. + 3 (the forward's order).
     var s: array<vec4<f32>, ROWS>;
@@ -255,6 +263,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
     }
+    tile = following;
   }
 
   for (var r = 0u; r < ROWS; r++) {
@@ -268,5 +277,28 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
     }
+  }
+}
+
+// This thread's share of tile `tile`'s k and v rows (zero past the sequence's keys; k's NaN values as 0).
+fn fetch_tile(tile: u32, lid: u32, k_base: u32, v_base: u32, sequence: Sequence, k_next: ptr<function, array<vec4<f32>, K_LOADS>>, v_next: ptr<function, array<vec4<f32>, V_LOADS>>) {
+  let key0 = tile * BLOCK_N;
+  for (var n = 0u; n < K_LOADS; n++) {
+    let e = lid + n * THREADS;
+    let j = key0 + e % BLOCK_N;
+    var value = vec4<f32>(0.0);
+    if (e < BLOCK_N * QK4 && j < sequence.k_valid) {
+      value = without_nan4(load_k4(k_base + (sequence.k_start + j) * params.k_seq, (e / BLOCK_N) * 4u, params.head_dim_qk, params.k_dim));
+    }
+    (*k_next)[n] = value;
+  }
+  for (var n = 0u; n < V_LOADS; n++) {
+    let e = lid + n * THREADS;
+    let j = key0 + e % BLOCK_N;
+    var value = vec4<f32>(0.0);
+    if (e < BLOCK_N * V4 && j < sequence.k_valid) {
+      value = load_v4(v_base + (sequence.k_start + j) * params.v_seq, (e / BLOCK_N) * 4u, params.head_dim_v, params.v_dim);
+    }
+    (*v_next)[n] = value;
   }
 }

@@ -27,7 +27,7 @@ import {
   type KernelBindings,
   type PackedRows,
 } from './flash-chunks';
-import { recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
+import { tileLoads, recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
 import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
 import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
 import { rowsOfEights } from './chunked-rows';
@@ -81,7 +81,11 @@ function gradientKernel(
   const suffix = partial ? '-partial' : '';
   if (shape) {
     const sizes = { rows: shape.rowsPerThread, keyThreads: shape.keyThreads };
-    const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes, { vec4Rows });
+    // Each thread's share of the tiles (4 · key threads keys for dQ, rows for dK/dV) it reads ahead into registers.
+    const [qkLoads, vLoads] = name === 'flash-backward-query' ? ['K_LOADS', 'V_LOADS'] : ['Q_LOADS', 'G_LOADS'];
+    const loads = (headDim: number) => tileLoads(4 * shape.keyThreads, headDim, shape.threads);
+    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV) } };
+    const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes, extras);
     return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread };
   }
   const source = flashKernel(`${name}${suffix}`, sourceFor(partial, false), variant, tiles, compactConstants, {}, { vec4Rows });

@@ -345,6 +345,16 @@ fn key_tile_live(t: u32) -> bool {
 }
 #endif
 
+// The first key tile from `start` below `end` that may hold an allowed key (end: none), tiles counted from `begin`
+// as in mark_live_key_tiles, whose result is `skips`. Uniform.
+fn next_live_tile(start: u32, begin: u32, end: u32, skips: bool) -> u32 {
+  var tile = start;
+  while (skips && tile < end && !key_tile_live(tile - begin)) {
+    tile++;
+  }
+  return tile;
+}
+
 // NaN by its bits: WGSL leaves NaN comparisons, max() and select on NaN to the implementation.
 fn is_nan(x: f32) -> bool {
   return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;

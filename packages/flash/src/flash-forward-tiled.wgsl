@@ -8,7 +8,9 @@
 // memory as f32 (the next key tile's k and v are read into registers while this one is computed: bench notes,
 // entry 26); every per-thread array has a compile-time size and is indexed by unrolled constant loops, so it
 // lives in registers. A row's tile maximum is reduced over its KEY_THREADS threads through workgroup memory; its
-// sum l stays split over them until the end. Online softmax (running max m, sum l, unnormalised output) in f32.
+// sum l stays split over them until the end. With SHUFFLE_P (subgroups of at least KEY_THREADS lanes, small head
+// dims: bench notes, entry 26) the maximum and P go through subgroup shuffles instead, two barriers fewer per tile.
+// Online softmax (running max m, sum l, unnormalised output) in f32.
 // Key tiles that no row of the workgroup may attend (causal, window, key padding, varlen bounds) are never loaded.
 // Writes out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key). When the logsumexp
 // buffer has room for 2·B·Hq·L floats (params.lse_residual), the second half receives each row's rounding residual
@@ -48,8 +50,10 @@ var<workgroup> q_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * Q_STRIDE>
 // kt_tile[d · KEY_THREADS + c4] = keys 4·c4 .. 4·c4 + 3 of the tile at dim d.
 var<workgroup> kt_tile: array<vec4<f32>, HEAD_DIM_QK * KEY_THREADS>;
 var<workgroup> v_tile: array<vec4<f32>, BLOCK_N * V4>;
+#if !SHUFFLE_P
 // p_tile[r · P_STRIDE + c4] = weights of row r for keys 4·c4 .. 4·c4 + 3.
 var<workgroup> p_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * P_STRIDE>;
+#endif
 // Per row, one value per key thread: tile maxima, then at the end the partial sums l.
 var<workgroup> row_partials: array<f32, THREADS * ROWS>;
 // v_nan[c] == tile + 1: key c of this tile has a NaN in v; tile_v_nan == tile + 1: some key has (workgroup memory
@@ -61,7 +65,14 @@ var<workgroup> sequence_shared: Sequence;
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
 ${VEC4_LOADERS}
 @compute @workgroup_size(THREADS)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn main(
+  @builtin(local_invocation_index) lid: u32,
+#if SHUFFLE_P
+  @builtin(subgroup_invocation_id) lane: u32,
+#endif
+  @builtin(workgroup_id) grid_id: vec3<u32>,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
   // Under a banded mask the heaviest row blocks first (flash-common.wgsl); otherwise the plain order, x fastest.
   let wid = select(grid_id, plane_chunked_workgroup(grid_id, groups, later_rows_heavier()), banded());
   let block_rows = THREADS / KEY_THREADS * ROWS;
@@ -181,6 +192,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
     for (var r = 0u; r < ROWS; r++) {
       s[r] = vec4<f32>(0.0);
     }
+    // Each row's maximum over this thread's keys, then over the tile; the weights P of this thread's rows × keys.
+    var tile_maxima: array<f32, ROWS>;
+    var weights: array<vec4<f32>, ROWS>;
     for (var d4 = 0u; d4 < QK4; d4++) {
       var q4: array<vec4<f32>, ROWS>;
       for (var r = 0u; r < ROWS; r++) {
@@ -210,17 +224,30 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
         s[r][t] = score;
         row_max = max(row_max, score);
       }
-      row_partials[(ty * ROWS + r) * KEY_THREADS + tx] = row_max;
+      tile_maxima[r] = row_max;
+    }
+#if SHUFFLE_P
+    // The row's KEY_THREADS threads are adjacent lanes of one subgroup.
+    for (var r = 0u; r < ROWS; r++) {
+      for (var lanes = 1u; lanes < KEY_THREADS; lanes <<= 1u) {
+        tile_maxima[r] = max(tile_maxima[r], subgroupShuffleXor(tile_maxima[r], lanes));
+      }
+    }
+#else
+    for (var r = 0u; r < ROWS; r++) {
+      row_partials[(ty * ROWS + r) * KEY_THREADS + tx] = tile_maxima[r];
     }
     workgroupBarrier();
+    for (var r = 0u; r < ROWS; r++) {
+      for (var t = 0u; t < KEY_THREADS; t++) {
+        tile_maxima[r] = max(tile_maxima[r], row_partials[(ty * ROWS + r) * KEY_THREADS + t]);
+      }
+    }
+#endif
 
     // Rescale to the rows' new maxima, then P = exp(S − m) (with dropout) into workgroup memory.
     for (var r = 0u; r < ROWS; r++) {
-      var tile_max = negative_infinity;
-      for (var t = 0u; t < KEY_THREADS; t++) {
-        tile_max = max(tile_max, row_partials[(ty * ROWS + r) * KEY_THREADS + t]);
-      }
-      let m_new = max(m[r], tile_max);
+      let m_new = max(m[r], tile_maxima[r]);
       // m = −∞: nothing accumulated yet (l and acc are 0).
       let correction = select(exp(m[r] - m_new), 0.0, m[r] == negative_infinity);
       l[r] *= correction;
@@ -235,19 +262,30 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
 #if DROPOUT
       let words = attention_dropout_words(dropout_stream(), batch_head, first_row + r, key_first >> 2u);
       let kept = vec4<f32>(dropout_factor(words.x), dropout_factor(words.y), dropout_factor(words.z), dropout_factor(words.w));
-      let weights = p * kept;
+      weights[r] = p * kept;
 #else
-      let weights = p;
+      weights[r] = p;
 #endif
-      p_tile[(ty * ROWS + r) * P_STRIDE + tx] = weights;
+    }
+#if SHUFFLE_P
+    // The lanes of this thread's row group, whose weights P · v reads.
+    let group_lane = lane & ~(KEY_THREADS - 1u);
+#else
+    for (var r = 0u; r < ROWS; r++) {
+      p_tile[(ty * ROWS + r) * P_STRIDE + tx] = weights[r];
     }
     workgroupBarrier();
+#endif
 
     // O += P v for this thread's rows × output columns j·KEY_THREADS + tx.
     for (var c4 = 0u; c4 < KEY_THREADS; c4++) {
       var p4: array<vec4<f32>, ROWS>;
       for (var r = 0u; r < ROWS; r++) {
+#if SHUFFLE_P
+        p4[r] = subgroupShuffle(weights[r], group_lane | c4);
+#else
         p4[r] = p_tile[(ty * ROWS + r) * P_STRIDE + c4];
+#endif
       }
       for (var t = 0u; t < 4u; t++) {
         for (var j = 0u; j < OUT4; j++) {
@@ -269,10 +307,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
         let v_address = v_base + (sequence.k_start + j) * params.v_seq;
         for (var r = 0u; r < ROWS; r++) {
           let masked = i32(j) < lo[r] || i32(j) > hi[r] || masked_score(0.0, b, h, first_row + r, j) == negative_infinity;
+#if SHUFFLE_P
+          // Every lane of a row group takes this branch alike (the shuffle reads a lane of the same group).
+          let weight = subgroupShuffle(weights[r], group_lane | (c / 4u))[c % 4u];
+#else
+          let weight = p_tile[(ty * ROWS + r) * P_STRIDE + c / 4u][c % 4u];
+#endif
           if (masked) {
             continue;
           }
-          let weight = p_tile[(ty * ROWS + r) * P_STRIDE + c / 4u][c % 4u];
           for (var j = 0u; j < OUT4; j++) {
             let values = load_v4(v_address, (j * KEY_THREADS + tx) * 4u, dv, params.v_dim);
             acc[r * OUT4 + j] += select(vec4<f32>(0.0), weight * values, is_nan4(values));
@@ -327,15 +370,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
       logsumexp[batch_head * params.query_length + i - params.lse_base] = negative_infinity;
     }
   }
-}
-
-// The first tile from `start` below `end` that may hold an allowed key (end: none). Uniform.
-fn next_live_tile(start: u32, begin: u32, end: u32, skips: bool) -> u32 {
-  var tile = start;
-  while (skips && tile < end && !key_tile_live(tile - begin)) {
-    tile++;
-  }
-  return tile;
 }
 
 // This thread's share of tile `tile`'s k and v rows (zero past the sequence's keys).

@@ -6,6 +6,8 @@ import {
   MATRIX_SUBGROUP_SIZE,
   capsOfGpuDevice,
   forwardRowsPerWorkgroup,
+  tileLoads,
+  tiledForwardShuffles,
   recordingTiles,
   type FlashCaps,
   type FlashTiles,
@@ -161,7 +163,7 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
 }
 
 /** The forward kernel `tiles.forward` names, for this problem's variant. */
-function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles): KernelSource {
+function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles, caps: FlashCaps): KernelSource {
   const forward = tiles.forward;
   const variant = variantOf(problem);
   if (forward.kernel === 'matrix') {
@@ -175,8 +177,8 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
     });
   }
   if (forward.kernel === 'tiled') {
-    // Each thread's share of a key tile's k and v vec4s (registers it reads the next tile into).
-    const loads = (headDim: number) => Math.ceil((forward.keys * (headDim / 4)) / forward.threads);
+    // Lanes of a row group take the same branches in the kernel's rare NaN path; the uniformity analysis cannot see it.
+    const shuffles = tiledForwardShuffles(caps, forward, tiles.headDimV);
     return flashKernel(
       'flash-forward-tiled',
       tiledForwardSource,
@@ -184,7 +186,11 @@ function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTi
       tiles,
       { THREADS: forward.threads },
       { rows: forward.rowsPerThread, keyThreads: forward.keys / 4 },
-      { sizes: { K_LOADS: loads(tiles.headDimQk), V_LOADS: loads(tiles.headDimV) }, vec4Rows: vec4RowTensors(problem) },
+      {
+        sizes: { K_LOADS: tileLoads(forward.keys, tiles.headDimQk, forward.threads), V_LOADS: tileLoads(forward.keys, tiles.headDimV, forward.threads) },
+        vec4Rows: vec4RowTensors(problem),
+        ...(shuffles ? { flags: { SHUFFLE_P: true }, directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] } : {}),
+      },
     );
   }
   return flashKernel(
@@ -225,7 +231,7 @@ export function recordFlashForward(
   assertWholeBuffersFit([chunked], { ...buffers }, limit, 'flash forward');
   const tiles = recordingTiles(recorder.gpu, { ...problem, directKeyValues: directKeyValuesAllowed(problem, caps, buffers) }, caps)!;
   const forward = tiles.forward;
-  const source = forwardKernel(recorder.gpu, problem, tiles);
+  const source = forwardKernel(recorder.gpu, problem, tiles, caps);
   const rowsPerWorkgroup = forwardRowsPerWorkgroup(forward);
   let whole: [number, GPUBuffer][] = wholeOptionalBindings(problem, buffers);
   let kernelProblem = problem;

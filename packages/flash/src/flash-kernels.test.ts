@@ -4,7 +4,7 @@
  */
 import { gpu } from '../test/test-device';
 import { afterAll, describe, expect, it } from 'vitest';
-import { flashKernel, type FlashVariant } from './flash-kernels';
+import { flashKernel, type FlashVariant, type KernelExtras } from './flash-kernels';
 import { chooseTiles } from './flash-tiles';
 import forwardSource from './flash-forward.wgsl?raw';
 import tiledForwardSource from './flash-forward-tiled.wgsl?raw';
@@ -52,13 +52,18 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     const device = gpu!;
     const tiles = chooseTiles({ headDimQk: 40, headDimV: 100 }, device.caps)!;
     const failures: string[] = [];
-    // The tiled forward's per-thread tile loads (any counts compile), and f32 rows read as vec4 or element-wise.
-    const sizes = { K_LOADS: 3, V_LOADS: 2 };
+    // The tiled kernels' per-thread tile loads (any counts compile); f32 rows read as vec4 or element-wise; the
+    // tiled forward's weights through subgroup shuffles where the device has subgroups.
+    const sizes = { K_LOADS: 3, V_LOADS: 2, Q_LOADS: 2, G_LOADS: 3 };
     const vec4 = new Set(['q', 'k', 'v', 'grad_out']);
+    const shuffled = { flags: { SHUFFLE_P: true }, directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] };
     for (const variant of variants(device.caps.shaderF16)) {
       for (const [name, source] of Object.entries(KERNELS)) {
-        for (const vec4Rows of variant.f16 ? [new Set<string>()] : [new Set<string>(), vec4]) {
-          const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 }, { sizes, vec4Rows });
+        const forms: KernelExtras[] = [{ sizes }];
+        if (!variant.f16) forms.push({ sizes, vec4Rows: vec4 });
+        if (name === 'tiledForwardSource' && device.caps.subgroups) forms.push({ sizes, ...shuffled });
+        for (const extras of forms) {
+          const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 }, extras);
           const module = device.gpu.createShaderModule({ code: kernel.code(), label: kernel.variant });
           const info = await module.getCompilationInfo();
           const errors = info.messages.filter((message) => message.type === 'error');

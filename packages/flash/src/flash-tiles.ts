@@ -278,6 +278,25 @@ export interface TiledShape {
   readonly keyThreads: number;
 }
 
+/**
+ * Whether the tiled forward passes its row maxima and weights P through subgroup shuffles (its SHUFFLE_P) instead
+ * of workgroup memory: where every subgroup size the device may use holds a row group's key threads (adjacent
+ * invocations, as the matrix kernels also assume), at compiled value head dims up to 32 (bench notes, entry 26, H200:
+ * 1.17× at D16 and 1.11× at D32, but 0.94× at D64, where 64 shuffles per key tile cost more than the barriers).
+ */
+export function tiledForwardShuffles(caps: Pick<FlashCaps, 'subgroups' | 'subgroupMinSize'>, forward: ForwardTiles, headDimV: number): boolean {
+  return forward.kernel === 'tiled' && Boolean(caps.subgroups) && (caps.subgroupMinSize ?? 0) >= forward.keys / 4 && headDimV <= 32;
+}
+
+/**
+ * The vec4s of one tile's rows (`rows` × `headDim`) that each of `threads` threads reads into registers, where the
+ * tiled kernels read the next tile while computing this one (the forward's and dQ's K_LOADS and V_LOADS: key
+ * tiles; dK/dV's Q_LOADS and G_LOADS: query tiles).
+ */
+export function tileLoads(rows: number, headDim: number, threads: number): number {
+  return Math.ceil((rows * (headDim / 4)) / threads);
+}
+
 /** Workgroup bytes of flash-backward-query-tiled.wgsl. */
 export function tiledQueryStorage(shape: TiledShape, headDimQk: number, headDimV: number): number {
   const rows = (shape.threads / shape.keyThreads) * shape.rowsPerThread;
