@@ -38,6 +38,10 @@ describe('stridedRange and bindingWindow', () => {
     expect(bindingWindow({ first: 1000, end: 1003 }, 2, 256, 2000).size).toBe(2000 - 1792);
     // Bool masks: one byte per element, the size still whole words.
     expect(bindingWindow({ first: 300, end: 301 }, 1, 256)).toEqual({ offset: 256, size: 48, shift: 256 });
+    // At least 16 bytes (the minimum binding size of an array<vec4<f32>>), also for a range a chunk does not read.
+    expect(bindingWindow({ first: 512, end: 512 }, 4, 256)).toEqual({ offset: 2048, size: 16, shift: 512 });
+    expect(bindingWindow({ first: 512, end: 513 }, 4, 256).size).toBe(16);
+    expect(bindingWindow({ first: 512, end: 513 }, 4, 256, 2056).size).toBe(8);
   });
 
   it('shifts offsets with u32 wrap-around, so offset − shift + index lands on the binding', () => {

@@ -60,12 +60,13 @@ export interface BindingWindow {
 }
 
 /**
- * The binding window of an element range: offset aligned down to `alignment` bytes, size rounded up to 4 bytes
- * (at most to the buffer's end when `bufferSize` is given).
+ * The binding window of an element range: offset aligned down to `alignment` bytes, size rounded up to 4 bytes and
+ * at least 16 (a kernel may bind the tensor as array<vec4<...>>, whose minimum binding size is 16, even where a
+ * chunk reads none of it), at most to the buffer's end when `bufferSize` is given.
  */
 export function bindingWindow(range: ElementRange, bytes: number, alignment: number, bufferSize = Number.POSITIVE_INFINITY): BindingWindow {
   const offset = Math.floor((range.first * bytes) / alignment) * alignment;
-  const end = Math.max(offset + 4, Math.ceil((range.end * bytes) / 4) * 4);
+  const end = Math.max(offset + 16, Math.ceil((range.end * bytes) / 4) * 4);
   return { offset, size: Math.min(end, bufferSize) - offset, shift: offset / bytes };
 }
 
