@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { checkFlash } from './check-flash';
 import { testProblem } from '../test/test-problem';
 import { keyValueQueryTile } from './flash-backward';
-import { BACKWARD_TILE_ROWS, backwardBindings, planKernelChunks } from './flash-chunks';
-import { FORWARD_ROWS_PER_THREAD, TILED_KEY_THREADS, chooseTiles, type FlashCaps, type ForwardTiles } from './flash-tiles';
+import { BACKWARD_TILE_ROWS, KEY_STEP, backwardBindings, planKernelChunks } from './flash-chunks';
+import { FORWARD_ROWS_PER_THREAD, TILED_KEY_THREADS, chooseTiles, tiledKeyValueStorage, tiledQueryStorage, type FlashCaps, type ForwardTiles } from './flash-tiles';
 
 const problem = (overrides: Partial<AttentionProblem> = {}): AttentionProblem =>
   testProblem(
@@ -172,6 +172,44 @@ describe('chooseTiles', () => {
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps())).toMatchObject({ keys: 4, backwardRows: 4, forwardRowsPerThread: 1, forwardKeys: 4 });
     expect(chooseTiles({ headDimQk: 16, headDimV: 8 }, caps())).toMatchObject({ headDimQk: 16, headDimV: 16, forwardRowsPerThread: 4 });
     expect(chooseTiles({ headDimQk: 256, headDimV: 256 }, caps({ maxComputeWorkgroupStorageSize: 4096 }))).toBeNull();
+  });
+
+  it("takes the tiled backward's shapes from its table where they fit the device, the forward's key threads elsewhere", () => {
+    const backward = (dim: number, device: FlashCaps) => {
+      const tiles = chooseTiles({ headDimQk: dim, headDimV: dim, dtype: 'f32' }, device)!;
+      return [tiles.tiledQuery, tiles.tiledKeyValue];
+    };
+    const shape = (threads: number, rowsPerThread: number, keyThreads: number) => ({ threads, rowsPerThread, keyThreads });
+    const large = caps({ maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 });
+    // The table (bench notes entry 27): 32-key dQ tiles and 16-row dK/dV tiles at D16 and D32, where the forward
+    // takes 16-key tiles on 64 threads.
+    expect(chooseTiles({ headDimQk: 16, headDimV: 16, dtype: 'f32' }, large)!.forward).toEqual({ kernel: 'tiled', threads: 64, rowsPerThread: 2, keys: 16 });
+    expect(backward(16, large)).toEqual([shape(256, 2, 8), shape(128, 2, 4)]);
+    expect(backward(32, large)).toEqual([shape(256, 2, 8), shape(128, 2, 4)]);
+    expect(backward(64, large)).toEqual([shape(128, 2, 8), shape(128, 2, 8)]);
+    // No entry at D128: the forward's 4 key threads, with fewer threads and rows until the kernels fit.
+    expect(backward(128, large)).toEqual([shape(64, 1, 4), shape(64, 1, 4)]);
+    // Over the device's invocations or storage: the table's shape with fewer threads (dQ at D16 and D32; dK/dV at D32
+    // needs 34416 bytes with 128 threads).
+    expect(backward(16, { ...large, maxComputeInvocationsPerWorkgroup: 128 })).toEqual([shape(128, 2, 8), shape(128, 2, 4)]);
+    expect(backward(32, { ...large, maxComputeWorkgroupStorageSize: 32768 })).toEqual([shape(128, 2, 8), shape(64, 2, 4)]);
+    // The 16 KiB WebGPU minimum at D32: dQ the table's shape on 64 threads, dK/dV (whose table shape does not fit on
+    // any) the forward's key threads with one key per thread.
+    expect(backward(32, caps())).toEqual([shape(64, 2, 8), shape(64, 1, 4)]);
+    // Whatever is chosen fits: storage, threads, and workgroups whose rows or keys divide KEY_STEP.
+    for (const storage of [16384, 32768, 49152]) {
+      for (const dim of [16, 32, 64, 128]) {
+        const device = caps({ maxComputeWorkgroupStorageSize: storage });
+        const [query, keyValue] = backward(dim, device);
+        if (query) expect(tiledQueryStorage(query, dim, dim)).toBeLessThanOrEqual(storage);
+        if (keyValue) expect(tiledKeyValueStorage(keyValue, dim, dim)).toBeLessThanOrEqual(storage);
+        for (const chosen of [query, keyValue]) {
+          if (!chosen) continue;
+          expect(chosen.threads).toBeLessThanOrEqual(256);
+          expect(KEY_STEP % ((chosen.threads / chosen.keyThreads) * chosen.rowsPerThread)).toBe(0);
+        }
+      }
+    }
   });
 
   it('gives dK/dV query tiles that divide BACKWARD_TILE_ROWS, with the default and every tunable forward', () => {

@@ -47,7 +47,8 @@ export const BACKWARD_TILE_ROWS = 64;
 export const BACKWARD_MIN_ROW_STEP = 1;
 /**
  * Key chunks start at multiples of this: the dQ kernel's key tiles (≤ 64 keys) and the dK/dV kernel's workgroups
- * (≤ 64 threads × 4 keys) divide it, so a chunk's keys are whole tiles and workgroups, as in the unsplit run.
+ * (their keys divide it: tiledShapeFits in flash-tiles.ts) do too, so a chunk's keys are whole tiles and
+ * workgroups, as in the unsplit run.
  */
 export const KEY_STEP = 256;
 

@@ -1,4 +1,5 @@
 import type { AttentionProblem, DeviceCaps } from '@webattn/tensor';
+import { KEY_STEP } from './flash-chunks';
 import { subgroupMatricesEmulated, withEmulatedMatrices } from './subgroup-matrix-emulation';
 
 /** The device facts flash kernels depend on (a `DeviceCaps` has them all; `capsOfGpuDevice` reads a raw GPUDevice). */
@@ -314,25 +315,72 @@ export function tiledKeyValueStorage(shape: TiledShape, headDimQk: number, headD
 }
 
 /**
- * The tiled backward's shapes for a tiled forward: its rows per thread, threads and key threads, with fewer threads
- * (then rows) until the kernel fits the device; null where none fits (the compact family runs then).
+ * The tiled backward's shapes per compiled head dim (the larger of q·k's and v's), chosen apart from the forward's:
+ * the fastest of a sweep over both kernels' threads, rows (keys) per thread and key threads on an H200 (bench notes,
+ * entry 27). At D16 and D32 dQ then stages 32-key tiles and dK/dV 16-row tiles on 128–256 threads, where shapes
+ * derived from the forward's 16-key tiles gave 64 threads (seed backward 1.507 → 1.22 ms); at D64 the forward-derived
+ * 128 × 2 × 8 was already the fastest of eleven.
+ */
+const TILED_QUERY_SHAPES: Readonly<Partial<Record<number, TiledShape>>> = {
+  16: { threads: 256, rowsPerThread: 2, keyThreads: 8 },
+  32: { threads: 256, rowsPerThread: 2, keyThreads: 8 },
+  64: { threads: 128, rowsPerThread: 2, keyThreads: 8 },
+};
+const TILED_KEY_VALUE_SHAPES: Readonly<Partial<Record<number, TiledShape>>> = {
+  16: { threads: 128, rowsPerThread: 2, keyThreads: 4 },
+  32: { threads: 128, rowsPerThread: 2, keyThreads: 4 },
+  64: { threads: 128, rowsPerThread: 2, keyThreads: 8 },
+};
+
+/** How a tiled backward kernel's shape is sized: its workgroup bytes and accumulator registers per thread. */
+interface TiledCosts {
+  readonly storage: (shape: TiledShape) => number;
+  readonly registers: (shape: TiledShape) => number;
+}
+
+/**
+ * Whether a tiled backward shape runs on the device: key threads that divide the threads and the head dims (each
+ * thread owns head dims tx, tx + key threads, ...), at most 64 accumulators per thread, the workgroup within the
+ * device's invocation and storage limits, and rows (dQ) or keys (dK/dV) per workgroup that divide KEY_STEP (key
+ * chunks hold whole workgroups).
+ */
+function tiledShapeFits(shape: TiledShape, headDims: number, costs: TiledCosts, caps: FlashCaps): boolean {
+  const perWorkgroup = (shape.threads / shape.keyThreads) * shape.rowsPerThread;
+  return (
+    shape.threads % shape.keyThreads === 0 &&
+    headDims % shape.keyThreads === 0 &&
+    KEY_STEP % perWorkgroup === 0 &&
+    shape.threads <= (caps.maxComputeInvocationsPerWorkgroup || 256) &&
+    costs.registers(shape) <= 64 &&
+    costs.storage(shape) <= caps.maxComputeWorkgroupStorageSize
+  );
+}
+
+/**
+ * A tiled backward kernel's shape for a tiled forward: the head dim's entry of `preferred` with fewer threads until
+ * it fits, else the forward's key threads and rows per thread with fewer threads (then rows) until it fits; null
+ * where none fits (the compact family runs then).
  */
 function tiledBackwardShape(
   forward: ForwardTiles,
-  storage: (shape: TiledShape) => number,
-  registers: (shape: TiledShape) => number,
+  preferred: Readonly<Partial<Record<number, TiledShape>>>,
+  headDimQk: number,
+  headDimV: number,
+  costs: TiledCosts,
   caps: FlashCaps,
 ): TiledShape | null {
   if (forward.kernel !== 'tiled') return null;
+  const candidates: TiledShape[] = [];
+  const table = preferred[Math.max(headDimQk, headDimV)];
+  for (let threads = table?.threads ?? 0; threads >= 64; threads /= 2) candidates.push({ ...table!, threads });
   const keyThreads = forward.keys / 4;
   for (const rowsPerThread of [...FORWARD_ROWS_PER_THREAD].reverse().filter((rows) => rows <= forward.rowsPerThread)) {
     for (const threads of [forward.threads, 128, 64].filter((t, i, all) => t <= forward.threads && all.indexOf(t) === i)) {
-      if (threads % keyThreads !== 0) continue;
-      const shape = { threads, rowsPerThread, keyThreads };
-      if (registers(shape) <= 64 && storage(shape) <= caps.maxComputeWorkgroupStorageSize) return shape;
+      candidates.push({ threads, rowsPerThread, keyThreads });
     }
   }
-  return null;
+  const headDims = Math.min(headDimQk, headDimV);
+  return candidates.find((shape) => tiledShapeFits(shape, headDims, costs, caps)) ?? null;
 }
 
 /** Tuned forward tiles per device (flash-tuning.ts fills it), keyed by forwardTuningKey. */
@@ -392,18 +440,14 @@ export function chooseTiles(
   // tiled only when both tiled backward kernels fit too. A compact forward keeps the compact backward; the
   // matrix forward (tensor cores sum in their own order anyway) takes the default tiled backward.
   const tiled = tuned?.kernel === 'tiled' ? tuned : compact ? null : defaultTiledForward(headDimQk, headDimV, caps);
-  const tiledQuery = tiled && tiledBackwardShape(
-    tiled,
-    (shape) => tiledQueryStorage(shape, headDimQk, headDimV),
-    (shape) => (shape.rowsPerThread * headDimQk) / shape.keyThreads,
-    caps,
-  );
-  const tiledKeyValue = tiled && tiledBackwardShape(
-    tiled,
-    (shape) => tiledKeyValueStorage(shape, headDimQk, headDimV),
-    (shape) => (shape.rowsPerThread * (headDimQk + headDimV)) / shape.keyThreads,
-    caps,
-  );
+  const tiledQuery = tiled && tiledBackwardShape(tiled, TILED_QUERY_SHAPES, headDimQk, headDimV, {
+    storage: (shape) => tiledQueryStorage(shape, headDimQk, headDimV),
+    registers: (shape) => (shape.rowsPerThread * headDimQk) / shape.keyThreads,
+  }, caps);
+  const tiledKeyValue = tiled && tiledBackwardShape(tiled, TILED_KEY_VALUE_SHAPES, headDimQk, headDimV, {
+    storage: (shape) => tiledKeyValueStorage(shape, headDimQk, headDimV),
+    registers: (shape) => (shape.rowsPerThread * (headDimQk + headDimV)) / shape.keyThreads,
+  }, caps);
   const family = tiled && tiledQuery && tiledKeyValue ? { forward: tiled, tiledQuery, tiledKeyValue } : null;
   const matrix = tuned?.kernel === 'matrix' ? tuned : !tuned && f16 ? defaultMatrixForward(headDimQk, headDimV, caps, direct) : null;
   return {
