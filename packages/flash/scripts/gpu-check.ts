@@ -5,7 +5,8 @@
  * and run there: bash .gpu/remote.sh node .gpu/flash-check.mjs $OUT/flash-check.json
  * WEBATTN_CHECK_ONLY=<text> runs only the cases whose name contains it; WEBATTN_CHECK_TIMINGS=0 skips the timings;
  * WEBATTN_CHECK_MATRIX=1 makes every f16 forward the subgroup-matrix kernel (as a tuned choice; its default is
- * head dims up to 16 only), cycling through its shapes.
+ * head dims up to 16 only), cycling through its shapes; WEBATTN_CHECK_TILED=1 likewise the tiled kernel (the f16
+ * path of devices without subgroup matrices).
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice, tensor, type Tensor } from '@webattn/tensor';
@@ -24,16 +25,17 @@ const conformance: unknown[] = [];
 // f16 cases of the suite).
 const cases = attentionCases.flatMap((kase) => (kase.dtype === 'f32' ? [kase, inHalfPrecision(kase)] : [kase]));
 const only = process.env.WEBATTN_CHECK_ONLY;
-const matrixShapes = (headDimQk: number, headDimV: number) =>
-  forwardCandidates(device, Math.max(headDimQk, headDimV), 'f16').filter((tiles) => tiles.kernel === 'matrix');
+const forced = process.env.WEBATTN_CHECK_MATRIX === '1' ? 'matrix' : process.env.WEBATTN_CHECK_TILED === '1' ? 'tiled' : null;
+const forcedShapes = (headDimQk: number, headDimV: number) =>
+  forwardCandidates(device, Math.max(headDimQk, headDimV), 'f16').filter((tiles) => tiles.kernel === forced);
 let caseIndex = 0;
 for (const kase of cases) {
   if (only && !kase.name.includes(only)) continue;
-  if (process.env.WEBATTN_CHECK_MATRIX === '1') {
+  if (forced) {
     caseIndex++;
     for (const qk of HEAD_DIM_BUCKETS) {
       for (const v of HEAD_DIM_BUCKETS) {
-        const shapes = matrixShapes(qk, v);
+        const shapes = forcedShapes(qk, v);
         if (shapes.length > 0) tunedForwardTilesOf(device.gpu).set(forwardTuningKey('f16', qk, v), shapes[caseIndex % shapes.length]!);
       }
     }

@@ -52,7 +52,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     const device = gpu!;
     const tiles = chooseTiles({ headDimQk: 40, headDimV: 100 }, device.caps)!;
     const failures: string[] = [];
-    // The tiled kernels' per-thread tile loads (any counts compile); f32 rows read as vec4 or element-wise; the
+    // The tiled kernels' per-thread tile loads (any counts compile); rows read as vec4 or element-wise; the
     // tiled forward's weights through subgroup shuffles where the device has subgroups.
     const sizes = { K_LOADS: 3, V_LOADS: 2, Q_LOADS: 2, G_LOADS: 3 };
     const vec4 = new Set(['q', 'k', 'v', 'grad_out']);
@@ -60,7 +60,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     for (const variant of variants(device.caps.shaderF16)) {
       for (const [name, source] of Object.entries(KERNELS)) {
         const forms: KernelExtras[] = [{ sizes }];
-        if (!variant.f16) forms.push({ sizes, vec4Rows: vec4 });
+        forms.push({ sizes, vec4Rows: vec4 });
         if (name === 'tiledForwardSource' && device.caps.subgroups) forms.push({ sizes, ...shuffled });
         for (const extras of forms) {
           const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 }, extras);

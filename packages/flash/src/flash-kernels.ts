@@ -90,7 +90,7 @@ export function flashKernel(
         },
         replacements: {
           UNIFORMS: FLASH_UNIFORMS.wgslStruct('Params'),
-          VEC4_LOADERS: vec4Loaders(source, extras.vec4Rows),
+          VEC4_LOADERS: vec4Loaders(source, extras.vec4Rows, variant.f16 ? 'f16' : 'f32'),
           ...rowElements(source, extras.vec4Rows ?? new Set(), variant.f16 ? 'f16' : 'f32'),
           T: variant.f16 ? 'f16' : 'f32',
           HEAD_DIM_QK: String(tiles.headDimQk),

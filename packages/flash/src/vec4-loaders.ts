@@ -5,33 +5,33 @@
  * and both backward kernels share one definition instead of a hand-written copy per buffer and kernel. Kernels
  * place them with `${VEC4_LOADERS}`.
  *
- * A buffer named in `vec4Rows` is bound as array<vec4<f32>> (its `${<NAME>_ELEMENT}` replacement, `rowElements`)
- * and read one vec4 per load: f32 rows of contiguous dims at multiples of 4 (`vec4RowTensors`), where the scalar
- * form would issue four strided loads per vec4 (bench notes, entry 26: 1.2× on the tiled f32 forward at D64).
+ * A buffer named in `vec4Rows` is bound as array<vec4<f32>> or array<vec4<f16>> (its `${<NAME>_ELEMENT}`
+ * replacement, `rowElements`) and read one vec4 per load: rows of contiguous dims at multiples of 4
+ * (`vec4RowTensors`), where the scalar form would issue four strided loads per vec4 (bench notes, entry 26: 1.2× on
+ * the tiled f32 forward at D64; entry 27 for f16).
  */
 import type { AttentionLayout, AttentionProblem } from '@webattn/tensor';
 import { rowsOfFours } from './chunked-rows';
 
-/** The read-only row buffers of a kernel read as vec4<f32> (names as the WGSL declares them). */
+/** The read-only row buffers of a kernel read as vec4s (names as the WGSL declares them). */
 export type Vec4Rows = ReadonlySet<string>;
 
-export function vec4Loaders(kernelSource: string, vec4Rows: Vec4Rows = new Set()): string {
+export function vec4Loaders(kernelSource: string, vec4Rows: Vec4Rows = new Set(), dtype: 'f32' | 'f16' = 'f32'): string {
   const buffers = [...kernelSource.matchAll(/var<storage, read> (\w+): array<\$\{(?:T|[A-Z_]+_ELEMENT)\}>/g)].map((match) => match[1]!);
-  return buffers.map((buffer) => (vec4Rows.has(buffer) ? vec4RowLoader(buffer) : vec4Loader(buffer))).join('\n');
+  return buffers.map((buffer) => (vec4Rows.has(buffer) ? vec4RowLoader(buffer, dtype) : vec4Loader(buffer))).join('\n');
 }
 
-/** `${Q_ELEMENT}`, `${K_ELEMENT}`, ... replacements: vec4<f32> for the buffers in `vec4Rows`, else the dtype. */
+/** `${Q_ELEMENT}`, `${K_ELEMENT}`, ... replacements: vec4<dtype> for the buffers in `vec4Rows`, else the dtype. */
 export function rowElements(kernelSource: string, vec4Rows: Vec4Rows, dtype: 'f32' | 'f16'): Record<string, string> {
   const buffers = [...kernelSource.matchAll(/var<storage, read> (\w+): array<\$\{[A-Z_]+_ELEMENT\}>/g)].map((match) => match[1]!);
-  return Object.fromEntries(buffers.map((buffer) => [`${buffer.toUpperCase()}_ELEMENT`, vec4Rows.has(buffer) ? 'vec4<f32>' : dtype]));
+  return Object.fromEntries(buffers.map((buffer) => [`${buffer.toUpperCase()}_ELEMENT`, vec4Rows.has(buffer) ? `vec4<${dtype}>` : dtype]));
 }
 
 /**
- * The row buffers the tiled and compact kernels may read as vec4<f32>: for f32 problems, those whose rows
+ * The row buffers the tiled and compact kernels may read as vec4s (16 bytes of f32, 8 of f16): those whose rows
  * `rowsOfFours` allows (grad_out by its own layout, when the backward passes it).
  */
 export function vec4RowTensors(problem: AttentionProblem, gradOut?: AttentionLayout): Vec4Rows {
-  if (problem.dtype !== 'f32') return new Set();
   const { layout, headDimQk, headDimV } = problem;
   const rows: [string, AttentionLayout | undefined, number][] = [
     ['q', layout.q, headDimQk],
@@ -60,10 +60,11 @@ function vec4Loader(buffer: string): string {
 }
 
 // base and dim are multiples of 4 here (vec4RowTensors), stride is 1.
-function vec4RowLoader(buffer: string): string {
+function vec4RowLoader(buffer: string, dtype: 'f32' | 'f16'): string {
+  const element = `${buffer}[(base + d) / 4u]`;
   return `fn load_${buffer}4(base: u32, d: u32, dim: u32, stride: u32) -> vec4<f32> {
   if (d < dim) {
-    return ${buffer}[(base + d) / 4u];
+    return ${dtype === 'f16' ? `vec4<f32>(${element})` : element};
   }
   return vec4<f32>(0.0);
 }

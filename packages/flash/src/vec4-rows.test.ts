@@ -1,12 +1,12 @@
 /**
- * f32 rows read as vec4 (vec4-loaders.ts): the tiled and compact kernels give the same bits whether they read q, k,
- * v and dO one vec4 at a time (rows at multiples of 4 elements) or element by element (the same values one element
- * further into each buffer), and match the float64 reference.
+ * Rows read as vec4 (vec4-loaders.ts), f32 and f16: the tiled and compact kernels give the same bits whether they
+ * read q, k, v and dO one vec4 at a time (rows at multiples of 4 elements) or element by element (the same values
+ * one element further into each buffer), and match the float64 reference.
  */
 import { gpu } from '../test/test-device';
 import { attentionReference, attentionReferenceBackward } from '@webattn/reference';
 import { expectAttentionClose } from '@webattn/reference/testing';
-import { bhndLayout, type AttentionProblem } from '@webattn/tensor';
+import { bhndLayout, fromHalfBits, roundToHalf, toHalfBits, type AttentionProblem } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { flashAttentionBackward } from './flash-backward';
@@ -18,7 +18,9 @@ afterAll(() => gpu?.destroy());
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const [B, H, L, S, D] = [2, 3, 37, 45, 24];
 
-function problemAt(offset: number): AttentionProblem {
+type Dtype = 'f32' | 'f16';
+
+function problemAt(offset: number, dtype: Dtype = 'f32'): AttentionProblem {
   return {
     batch: B,
     queryHeads: H,
@@ -27,7 +29,7 @@ function problemAt(offset: number): AttentionProblem {
     keyLength: S,
     headDimQk: D,
     headDimV: D,
-    dtype: 'f32',
+    dtype,
     scale: 1 / Math.sqrt(D),
     layout: { q: bhndLayout(H, L, D, offset), k: bhndLayout(H, S, D, offset), v: bhndLayout(H, S, D, offset), out: bhndLayout(H, L, D, offset) },
     mask: { kind: 'none' },
@@ -43,72 +45,77 @@ function problemAt(offset: number): AttentionProblem {
   };
 }
 
-/** `values` placed `offset` elements into a buffer whose other elements are NaN. */
-function upload(device: GPUDevice, values: Float32Array, offset: number): GPUBuffer {
-  const data = new Float32Array(values.length + offset + 4).fill(Number.NaN);
-  data.set(values, offset);
+/** `values` in `dtype` placed `offset` elements into a buffer whose other elements are NaN. */
+function upload(device: GPUDevice, values: Float32Array, offset: number, dtype: Dtype): GPUBuffer {
+  // Whole 4-byte words, with room past the values.
+  const count = Math.ceil((values.length + offset + 4) / 2) * 2;
+  const data = dtype === 'f32' ? new Float32Array(count).fill(Number.NaN) : new Uint16Array(count).fill(toHalfBits(Number.NaN));
+  if (data instanceof Float32Array) data.set(values, offset);
+  else data.set(Uint16Array.from(values, toHalfBits), offset);
   const buffer = device.createBuffer({ size: data.byteLength, usage: USAGE });
   device.queue.writeBuffer(buffer, 0, data);
   return buffer;
 }
 
-async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, count: number): Promise<Float32Array> {
+/** `count` elements of `dtype` from `offset` on: their bits (to compare) and their values. */
+async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, count: number, dtype: Dtype): Promise<{ bits: Uint8Array; values: Float32Array }> {
   const staging = device.createBuffer({ size: buffer.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const encoder = device.createCommandEncoder();
   encoder.copyBufferToBuffer(buffer, 0, staging, 0, buffer.size);
   device.queue.submit([encoder.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
-  const values = new Float32Array(staging.getMappedRange().slice(0)).slice(offset, offset + count);
+  const mapped = staging.getMappedRange().slice(0);
   staging.destroy();
-  return values;
+  if (dtype === 'f32') {
+    const values = new Float32Array(mapped).slice(offset, offset + count);
+    return { bits: new Uint8Array(values.buffer), values };
+  }
+  const halves = new Uint16Array(mapped).slice(offset, offset + count);
+  return { bits: new Uint8Array(halves.buffer), values: Float32Array.from(halves, fromHalfBits) };
 }
 
-interface Results {
-  readonly out: Float32Array;
-  readonly logsumexp: Float32Array;
-  readonly dq: Float32Array;
-  readonly dk: Float32Array;
-  readonly dv: Float32Array;
-}
+type Output = 'out' | 'logsumexp' | 'dq' | 'dk' | 'dv';
+type Results = Record<Output, { bits: Uint8Array; values: Float32Array }>;
 
-async function run(inputs: readonly Float32Array[], offset: number, storage: number | undefined): Promise<Results> {
+async function run(inputs: readonly Float32Array[], offset: number, storage: number | undefined, dtype: Dtype): Promise<Results> {
   const device = gpu!.gpu;
   const [q, k, v, gradOut] = inputs as [Float32Array, Float32Array, Float32Array, Float32Array];
   const nan = (count: number) => new Float32Array(count).fill(Number.NaN);
   const buffers = {
-    q: upload(device, q, offset),
-    k: upload(device, k, offset),
-    v: upload(device, v, offset),
-    out: upload(device, nan(q.length), offset),
-    logsumexp: upload(device, nan(B * H * L), 0),
-    gradOut: upload(device, gradOut, offset),
-    dq: upload(device, nan(q.length), offset),
-    dk: upload(device, nan(k.length), offset),
-    dv: upload(device, nan(v.length), offset),
+    q: upload(device, q, offset, dtype),
+    k: upload(device, k, offset, dtype),
+    v: upload(device, v, offset, dtype),
+    out: upload(device, nan(q.length), offset, dtype),
+    logsumexp: upload(device, nan(B * H * L), 0, 'f32'),
+    gradOut: upload(device, gradOut, offset, dtype),
+    dq: upload(device, nan(q.length), offset, dtype),
+    dk: upload(device, nan(k.length), offset, dtype),
+    dv: upload(device, nan(v.length), offset, dtype),
   };
   const options = storage ? { workgroupStorageLimit: storage } : {};
   await expectNoGpuErrors(gpu!, async () => {
-    flashAttentionForward(device, problemAt(offset), buffers, options).release();
-    flashAttentionBackward(device, problemAt(offset), buffers, options).release();
+    flashAttentionForward(device, problemAt(offset, dtype), buffers, options).release();
+    flashAttentionBackward(device, problemAt(offset, dtype), buffers, options).release();
   });
   const results = {
-    out: await read(device, buffers.out, offset, q.length),
-    logsumexp: await read(device, buffers.logsumexp, 0, B * H * L),
-    dq: await read(device, buffers.dq, offset, q.length),
-    dk: await read(device, buffers.dk, offset, k.length),
-    dv: await read(device, buffers.dv, offset, v.length),
+    out: await read(device, buffers.out, offset, q.length, dtype),
+    logsumexp: await read(device, buffers.logsumexp, 0, B * H * L, 'f32'),
+    dq: await read(device, buffers.dq, offset, q.length, dtype),
+    dk: await read(device, buffers.dk, offset, k.length, dtype),
+    dv: await read(device, buffers.dv, offset, v.length, dtype),
   };
   for (const buffer of Object.values(buffers)) buffer.destroy();
   return results;
 }
 
 describe('vec4RowTensors', () => {
-  it('reads f32 rows at multiples of 4 contiguous elements as vec4, nothing else', () => {
+  it('reads rows at multiples of 4 contiguous elements as vec4, f32 and f16, nothing else', () => {
     const problem = problemAt(0);
     expect([...vec4RowTensors(problem, problem.layout.out)].sort()).toEqual(['grad_out', 'k', 'q', 'v']);
     expect([...vec4RowTensors(problem)].sort()).toEqual(['k', 'q', 'v']);
     expect(vec4RowTensors(problemAt(1), problemAt(1).layout.out).size).toBe(0);
-    expect(vec4RowTensors({ ...problem, dtype: 'f16' }, problem.layout.out).size).toBe(0);
+    expect([...vec4RowTensors(problemAt(0, 'f16'), problem.layout.out)].sort()).toEqual(['grad_out', 'k', 'q', 'v']);
+    expect(vec4RowTensors(problemAt(2, 'f16'), problemAt(2).layout.out).size).toBe(0);
     const odd = { ...problem, headDimV: 22, layout: { ...problem.layout, v: bhndLayout(H, S, 22) } };
     expect([...vec4RowTensors(odd, bhndLayout(H, L, 22))].sort()).toEqual(['k', 'q']);
     const strided = { ...problem, layout: { ...problem.layout, k: { ...problem.layout.k, dim: 2 } } };
@@ -116,28 +123,36 @@ describe('vec4RowTensors', () => {
   });
 });
 
-describe.skipIf(!gpu)('f32 rows read as vec4', () => {
-  for (const storage of [undefined, 16384]) {
-    it(`give the element-wise reads' bits (workgroup storage ${storage ?? 'device limit'})`, async () => {
-      const seed = freshSeed();
-      const inputs = [randomValues(B * H * L * D, seed), randomValues(B * H * S * D, seed + 1), randomValues(B * H * S * D, seed + 2), randomValues(B * H * L * D, seed + 3)];
-      const vec4 = await run(inputs, 0, storage);
-      const elements = await run(inputs, 1, storage);
-      for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) {
-        expect(vec4[name].some(Number.isNaN), `${name} (seed ${seed})`).toBe(false);
-        expect(Buffer.from(vec4[name].buffer).equals(Buffer.from(elements[name].buffer)), `${name} (seed ${seed})`).toBe(true);
-      }
-      const host = (data: Float32Array, n: number) => ({ data, shape: [B, H, n, D], strides: [H * n * D, n * D, D, 1] });
-      const [q, k, v, gradOut] = [host(inputs[0]!, L), host(inputs[1]!, S), host(inputs[2]!, S), host(inputs[3]!, L)];
-      const options = { isCausal: true };
-      const exact = attentionReference(q, k, v, options);
-      const same = attentionReference(q, k, v, { ...options, precision: 'f32' });
-      expectAttentionClose(`out (seed ${seed})`, vec4.out, exact.out, same.out, 'f32', seed);
-      const exactGrads = attentionReferenceBackward(q, k, v, gradOut, options);
-      const sameGrads = attentionReferenceBackward(q, k, v, gradOut, { ...options, precision: 'f32' });
-      for (const name of ['dq', 'dk', 'dv'] as const) {
-        expectAttentionClose(`${name} (seed ${seed})`, vec4[name], exactGrads[name], sameGrads[name], 'f32', seed);
-      }
-    });
+const dtypes: Dtype[] = gpu?.caps.shaderF16 ? ['f32', 'f16'] : ['f32'];
+
+describe.skipIf(!gpu)('rows read as vec4', () => {
+  for (const dtype of dtypes) {
+    for (const storage of [undefined, 16384]) {
+      it(`give the element-wise reads' bits, ${dtype} (workgroup storage ${storage ?? 'device limit'})`, async () => {
+        const seed = freshSeed();
+        const draw = (count: number, offset: number) => {
+          const values = randomValues(count, seed + offset);
+          return dtype === 'f16' ? values.map(roundToHalf) : values;
+        };
+        const inputs = [draw(B * H * L * D, 0), draw(B * H * S * D, 1), draw(B * H * S * D, 2), draw(B * H * L * D, 3)];
+        const vec4 = await run(inputs, 0, storage, dtype);
+        const elements = await run(inputs, 1, storage, dtype);
+        for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) {
+          expect(vec4[name].values.some(Number.isNaN), `${name} (seed ${seed})`).toBe(false);
+          expect(Buffer.from(vec4[name].bits).equals(Buffer.from(elements[name].bits)), `${name} (seed ${seed})`).toBe(true);
+        }
+        const host = (data: Float32Array, n: number) => ({ data, shape: [B, H, n, D], strides: [H * n * D, n * D, D, 1] });
+        const [q, k, v, gradOut] = [host(inputs[0]!, L), host(inputs[1]!, S), host(inputs[2]!, S), host(inputs[3]!, L)];
+        const options = { isCausal: true };
+        const exact = attentionReference(q, k, v, options);
+        const same = attentionReference(q, k, v, { ...options, precision: dtype });
+        expectAttentionClose(`out (seed ${seed})`, vec4.out.values, exact.out, same.out, dtype, seed);
+        const exactGrads = attentionReferenceBackward(q, k, v, gradOut, options);
+        const sameGrads = attentionReferenceBackward(q, k, v, gradOut, { ...options, precision: dtype });
+        for (const name of ['dq', 'dk', 'dv'] as const) {
+          expectAttentionClose(`${name} (seed ${seed})`, vec4[name].values, exactGrads[name], sameGrads[name], dtype, seed);
+        }
+      });
+    }
   }
 });
