@@ -372,7 +372,7 @@ function tiledBackwardShape(
   if (forward.kernel !== 'tiled') return null;
   const candidates: TiledShape[] = [];
   const table = preferred[Math.max(headDimQk, headDimV)];
-  for (let threads = table?.threads ?? 0; threads >= 64; threads /= 2) candidates.push({ ...table!, threads });
+  if (table) for (let threads = table.threads; threads >= 64; threads /= 2) candidates.push({ ...table, threads });
   const keyThreads = forward.keys / 4;
   for (const rowsPerThread of [...FORWARD_ROWS_PER_THREAD].reverse().filter((rows) => rows <= forward.rowsPerThread)) {
     for (const threads of [forward.threads, 128, 64].filter((t, i, all) => t <= forward.threads && all.indexOf(t) === i)) {

@@ -8,7 +8,7 @@
  * A buffer named in `vec4Rows` is bound as array<vec4<f32>> or array<vec4<f16>> (its `${<NAME>_ELEMENT}`
  * replacement, `rowElements`) and read one vec4 per load: rows of contiguous dims at multiples of 4
  * (`vec4RowTensors`), where the scalar form would issue four strided loads per vec4 (bench notes, entry 26: 1.2× on
- * the tiled f32 forward at D64; entry 27 for f16).
+ * the tiled f32 forward at D64; entry 28: 1.15× on the tiled f16 forward at D64).
  */
 import type { AttentionLayout, AttentionProblem } from '@webattn/tensor';
 import { rowsOfFours } from './chunked-rows';
