@@ -419,7 +419,7 @@ describe.skipIf(!gpu?.caps.shaderF16)('subgroup-matrix forward (emulated builtin
     await expectCloseToReferences(whole, prepared, gradOut, gradValues, 'f16', context);
     await expectCloseToReferences(split, prepared, gradOut, gradValues, 'f16', context);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
-  });
+  }, 1_200_000); // lavapipe compiles this test's many chunked matrix and tiled kernels: past 600 s with a cold shader cache
 
   it('ran the matrix kernel in every case whose head dims fit it, in both forms, and the matrix dQ (runs after the cases)', () => {
     const fitting = cases.filter((kase) => {
