@@ -59,8 +59,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     const shuffled = { flags: { SHUFFLE_P: true }, directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] };
     for (const variant of variants(device.caps.shaderF16)) {
       for (const [name, source] of Object.entries(KERNELS)) {
-        const forms: KernelExtras[] = [{ sizes }];
-        forms.push({ sizes, vec4Rows: vec4 });
+        const forms: KernelExtras[] = [{ sizes }, { sizes, vec4Rows: vec4 }];
         if (name === 'tiledForwardSource' && device.caps.subgroups) forms.push({ sizes, ...shuffled });
         for (const extras of forms) {
           const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 }, extras);

@@ -54,8 +54,9 @@ export function flashKernel(
   const rows = source.includes('${ROWS}') ? (sizes.rows ?? tiles.forwardRowsPerThread) : null;
   const keyThreads = source.includes('${KEY_THREADS}') ? (sizes.keyThreads ?? null) : null;
   if (source.includes('${KEY_THREADS}') && keyThreads === null) throw new Error(`flash: ${name} needs sizes.keyThreads`);
+  const dtype = variant.f16 ? 'f16' : 'f32';
   const key = [
-    variant.f16 ? 'f16' : 'f32',
+    dtype,
     `qk${tiles.headDimQk}`,
     `v${tiles.headDimV}`,
     `mask=${variant.mask}`,
@@ -90,9 +91,9 @@ export function flashKernel(
         },
         replacements: {
           UNIFORMS: FLASH_UNIFORMS.wgslStruct('Params'),
-          VEC4_LOADERS: vec4Loaders(source, extras.vec4Rows, variant.f16 ? 'f16' : 'f32'),
-          ...rowElements(source, extras.vec4Rows ?? new Set(), variant.f16 ? 'f16' : 'f32'),
-          T: variant.f16 ? 'f16' : 'f32',
+          VEC4_LOADERS: vec4Loaders(source, extras.vec4Rows, dtype),
+          ...rowElements(source, extras.vec4Rows ?? new Set(), dtype),
+          T: dtype,
           HEAD_DIM_QK: String(tiles.headDimQk),
           HEAD_DIM_V: String(tiles.headDimV),
           ROWS: String(rows ?? 1),

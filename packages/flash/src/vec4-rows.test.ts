@@ -3,7 +3,9 @@
  * read q, k, v and dO one vec4 at a time (rows at multiples of 4 elements) or element by element (the same values
  * one element further into each buffer), and match the float64 reference.
  */
+import { expectSameBits } from '../test/chunked-runs';
 import { gpu } from '../test/test-device';
+import { testProblem } from '../test/test-problem';
 import { attentionReference, attentionReferenceBackward } from '@webattn/reference';
 import { expectAttentionClose } from '@webattn/reference/testing';
 import { bhndLayout, fromHalfBits, roundToHalf, toHalfBits, type AttentionProblem } from '@webattn/tensor';
@@ -21,28 +23,9 @@ const [B, H, L, S, D] = [2, 3, 37, 45, 24];
 type Dtype = 'f32' | 'f16';
 
 function problemAt(offset: number, dtype: Dtype = 'f32'): AttentionProblem {
-  return {
-    batch: B,
-    queryHeads: H,
-    kvHeads: H,
-    queryLength: L,
-    keyLength: S,
-    headDimQk: D,
-    headDimV: D,
-    dtype,
-    scale: 1 / Math.sqrt(D),
-    layout: { q: bhndLayout(H, L, D, offset), k: bhndLayout(H, S, D, offset), v: bhndLayout(H, S, D, offset), out: bhndLayout(H, L, D, offset) },
-    mask: { kind: 'none' },
-    keyLengths: false,
-    varlen: false,
-    causal: true,
-    window: null,
-    causalAlignment: 'top-left',
-    softcap: null,
-    dropout: null,
-    needWeights: false,
-    requiresGrad: true,
-  };
+  const layout = { q: bhndLayout(H, L, D, offset), k: bhndLayout(H, S, D, offset), v: bhndLayout(H, S, D, offset), out: bhndLayout(H, L, D, offset) };
+  const shape = { batch: B, queryHeads: H, kvHeads: H, queryLength: L, keyLength: S, headDimQk: D, headDimV: D, dtype, scale: 1 / Math.sqrt(D), layout };
+  return testProblem(shape, { causal: true, requiresGrad: true });
 }
 
 /** `values` in `dtype` placed `offset` elements into a buffer whose other elements are NaN. */
@@ -57,8 +40,8 @@ function upload(device: GPUDevice, values: Float32Array, offset: number, dtype: 
   return buffer;
 }
 
-/** `count` elements of `dtype` from `offset` on: their bits (to compare) and their values. */
-async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, count: number, dtype: Dtype): Promise<{ bits: Uint8Array; values: Float32Array }> {
+/** `count` elements of `dtype` from `offset` on, as f32 values. */
+async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, count: number, dtype: Dtype): Promise<Float32Array> {
   const staging = device.createBuffer({ size: buffer.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const encoder = device.createCommandEncoder();
   encoder.copyBufferToBuffer(buffer, 0, staging, 0, buffer.size);
@@ -66,16 +49,12 @@ async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, count:
   await staging.mapAsync(GPUMapMode.READ);
   const mapped = staging.getMappedRange().slice(0);
   staging.destroy();
-  if (dtype === 'f32') {
-    const values = new Float32Array(mapped).slice(offset, offset + count);
-    return { bits: new Uint8Array(values.buffer), values };
-  }
-  const halves = new Uint16Array(mapped).slice(offset, offset + count);
-  return { bits: new Uint8Array(halves.buffer), values: Float32Array.from(halves, fromHalfBits) };
+  if (dtype === 'f32') return new Float32Array(mapped).slice(offset, offset + count);
+  return Float32Array.from(new Uint16Array(mapped).slice(offset, offset + count), fromHalfBits);
 }
 
 type Output = 'out' | 'logsumexp' | 'dq' | 'dk' | 'dv';
-type Results = Record<Output, { bits: Uint8Array; values: Float32Array }>;
+type Results = Record<Output, Float32Array>;
 
 async function run(inputs: readonly Float32Array[], offset: number, storage: number | undefined, dtype: Dtype): Promise<Results> {
   const device = gpu!.gpu;
@@ -137,20 +116,21 @@ describe.skipIf(!gpu)('rows read as vec4', () => {
         const inputs = [draw(B * H * L * D, 0), draw(B * H * S * D, 1), draw(B * H * S * D, 2), draw(B * H * L * D, 3)];
         const vec4 = await run(inputs, 0, storage, dtype);
         const elements = await run(inputs, 1, storage, dtype);
+        // No NaN, so equal f32 values are equal f16 bits too.
         for (const name of ['out', 'logsumexp', 'dq', 'dk', 'dv'] as const) {
-          expect(vec4[name].values.some(Number.isNaN), `${name} (seed ${seed})`).toBe(false);
-          expect(Buffer.from(vec4[name].bits).equals(Buffer.from(elements[name].bits)), `${name} (seed ${seed})`).toBe(true);
+          expect(vec4[name].some(Number.isNaN), `${name} (seed ${seed})`).toBe(false);
+          expectSameBits(name, vec4[name], elements[name], `vec4 against element-wise reads, ${dtype}, seed ${seed}`);
         }
         const host = (data: Float32Array, n: number) => ({ data, shape: [B, H, n, D], strides: [H * n * D, n * D, D, 1] });
         const [q, k, v, gradOut] = [host(inputs[0]!, L), host(inputs[1]!, S), host(inputs[2]!, S), host(inputs[3]!, L)];
         const options = { isCausal: true };
         const exact = attentionReference(q, k, v, options);
         const same = attentionReference(q, k, v, { ...options, precision: dtype });
-        expectAttentionClose(`out (seed ${seed})`, vec4.out.values, exact.out, same.out, dtype, seed);
+        expectAttentionClose(`out (seed ${seed})`, vec4.out, exact.out, same.out, dtype, seed);
         const exactGrads = attentionReferenceBackward(q, k, v, gradOut, options);
         const sameGrads = attentionReferenceBackward(q, k, v, gradOut, { ...options, precision: dtype });
         for (const name of ['dq', 'dk', 'dv'] as const) {
-          expectAttentionClose(`${name} (seed ${seed})`, vec4[name].values, exactGrads[name], sameGrads[name], dtype, seed);
+          expectAttentionClose(`${name} (seed ${seed})`, vec4[name], exactGrads[name], sameGrads[name], dtype, seed);
         }
       });
     }
