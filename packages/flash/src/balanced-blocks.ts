@@ -15,3 +15,14 @@ export function pairsMirroredBlocks(problem: Pick<AttentionProblem, 'causal' | '
 export function pairedWorkgroups(blocks: number, paired: boolean): number {
   return paired ? Math.ceil(blocks / 2) : blocks;
 }
+
+/**
+ * Whether the tiled backward kernels (flash-backward-*-tiled.wgsl) pair their blocks under such a mask: at compiled
+ * head dims up to 32 only. On an H100 (bench notes, entry 29) pairing took the seed shape's (B32 H8 N500 D16) causal
+ * backward from 0.760 to 0.721 ms and B8 H16 N1024 D32's from 3.03 to 2.95; at D64 the paired kernels ran
+ * B4 H16 N4096's causal backward at 49.1 ms against 44.8 (and their loop over two blocks slowed even the unpaired
+ * dispatches by 4–5%, so pairing is compiled in only where it is used: the PAIRED_BLOCKS flag).
+ */
+export function tiledPairsBlocks(problem: Pick<AttentionProblem, 'causal' | 'window'>, headDimQk: number, headDimV: number): boolean {
+  return pairsMirroredBlocks(problem) && Math.max(headDimQk, headDimV) <= 32;
+}

@@ -10,7 +10,8 @@
 // once per query tile into keep bits (a thread's keys share their draws with 8 / ROWS threads; bench notes entry 19).
 // Each gradient element is summed by one thread in a fixed order: deterministic. A key that a row with a NaN
 // logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the q tile (they are such rows), so that
-// the zero dS of a masked pair cannot spread them.
+// the zero dS of a masked pair cannot spread them. Compiled with PAIRED_BLOCKS (causal or one-sided windows at small
+// head dims: balanced-blocks.ts), a workgroup takes a key block and its mirror.
 //
 // A dispatch covers the keys [key_base, key_end) (all of them unless split: binding-chunks.ts; split points are
 // multiples of the workgroup's keys) and the query rows [row_base, row_end). When the query rows of one kv head do
@@ -69,8 +70,33 @@ var<workgroup> sequence_shared: Sequence;
 
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
 ${VEC4_LOADERS}
+#if PAIRED_BLOCKS
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  // Causal balance (flash-common.wgsl's mirrored_block): then the key block whose row range complements this one's.
+  // One call site, so that the block's code is not there twice.
+  let mirrored = mirrored_block(wid.x, params.key_end - params.key_base, THREADS / KEY_THREADS * ROWS);
+  let blocks = select(1u, 2u, mirrored != wid.x);
+  for (var turn = 0u; turn < blocks; turn++) {
+    if (turn == 1u) {
+      // Every thread is done with the first block (its tiles and key marks) before the second one starts afresh.
+      workgroupBarrier();
+      for (var c = lid; c < THREADS / KEY_THREADS * ROWS; c += THREADS) {
+        atomicStore(&key_poisoned[c], 0u);
+      }
+      workgroupBarrier();
+    }
+    gradient_key_block(lid, vec3<u32>(select(wid.x, mirrored, turn == 1u), wid.y, wid.z));
+  }
+}
+
+// dK and dV of one key block, wid.x being the block. Unpaired, this code is main itself, as before pairing
+// (as a function called from main it ran the D64 backward 4–5% slower: bench notes, entry 29).
+fn gradient_key_block(lid: u32, wid: vec3<u32>) {
+#else
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+#endif
   let block_keys = THREADS / KEY_THREADS * ROWS;
   let tx = lid % KEY_THREADS;
   let ty = lid / KEY_THREADS;

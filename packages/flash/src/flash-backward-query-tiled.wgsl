@@ -4,7 +4,8 @@
 // v read into registers while this one is computed), thread (ty, tx) computes S = q kᵀ and dP = dO vᵀ for its ROWS
 // rows × keys 4·tx .. 4·tx + 3 (the forward's summation order, so P = exp(S − logsumexp) is exact),
 // dS = P ∘ (dP̃ − delta) into workgroup memory, then dQ += dS K · scale for its rows × head dims tx,
-// tx + KEY_THREADS, ... (read from the transposed key tile). No atomics: deterministic.
+// tx + KEY_THREADS, ... (read from the transposed key tile). No atomics: deterministic. Compiled with PAIRED_BLOCKS
+// (causal or one-sided windows at small head dims: balanced-blocks.ts), a workgroup takes a row block and its mirror.
 // A row whose logsumexp is NaN (the forward found a NaN it may attend) gets a NaN dQ; NaN keys are kept out of
 // the K tile (every row that may attend them is such a row), so that the zero dS of a masked pair cannot spread
 // them.
@@ -52,8 +53,29 @@ var<workgroup> sequence_shared: Sequence;
 
 // load_q4, load_k4, ... (vec4-loaders.ts): elements d..d+3 of a row, zero at and past `dim`.
 ${VEC4_LOADERS}
+#if PAIRED_BLOCKS
 @compute @workgroup_size(THREADS)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  // Causal balance (flash-common.wgsl's mirrored_block): then the row block whose key range complements this one's.
+  // One call site, so that the block's code is not there twice.
+  let mirrored = mirrored_block(wid.x, params.row_end - params.row_base, THREADS / KEY_THREADS * ROWS);
+  let blocks = select(1u, 2u, mirrored != wid.x);
+  for (var turn = 0u; turn < blocks; turn++) {
+    if (turn == 1u) {
+      // Every thread is done with the first block's tiles before the second block stages its rows.
+      workgroupBarrier();
+    }
+    gradient_row_block(lid, vec3<u32>(select(wid.x, mirrored, turn == 1u), wid.y, wid.z));
+  }
+}
+
+// dQ of one row block, wid.x being the block. Unpaired, this code is main itself, as before pairing
+// (as a function called from main it ran the D64 backward 4–5% slower: bench notes, entry 29).
+fn gradient_row_block(lid: u32, wid: vec3<u32>) {
+#else
+@compute @workgroup_size(THREADS)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+#endif
   let block_rows = THREADS / KEY_THREADS * ROWS;
   let tx = lid % KEY_THREADS;
   let ty = lid / KEY_THREADS;

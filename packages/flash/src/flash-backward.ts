@@ -33,7 +33,7 @@ import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } f
 import { rowsOfEights } from './chunked-rows';
 import { vec4RowTensors, type Vec4Rows } from './vec4-loaders';
 import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
-import { pairedWorkgroups, pairsMirroredBlocks } from './balanced-blocks';
+import { pairedWorkgroups, pairsMirroredBlocks, tiledPairsBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -66,7 +66,8 @@ export function querySourceFor(partial: boolean, tiled = false): string {
 /**
  * A gradient kernel and the rows (dQ) or keys (dK/dV) one workgroup covers: the tiled kernel
  * (flash-backward-*-tiled.wgsl) with `shape` when the forward is tiled and it fits (chooseTiles), else the compact
- * one with `compactConstants` (THREADS threads × the compact rows per thread).
+ * one with `compactConstants` (THREADS threads × the compact rows per thread). `paired`: the tiled kernel takes its
+ * blocks in mirrored pairs (PAIRED_BLOCKS; the compact kernels never do), so its dispatch runs pairedWorkgroups.
  */
 function gradientKernel(
   name: string,
@@ -77,19 +78,20 @@ function gradientKernel(
   shape: TiledShape | null,
   compactConstants: Readonly<Record<string, number>>,
   vec4Rows: Vec4Rows,
-): { source: KernelSource; perWorkgroup: number } {
+  paired = false,
+): { source: KernelSource; perWorkgroup: number; paired: boolean } {
   const suffix = partial ? '-partial' : '';
   if (shape) {
     const sizes = { rows: shape.rowsPerThread, keyThreads: shape.keyThreads };
     // Each thread's share of the tiles (4 · key threads keys for dQ, rows for dK/dV) it reads ahead into registers.
     const [qkLoads, vLoads] = name === 'flash-backward-query' ? ['K_LOADS', 'V_LOADS'] : ['Q_LOADS', 'G_LOADS'];
     const loads = (headDim: number) => tileLoads(4 * shape.keyThreads, headDim, shape.threads);
-    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV) } };
+    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV) }, flags: { PAIRED_BLOCKS: paired } };
     const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes, extras);
-    return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread };
+    return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread, paired };
   }
   const source = flashKernel(`${name}${suffix}`, sourceFor(partial, false), variant, tiles, compactConstants, {}, { vec4Rows });
-  return { source, perWorkgroup: compactConstants.THREADS! * tiles.forwardRowsPerThread };
+  return { source, perWorkgroup: compactConstants.THREADS! * tiles.forwardRowsPerThread, paired: false };
 }
 
 /**
@@ -204,8 +206,10 @@ export function recordFlashBackward(
   }
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
   const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
+  // Causal blocks in pairs (balanced-blocks.ts) where the tiled kernels gain from it; never in the partial ones.
+  const paired = tiledPairsBlocks(problem, tiles.headDimQk, tiles.headDimV);
   const keyValueKernel = (partial: boolean) =>
-    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows);
+    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial);
   // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
   let padded: PaddedKeyValues | undefined;
@@ -214,7 +218,7 @@ export function recordFlashBackward(
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
     recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues());
   } else if (keyLength > 0 && 'direct' in keyValuePlan) {
-    const { source, perWorkgroup } = keyValueKernel(false);
+    const { source, perWorkgroup, paired: pairedKeys } = keyValueKernel(false);
     dispatchChunks(
       recorder,
       source,
@@ -223,8 +227,8 @@ export function recordFlashBackward(
       keyValuePlan.direct,
       run.tensors,
       run.optional,
-      run.uniforms,
-      (chunk) => [Math.ceil(chunk.keys.count / perWorkgroup), chunk.heads.count, chunk.batch.count],
+      (chunk) => run.uniforms({ ...chunk, paired_blocks: pairedKeys ? 1 : 0 }),
+      (chunk) => [pairedWorkgroups(Math.ceil(chunk.keys.count / perWorkgroup), pairedKeys), chunk.heads.count, chunk.batch.count],
       run.rowStats('kv', keyValuePlan.direct),
     );
   }
@@ -239,15 +243,27 @@ export function recordFlashBackward(
   }
   if (queryLength > 0) {
     const queryConstants = { THREADS: tiles.forwardThreads, BLOCK_N: tiles.forwardKeys };
-    const queryKernel = (partial: boolean) => gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants, vec4Rows);
+    const queryKernel = (partial: boolean) =>
+      gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants, vec4Rows, paired && !partial);
     const workgroupsOf = (perWorkgroup: number) => (chunk: Chunk) => [Math.ceil(chunk.rows.count / perWorkgroup), chunk.heads.count, chunk.batch.count] as const;
     const wholeKeys = chunks.query.every((chunk) => chunk.keys.count === keyLength);
     const matrixShape = matrixQueryShape(tiles, caps);
     if (wholeKeys && matrixShape) {
       recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixShape, paddedKeyValues());
     } else if (wholeKeys) {
-      const { source, perWorkgroup } = queryKernel(false);
-      dispatchChunks(recorder, source, problem, kernels.query, chunks.query, run.tensors, run.optional, run.uniforms, workgroupsOf(perWorkgroup), run.rowStats('query', chunks.query));
+      const { source, perWorkgroup, paired: pairedRows } = queryKernel(false);
+      dispatchChunks(
+        recorder,
+        source,
+        problem,
+        kernels.query,
+        chunks.query,
+        run.tensors,
+        run.optional,
+        (chunk) => run.uniforms({ ...chunk, paired_blocks: pairedRows ? 1 : 0 }),
+        (chunk) => [pairedWorkgroups(Math.ceil(chunk.rows.count / perWorkgroup), pairedRows), chunk.heads.count, chunk.batch.count],
+        run.rowStats('query', chunks.query),
+      );
     } else {
       const { source, perWorkgroup } = queryKernel(true);
       recordPartialQuery(run, chunks.query, {
