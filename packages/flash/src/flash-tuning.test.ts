@@ -6,6 +6,7 @@ import { poisonPool } from '../test/flash-harness';
 import { flashAttention } from './flash-attention';
 import { chooseTiles, forwardTuningKey, tunedForwardTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
 import { forwardCandidates, restoreFlashTuning, tuneFlashForward, type SavedForwardTuning } from './flash-tuning';
+import { withEmulatedMatrices } from './subgroup-matrix-emulation';
 
 afterAll(() => gpu?.destroy());
 
@@ -48,6 +49,22 @@ describe.skipIf(!gpu)('forward autotuning', () => {
     expect(restoreFlashTuning(device, [...saved, tooBig])).toBe(1);
     expect(tunedForwardTiles(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
     expect(tunedForwardTiles(device.gpu, 'f32', 16, 16)).toBeUndefined();
+    tunedForwardTilesOf(device.gpu).clear();
+  });
+
+  it('restores a matrix choice for f16 only (on a device with subgroup matrices)', () => {
+    const device = gpu!;
+    // The test device with emulated subgroup-matrix caps, so that a matrix shape fits.
+    const withMatrices = Object.create(device, { caps: { value: withEmulatedMatrices(device.caps) } }) as typeof device;
+    const matrix = { kernel: 'matrix' as const, threads: 32, rowsPerThread: 1, keys: 32 };
+    tunedForwardTilesOf(device.gpu).clear();
+    const saved: SavedForwardTuning[] = [
+      { dtype: 'f16', headDim: 64, chosen: matrix },
+      { dtype: 'f32', headDim: 64, chosen: matrix },
+    ];
+    expect(restoreFlashTuning(withMatrices, saved)).toBe(1);
+    expect(tunedForwardTiles(device.gpu, 'f16', 64, 64)).toEqual(matrix);
+    expect(tunedForwardTiles(device.gpu, 'f32', 64, 64)).toBeUndefined();
     tunedForwardTilesOf(device.gpu).clear();
   });
 

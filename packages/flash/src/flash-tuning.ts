@@ -156,6 +156,8 @@ export function restoreFlashTuning(device: Device, saved: readonly SavedForwardT
   for (const { dtype, headDim, chosen } of saved) {
     // Choices saved before the tiled kernel existed have no `kernel`: they are compact shapes.
     const tiles: ForwardTiles = { kernel: chosen.kernel ?? 'compact', threads: chosen.threads, rowsPerThread: chosen.rowsPerThread, keys: chosen.keys };
+    // The matrix forward is f16 only: chooseTiles would ignore it for f32, so it is not restored (nor counted).
+    if (tiles.kernel === 'matrix' && dtype !== 'f16') continue;
     if (!forwardTilesFit(tiles, headDim, headDim, device.caps)) continue;
     tuned.set(forwardTuningKey(dtype, headDim, headDim), tiles);
     applied++;
