@@ -1,4 +1,5 @@
 import { BufferPool } from './buffer-pool';
+import { DispatchProfile, MAX_PROFILED_DISPATCHES, type DispatchTime } from './dispatch-profile';
 import { DeviceLostError, KernelError, NoAdapterError } from './errors';
 import { pipelineCacheFor, type PipelineCache } from './pipeline-cache';
 
@@ -119,6 +120,7 @@ export class Device {
   /** The device's hold on the `webgpu` package's GPU object (Node exits once every hold is released). */
   private gpuHold: GpuHold | undefined;
   private readonly lostListeners = new Set<(reason: string) => void>();
+  private dispatchProfile: DispatchProfile | undefined;
 
   /** @internal Use `createDevice()`. */
   constructor(init: {
@@ -245,7 +247,8 @@ export class Device {
     workgroups: readonly [number, number?, number?],
   ): void {
     this.kernelScope(kernel, () => {
-      const pass = this.commandEncoder().beginComputePass({ label: kernel });
+      const timestampWrites = this.dispatchProfile?.next(kernel);
+      const pass = this.commandEncoder().beginComputePass(timestampWrites ? { label: kernel, timestampWrites } : { label: kernel });
       pass.setPipeline(pipeline);
       bindGroups.forEach((group, index) => pass.setBindGroup(index, group));
       pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
@@ -267,6 +270,38 @@ export class Device {
       return record();
     } finally {
       this.submitsHeld--;
+    }
+  }
+
+  /**
+   * Runs `record` with the GPU time of each dispatch it records (dispatch-profile.ts; devices with 'timestamp-query'),
+   * waits for the GPU and returns what `record` returned with the dispatches' kernels and milliseconds, in order. The
+   * first `capacity` dispatches are timed (at most MAX_PROFILED_DISPATCHES); `untimed` counts the rest.
+   */
+  async profileDispatches<T>(record: () => T, capacity = MAX_PROFILED_DISPATCHES): Promise<{ result: T; dispatches: DispatchTime[]; untimed: number }> {
+    if (!this.caps.timestampQuery) throw new Error(`profileDispatches needs the 'timestamp-query' feature, which ${this.info.adapter} lacks`);
+    if (this.dispatchProfile) throw new Error('profileDispatches: a profile is already open on this device');
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_PROFILED_DISPATCHES) {
+      throw new RangeError(`profileDispatches: capacity must be an integer in [1, ${MAX_PROFILED_DISPATCHES}], got ${capacity}`);
+    }
+    const profile = new DispatchProfile(this.gpu, capacity);
+    this.dispatchProfile = profile;
+    let outcome: { readonly result: T } | { readonly error: unknown };
+    try {
+      outcome = { result: record() };
+    } catch (error) {
+      outcome = { error };
+    } finally {
+      this.dispatchProfile = undefined;
+    }
+    // Passes recorded before a throw still write the query set: it is destroyed only after they ran.
+    const times = profile.resolve(this.commandEncoder());
+    try {
+      await this.sync();
+      if ('error' in outcome) throw outcome.error;
+      return { result: outcome.result, dispatches: await times.read(), untimed: profile.untimed };
+    } finally {
+      times.destroy();
     }
   }
 

@@ -1,4 +1,5 @@
 export { BufferPool, bucketSize, type BufferPoolStats } from './buffer-pool';
+export { MAX_PROFILED_DISPATCHES, type DispatchTime } from './dispatch-profile';
 export { full, ones, rand, randn, tensor, zeros, type RandomOptions, type TensorOptions } from './creation';
 export {
   DEFAULT_DAWN_FEATURES,

@@ -2,6 +2,7 @@ import { appendFileSync } from 'node:fs';
 import type { Command } from '../command';
 import { describeDevice, formatDeviceReport } from '../device-report';
 import { KERNEL_USAGE, parseKernelArgs } from '../kernel/kernel-args';
+import { formatKernelShares } from '../kernel/kernel-profile';
 import { formatRecord, formatTiles, formatTunings, tableHeader } from '../kernel/kernel-table';
 import { setForwardTiles, tuneForShapes } from '../kernel/kernel-tuning';
 import { OPTION_DESCRIPTIONS, OPTION_NAMES } from '../kernel/option-sets';
@@ -37,7 +38,10 @@ export const kernelCommand: Command = {
           print(tableHeader());
           headerPrinted = true;
         }
-        for (const record of records) print(formatRecord(record));
+        for (const record of records) {
+          print(formatRecord(record));
+          if (record.profile && record.ms !== null) print(formatKernelShares(record.profile, record.ms));
+        }
         if (config.recordsFile) appendFileSync(config.recordsFile, records.map((record) => `${JSON.stringify(record)}\n`).join(''));
       },
     });

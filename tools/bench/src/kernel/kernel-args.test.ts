@@ -54,6 +54,12 @@ describe('kernel bench arguments', () => {
     expect(parseKernelArgs(['--quick', '--shape', '1,1,8,8']).shapes).toEqual([{ batch: 1, heads: 1, length: 8, headDim: 8 }]);
   });
 
+  it('--profile asks for the per-kernel breakdown, which needs GPU timestamps', () => {
+    expect(parseKernelArgs([]).profile).toBe(false);
+    expect(parseKernelArgs(['--profile']).profile).toBe(true);
+    expect(() => parseKernelArgs(['--profile', '--timing', 'wall-clock'])).toThrow(/--profile .* GPU timestamps/);
+  });
+
   it('--forward-tiles reads KERNEL:THREADS:ROWS:KEYS, and excludes --tune', () => {
     expect(parseKernelArgs([]).forwardTiles).toBeUndefined();
     expect(parseKernelArgs(['--forward-tiles', 'matrix:64:2:16']).forwardTiles).toEqual({ kernel: 'matrix', threads: 64, rowsPerThread: 2, keys: 16 });

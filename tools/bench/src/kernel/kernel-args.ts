@@ -46,6 +46,8 @@ export interface KernelBenchConfig {
   readonly tune: boolean;
   /** `--forward-tiles`: run flash's forward with these tiles at every dtype and head dim they fit (restoreFlashTuning). */
   readonly forwardTiles: ForwardTiles | undefined;
+  /** `--profile`: after timing each pass, its GPU time per kernel (kernel-profile.ts; needs GPU timestamps). */
+  readonly profile: boolean;
 }
 
 export const DEFAULT_SHAPES: readonly BenchShape[] = [
@@ -62,7 +64,7 @@ export const DEFAULT_OPTIONS = 'none,padding,padding-mask,dropout,causal';
 export const KERNEL_USAGE =
   '[--shape B,H,N,D ...] [--dtype f32,f16] [--options none,padding,padding-mask,varlen,dropout,causal (join with +)]' +
   ' [--backends flash,math,efficient] [--iterations N] [--warmup N] [--timing auto|timestamp|wall-clock]' +
-  ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--tune | --forward-tiles KERNEL:THREADS:ROWS:KEYS] [--quick]';
+  ' [--math-budget MiB] [--no-compare] [--records FILE.jsonl] [--tune | --forward-tiles KERNEL:THREADS:ROWS:KEYS] [--profile] [--quick]';
 
 const FORWARD_KERNELS = ['matrix', 'tiled', 'compact'] as const;
 
@@ -120,6 +122,7 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
   let quick = false;
   let tune = false;
   let forwardTiles: ForwardTiles | undefined;
+  let profile = false;
   for (let index = 0; index < args.length; index++) {
     const flag = args[index]!;
     const value = () => {
@@ -169,11 +172,15 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
       case '--forward-tiles':
         forwardTiles = parseForwardTiles(value());
         break;
+      case '--profile':
+        profile = true;
+        break;
       default:
         throw new InvalidArgumentError(`unknown option "${flag}" for kernel; options: ${KERNEL_USAGE}`);
     }
   }
   if (tune && forwardTiles) throw new InvalidArgumentError('choose one of --tune (search the forward tiles) and --forward-tiles (set them)');
+  if (profile && timing === 'wall-clock') throw new InvalidArgumentError('--profile times each kernel with GPU timestamps: drop --timing wall-clock');
   const optionText = options ?? DEFAULT_OPTIONS;
   const optionSets = optionText.split(',').map((name) => name.trim()).filter(Boolean).map(parseOptionSet);
   if (optionSets.length === 0) throw new InvalidArgumentError(`--options needs at least one of ${OPTION_NAMES.join(', ')}`);
@@ -192,5 +199,6 @@ export function parseKernelArgs(args: readonly string[]): KernelBenchConfig {
     recordsFile,
     tune,
     forwardTiles,
+    profile,
   };
 }

@@ -7,7 +7,7 @@ import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelCommand } from '../commands/kernel';
 import { parseKernelArgs } from './kernel-args';
-import { formatTiles } from './kernel-table';
+import { formatRecord, formatTiles } from './kernel-table';
 import { setForwardTiles } from './kernel-tuning';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
 import { runKernelBench, type KernelRecord } from './run-kernel-bench';
@@ -131,6 +131,34 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
     } finally {
       // Back to the default's choice.
       restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: defaultForward }]);
+    }
+  });
+});
+
+describe.skipIf(!gpu)('kernel benchmark --profile', () => {
+  it('prints each pass\'s GPU time per kernel under its row: flash\'s forward kernel, then delta, dK/dV and dQ backward', async () => {
+    expect(gpu!.caps.timestampQuery, 'the test device has timestamp-query').toBe(true);
+    const lines: string[] = [];
+    const result = await expectNoGpuErrors(gpu!, () =>
+      kernelCommand.run({
+        device: gpu!,
+        args: ['--quick', '--options', 'causal', '--backends', 'flash', '--no-compare', '--profile'],
+        print: (line = '') => lines.push(line),
+      }),
+    );
+    const records = result.records as KernelRecord[];
+    expect(records.map((record) => record.pass)).toEqual(['forward', 'backward']);
+    const [forward, backward] = records as [KernelRecord, KernelRecord];
+    expect(forward.profile!.kernels.map((share) => share.kernel)).toEqual([expect.stringMatching(/^flash-forward/)]);
+    const backwardKernels = backward.profile!.kernels.map((share) => share.kernel);
+    expect(backwardKernels[0]).toBe('flash-backward-delta');
+    expect(backwardKernels.slice(1).sort()).toEqual([expect.stringMatching(/^flash-backward-key-value/), expect.stringMatching(/^flash-backward-query/)]);
+    for (const record of records) {
+      const { kernels, untimedDispatches } = record.profile!;
+      expect(untimedDispatches).toBe(0);
+      for (const share of kernels) expect(share.ms > 0 && share.dispatches === 1, `${record.pass} ${share.kernel}`).toBe(true);
+      const row = lines.findIndex((line) => line === formatRecord(record));
+      expect(lines[row + 1]).toMatch(new RegExp(`^ {4}kernels: ${kernels[0]!.kernel} \\d+\\.\\d{3} ms \\(\\d+%\\)`));
     }
   });
 });

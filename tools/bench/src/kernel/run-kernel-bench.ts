@@ -10,6 +10,7 @@ import { benchInputs, type BenchInputs } from './bench-inputs';
 import { timeCalls, timingMethodFor, type TimingMethod } from './gpu-timer';
 import type { BackendName, BenchDType, BenchShape, KernelBenchConfig } from './kernel-args';
 import { kernelBackend, type ForwardResult, type KernelBackend, type Pass } from './kernel-backends';
+import { profileCalls, type PassProfile } from './kernel-profile';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, type OptionSet } from './option-sets';
 
 export const PASSES: readonly Pass[] = ['forward', 'backward'];
@@ -37,6 +38,8 @@ export interface KernelRecord {
   readonly maxAbsDiffVsMath: number | null;
   /** The padded key lengths used (padding options) or the packed sequences' lengths (varlen), else null. */
   readonly keyLengths: readonly number[] | null;
+  /** `--profile`: the pass's GPU time per kernel (null without it, or where the pass did not run). */
+  readonly profile: PassProfile | null;
 }
 
 export interface TileReport {
@@ -97,7 +100,7 @@ async function measurePass(context: CaseContext, backend: KernelBackend, pass: P
   const { q, k, v, gradOut, options } = inputs;
   const flops = forwardFlops(shape, set) * (pass === 'backward' ? BACKWARD_FLOP_FACTOR : 1);
   const base = { shape, dtype, option: set.name, backend: backend.name, pass, flops, keyLengths: inputs.keyLengths };
-  const failed = (status: string) => ({ ...base, status, timing: null, ms: null, tflops: null, repeats: null, samplesMs: null, quantized: false });
+  const failed = (status: string) => ({ ...base, status, timing: null, ms: null, tflops: null, repeats: null, samplesMs: null, quantized: false, profile: null });
   const refusal = backend.refusal(q, k, v, options, pass);
   if (refusal) return failed(`refused: ${refusal}`);
   let forward: ForwardResult | undefined;
@@ -122,6 +125,7 @@ async function measurePass(context: CaseContext, backend: KernelBackend, pass: P
     if (!(timing.ms > 0) || !Number.isFinite(timing.ms)) {
       return failed(`error: measured ${timing.ms} ms per call with ${timing.method} timing`);
     }
+    const profile = config.profile ? await profileCalls(device, call, timing.repeats) : null;
     return {
       ...base,
       status: 'ok',
@@ -131,6 +135,7 @@ async function measurePass(context: CaseContext, backend: KernelBackend, pass: P
       repeats: timing.repeats,
       samplesMs: timing.samplesMs,
       quantized: timing.quantized,
+      profile,
     };
   } catch (error) {
     await device.sync().catch(() => undefined);
@@ -184,6 +189,9 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
     throw new Error(`the kernel benchmark times WebGPU kernels, but the device is the CPU (${device.info.reason})`);
   }
   const method = timingMethodFor(device, config.timing);
+  if (config.profile && method !== 'timestamp') {
+    throw new Error(`--profile times each kernel with GPU timestamps, which this device (${device.info.adapter}) lacks ('timestamp-query')`);
+  }
   const limits = config.mathBudgetBytes === undefined ? {} : { memoryBudgetBytes: config.mathBudgetBytes };
   const backends = config.backends.map((name) => kernelBackend(name, device, limits));
   const tiles: TileReport[] = [];
