@@ -218,19 +218,7 @@ export function recordFlashBackward(
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
     recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues());
   } else if (keyLength > 0 && 'direct' in keyValuePlan) {
-    const { source, perWorkgroup, paired: pairedKeys } = keyValueKernel(false);
-    dispatchChunks(
-      recorder,
-      source,
-      problem,
-      kernels.keyValue,
-      keyValuePlan.direct,
-      run.tensors,
-      run.optional,
-      (chunk) => run.uniforms({ ...chunk, paired_blocks: pairedKeys ? 1 : 0 }),
-      (chunk) => [pairedWorkgroups(Math.ceil(chunk.keys.count / perWorkgroup), pairedKeys), chunk.heads.count, chunk.batch.count],
-      run.rowStats('kv', keyValuePlan.direct),
-    );
+    dispatchGradient(run, keyValueKernel(false), kernels.keyValue, keyValuePlan.direct, 'kv');
   }
   if (keyLength > 0 && 'partial' in keyValuePlan) {
     const { source, perWorkgroup } = keyValueKernel(true);
@@ -251,19 +239,7 @@ export function recordFlashBackward(
     if (wholeKeys && matrixShape) {
       recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixShape, paddedKeyValues());
     } else if (wholeKeys) {
-      const { source, perWorkgroup, paired: pairedRows } = queryKernel(false);
-      dispatchChunks(
-        recorder,
-        source,
-        problem,
-        kernels.query,
-        chunks.query,
-        run.tensors,
-        run.optional,
-        (chunk) => run.uniforms({ ...chunk, paired_blocks: pairedRows ? 1 : 0 }),
-        (chunk) => [pairedWorkgroups(Math.ceil(chunk.rows.count / perWorkgroup), pairedRows), chunk.heads.count, chunk.batch.count],
-        run.rowStats('query', chunks.query),
-      );
+      dispatchGradient(run, queryKernel(false), kernels.query, chunks.query, 'query');
     } else {
       const { source, perWorkgroup } = queryKernel(true);
       recordPartialQuery(run, chunks.query, {
@@ -274,6 +250,32 @@ export function recordFlashBackward(
       });
     }
   }
+}
+
+/**
+ * A tiled or compact gradient kernel (gradientKernel) over `chunks`: one workgroup per `perWorkgroup` query rows
+ * (dQ, `heads` 'query') or keys (dK/dV, 'kv') of a chunk, half as many when the kernel pairs its blocks.
+ */
+function dispatchGradient(
+  run: BackwardRun,
+  kernel: { source: KernelSource; perWorkgroup: number; paired: boolean },
+  bindings: KernelBindings,
+  chunks: readonly Chunk[],
+  heads: ChunkHeads,
+): void {
+  const { source, perWorkgroup, paired } = kernel;
+  dispatchChunks(
+    run.recorder,
+    source,
+    run.problem,
+    bindings,
+    chunks,
+    run.tensors,
+    run.optional,
+    (chunk) => run.uniforms({ ...chunk, paired_blocks: paired ? 1 : 0 }),
+    (chunk) => [pairedWorkgroups(Math.ceil((heads === 'query' ? chunk.rows : chunk.keys).count / perWorkgroup), paired), chunk.heads.count, chunk.batch.count],
+    run.rowStats(heads, chunks),
+  );
 }
 
 /**

@@ -53,7 +53,8 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
     const tiles = chooseTiles({ headDimQk: 40, headDimV: 100 }, device.caps)!;
     const failures: string[] = [];
     // The tiled kernels' per-thread tile loads (any counts compile); rows read as vec4 or element-wise; the
-    // tiled forward's weights through subgroup shuffles where the device has subgroups.
+    // tiled forward's weights through subgroup shuffles where the device has subgroups; the tiled backward's blocks
+    // in mirrored pairs (balanced-blocks.ts).
     const sizes = { K_LOADS: 3, V_LOADS: 2, Q_LOADS: 2, G_LOADS: 3 };
     const vec4 = new Set(['q', 'k', 'v', 'grad_out']);
     const shuffled = { flags: { SHUFFLE_P: true }, directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] };
@@ -61,6 +62,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
       for (const [name, source] of Object.entries(KERNELS)) {
         const forms: KernelExtras[] = [{ sizes }, { sizes, vec4Rows: vec4 }];
         if (name === 'tiledForwardSource' && device.caps.subgroups) forms.push({ sizes, ...shuffled });
+        if (name === 'tiledQuerySource' || name === 'tiledKeyValueSource') forms.push({ sizes, flags: { PAIRED_BLOCKS: true } });
         for (const extras of forms) {
           const kernel = flashKernel(name, source, variant, tiles, {}, { keyThreads: 4 }, extras);
           const module = device.gpu.createShaderModule({ code: kernel.code(), label: kernel.variant });
