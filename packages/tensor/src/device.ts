@@ -1,6 +1,6 @@
 import { BufferPool } from './buffer-pool';
 import { DispatchProfile, MAX_PROFILED_DISPATCHES, type DispatchTime } from './dispatch-profile';
-import { DeviceLostError, KernelError, NoAdapterError } from './errors';
+import { DeviceLostError, InvalidArgumentError, KernelError, NoAdapterError } from './errors';
 import { pipelineCacheFor, type PipelineCache } from './pipeline-cache';
 
 /** One subgroup-matrix configuration the adapter supports (M×N×K, component → result type). */
@@ -279,10 +279,14 @@ export class Device {
    * first `capacity` dispatches are timed (at most MAX_PROFILED_DISPATCHES); `untimed` counts the rest.
    */
   async profileDispatches<T>(record: () => T, capacity = MAX_PROFILED_DISPATCHES): Promise<{ result: T; dispatches: DispatchTime[]; untimed: number }> {
-    if (!this.caps.timestampQuery) throw new Error(`profileDispatches needs the 'timestamp-query' feature, which ${this.info.adapter} lacks`);
-    if (this.dispatchProfile) throw new Error('profileDispatches: a profile is already open on this device');
+    if (!this.caps.timestampQuery) {
+      throw new InvalidArgumentError(
+        `profileDispatches needs GPU timestamps ('timestamp-query'), which ${this.info.adapter} lacks; time whole calls with createCallSampler(device, 'wall-clock') instead`,
+      );
+    }
+    if (this.dispatchProfile) throw new InvalidArgumentError('profileDispatches: a profile is already open on this device; await it before starting another');
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_PROFILED_DISPATCHES) {
-      throw new RangeError(`profileDispatches: capacity must be an integer in [1, ${MAX_PROFILED_DISPATCHES}], got ${capacity}`);
+      throw new InvalidArgumentError(`profileDispatches: capacity must be an integer in [1, ${MAX_PROFILED_DISPATCHES}], got ${capacity}`);
     }
     const profile = new DispatchProfile(this.gpu, capacity);
     this.dispatchProfile = profile;

@@ -3,7 +3,7 @@
  * per-kernel breakdown. Runs on the test device's real timestamps (lavapipe has 'timestamp-query').
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { MAX_PROFILED_DISPATCHES, matmul, randn, type Tensor } from './index';
+import { InvalidArgumentError, MAX_PROFILED_DISPATCHES, cpuDevice, matmul, randn, type Tensor } from './index';
 import { expectNoGpuErrors, freshSeed, openTestDevice } from './testing';
 
 const gpu = await openTestDevice();
@@ -73,7 +73,13 @@ describe.skipIf(!gpu)('profileDispatches', () => {
       return [];
     });
     expect(String(await inner)).toContain('a profile is already open');
-    await expect(device.profileDispatches(() => [], 0)).rejects.toThrow(RangeError);
+    await expect(device.profileDispatches(() => [], 0)).rejects.toThrow(InvalidArgumentError);
     await expect(device.profileDispatches(() => [], MAX_PROFILED_DISPATCHES + 1)).rejects.toThrow(`[1, ${MAX_PROFILED_DISPATCHES}]`);
+  });
+});
+
+describe('profileDispatches without GPU timestamps', () => {
+  it('refuses the CPU device, naming the fix', async () => {
+    await expect(cpuDevice().profileDispatches(() => [])).rejects.toThrow(/'timestamp-query'.*wall-clock/);
   });
 });

@@ -4,7 +4,7 @@
  * not run ("refused: …" from the backend's own check or its ResourceLimitError; "error: …" for anything else).
  */
 import { chooseTiles, tunedForwardTiles, type FlashTiles } from '@webattn/flash';
-import { ResourceLimitError, type Device } from '@webattn/tensor';
+import { InvalidArgumentError, ResourceLimitError, type Device } from '@webattn/tensor';
 import { maxAbsDiff } from '@webattn/tensor/testing';
 import { benchInputs, type BenchInputs } from './bench-inputs';
 import { timeCalls, timingMethodFor, type TimingMethod } from './gpu-timer';
@@ -190,7 +190,7 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
   }
   const method = timingMethodFor(device, config.timing);
   if (config.profile && method !== 'timestamp') {
-    throw new Error(`--profile times each kernel with GPU timestamps, which this device (${device.info.adapter}) lacks ('timestamp-query')`);
+    throw new InvalidArgumentError(`--profile times each kernel with GPU timestamps, which this device (${device.info.adapter}) lacks ('timestamp-query'): run without --profile`);
   }
   const limits = config.mathBudgetBytes === undefined ? {} : { memoryBudgetBytes: config.mathBudgetBytes };
   const backends = config.backends.map((name) => kernelBackend(name, device, limits));
