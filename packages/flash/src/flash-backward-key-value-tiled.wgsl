@@ -2,8 +2,8 @@
 // swapped: one workgroup per tile of BK = (THREADS / KEY_THREADS) · ROWS keys of one (batch, kv head), threads in
 // a grid of key groups (ty) × KEY_THREADS (tx), keys and values staged once. It loops over the query heads that
 // share the kv head (GQA) and over the query tiles of BLOCK_M = 4 · KEY_THREADS rows that may attend its keys
-// (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4; the next tile's q and dO are read into
-// registers while this one is computed), logsumexp and delta. Thread (ty, tx)
+// (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4), logsumexp and delta (the next tile's q, dO
+// and row statistics are read into registers while this one is computed). Thread (ty, tx)
 // computes Sᵀ = k qᵀ and dPᵀ = v dOᵀ for its ROWS keys × rows 4·tx .. 4·tx + 3 (the forward's summation order,
 // so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory, then dV += P̃ᵀ dO and
 // dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... With dropout, the workgroup draws each (row, 8 keys)
@@ -61,9 +61,13 @@ var<workgroup> gt_tile: array<vec4<f32>, HEAD_DIM_V * ROW_STRIDE>;
 // pt_tile[c · ROW_STRIDE + r4] = P̃ of key c for rows 4·r4 .. 4·r4 + 3; dst_tile likewise dS · scale.
 var<workgroup> pt_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * ROW_STRIDE>;
 var<workgroup> dst_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * ROW_STRIDE>;
-var<workgroup> lse_tile: array<f32, BLOCK_M>;
-var<workgroup> residual_tile: array<f32, BLOCK_M>;
-var<workgroup> delta_tile: array<f32, BLOCK_M>;
+// The tile's row statistics by quads, as thread tx reads them (rows 4·tx .. 4·tx + 3 in one vector): logsumexp,
+// residual, delta, and the keys [lo, hi] each row may attend within the dispatch (key_bounds; lo > hi: none).
+var<workgroup> lse_tile: array<vec4<f32>, KEY_THREADS>;
+var<workgroup> residual_tile: array<vec4<f32>, KEY_THREADS>;
+var<workgroup> delta_tile: array<vec4<f32>, KEY_THREADS>;
+var<workgroup> lo_tile: array<vec4<i32>, KEY_THREADS>;
+var<workgroup> hi_tile: array<vec4<i32>, KEY_THREADS>;
 // key_poisoned[c] = 1: key c gets NaN gradients (set by any of its threads).
 var<workgroup> key_poisoned: array<atomic<u32>, THREADS / KEY_THREADS * ROWS>;
 var<workgroup> sequence_shared: Sequence;
@@ -205,8 +209,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let steps = params.group_count * tiles;
   var q_next: array<vec4<f32>, Q_LOADS>;
   var g_next: array<vec4<f32>, G_LOADS>;
+  // Row lid's logsumexp, residual and delta (x, y, z) and its key bounds for the next step (threads from BLOCK_M on
+  // hold none).
+  var stats_next: vec3<f32>;
+  var bounds_next: vec2<i32>;
   if (steps > 0u) {
-    fetch_rows(kv_head * group + params.group_first, tile_begin, lid, b, sequence, row_limit, &q_next, &g_next);
+    fetch_rows(kv_head * group + params.group_first, tile_begin, lid, b, sequence, row_limit, &q_next, &g_next, &stats_next, &bounds_next);
   }
   for (var step = 0u; step < steps; step++) {
     let h = kv_head * group + params.group_first + step / tiles;
@@ -235,23 +243,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
       }
     }
-    for (var r = lid; r < BLOCK_M; r += THREADS) {
-      let i = row0 + r;
-      var lse = negative_infinity;
-      var row_delta = 0.0;
-      var residual = 0.0;
-      if (i >= params.row_base && i < row_limit) {
-        // Rows of the logsumexp and delta bindings (row-stats.ts).
-        let row_index = batch_head * params.query_length + i;
-        lse = logsumexp[row_index - params.lse_base];
-        row_delta = delta[row_index - params.delta_base];
-        if (params.lse_residual == 1u) {
-          residual = logsumexp[params.lse_count + row_index - params.lse_base];
-        }
-      }
-      lse_tile[r] = lse;
-      residual_tile[r] = residual;
-      delta_tile[r] = row_delta;
+    if (lid < BLOCK_M) {
+      lse_tile[lid / 4u][lid % 4u] = stats_next.x;
+      residual_tile[lid / 4u][lid % 4u] = stats_next.y;
+      delta_tile[lid / 4u][lid % 4u] = stats_next.z;
+      lo_tile[lid / 4u][lid % 4u] = bounds_next.x;
+      hi_tile[lid / 4u][lid % 4u] = bounds_next.y;
     }
 #if DROPOUT
     // The dropout keep bits of the tile's rows × the workgroup's key octets, one dropout draw each (drawn by each
@@ -272,7 +269,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
     if (step + 1u < steps) {
       let following = step + 1u;
-      fetch_rows(kv_head * group + params.group_first + following / tiles, tile_begin + following % tiles, lid, b, sequence, row_limit, &q_next, &g_next);
+      fetch_rows(kv_head * group + params.group_first + following / tiles, tile_begin + following % tiles, lid, b, sequence, row_limit, &q_next, &g_next, &stats_next, &bounds_next);
     }
 
     // Sᵀ = k qᵀ and dPᵀ = v dOᵀ for this thread's keys × rows row0 + 4·tx .. + 3 (the forward's order).
@@ -313,37 +310,40 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       weights[t] = vec4<f32>(0.0);
       ds[t] = vec4<f32>(0.0);
     }
+    let lse4 = lse_tile[tx];
+    let residual4 = residual_tile[tx];
+    let delta4 = delta_tile[tx];
+    let lo4 = lo_tile[tx];
+    let hi4 = hi_tile[tx];
     for (var u = 0u; u < 4u; u++) {
-      let r = 4u * tx + u;
-      let i = row0 + r;
-      let lse = lse_tile[r];
+      let i = row0 + 4u * tx + u;
+      let lse = lse4[u];
       let row_nan = is_nan(lse);
       // Rows without any allowed key (logsumexp −∞, also past the sequence or outside the dispatch's rows) take
       // no part.
       if (lse == negative_infinity) {
         continue;
       }
-      let bounds = key_bounds(i32(i), sequence);
       for (var t = 0u; t < ROWS; t++) {
-        let j = first_key + t;
-        if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
+        let j = i32(first_key + t);
+        if (j < lo4[u] || j > hi4[u]) {
           continue;
         }
         let capped = capped_score(s[t][u]);
-        let score = masked_score(capped.x, b, h, i, j);
+        let score = masked_score(capped.x, b, h, i, u32(j));
         // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
         if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
           atomicStore(&key_poisoned[ty * ROWS + t], 1u);
         } else if (score > negative_infinity) {
-          let p = exp((score - lse) - residual_tile[r]);
+          let p = exp((score - lse) - residual4[u]);
 #if DROPOUT
-          let keep_bits = u32(dst_tile[((j >> 3u) - octet_first) * KEY_THREADS + tx][u]);
-          let keep = select(0.0, params.dropout_scale, ((keep_bits >> (j & 7u)) & 1u) == 1u);
+          let keep_bits = u32(dst_tile[((u32(j) >> 3u) - octet_first) * KEY_THREADS + tx][u]);
+          let keep = select(0.0, params.dropout_scale, ((keep_bits >> (u32(j) & 7u)) & 1u) == 1u);
 #else
           let keep = 1.0;
 #endif
           weights[t][u] = p * keep;
-          ds[t][u] = p * (dp[t][u] * keep - delta_tile[r]) * capped.y * params.scale;
+          ds[t][u] = p * (dp[t][u] * keep - delta4[u]) * capped.y * params.scale;
         }
       }
     }
@@ -404,9 +404,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 
 // This thread's share of query tile `tile`'s q and dO rows of head h (zero outside the dispatch's rows; q's NaN
-// values as 0).
-fn fetch_rows(h: u32, tile: u32, lid: u32, b: u32, sequence: Sequence, row_limit: u32, q_next: ptr<function, array<vec4<f32>, Q_LOADS>>, g_next: ptr<function, array<vec4<f32>, G_LOADS>>) {
+// values as 0), and the logsumexp, residual and delta of the tile's row lid (−∞, 0, 0 outside the dispatch's rows:
+// such rows take no part) with the keys of this dispatch it may attend. Read a step ahead, so that no step waits
+// for them.
+fn fetch_rows(h: u32, tile: u32, lid: u32, b: u32, sequence: Sequence, row_limit: u32, q_next: ptr<function, array<vec4<f32>, Q_LOADS>>, g_next: ptr<function, array<vec4<f32>, G_LOADS>>, stats_next: ptr<function, vec3<f32>>, bounds_next: ptr<function, vec2<i32>>) {
   let row0 = tile * BLOCK_M;
+  var stats = vec3<f32>(params.negative_infinity, 0.0, 0.0);
+  let i = row0 + lid;
+  let bounds = key_bounds(i32(i), sequence);
+  *bounds_next = vec2<i32>(bounds.x, min(bounds.y, i32(params.key_end) - 1));
+  if (lid < BLOCK_M && i >= params.row_base && i < row_limit) {
+    // Rows of the logsumexp and delta bindings (row-stats.ts).
+    let row_index = (b * params.q_heads + h) * params.query_length + i;
+    stats.x = logsumexp[row_index - params.lse_base];
+    stats.z = delta[row_index - params.delta_base];
+    if (params.lse_residual == 1u) {
+      stats.y = logsumexp[params.lse_count + row_index - params.lse_base];
+    }
+  }
+  *stats_next = stats;
   let q_base = params.q_offset + b * params.q_batch + h * params.q_head;
   let g_base = params.g_offset + b * params.g_batch + h * params.g_head;
   for (var n = 0u; n < Q_LOADS; n++) {

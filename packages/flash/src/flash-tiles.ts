@@ -311,7 +311,8 @@ export function tiledKeyValueStorage(shape: TiledShape, headDimQk: number, headD
   const keys = (shape.threads / shape.keyThreads) * shape.rowsPerThread;
   const [qk4, v4] = [headDimBucket(headDimQk) / 4, headDimBucket(headDimV) / 4];
   const vec4s = keys * (qk4 + 1) + keys * (v4 + 1) + 4 * (qk4 + v4) * (shape.keyThreads + 1) + 2 * keys * (shape.keyThreads + 1);
-  return vec4s * 16 + 3 * 4 * shape.keyThreads * 4 + keys * 4 + SHARED_EXTRA;
+  // Five row statistics (logsumexp, residual, delta, key bounds) of 4 · key threads rows; the key marks.
+  return vec4s * 16 + 5 * 4 * shape.keyThreads * 4 + keys * 4 + SHARED_EXTRA;
 }
 
 /**
@@ -348,6 +349,8 @@ function tiledShapeFits(shape: TiledShape, headDims: number, costs: TiledCosts, 
   const perWorkgroup = (shape.threads / shape.keyThreads) * shape.rowsPerThread;
   return (
     shape.threads % shape.keyThreads === 0 &&
+    // dK/dV: a thread per row of its 4 · key threads query tiles holds the row's logsumexp and delta.
+    shape.threads >= 4 * shape.keyThreads &&
     headDims % shape.keyThreads === 0 &&
     KEY_STEP % perWorkgroup === 0 &&
     shape.threads <= (caps.maxComputeInvocationsPerWorkgroup || 256) &&
