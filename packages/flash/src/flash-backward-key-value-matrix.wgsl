@@ -6,7 +6,8 @@
 // (batch, kv head) and keeps their k and v rows as left matrices and dK, dV as result matrices. It loops over the
 // query heads that share the kv head (GQA) and the query tiles of BLOCK_M rows that may attend its keys:
 //   1. Sᵀ = K Qᵀ and dPᵀ = V dOᵀ on the matrices, stored to the subgroup's f32 scratches;
-//   2. each lane takes (row, 8 aligned keys) pairs: P = exp(S − logsumexp) where the pair is allowed (scale,
+//   2. each lane takes (row, 8 aligned keys) pairs (their rows' logsumexp and delta read before step 1, so that the
+//      products hide the loads): P = exp(S − logsumexp) where the pair is allowed (scale,
 //      softcap, masks, bounds: flash-common.wgsl), P̃ = P · dropout keep, dS = P ∘ (dP̃ − delta) · softcap′ · scale
 //      (flash-backward-key-value-tiled.wgsl's formulas), both as f16 into the subgroup's scratches (0 where the
 //      pair is not allowed);
@@ -26,6 +27,8 @@ const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
 const S_STRIDE: u32 = max(BLOCK_M, max(HEAD_DIM_QK, HEAD_DIM_V)) + 1u;
 const DP_STRIDE: u32 = BLOCK_M + 1u;
 const P_STRIDE: u32 = BLOCK_M + 8u;
+// (row, 8-key group) pairs per lane and query tile (step 2).
+const PAIRS: u32 = BLOCK_M * 2u / SUBGROUP_SIZE;
 
 @group(0) @binding(5) var<storage, read> q: array<f16>;
 @group(0) @binding(6) var<storage, read> k: array<f16>;
@@ -117,6 +120,26 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
       let q_row = q_base + row0 * HEAD_DIM_QK;
       let g_row = g_base + row0 * HEAD_DIM_V;
 
+      // The logsumexp, residual and delta of this lane's rows in step 2 (−∞, 0, 0 for rows past the sequence or
+      // outside the dispatch's rows: they take no part), read before step 1 so that the products hide the loads.
+      var lse_of: array<f32, PAIRS>;
+      var residual_of: array<f32, PAIRS>;
+      var delta_of: array<f32, PAIRS>;
+      for (var n = 0u; n < PAIRS; n++) {
+        let i = row0 + (lane + n * SUBGROUP_SIZE) / 2u;
+        lse_of[n] = negative_infinity;
+        residual_of[n] = 0.0;
+        delta_of[n] = 0.0;
+        if (i >= params.row_base && i < row_limit) {
+          let row_index = batch_head * params.query_length + i;
+          lse_of[n] = logsumexp[row_index - params.lse_base];
+          delta_of[n] = delta[row_index - params.delta_base];
+          if (params.lse_residual == 1u) {
+            residual_of[n] = logsumexp[params.lse_count + row_index - params.lse_base];
+          }
+        }
+      }
+
       // 1. Sᵀ and dPᵀ into the scratches.
       {
         ${MATRIX_SCORES}
@@ -124,21 +147,14 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
       workgroupBarrier();
 
       // 2. P̃ᵀ and dSᵀ for this lane's (row, 8-key group) pairs.
-      for (var pair = lane; pair < BLOCK_M * 2u; pair += SUBGROUP_SIZE) {
+      for (var n = 0u; n < PAIRS; n++) {
+        let pair = lane + n * SUBGROUP_SIZE;
         let r = pair / 2u;
         let c0 = (pair % 2u) * 8u;
         let i = row0 + r;
-        var lse = negative_infinity;
-        var residual = 0.0;
-        var row_delta = 0.0;
-        if (i >= params.row_base && i < row_limit) {
-          let row_index = batch_head * params.query_length + i;
-          lse = logsumexp[row_index - params.lse_base];
-          row_delta = delta[row_index - params.delta_base];
-          if (params.lse_residual == 1u) {
-            residual = logsumexp[params.lse_count + row_index - params.lse_base];
-          }
-        }
+        let lse = lse_of[n];
+        let residual = residual_of[n];
+        let row_delta = delta_of[n];
         var weights: array<f32, 8>;
         var ds: array<f32, 8>;
         for (var t = 0u; t < 8u; t++) {
