@@ -52,6 +52,11 @@ export interface CreateDeviceOptions {
   readonly powerPreference?: GPUPowerPreference;
   /** Dawn toggles for Node (default: allow_unsafe_apis, vulkan_enable_f16_on_nvidia). */
   readonly dawnFeatures?: readonly string[];
+  /**
+   * Dawn toggles turned off in Node (default: timestamp_quantization, so that GPU timestamps keep the device's
+   * resolution instead of Dawn's 65.536 µs steps; pass [] for Dawn's defaults).
+   */
+  readonly disabledDawnFeatures?: readonly string[];
   /** Submit every kernel inside error scopes and report failures naming the kernel. Slow; for debugging. */
   readonly debug?: boolean;
 }
@@ -385,6 +390,8 @@ export function cpuDevice(reason?: string): Device {
 
 /** The Dawn toggles `createDevice` passes in Node unless `dawnFeatures` says otherwise. */
 export const DEFAULT_DAWN_FEATURES: readonly string[] = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
+/** The Dawn toggles `createDevice` turns off in Node unless `disabledDawnFeatures` says otherwise. */
+export const DEFAULT_DISABLED_DAWN_FEATURES: readonly string[] = ['timestamp_quantization'];
 
 /** A device's hold on the GPU object it came from; `release()` once, when the device is done with it. */
 interface GpuHold {
@@ -439,8 +446,12 @@ async function findGpu(options: CreateDeviceOptions): Promise<{ gpu: GPU; hold: 
     for (const [name, value] of Object.entries(webgpu.globals)) {
       if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
     }
-    const toggles = `enable-dawn-features=${(options.dawnFeatures ?? DEFAULT_DAWN_FEATURES).join(',')}`;
-    return holdDawn(toggles, () => webgpu.create([toggles]));
+    const disabled = options.disabledDawnFeatures ?? DEFAULT_DISABLED_DAWN_FEATURES;
+    const flags = [
+      `enable-dawn-features=${(options.dawnFeatures ?? DEFAULT_DAWN_FEATURES).join(',')}`,
+      ...(disabled.length > 0 ? [`disable-dawn-features=${disabled.join(',')}`] : []),
+    ];
+    return holdDawn(flags.join(' '), () => webgpu.create(flags));
   } catch (error) {
     return `the optional 'webgpu' package could not be loaded in Node (${(error as Error).message}); install it with 'pnpm add webgpu'`;
   }

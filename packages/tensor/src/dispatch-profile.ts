@@ -2,8 +2,9 @@
  * GPU time per dispatch, on devices with 'timestamp-query': while a profile is open (Device.profileDispatches), each
  * compute pass the device records carries begin and end timestamps, so that a benchmark can tell which kernels of a
  * call take its time (the backward's delta, dK/dV and dQ, say). Each pass is timed alone: the gaps between passes
- * are not counted, so the sum is at most the call's time. Dawn may quantise timestamps to 65.536 µs (see
- * gpu-timing.ts): sum a kernel over many dispatches before reading much into one.
+ * are not counted, so the sum is at most the call's time. Dawn may quantise timestamps to 65.536 µs (browsers do;
+ * createDevice turns that off in Node; see gpu-timing.ts): there, sum a kernel over many dispatches before reading
+ * much into one.
  */
 
 /** One timed dispatch: its kernel's name (the pass label) and GPU milliseconds. */

@@ -3,8 +3,8 @@
  * 'timestamp-query' feature, empty compute passes carrying `timestampWrites` bracket the calls, so the time is the
  * GPU's own (no recording, submit or readback latency), and a heater kernel keeps the GPU busy while the host
  * records them (see timestampSampler); otherwise wall clock around the calls and `device.sync()`.
- * Dawn may quantise timestamps (to 65.536 µs unless its `timestamp_quantization` toggle is off): time enough
- * repeats per sample that this does not matter.
+ * Dawn may quantise timestamps (to 65.536 µs unless its `timestamp_quantization` toggle is off, as createDevice
+ * has it in Node; browsers quantise): time enough repeats per sample that this does not matter.
  */
 import type { Device } from './device';
 import { runKernel } from './kernel';

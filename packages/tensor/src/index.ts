@@ -3,6 +3,7 @@ export { MAX_PROFILED_DISPATCHES, type DispatchTime } from './dispatch-profile';
 export { full, ones, rand, randn, tensor, zeros, type RandomOptions, type TensorOptions } from './creation';
 export {
   DEFAULT_DAWN_FEATURES,
+  DEFAULT_DISABLED_DAWN_FEATURES,
   Device,
   cpuDevice,
   createDevice,
