@@ -339,6 +339,24 @@ interface TiledCosts {
   readonly registers: (shape: TiledShape) => number;
 }
 
+/** The two tiled backward kernels: dQ ('query') and dK/dV ('keyValue'). */
+export type TiledBackwardKernel = 'query' | 'keyValue';
+
+function tiledCosts(kernel: TiledBackwardKernel, headDimQk: number, headDimV: number): TiledCosts {
+  return kernel === 'query'
+    ? { storage: (shape) => tiledQueryStorage(shape, headDimQk, headDimV), registers: (shape) => (shape.rowsPerThread * headDimQk) / shape.keyThreads }
+    : {
+        storage: (shape) => tiledKeyValueStorage(shape, headDimQk, headDimV),
+        registers: (shape) => (shape.rowsPerThread * (headDimQk + headDimV)) / shape.keyThreads,
+      };
+}
+
+/** Whether `shape` runs as the tiled dQ or dK/dV kernel at these head dims (buckets) on `caps`. */
+export function tiledBackwardFits(kernel: TiledBackwardKernel, shape: TiledShape, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
+  const [qk, v] = [headDimBucket(headDimQk), headDimBucket(headDimV)];
+  return tiledShapeFits(shape, Math.min(qk, v), tiledCosts(kernel, qk, v), caps);
+}
+
 /**
  * Whether a tiled backward shape runs on the device: key threads that divide the threads and the head dims (each
  * thread owns head dims tx, tx + key threads, ...), at most 64 accumulators per thread, the workgroup within the
@@ -360,20 +378,21 @@ function tiledShapeFits(shape: TiledShape, headDims: number, costs: TiledCosts, 
 }
 
 /**
- * A tiled backward kernel's shape for a tiled forward: the head dim's entry of `preferred` with fewer threads until
- * it fits, else the forward's key threads and rows per thread with fewer threads (then rows) until it fits; null
- * where none fits (the compact family runs then).
+ * A tiled backward kernel's shape for a tiled forward: the device's tuned shape (`tuned`, tuneFlashBackward) where it
+ * fits, else the head dim's entry of `preferred` with fewer threads until it fits, else the forward's key threads and
+ * rows per thread with fewer threads (then rows) until it fits; null where none fits (the compact family runs then).
  */
 function tiledBackwardShape(
   forward: ForwardTiles,
   preferred: Readonly<Partial<Record<number, TiledShape>>>,
+  tuned: TiledShape | undefined,
   headDimQk: number,
   headDimV: number,
   costs: TiledCosts,
   caps: FlashCaps,
 ): TiledShape | null {
   if (forward.kernel !== 'tiled') return null;
-  const candidates: TiledShape[] = [];
+  const candidates: TiledShape[] = tuned ? [tuned] : [];
   const table = preferred[Math.max(headDimQk, headDimV)];
   if (table) for (let threads = table.threads; threads >= 64; threads /= 2) candidates.push({ ...table, threads });
   const keyThreads = forward.keys / 4;
@@ -384,6 +403,30 @@ function tiledBackwardShape(
   }
   const headDims = Math.min(headDimQk, headDimV);
   return candidates.find((shape) => tiledShapeFits(shape, headDims, costs, caps)) ?? null;
+}
+
+/** The tiled backward kernels' shapes tuned for one device (tuneFlashBackward), each where it was tuned. */
+export interface TunedBackwardShapes {
+  readonly query?: TiledShape;
+  readonly keyValue?: TiledShape;
+}
+
+/** Tuned backward shapes per device (flash-tuning.ts fills it), keyed by forwardTuningKey. */
+const TUNED_BACKWARD = new WeakMap<GPUDevice, Map<string, TunedBackwardShapes>>();
+
+/** The device's tuned backward shapes (a live map: tuning writes into it). */
+export function tunedBackwardShapesOf(gpu: GPUDevice): Map<string, TunedBackwardShapes> {
+  let tuned = TUNED_BACKWARD.get(gpu);
+  if (!tuned) {
+    tuned = new Map();
+    TUNED_BACKWARD.set(gpu, tuned);
+  }
+  return tuned;
+}
+
+/** The tiled backward shapes tuned for this device, dtype and head dims, if `tuneFlashBackward` chose some. */
+export function tunedBackwardShapes(gpu: GPUDevice, dtype: string, headDimQk: number, headDimV: number): TunedBackwardShapes | undefined {
+  return TUNED_BACKWARD.get(gpu)?.get(forwardTuningKey(dtype, headDimQk, headDimV));
 }
 
 /** Tuned forward tiles per device (flash-tuning.ts fills it), keyed by forwardTuningKey. */
@@ -411,12 +454,14 @@ export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: numb
  * Tile sizes for a problem on a device. `forward` (a tuned choice, see flash-tuning.ts) replaces the forward's
  * default kernel and workgroup shape when it fits. f16 problems take the subgroup-matrix forward by default where
  * the device has it (`matrixForwardUnavailable`): with `directKeyValues` (the problem allows padded k and v copies,
- * `paddedKeyValuesUnavailable`) at head dims up to 128, else up to 32; tuning may choose it for others.
+ * `paddedKeyValuesUnavailable`) at head dims up to 128, else up to 32; tuning may choose it for others. `backward`
+ * (tuned shapes, see tuneFlashBackward) replaces the tiled dQ's and dK/dV's default shapes where they fit.
  */
 export function chooseTiles(
   problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'> & { readonly dtype?: string; readonly directKeyValues?: boolean },
   caps: FlashCaps,
   forward?: ForwardTiles,
+  backward?: TunedBackwardShapes,
 ): FlashTiles | null {
   const headDimQk = headDimBucket(problem.headDimQk);
   const headDimV = headDimBucket(problem.headDimV);
@@ -443,14 +488,11 @@ export function chooseTiles(
   // tiled only when both tiled backward kernels fit too. A compact forward keeps the compact backward; the
   // matrix forward (tensor cores sum in their own order anyway) takes the default tiled backward.
   const tiled = tuned?.kernel === 'tiled' ? tuned : compact ? null : defaultTiledForward(headDimQk, headDimV, caps);
-  const tiledQuery = tiled && tiledBackwardShape(tiled, TILED_QUERY_SHAPES, headDimQk, headDimV, {
-    storage: (shape) => tiledQueryStorage(shape, headDimQk, headDimV),
-    registers: (shape) => (shape.rowsPerThread * headDimQk) / shape.keyThreads,
-  }, caps);
-  const tiledKeyValue = tiled && tiledBackwardShape(tiled, TILED_KEY_VALUE_SHAPES, headDimQk, headDimV, {
-    storage: (shape) => tiledKeyValueStorage(shape, headDimQk, headDimV),
-    registers: (shape) => (shape.rowsPerThread * (headDimQk + headDimV)) / shape.keyThreads,
-  }, caps);
+  const tiledQuery =
+    tiled && tiledBackwardShape(tiled, TILED_QUERY_SHAPES, backward?.query, headDimQk, headDimV, tiledCosts('query', headDimQk, headDimV), caps);
+  const tiledKeyValue =
+    tiled &&
+    tiledBackwardShape(tiled, TILED_KEY_VALUE_SHAPES, backward?.keyValue, headDimQk, headDimV, tiledCosts('keyValue', headDimQk, headDimV), caps);
   const family = tiled && tiledQuery && tiledKeyValue ? { forward: tiled, tiledQuery, tiledKeyValue } : null;
   const matrix = tuned?.kernel === 'matrix' ? tuned : !tuned && f16 ? defaultMatrixForward(headDimQk, headDimV, caps, direct) : null;
   return {
@@ -473,7 +515,8 @@ export function chooseTiles(
 /**
  * The tiles a recording uses on `gpu`: chooseTiles with the device's tuned forward, so that the forward and its
  * backward agree on the kernel family and shape (a tiled or compact forward's scores are summed in the same order
- * as its backward's). On a device whose subgroup matrices are emulated for tests, with the emulated caps.
+ * as its backward's), and its tuned backward shapes. On a device whose subgroup matrices are emulated for tests,
+ * with the emulated caps.
  */
 export function recordingTiles(
   gpu: GPUDevice,
@@ -481,7 +524,8 @@ export function recordingTiles(
   caps: FlashCaps,
 ): FlashTiles | null {
   const effective = subgroupMatricesEmulated(gpu) ? withEmulatedMatrices(caps) : caps;
-  return chooseTiles(problem, effective, tunedForwardTiles(gpu, problem.dtype, problem.headDimQk, problem.headDimV));
+  const [dtype, qk, v] = [problem.dtype, problem.headDimQk, problem.headDimV];
+  return chooseTiles(problem, effective, tunedForwardTiles(gpu, dtype, qk, v), tunedBackwardShapes(gpu, dtype, qk, v));
 }
 
 /** Bytes of workgroup storage the smallest tiles need (for rejection messages). */

@@ -4,8 +4,29 @@ import { expectNoGpuErrors, freshSeed } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { poisonPool } from '../test/flash-harness';
 import { flashAttention } from './flash-attention';
-import { chooseTiles, forwardTuningKey, tunedForwardTiles, tunedForwardTilesOf, type ForwardTiles } from './flash-tiles';
-import { forwardCandidates, restoreFlashTuning, tuneFlashForward, type SavedForwardTuning } from './flash-tuning';
+import { checkFlashCase } from '../test/conformance-case';
+import {
+  chooseTiles,
+  forwardTuningKey,
+  recordingTiles,
+  tiledBackwardFits,
+  tunedBackwardShapes,
+  tunedBackwardShapesOf,
+  tunedForwardTiles,
+  tunedForwardTilesOf,
+  type ForwardTiles,
+  type TiledShape,
+} from './flash-tiles';
+import {
+  backwardCandidates,
+  forwardCandidates,
+  restoreFlashBackwardTuning,
+  restoreFlashTuning,
+  tuneFlashBackward,
+  tuneFlashForward,
+  type SavedBackwardTuning,
+  type SavedForwardTuning,
+} from './flash-tuning';
 import { withEmulatedMatrices } from './subgroup-matrix-emulation';
 
 afterAll(() => gpu?.destroy());
@@ -101,3 +122,100 @@ describe.skipIf(!gpu)('forward autotuning', () => {
     }
   }
 });
+
+describe.skipIf(!gpu)('backward autotuning', () => {
+  const grid = (threads: number, rowsPerThread: number, keyThreads: number): TiledShape => ({ threads, rowsPerThread, keyThreads });
+
+  it('offers only tiled dQ and dK/dV shapes that fit the device, the defaults among them', () => {
+    const device = gpu!;
+    for (const headDim of [16, 64]) {
+      const defaults = chooseTiles({ headDimQk: headDim, headDimV: headDim, dtype: 'f32' }, device.caps)!;
+      for (const kernel of ['query', 'keyValue'] as const) {
+        const candidates = backwardCandidates(device, kernel, headDim);
+        for (const shape of candidates) expect(tiledBackwardFits(kernel, shape, headDim, headDim, device.caps)).toBe(true);
+        expect(candidates).toContainEqual(kernel === 'query' ? defaults.tiledQuery : defaults.tiledKeyValue);
+      }
+    }
+    // Over the device's invocations: not offered.
+    expect(tiledBackwardFits('query', grid(4096, 1, 4), 16, 16, gpu!.caps)).toBe(false);
+  });
+
+  it('times each kernel’s shapes (the default too), keeps the fastest for the device and later backwards run them', async () => {
+    const device = gpu!;
+    const problem = { dtype: 'f32' as const, headDimQk: 40, headDimV: 40 };
+    const defaults = recordingTiles(device.gpu, problem, device.caps)!;
+    const query = [grid(64, 1, 8), grid(128, 1, 4)];
+    const keyValue = [grid(64, 1, 4)];
+    const [tuning] = await tuneFlashBackward(device, { headDims: [40], dtypes: ['f32'], shape: [1, 2, 48], iterations: 1, candidates: { query, keyValue } });
+    try {
+      expect(tuning!.defaultShapes).toEqual({ query: defaults.tiledQuery, keyValue: defaults.tiledKeyValue });
+      expect(tuning!.candidates.query.map((candidate) => candidate.shape)).toEqual([defaults.tiledQuery, ...query]);
+      expect(tuning!.candidates.keyValue.map((candidate) => candidate.shape)).toEqual([defaults.tiledKeyValue, ...keyValue]);
+      expect(tuning!.method).toBe(device.caps.timestampQuery ? 'timestamp' : 'wall-clock');
+      for (const kernel of ['query', 'keyValue'] as const) {
+        const times = tuning!.candidates[kernel];
+        for (const candidate of times) expect(candidate.ms).toBeGreaterThan(0);
+        const fastest = times.reduce((a, b) => (b.ms < a.ms ? b : a));
+        expect(tuning!.chosen[kernel]).toEqual(fastest.shape);
+      }
+      expect(tunedBackwardShapes(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
+      const tiles = recordingTiles(device.gpu, problem, device.caps)!;
+      expect({ query: tiles.tiledQuery, keyValue: tiles.tiledKeyValue }).toEqual(tuning!.chosen);
+      expect(tunedBackwardShapes(device.gpu, 'f16', 40, 40)).toBeUndefined();
+      // Saved as JSON and restored: the same choice; shapes that do not fit are skipped.
+      const saved = JSON.parse(JSON.stringify([tuning])) as SavedBackwardTuning[];
+      tunedBackwardShapesOf(device.gpu).clear();
+      const tooBig: SavedBackwardTuning = { dtype: 'f32', headDim: 16, chosen: { query: grid(4096, 1, 4), keyValue: grid(64, 1, 4) } };
+      expect(restoreFlashBackwardTuning(device, [...saved, tooBig])).toBe(1);
+      expect(tunedBackwardShapes(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
+      expect(tunedBackwardShapes(device.gpu, 'f32', 16, 16)).toBeUndefined();
+    } finally {
+      tunedBackwardShapesOf(device.gpu).clear();
+    }
+  });
+
+  it('tunes nothing where the forward is not tiled (a compact forward; f16 on subgroup matrices)', async () => {
+    const device = gpu!;
+    const compact: ForwardTiles = { kernel: 'compact', threads: 64, rowsPerThread: 1, keys: 16 };
+    tunedForwardTilesOf(device.gpu).set(forwardTuningKey('f32', 40, 40), compact);
+    const withMatrices = Object.create(device, { caps: { value: withEmulatedMatrices(device.caps) } }) as typeof device;
+    try {
+      expect(await tuneFlashBackward(device, { headDims: [40], dtypes: ['f32'], shape: [1, 2, 48], iterations: 1 })).toEqual([]);
+      if (device.caps.shaderF16) {
+        expect(await tuneFlashBackward(withMatrices, { headDims: [40], dtypes: ['f16'], shape: [1, 2, 48], iterations: 1 })).toEqual([]);
+      }
+      expect(tunedBackwardShapesOf(device.gpu).size).toBe(0);
+    } finally {
+      tunedForwardTilesOf(device.gpu).clear();
+    }
+  });
+
+  // Shapes far from the defaults (tuning may choose any that fits): of the shapes that fit this device and differ
+  // from the defaults, the largest dQ and smallest dK/dV workgroup, or (with dropout, whose keep bits the dK/dV
+  // workgroup shares) the smallest dQ and largest dK/dV; the backward against the float64 reference.
+  for (const [name, largestQuery] of [
+    ['causal top-left, L97 < S130, D40', true],
+    ['dropout 0.3, L17 S33 D64', false],
+  ] as const) {
+    const kase = attentionCases.find((candidate) => candidate.name.startsWith(name))!;
+    it(`dQ and dK/dV at shapes far from the defaults: ${kase.name}, forward and backward`, async () => {
+      const device = gpu!;
+      const headDim = kase.generate(1).q.shape.at(-1)!;
+      const defaults = chooseTiles({ headDimQk: headDim, headDimV: headDim, dtype: kase.dtype }, device.caps)!;
+      const others = (kernel: 'query' | 'keyValue', fallback: TiledShape | null) =>
+        backwardCandidates(device, kernel, headDim).filter((shape) => JSON.stringify(shape) !== JSON.stringify(fallback));
+      const [queries, keyValues] = [others('query', defaults.tiledQuery), others('keyValue', defaults.tiledKeyValue)];
+      const query = largestQuery ? queries.at(-1)! : queries[0]!;
+      const keyValue = largestQuery ? keyValues[0]! : keyValues.at(-1)!;
+      tunedBackwardShapesOf(device.gpu).set(forwardTuningKey(kase.dtype, headDim, headDim), { query, keyValue });
+      try {
+        const tiles = recordingTiles(device.gpu, { dtype: kase.dtype, headDimQk: headDim, headDimV: headDim }, device.caps)!;
+        expect({ query: tiles.tiledQuery, keyValue: tiles.tiledKeyValue }).toEqual({ query, keyValue });
+        await checkFlashCase(device, kase, { backward: true });
+      } finally {
+        tunedBackwardShapesOf(device.gpu).clear();
+      }
+    });
+  }
+});
+

@@ -1,5 +1,5 @@
-import { bestTimingMethod, createCallSampler, median, randn, type Device, type Tensor, type TimingMethod } from '@webattn/tensor';
-import { flashAttention } from './flash-attention';
+import { bestTimingMethod, createCallSampler, median, randn, type CallSampler, type Device, type Tensor, type TimingMethod } from '@webattn/tensor';
+import { flashAttention, flashAttentionGrad } from './flash-attention';
 import {
   FORWARD_ROWS_PER_THREAD,
   MATRIX_KEYS,
@@ -11,8 +11,13 @@ import {
   forwardTilesFit,
   forwardTuningKey,
   headDimBucket,
+  recordingTiles,
+  tiledBackwardFits,
+  tunedBackwardShapesOf,
   tunedForwardTilesOf,
   type ForwardTiles,
+  type TiledBackwardKernel,
+  type TiledShape,
 } from './flash-tiles';
 
 /**
@@ -164,3 +169,149 @@ export function restoreFlashTuning(device: Device, saved: readonly SavedForwardT
   }
   return applied;
 }
+
+/** The tiled dQ and dK/dV shapes of one backward. */
+export interface BackwardShapes {
+  readonly query: TiledShape;
+  readonly keyValue: TiledShape;
+}
+
+/** One dtype and head-dim bucket's backward search: every candidate's backward time, the defaults and the choice. */
+export interface BackwardTuning {
+  readonly dtype: 'f32' | 'f16';
+  readonly headDim: number;
+  readonly shape: readonly [number, number, number, number];
+  /** dQ's shapes timed with dK/dV at its default, then dK/dV's with dQ at its choice (ms per backward call). */
+  readonly candidates: { readonly [K in TiledBackwardKernel]: readonly { readonly shape: TiledShape; readonly ms: number }[] };
+  readonly method: TimingMethod;
+  readonly defaultShapes: BackwardShapes;
+  readonly chosen: BackwardShapes;
+}
+
+export interface BackwardTuneOptions extends Omit<TuneOptions, 'candidates'> {
+  /** Shapes to time per kernel (default: backwardCandidates; the default shape is always timed too). */
+  readonly candidates?: { readonly [K in TiledBackwardKernel]?: readonly TiledShape[] };
+}
+
+/** Threads, rows (dQ) or keys (dK/dV) per thread and key threads the backward search tries. */
+const BACKWARD_THREADS = [64, 128, 256] as const;
+const BACKWARD_ROWS_PER_THREAD = [1, 2, 4] as const;
+
+/** Every tiled dQ (`kernel` 'query') or dK/dV ('keyValue') shape that fits this device at this head dim. */
+export function backwardCandidates(device: Device, kernel: TiledBackwardKernel, headDim: number): TiledShape[] {
+  const candidates: TiledShape[] = [];
+  for (const threads of BACKWARD_THREADS) {
+    for (const rowsPerThread of BACKWARD_ROWS_PER_THREAD) {
+      for (const keyThreads of TILED_KEY_THREADS) {
+        const shape = { threads, rowsPerThread, keyThreads };
+        if (tiledBackwardFits(kernel, shape, headDim, headDim, device.caps)) candidates.push(shape);
+      }
+    }
+  }
+  return candidates;
+}
+
+const sameShape = (a: TiledShape, b: TiledShape) => a.threads === b.threads && a.rowsPerThread === b.rowsPerThread && a.keyThreads === b.keyThreads;
+
+/** Times `call` as in tuneFlashForward: one compiling call, then the median of three samples of `iterations` calls. */
+async function timeCall(sampler: CallSampler, call: () => Tensor[], iterations: number): Promise<number> {
+  await sampler.sample(call, 1);
+  const samples: number[] = [];
+  for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call, iterations));
+  return median(samples);
+}
+
+/**
+ * Autotuning of the tiled backward's workgroup shapes (chooseTiles' `tiledQuery` and `tiledKeyValue`, a table
+ * measured on an H200 by default): for each dtype and head-dim bucket whose forward is tiled on this device (with its
+ * tuned forward, if any), times the backward with every dQ shape (dK/dV at its default), then with every dK/dV shape
+ * (dQ at the fastest), and keeps the fastest of each for the device; later backwards use them. Where the forward is
+ * not tiled (the compact family, or f16 on subgroup matrices, whose backward is the matrix one) nothing is tuned
+ * and no result is returned. Timing as in tuneFlashForward.
+ */
+export async function tuneFlashBackward(device: Device, options: BackwardTuneOptions = {}): Promise<BackwardTuning[]> {
+  if (!device.isGpu) return [];
+  const [batch, heads, length] = options.shape ?? [1, 8, 2048];
+  const iterations = options.iterations ?? 8;
+  const dtypes = options.dtypes ?? (device.caps.shaderF16 ? ['f32', 'f16'] : ['f32']);
+  const tuned = tunedBackwardShapesOf(device.gpu);
+  const sampler = createCallSampler(device, bestTimingMethod(device));
+  const results: BackwardTuning[] = [];
+  try {
+    for (const dtype of dtypes) {
+      for (const headDim of options.headDims ?? [64]) {
+        const key = forwardTuningKey(dtype, headDim, headDim);
+        const previous = tuned.get(key);
+        tuned.delete(key);
+        // The timed problem's k and v allow the matrix forward's direct form (as in tuneFlashForward).
+        const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
+        const defaults = recordingTiles(device.gpu, problem, device.caps);
+        if (!defaults || defaults.forward.kernel !== 'tiled' || !defaults.tiledQuery || !defaults.tiledKeyValue) {
+          if (previous) tuned.set(key, previous);
+          continue;
+        }
+        const defaultShapes: BackwardShapes = { query: defaults.tiledQuery, keyValue: defaults.tiledKeyValue };
+        const shape = [batch, heads, length, headDim] as const;
+        const [q, k, v, gradOut] = [1, 2, 3, 4].map((seed) => randn(device, [...shape], { seed, dtype })) as [Tensor, Tensor, Tensor, Tensor];
+        const { out, logsumexp } = flashAttention(q, k, v);
+        const call = () => {
+          const { dq, dk, dv } = flashAttentionGrad(q, k, v, out, logsumexp, gradOut);
+          return [dq, dk, dv];
+        };
+        const candidates: { [K in TiledBackwardKernel]: { shape: TiledShape; ms: number }[] } = { query: [], keyValue: [] };
+        const chosen = { ...defaultShapes };
+        try {
+          for (let spent = 0, calls = 0; spent < WARM_UP_MS && calls < 256; calls += 4) spent += (await sampler.sample(call, 4)) * 4;
+          for (const kernel of ['query', 'keyValue'] as const) {
+            const listed = options.candidates?.[kernel] ?? backwardCandidates(device, kernel, headDim);
+            const shapes = listed.some((shape) => sameShape(shape, defaultShapes[kernel])) ? listed : [defaultShapes[kernel], ...listed];
+            for (const shape of shapes) {
+              // The candidate must be what runs (chooseTiles takes a tuned shape only where it fits).
+              if (!tiledBackwardFits(kernel, shape, headDim, headDim, device.caps)) continue;
+              tuned.set(key, { ...chosen, [kernel]: shape });
+              candidates[kernel].push({ shape, ms: await timeCall(sampler, call, iterations) });
+            }
+            chosen[kernel] = candidates[kernel].reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+          }
+          tuned.set(key, chosen);
+        } catch (error) {
+          if (previous) tuned.set(key, previous);
+          else tuned.delete(key);
+          throw error;
+        } finally {
+          for (const t of [q, k, v, gradOut, out, logsumexp]) t.dispose();
+        }
+        results.push({ dtype, headDim: headDimBucket(headDim), shape, candidates, method: sampler.method, defaultShapes, chosen });
+      }
+    }
+  } finally {
+    sampler.destroy();
+  }
+  return results;
+}
+
+/** A backward tuning choice as saved by an app (BackwardTuning's dtype, headDim and chosen). */
+export interface SavedBackwardTuning {
+  readonly dtype: BackwardTuning['dtype'];
+  readonly headDim: number;
+  readonly chosen: BackwardShapes;
+}
+
+/**
+ * Restores choices `tuneFlashBackward` made earlier (on the same adapter). Choices whose shapes do not fit this
+ * device are skipped; returns how many were applied.
+ */
+export function restoreFlashBackwardTuning(device: Device, saved: readonly SavedBackwardTuning[]): number {
+  if (!device.isGpu) return 0;
+  const tuned = tunedBackwardShapesOf(device.gpu);
+  let applied = 0;
+  for (const { dtype, headDim, chosen } of saved) {
+    const query = { threads: chosen.query.threads, rowsPerThread: chosen.query.rowsPerThread, keyThreads: chosen.query.keyThreads };
+    const keyValue = { threads: chosen.keyValue.threads, rowsPerThread: chosen.keyValue.rowsPerThread, keyThreads: chosen.keyValue.keyThreads };
+    if (!tiledBackwardFits('query', query, headDim, headDim, device.caps) || !tiledBackwardFits('keyValue', keyValue, headDim, headDim, device.caps)) continue;
+    tuned.set(forwardTuningKey(dtype, headDim, headDim), { query, keyValue });
+    applied++;
+  }
+  return applied;
+}
+

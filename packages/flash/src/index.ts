@@ -11,16 +11,27 @@ export {
 export {
   capsOfGpuDevice,
   chooseTiles,
+  tunedBackwardShapes,
   tunedForwardTiles,
   type FlashCaps,
   type FlashTiles,
   type ForwardTiles,
+  type TiledBackwardKernel,
+  type TiledShape,
+  type TunedBackwardShapes,
 } from './flash-tiles';
 export {
+  backwardCandidates,
   forwardCandidates,
+  restoreFlashBackwardTuning,
   restoreFlashTuning,
+  tuneFlashBackward,
   tuneFlashForward,
+  type BackwardShapes,
+  type BackwardTuneOptions,
+  type BackwardTuning,
   type ForwardTuning,
+  type SavedBackwardTuning,
   type SavedForwardTuning,
   type TuneOptions,
 } from './flash-tuning';

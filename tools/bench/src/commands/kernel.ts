@@ -3,7 +3,7 @@ import type { Command } from '../command';
 import { describeDevice, formatDeviceReport } from '../device-report';
 import { KERNEL_USAGE, parseKernelArgs } from '../kernel/kernel-args';
 import { formatKernelShares } from '../kernel/kernel-profile';
-import { formatRecord, formatTiles, formatTunings, tableHeader } from '../kernel/kernel-table';
+import { formatBackwardTunings, formatRecord, formatTiles, formatTunings, tableHeader } from '../kernel/kernel-table';
 import { setForwardTiles, tuneForShapes } from '../kernel/kernel-tuning';
 import { OPTION_DESCRIPTIONS, OPTION_NAMES } from '../kernel/option-sets';
 import { runKernelBench } from '../kernel/run-kernel-bench';
@@ -25,8 +25,8 @@ export const kernelCommand: Command = {
       print('kernel: the benchmark times WebGPU kernels and this is the CPU device; run it where a WebGPU adapter exists');
       return { ok: false, device: report, records: [] };
     }
-    const tunings = config.tune ? await tuneForShapes(device, config) : [];
-    for (const line of formatTunings(tunings)) print(line);
+    const tunings = config.tune ? await tuneForShapes(device, config) : { forward: [], backward: [] };
+    for (const line of [...formatTunings(tunings.forward), ...formatBackwardTunings(tunings.backward)]) print(line);
     if (config.forwardTiles) for (const line of setForwardTiles(device, config, config.forwardTiles)) print(line);
     for (const name of OPTION_NAMES) print(`option ${name}: ${OPTION_DESCRIPTIONS[name]}`);
     print('FLOPs: 4·B·H·N²·D forward, 2.5× that backward, halved for causal; "vs math" = math ms ÷ this ms');

@@ -1,6 +1,6 @@
-import { tuneFlashForward } from '@webattn/flash';
+import { tuneFlashBackward, tuneFlashForward } from '@webattn/flash';
 import type { Command } from '../command';
-import { formatTunings } from '../kernel/kernel-table';
+import { formatBackwardTunings, formatTunings } from '../kernel/kernel-table';
 import { progressBar } from '../seed/progress-bar';
 import { runSeed } from '../seed/run-seed';
 import { SEED_USAGE, parseSeedArgs } from '../seed/seed-args';
@@ -21,12 +21,11 @@ export const seedCommand: Command = {
     const { config, sizeNote, variants, optionSets } = parseSeedArgs(args, { softwareAdapter });
     const deviceName = device.isGpu ? device.info.adapter : `CPU (${device.info.reason})`;
     print(`seed mini-test: ${sizeNote} — batch ${config.batch}, sequence ${config.seq}, embedding ${config.embed}, ${config.heads} heads, ${config.steps} steps`);
-    // On a hardware GPU, autotune flash's forward for this head dim first (seconds there; on a software adapter
-    // every candidate's pipeline compile would take longer than the run).
-    const tunings = softwareAdapter
-      ? []
-      : await tuneFlashForward(device, { dtypes: ['f32'], headDims: [config.embed / config.heads], shape: [config.batch, config.heads, config.seq] });
-    for (const line of formatTunings(tunings)) print(line);
+    // On a hardware GPU, autotune flash's forward for this head dim first, then its tiled backward (seconds there; on
+    // a software adapter every candidate's pipeline compile would take longer than the run).
+    const tuning = { dtypes: ['f32'] as const, headDims: [config.embed / config.heads], shape: [config.batch, config.heads, config.seq] as const };
+    const tunings = softwareAdapter ? { forward: [], backward: [] } : { forward: await tuneFlashForward(device, tuning), backward: await tuneFlashBackward(device, tuning) };
+    for (const line of [...formatTunings(tunings.forward), ...formatBackwardTunings(tunings.backward)]) print(line);
     const results = await runSeed(device, config, variants, optionSets, progressBar(variants.length * optionSets.length * (config.steps + 1)));
     for (const line of formatSeedTable(results, config, deviceName)) print(line);
     // Flash forced on a device without flash (the CPU) is expected to fail; any other failure is a real one.

@@ -42,7 +42,8 @@ export interface KernelBenchConfig {
   readonly compare: boolean;
   /** Also append each finished case's records to this file as JSON lines (kept if a later case crashes). */
   readonly recordsFile: string | undefined;
-  /** Autotune flash's forward workgroup shape for these dtypes and head dims first (tuneFlashForward). */
+  /** Autotune flash's forward workgroup shape, then its tiled backward's, for these dtypes and head dims first
+   * (tuneFlashForward, tuneFlashBackward). */
   readonly tune: boolean;
   /** `--forward-tiles`: run flash's forward with these tiles at every dtype and head dim they fit (restoreFlashTuning). */
   readonly forwardTiles: ForwardTiles | undefined;

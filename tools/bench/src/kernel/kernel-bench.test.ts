@@ -1,16 +1,16 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chooseTiles, restoreFlashTuning, tunedForwardTiles } from '@webattn/flash';
+import { chooseTiles, restoreFlashBackwardTuning, restoreFlashTuning, tunedForwardTiles, type BackwardTuning } from '@webattn/flash';
 import { cpuDevice } from '@webattn/tensor';
 import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelCommand } from '../commands/kernel';
 import { parseKernelArgs } from './kernel-args';
-import { formatRecord, formatTiles } from './kernel-table';
+import { formatBackwardTunings, formatRecord, formatTiles } from './kernel-table';
 import { setForwardTiles } from './kernel-tuning';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
-import { runKernelBench, type KernelRecord } from './run-kernel-bench';
+import { flashTileReports, runKernelBench, type KernelRecord } from './run-kernel-bench';
 
 const gpu = await openTestDevice();
 afterAll(() => gpu?.destroy());
@@ -132,6 +132,52 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
       // Back to the default's choice.
       restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: defaultForward }]);
     }
+  });
+});
+
+describe.skipIf(!gpu)('tuned backward shapes in the benchmark', () => {
+  it('reports the tiled backward shapes the device was tuned to, and prints each tuning against the default', () => {
+    const device = gpu!;
+    const config = { ...parseKernelArgs(['--quick', '--options', 'none', '--dtype', 'f32']), backends: ['flash' as const] };
+    const problem = { dtype: 'f32', headDimQk: 16, headDimV: 16, directKeyValues: true };
+    const defaults = chooseTiles(problem, device.caps)!;
+    expect(defaults.forward.kernel).toBe('tiled');
+    // Shapes unlike the defaults, as tuneFlashBackward (or an app restoring its saved choice) leaves them.
+    const chosen = { query: { threads: 64, rowsPerThread: 1, keyThreads: 4 }, keyValue: { threads: 64, rowsPerThread: 1, keyThreads: 8 } };
+    expect(restoreFlashBackwardTuning(device, [{ dtype: 'f32', headDim: 16, chosen }])).toBe(1);
+    try {
+      const [report] = flashTileReports(device, config);
+      expect({ query: report!.tiles!.tiledQuery, keyValue: report!.tiles!.tiledKeyValue }).toEqual(chosen);
+      expect(formatTiles([report!])[0]).toContain('dQ 64 threads × 1 rows per thread, 16-wide tiles; dK/dV 64 threads × 1 keys per thread, 32-wide tiles');
+    } finally {
+      // Back to the defaults' shapes.
+      restoreFlashBackwardTuning(device, [{ dtype: 'f32', headDim: 16, chosen: { query: defaults.tiledQuery!, keyValue: defaults.tiledKeyValue! } }]);
+    }
+    const tuning: BackwardTuning = {
+      dtype: 'f32',
+      headDim: 16,
+      shape: [32, 8, 500, 16],
+      method: 'timestamp',
+      defaultShapes: { query: defaults.tiledQuery!, keyValue: defaults.tiledKeyValue! },
+      chosen,
+      candidates: {
+        query: [
+          { shape: defaults.tiledQuery!, ms: 2 },
+          { shape: chosen.query, ms: 1 },
+        ],
+        keyValue: [
+          { shape: chosen.keyValue, ms: 0.5 },
+          { shape: defaults.tiledKeyValue!, ms: 0.75 },
+        ],
+      },
+    };
+    const q = defaults.tiledQuery!;
+    const kv = defaults.tiledKeyValue!;
+    expect(formatBackwardTunings([tuning])).toEqual([
+      `flash backward tuned f32 D16 on B32 H8 N500: dQ 64 threads × 1 rows, 16-wide tiles 1.000 ms (default ${q.threads} threads × ${q.rowsPerThread} rows, ` +
+        `${4 * q.keyThreads}-wide tiles 2.000 ms, 2.00×; 2 candidates); dK/dV 64 threads × 1 keys, 32-wide tiles 0.500 ms (default ${kv.threads} threads × ` +
+        `${kv.rowsPerThread} keys, ${4 * kv.keyThreads}-wide tiles 0.750 ms, 1.50×; 2 candidates); timestamp`,
+    ]);
   });
 });
 

@@ -1,5 +1,5 @@
 /** The kernel benchmark's lines for a terminal: tile choices, then one table row per record. */
-import type { ForwardTuning } from '@webattn/flash';
+import type { BackwardTuning, ForwardTuning, TiledShape } from '@webattn/flash';
 import type { BenchShape } from './kernel-args';
 import type { KernelRecord, TileReport } from './run-kernel-bench';
 
@@ -94,3 +94,23 @@ export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
     );
   });
 }
+
+const describeGrid = (shape: TiledShape, what: string) => `${shape.threads} threads × ${shape.rowsPerThread} ${what}, ${4 * shape.keyThreads}-wide tiles`;
+
+/** `--tune` results of the tiled backward: the chosen dQ and dK/dV shapes per dtype and head dim, against the defaults. */
+export function formatBackwardTunings(tunings: readonly BackwardTuning[]): string[] {
+  return tunings.map((tuning) => {
+    const parts = (['query', 'keyValue'] as const).map((kernel) => {
+      const times = tuning.candidates[kernel];
+      const timeOf = (shape: TiledShape) => times.find((candidate) => JSON.stringify(candidate.shape) === JSON.stringify(shape))!.ms;
+      const [chosen, fallback] = [timeOf(tuning.chosen[kernel]), timeOf(tuning.defaultShapes[kernel])];
+      const what = kernel === 'query' ? 'rows' : 'keys';
+      return (
+        `${kernel === 'query' ? 'dQ' : 'dK/dV'} ${describeGrid(tuning.chosen[kernel], what)} ${chosen.toFixed(3)} ms ` +
+        `(default ${describeGrid(tuning.defaultShapes[kernel], what)} ${fallback.toFixed(3)} ms, ${(fallback / chosen).toFixed(2)}×; ${times.length} candidates)`
+      );
+    });
+    return `flash backward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ${parts.join('; ')}; ${tuning.method}`;
+  });
+}
+

@@ -1,4 +1,4 @@
-import { restoreFlashTuning, tuneFlashForward, type ForwardTiles, type ForwardTuning } from '@webattn/flash';
+import { restoreFlashTuning, tuneFlashBackward, tuneFlashForward, type BackwardTuning, type ForwardTiles, type ForwardTuning } from '@webattn/flash';
 import type { Device } from '@webattn/tensor';
 import type { KernelBenchConfig } from './kernel-args';
 
@@ -6,17 +6,19 @@ import type { KernelBenchConfig } from './kernel-args';
 const runnableDtypes = (device: Device, config: KernelBenchConfig) => config.dtypes.filter((dtype) => dtype === 'f32' || device.caps.shaderF16);
 
 /**
- * `--tune`: flash's forward kernel and workgroup shape searched for every dtype and head dim of the run, each head
- * dim on the first shape that has it (its batch and heads, at most 2048 rows: long enough to time, short enough
- * for the whole search), so that a small problem's choice is not made on a large one's.
+ * `--tune`: flash's forward kernel and workgroup shape searched for every dtype and head dim of the run, then the
+ * tiled backward's shapes (where the chosen forward is tiled), each head dim on the first shape that has it (its
+ * batch and heads, at most 2048 rows: long enough to time, short enough for the whole search), so that a small
+ * problem's choice is not made on a large one's.
  */
-export async function tuneForShapes(device: Device, config: KernelBenchConfig): Promise<ForwardTuning[]> {
+export async function tuneForShapes(device: Device, config: KernelBenchConfig): Promise<{ forward: ForwardTuning[]; backward: BackwardTuning[] }> {
   const dtypes = runnableDtypes(device, config);
-  const tunings: ForwardTuning[] = [];
+  const tunings = { forward: [] as ForwardTuning[], backward: [] as BackwardTuning[] };
   for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
     const first = config.shapes.find((shape) => shape.headDim === headDim)!;
-    const shape = [first.batch, first.heads, Math.min(first.length, 2048)] as const;
-    tunings.push(...(await tuneFlashForward(device, { dtypes, headDims: [headDim], shape })));
+    const options = { dtypes, headDims: [headDim], shape: [first.batch, first.heads, Math.min(first.length, 2048)] as const };
+    tunings.forward.push(...(await tuneFlashForward(device, options)));
+    tunings.backward.push(...(await tuneFlashBackward(device, options)));
   }
   return tunings;
 }

@@ -3,7 +3,7 @@
  * timed (see gpu-timer.ts) and turned into one record with its milliseconds and TFLOP/s, or the reason it did
  * not run ("refused: …" from the backend's own check or its ResourceLimitError; "error: …" for anything else).
  */
-import { chooseTiles, tunedForwardTiles, type FlashTiles } from '@webattn/flash';
+import { chooseTiles, tunedBackwardShapes, tunedForwardTiles, type FlashTiles } from '@webattn/flash';
 import { InvalidArgumentError, ResourceLimitError, type Device } from '@webattn/tensor';
 import { maxAbsDiff } from '@webattn/tensor/testing';
 import { benchInputs, type BenchInputs } from './bench-inputs';
@@ -46,7 +46,7 @@ export interface TileReport {
   readonly dtype: BenchDType;
   readonly headDim: number;
   /** The tiles flash runs this head dim with on this device: chooseTiles' choice, with the device's tuned forward
-   * where `--tune` (tuneFlashForward) made one (null: flash cannot run it). */
+   * and backward shapes where `--tune` (tuneFlashForward, tuneFlashBackward) made them (null: flash cannot run it). */
   readonly tiles: FlashTiles | null;
 }
 
@@ -183,6 +183,24 @@ async function runCase(context: CaseContext, backends: readonly KernelBackend[])
   return { records, quantized: measured.some((record) => record.quantized) };
 }
 
+/**
+ * The tiles flash runs each dtype and head dim of the run with on this GPU device: chooseTiles' choice with the
+ * device's tuned forward and backward shapes.
+ */
+export function flashTileReports(device: Device, config: Pick<KernelBenchConfig, 'dtypes' | 'shapes'>): TileReport[] {
+  const tiles: TileReport[] = [];
+  for (const dtype of config.dtypes) {
+    for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
+      // The benchmark's problems are contiguous: the matrix forward takes its direct form. (Packed varlen runs take
+      // it only where flash can unpack their sequences into padded k and v copies; the report is the unpacked runs'.)
+      const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
+      const [forward, backward] = [tunedForwardTiles(device.gpu, dtype, headDim, headDim), tunedBackwardShapes(device.gpu, dtype, headDim, headDim)];
+      tiles.push({ dtype, headDim, tiles: chooseTiles(problem, device.caps, forward, backward) });
+    }
+  }
+  return tiles;
+}
+
 /** Runs the whole benchmark on a GPU device. */
 export async function runKernelBench(device: Device, config: KernelBenchConfig, hooks: KernelBenchHooks = {}): Promise<KernelBenchResult> {
   if (!device.isGpu) {
@@ -194,15 +212,7 @@ export async function runKernelBench(device: Device, config: KernelBenchConfig, 
   }
   const limits = config.mathBudgetBytes === undefined ? {} : { memoryBudgetBytes: config.mathBudgetBytes };
   const backends = config.backends.map((name) => kernelBackend(name, device, limits));
-  const tiles: TileReport[] = [];
-  for (const dtype of config.dtypes) {
-    for (const headDim of new Set(config.shapes.map((shape) => shape.headDim))) {
-      // The benchmark's problems are contiguous: the matrix forward takes its direct form. (Packed varlen runs take
-      // it only where flash can unpack their sequences into padded k and v copies; the report is the unpacked runs'.)
-      const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
-      tiles.push({ dtype, headDim, tiles: chooseTiles(problem, device.caps, tunedForwardTiles(device.gpu, dtype, headDim, headDim)) });
-    }
-  }
+  const tiles = flashTileReports(device, config);
   const records: KernelRecord[] = [];
   let quantized = false;
   let seed = 1;
