@@ -411,17 +411,22 @@ export interface TunedBackwardShapes {
   readonly keyValue?: TiledShape;
 }
 
+/** A device's table in `tables` (created empty on first use), keyed by forwardTuningKey. */
+function deviceTable<T>(tables: WeakMap<GPUDevice, Map<string, T>>, gpu: GPUDevice): Map<string, T> {
+  let table = tables.get(gpu);
+  if (!table) {
+    table = new Map();
+    tables.set(gpu, table);
+  }
+  return table;
+}
+
 /** Tuned backward shapes per device (flash-tuning.ts fills it), keyed by forwardTuningKey. */
 const TUNED_BACKWARD = new WeakMap<GPUDevice, Map<string, TunedBackwardShapes>>();
 
 /** The device's tuned backward shapes (a live map: tuning writes into it). */
 export function tunedBackwardShapesOf(gpu: GPUDevice): Map<string, TunedBackwardShapes> {
-  let tuned = TUNED_BACKWARD.get(gpu);
-  if (!tuned) {
-    tuned = new Map();
-    TUNED_BACKWARD.set(gpu, tuned);
-  }
-  return tuned;
+  return deviceTable(TUNED_BACKWARD, gpu);
 }
 
 /** The tiled backward shapes tuned for this device, dtype and head dims, if `tuneFlashBackward` chose some. */
@@ -437,12 +442,7 @@ export const forwardTuningKey = (dtype: string, headDimQk: number, headDimV: num
 
 /** The device's tuned forward tiles (a live map: tuning writes into it). */
 export function tunedForwardTilesOf(gpu: GPUDevice): Map<string, ForwardTiles> {
-  let tuned = TUNED_FORWARD.get(gpu);
-  if (!tuned) {
-    tuned = new Map();
-    TUNED_FORWARD.set(gpu, tuned);
-  }
-  return tuned;
+  return deviceTable(TUNED_FORWARD, gpu);
 }
 
 /** The tuned forward tiles for this device, dtype and head dims, if `tuneFlashForward` chose some. */

@@ -93,14 +93,40 @@ export function forwardCandidates(device: Device, headDim: number, dtype: 'f32' 
 /** GPU milliseconds of untimed calls before the first candidate is timed. */
 const WARM_UP_MS = 300;
 
+/**
+ * A GPU that idled (e.g. while the host drew inputs) clocks down and the first candidates would read slow: keep it
+ * busy with `call` for WARM_UP_MS first (bench notes, entry 14).
+ */
+async function warmUp(sampler: CallSampler, call: () => Tensor[]): Promise<void> {
+  for (let spent = 0, calls = 0; spent < WARM_UP_MS && calls < 256; calls += 4) spent += (await sampler.sample(call, 4)) * 4;
+}
+
+/** A candidate's time per call: one call that compiles its pipelines, then the median of three samples of `iterations` calls. */
+async function timeCall(sampler: CallSampler, call: () => Tensor[], iterations: number): Promise<number> {
+  await sampler.sample(call, 1);
+  const samples: number[] = [];
+  for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call, iterations));
+  return median(samples);
+}
+
+/** A search's timed problem, calls per sample, dtypes (TuneOptions' defaults) and sampler (destroy it when done). */
+function searchSetup(device: Device, options: Omit<TuneOptions, 'candidates'>) {
+  const [batch, heads, length] = options.shape ?? [1, 8, 2048];
+  return {
+    batch,
+    heads,
+    length,
+    iterations: options.iterations ?? 8,
+    dtypes: options.dtypes ?? (device.caps.shaderF16 ? (['f32', 'f16'] as const) : (['f32'] as const)),
+    sampler: createCallSampler(device, bestTimingMethod(device)),
+  };
+}
+
 /** Times the forward candidates and keeps the fastest per dtype and head-dim bucket for this device. */
 export async function tuneFlashForward(device: Device, options: TuneOptions = {}): Promise<ForwardTuning[]> {
   if (!device.isGpu) return [];
-  const [batch, heads, length] = options.shape ?? [1, 8, 2048];
-  const iterations = options.iterations ?? 8;
-  const dtypes = options.dtypes ?? (device.caps.shaderF16 ? ['f32', 'f16'] : ['f32']);
+  const { batch, heads, length, iterations, dtypes, sampler } = searchSetup(device, options);
   const tuned = tunedForwardTilesOf(device.gpu);
-  const sampler = createCallSampler(device, bestTimingMethod(device));
   const results: ForwardTuning[] = [];
   try {
     for (const dtype of dtypes) {
@@ -114,16 +140,10 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
         };
         const candidates: { tiles: ForwardTiles; ms: number }[] = [];
         try {
-          // A GPU that idled (e.g. while the host drew inputs) clocks down and the first candidates would read slow:
-          // keep it busy for WARM_UP_MS first (bench notes, entry 14).
-          for (let spent = 0, calls = 0; spent < WARM_UP_MS && calls < 256; calls += 4) spent += (await sampler.sample(call, 4)) * 4;
+          await warmUp(sampler, call);
           for (const tiles of options.candidates ?? forwardCandidates(device, headDim, dtype)) {
             tuned.set(key, tiles);
-            // The first call compiles the candidate's pipeline.
-            await sampler.sample(call, 1);
-            const samples: number[] = [];
-            for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call, iterations));
-            candidates.push({ tiles, ms: median(samples) });
+            candidates.push({ tiles, ms: await timeCall(sampler, call, iterations) });
           }
         } finally {
           tuned.delete(key);
@@ -213,13 +233,6 @@ export function backwardCandidates(device: Device, kernel: TiledBackwardKernel, 
 
 const sameShape = (a: TiledShape, b: TiledShape) => a.threads === b.threads && a.rowsPerThread === b.rowsPerThread && a.keyThreads === b.keyThreads;
 
-/** Times `call` as in tuneFlashForward: one compiling call, then the median of three samples of `iterations` calls. */
-async function timeCall(sampler: CallSampler, call: () => Tensor[], iterations: number): Promise<number> {
-  await sampler.sample(call, 1);
-  const samples: number[] = [];
-  for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call, iterations));
-  return median(samples);
-}
 
 /**
  * Autotuning of the tiled backward's workgroup shapes (chooseTiles' `tiledQuery` and `tiledKeyValue`, a table
@@ -231,11 +244,8 @@ async function timeCall(sampler: CallSampler, call: () => Tensor[], iterations: 
  */
 export async function tuneFlashBackward(device: Device, options: BackwardTuneOptions = {}): Promise<BackwardTuning[]> {
   if (!device.isGpu) return [];
-  const [batch, heads, length] = options.shape ?? [1, 8, 2048];
-  const iterations = options.iterations ?? 8;
-  const dtypes = options.dtypes ?? (device.caps.shaderF16 ? ['f32', 'f16'] : ['f32']);
+  const { batch, heads, length, iterations, dtypes, sampler } = searchSetup(device, options);
   const tuned = tunedBackwardShapesOf(device.gpu);
-  const sampler = createCallSampler(device, bestTimingMethod(device));
   const results: BackwardTuning[] = [];
   try {
     for (const dtype of dtypes) {
@@ -261,7 +271,7 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
         const candidates: { [K in TiledBackwardKernel]: { shape: TiledShape; ms: number }[] } = { query: [], keyValue: [] };
         const chosen = { ...defaultShapes };
         try {
-          for (let spent = 0, calls = 0; spent < WARM_UP_MS && calls < 256; calls += 4) spent += (await sampler.sample(call, 4)) * 4;
+          await warmUp(sampler, call);
           for (const kernel of ['query', 'keyValue'] as const) {
             const listed = options.candidates?.[kernel] ?? backwardCandidates(device, kernel, headDim);
             const shapes = listed.some((shape) => sameShape(shape, defaultShapes[kernel])) ? listed : [defaultShapes[kernel], ...listed];
