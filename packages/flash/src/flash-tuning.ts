@@ -233,7 +233,6 @@ export function backwardCandidates(device: Device, kernel: TiledBackwardKernel, 
 
 const sameShape = (a: TiledShape, b: TiledShape) => a.threads === b.threads && a.rowsPerThread === b.rowsPerThread && a.keyThreads === b.keyThreads;
 
-
 /**
  * Autotuning of the tiled backward's workgroup shapes (chooseTiles' `tiledQuery` and `tiledKeyValue`, a table
  * measured on an H200 by default): for each dtype and head-dim bucket whose forward is tiled on this device (with its
