@@ -181,21 +181,21 @@ describe('chooseTiles', () => {
     };
     const shape = (threads: number, rowsPerThread: number, keyThreads: number) => ({ threads, rowsPerThread, keyThreads });
     const large = caps({ maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 });
-    // The table (bench notes entry 27): 32-key dQ tiles and 16-row dK/dV tiles at D16 and D32, where the forward
-    // takes 16-key tiles on 64 threads.
-    expect(chooseTiles({ headDimQk: 16, headDimV: 16, dtype: 'f32' }, large)!.forward).toEqual({ kernel: 'tiled', threads: 64, rowsPerThread: 2, keys: 16 });
+    // The table (bench notes entries 27 and 31): 32-key dQ tiles at D16 and D32, 16-row dK/dV tiles at D16 and
+    // 32-row ones at D32, where the forward takes 16-key tiles on 128 threads at D16.
+    expect(chooseTiles({ headDimQk: 16, headDimV: 16, dtype: 'f32' }, large)!.forward).toEqual({ kernel: 'tiled', threads: 128, rowsPerThread: 2, keys: 16 });
     expect(backward(16, large)).toEqual([shape(256, 2, 8), shape(128, 2, 4)]);
-    expect(backward(32, large)).toEqual([shape(256, 2, 8), shape(128, 2, 4)]);
+    expect(backward(32, large)).toEqual([shape(256, 2, 8), shape(256, 2, 8)]);
     expect(backward(64, large)).toEqual([shape(128, 2, 8), shape(128, 2, 8)]);
     // No entry at D128: the forward's 4 key threads, with fewer threads and rows until the kernels fit.
     expect(backward(128, large)).toEqual([shape(64, 1, 4), shape(64, 1, 4)]);
     // Over the device's invocations or storage: the table's shape with fewer threads (dQ at D16 and D32; dK/dV at D32
     // needs 34544 bytes with 128 threads).
     expect(backward(16, { ...large, maxComputeInvocationsPerWorkgroup: 128 })).toEqual([shape(128, 2, 8), shape(128, 2, 4)]);
-    expect(backward(32, { ...large, maxComputeWorkgroupStorageSize: 32768 })).toEqual([shape(128, 2, 8), shape(64, 2, 4)]);
+    expect(backward(32, { ...large, maxComputeWorkgroupStorageSize: 32768 })).toEqual([shape(128, 2, 8), shape(128, 2, 8)]);
     // The 16 KiB WebGPU minimum at D32: dQ the table's shape on 64 threads, dK/dV (whose table shape does not fit on
     // any) the forward's key threads with one key per thread.
-    expect(backward(32, caps())).toEqual([shape(64, 2, 8), shape(64, 1, 4)]);
+    expect(backward(32, caps())).toEqual([shape(64, 2, 8), shape(64, 1, 8)]);
     // Whatever is chosen fits: storage, threads, and workgroups whose rows or keys divide KEY_STEP.
     for (const storage of [16384, 32768, 49152]) {
       for (const dim of [16, 32, 64, 128]) {

@@ -228,16 +228,27 @@ export function forwardTilesFit(forward: ForwardTiles, headDimQk: number, headDi
 }
 
 /**
- * The tiled forward's default shape (what tuning chose most often on an H100/H200): 256 threads × 2 rows from head
- * dim 64 up, 64 threads × 2 rows below, key threads by head dim (8 at D64; 4 below and from D128 on: at B2 H16
- * N4096 D128 the 16-key tiles ran the forward 1.55× and its backward 1.83× faster than 32-key ones); fewer rows,
- * threads, then key threads until it fits.
+ * The tiled forward's default threads and key threads (keys per tile = 4 ×) per head-dim bucket, two rows per
+ * thread: what the GPU-timestamp tuner chose on an H100/H200, or the fastest shape that keeps masked runs within 15%.
+ * D16: 128 threads (bench notes entry 31, H200, seed shape: 1.02–1.03× the 64-thread shape with every option; 256
+ * threads ran unmasked 1.11× faster but causal 1.07× slower, 128-row blocks wasting more of the causal triangle). D32:
+ * 256 threads × 8 key threads (entry 31: 1.11× forward, and its backward shapes 1.17×). D64: 256 × 8. From D128 on 4
+ * key threads (at B2 H16 N4096 D128 the 16-key tiles ran the forward 1.55× and its backward 1.83× faster than 32-key
+ * ones).
  */
+const TILED_FORWARD_SHAPES: Readonly<Record<number, { readonly threads: number; readonly keyThreads: number }>> = {
+  16: { threads: 128, keyThreads: 4 },
+  32: { threads: 256, keyThreads: 8 },
+  64: { threads: 256, keyThreads: 8 },
+  128: { threads: 256, keyThreads: 4 },
+  256: { threads: 256, keyThreads: 4 },
+};
+
+/** The tiled forward's default shape: TILED_FORWARD_SHAPES' entry, with fewer rows, threads, then key threads until it fits. */
 function defaultTiledForward(headDimQk: number, headDimV: number, caps: FlashCaps): ForwardTiles | null {
-  const preferred = headDimV >= 64 ? 256 : 64;
-  const keyThreadsAtMost = headDimV >= 128 ? 4 : Math.max(4, headDimV / 8);
-  for (const keyThreads of TILED_KEY_THREADS.filter((kt) => kt <= keyThreadsAtMost).reverse()) {
-    for (const threads of [256, 128, 64].filter((t) => t <= preferred)) {
+  const preferred = TILED_FORWARD_SHAPES[headDimV] ?? TILED_FORWARD_SHAPES[MAX_HEAD_DIM]!;
+  for (const keyThreads of TILED_KEY_THREADS.filter((kt) => kt <= preferred.keyThreads).reverse()) {
+    for (const threads of [256, 128, 64].filter((t) => t <= preferred.threads)) {
       for (const rowsPerThread of [2, 1]) {
         const tiles: ForwardTiles = { kernel: 'tiled', threads, rowsPerThread, keys: 4 * keyThreads };
         if (forwardTilesFit(tiles, headDimQk, headDimV, caps)) return tiles;
@@ -320,7 +331,8 @@ export function tiledKeyValueStorage(shape: TiledShape, headDimQk: number, headD
  * the fastest of a sweep over both kernels' threads, rows (keys) per thread and key threads on an H200 (bench notes,
  * entry 27). At D16 and D32 dQ then stages 32-key tiles and dK/dV 16-row tiles on 128–256 threads, where shapes
  * derived from the forward's 16-key tiles gave 64 threads (f32 seed backward 1.51 → 1.23 ms, D32 6.8 → 5.6); at D64
- * the forward-derived 128 × 2 × 8 was already the fastest of the shapes timed.
+ * the forward-derived 128 × 2 × 8 was already the fastest of the shapes timed. Since the dK/dV reads its row
+ * statistics ahead (entry 30), tuneFlashBackward chose 256 × 2 × 8 for dK/dV at D32 on an H200 (entry 31).
  */
 const TILED_QUERY_SHAPES: Readonly<Partial<Record<number, TiledShape>>> = {
   16: { threads: 256, rowsPerThread: 2, keyThreads: 8 },
@@ -329,7 +341,7 @@ const TILED_QUERY_SHAPES: Readonly<Partial<Record<number, TiledShape>>> = {
 };
 const TILED_KEY_VALUE_SHAPES: Readonly<Partial<Record<number, TiledShape>>> = {
   16: { threads: 128, rowsPerThread: 2, keyThreads: 4 },
-  32: { threads: 128, rowsPerThread: 2, keyThreads: 4 },
+  32: { threads: 256, rowsPerThread: 2, keyThreads: 8 },
   64: { threads: 128, rowsPerThread: 2, keyThreads: 8 },
 };
 
