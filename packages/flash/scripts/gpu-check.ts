@@ -6,15 +6,16 @@
  * WEBATTN_CHECK_ONLY=<text> runs only the cases whose name contains it; WEBATTN_CHECK_TIMINGS=0 skips the timings;
  * WEBATTN_CHECK_MATRIX=1 makes every f16 forward the subgroup-matrix kernel (as a tuned choice; its default is
  * head dims up to 16 only), cycling through its shapes; WEBATTN_CHECK_TILED=1 likewise the tiled kernel (the f16
- * path of devices without subgroup matrices).
+ * path of devices without subgroup matrices); WEBATTN_CHECK_MATRIX_BACKWARD=1 makes every f16 backward after the
+ * direct matrix forward take other matrix dQ and dK/dV shapes (as tuned choices), cycling through those that fit.
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice, tensor, type Tensor } from '@webattn/tensor';
 import { attentionCases, caseExpectation, caseTensors, compareCaseQuantity, inHalfPrecision, type AttentionQuantity } from '@webattn/reference/testing';
 import { randomValues } from '@webattn/tensor/testing';
 import { flashAttention, flashAttentionGrad, splitKvAttention } from '../src/index';
-import { forwardCandidates } from '../src/flash-tuning';
-import { HEAD_DIM_BUCKETS, forwardTuningKey, tunedForwardTilesOf } from '../src/flash-tiles';
+import { forwardCandidates, matrixBackwardCandidates } from '../src/flash-tuning';
+import { HEAD_DIM_BUCKETS, forwardTuningKey, tunedBackwardShapesOf, tunedForwardTilesOf } from '../src/flash-tiles';
 
 const device = await createDevice({ requireGpu: true });
 const reportFile = process.argv[2] ?? 'flash-check.json';
@@ -28,9 +29,23 @@ const only = process.env.WEBATTN_CHECK_ONLY;
 const forced = process.env.WEBATTN_CHECK_MATRIX === '1' ? 'matrix' : process.env.WEBATTN_CHECK_TILED === '1' ? 'tiled' : null;
 const forcedShapes = (headDimQk: number, headDimV: number) =>
   forwardCandidates(device, Math.max(headDimQk, headDimV), 'f16').filter((tiles) => tiles.kernel === forced);
+const matrixBackward = process.env.WEBATTN_CHECK_MATRIX_BACKWARD === '1';
 let caseIndex = 0;
+let backwardIndex = 0;
 for (const kase of cases) {
   if (only && !kase.name.includes(only)) continue;
+  if (matrixBackward) {
+    backwardIndex++;
+    for (const qk of HEAD_DIM_BUCKETS) {
+      for (const v of HEAD_DIM_BUCKETS) {
+        const { query, keyValue } = matrixBackwardCandidates(device, Math.max(qk, v));
+        if (query.length === 0 || keyValue.length === 0) continue;
+        // dK/dV steps through its shapes at another pace than dQ, so that the pairs vary.
+        const shapes = { matrixQuery: query[backwardIndex % query.length]!, matrixKeyValue: keyValue[(backwardIndex * 2 + 1) % keyValue.length]! };
+        tunedBackwardShapesOf(device.gpu).set(forwardTuningKey('f16', qk, v), shapes);
+      }
+    }
+  }
   if (forced) {
     caseIndex++;
     for (const qk of HEAD_DIM_BUCKETS) {
@@ -69,7 +84,9 @@ for (const kase of cases) {
     console.log('ERROR', kase.name, String(error).slice(0, 2000));
   }
   const pass = Object.values(results).every((r) => r.pass);
-  console.log(pass ? 'PASS' : 'FAIL', kase.name, pass ? '' : JSON.stringify(results));
+  const tunedBackward = matrixBackward && kase.dtype === 'f16' ? tunedBackwardShapesOf(device.gpu).get(forwardTuningKey('f16', t.q.shape.at(-1)!, t.v.shape.at(-1)!)) : undefined;
+  const shapes = tunedBackward ? ` [matrix dQ ${JSON.stringify(tunedBackward.matrixQuery)}, dK/dV ${JSON.stringify(tunedBackward.matrixKeyValue)}]` : '';
+  console.log(pass ? 'PASS' : 'FAIL', kase.name + shapes, pass ? '' : JSON.stringify(results));
   conformance.push({ name: kase.name, pass, results });
   t.dispose();
 }

@@ -1,16 +1,10 @@
 import type { AttentionLayout, AttentionProblem, KernelSource } from '@webattn/tensor';
 import { paddedCopyUnavailable } from './padded-key-values';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
-import { firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { firstFittingMatrixShape, matrixBackwardShapeValid, type FlashCaps, type FlashTiles, type MatrixKeyValueShape } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
 import { storeKeyRow } from './chunked-rows';
 import source from './flash-backward-key-value-matrix.wgsl?raw';
-
-/** The matrix dK/dV kernel's workgroup shape: subgroups (16 keys each) and query rows per tile. */
-export interface MatrixKeyValueShape {
-  readonly subgroups: number;
-  readonly rows: number;
-}
 
 /** Workgroup bytes of flash-backward-key-value-matrix.wgsl (its workgroup arrays). */
 export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: number, headDimV: number): number {
@@ -22,10 +16,28 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
 }
 
 /**
+ * The matrix dK/dV kernel's default shapes at these head dims (buckets), the first that fits runs. Measured on the
+ * H100 (bench notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128.
+ */
+function defaultMatrixKeyValueShapes(headDimQk: number, headDimV: number): MatrixKeyValueShape[] {
+  return Math.max(headDimQk, headDimV) <= 64 ? [{ subgroups: 1, rows: 16 }] : [{ subgroups: 2, rows: 16 }, { subgroups: 1, rows: 16 }];
+}
+
+/** The first default matrix dK/dV shape that fits `caps` at these head dims (buckets), or null (its q and dO copies aside). */
+export function defaultMatrixKeyValueShape(headDimQk: number, headDimV: number, caps: FlashCaps): MatrixKeyValueShape | null {
+  return firstFittingMatrixShape(defaultMatrixKeyValueShapes(headDimQk, headDimV), (shape) => matrixKeyValueStorage(shape, headDimQk, headDimV), caps);
+}
+
+/** Whether `shape` runs as the matrix dK/dV at these head dims (buckets) on `caps` (its q and dO copies aside). */
+export function matrixKeyValueFits(shape: MatrixKeyValueShape, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
+  return matrixBackwardShapeValid(shape) && firstFittingMatrixShape([shape], (s) => matrixKeyValueStorage(s, headDimQk, headDimV), caps) !== null;
+}
+
+/**
  * The matrix dK/dV kernel's shape, or null: only after the matrix forward's direct form, up to head dim 128, and
- * where padded copies of q and dO (`gradOut`: its layout) can be made (`paddedCopyUnavailable`). Measured on the
- * H100 (bench notes, entry 16): one subgroup × 16-row tiles up to head dim 64, 2 subgroups × 16 rows at 128; one
- * subgroup where that does not fit.
+ * where padded copies of q and dO (`gradOut`: its layout) can be made (`paddedCopyUnavailable`). The device's tuned
+ * shape (`tiles.matrixKeyValue`, tuneFlashBackward) where it fits, else the first default that fits
+ * (`defaultMatrixKeyValueShapes`).
  */
 export function matrixKeyValueShape(
   problem: AttentionProblem,
@@ -34,16 +46,31 @@ export function matrixKeyValueShape(
   caps: FlashCaps,
   buffers: { readonly q: GPUBuffer; readonly gradOut: GPUBuffer },
 ): MatrixKeyValueShape | null {
-  if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
+  const { headDimQk, headDimV } = tiles;
+  if (!tiles.directKeyValues || Math.max(headDimQk, headDimV) > 128) return null;
   const { layout, queryHeads, queryLength } = problem;
-  const rows = Math.ceil(queryLength / 16) * 16;
   const limit = caps.maxStorageBufferBindingSize;
   const q = { buffer: buffers.q, layout: layout.q, heads: queryHeads, length: queryLength, dims: problem.headDimQk };
   const dO = { buffer: buffers.gradOut, layout: gradOut, heads: queryHeads, length: queryLength, dims: problem.headDimV };
-  if (paddedCopyUnavailable(problem, q, rows, tiles.headDimQk, limit) || paddedCopyUnavailable(problem, dO, rows, tiles.headDimV, limit)) return null;
-  const shapes: MatrixKeyValueShape[] =
-    Math.max(tiles.headDimQk, tiles.headDimV) <= 64 ? [{ subgroups: 1, rows: 16 }] : [{ subgroups: 2, rows: 16 }, { subgroups: 1, rows: 16 }];
-  return firstFittingMatrixShape(shapes, (shape) => matrixKeyValueStorage(shape, tiles.headDimQk, tiles.headDimV), caps);
+  // The q and dO copies hold whole query tiles (recordMatrixKeyValue).
+  const copiesFit = (shape: MatrixKeyValueShape) => {
+    const rows = Math.ceil(queryLength / shape.rows) * shape.rows;
+    return !paddedCopyUnavailable(problem, q, rows, headDimQk, limit) && !paddedCopyUnavailable(problem, dO, rows, headDimV, limit);
+  };
+  const tuned = tiles.matrixKeyValue && matrixKeyValueFits(tiles.matrixKeyValue, headDimQk, headDimV, caps) ? [tiles.matrixKeyValue] : [];
+  const shapes = [...tuned, ...defaultMatrixKeyValueShapes(headDimQk, headDimV)].filter(copiesFit);
+  return firstFittingMatrixShape(shapes, (shape) => matrixKeyValueStorage(shape, headDimQk, headDimV), caps);
+}
+
+/**
+ * The matrix dK/dV shape for these tiles where its q and dO copies fit (any problem the benchmark reports on): the
+ * device's tuned shape where it fits, else the first default that fits; null where the matrix dK/dV does not run.
+ */
+export function preferredMatrixKeyValueShape(tiles: FlashTiles, caps: FlashCaps): MatrixKeyValueShape | null {
+  const { headDimQk, headDimV } = tiles;
+  if (!tiles.directKeyValues || Math.max(headDimQk, headDimV) > 128) return null;
+  if (tiles.matrixKeyValue && matrixKeyValueFits(tiles.matrixKeyValue, headDimQk, headDimV, caps)) return tiles.matrixKeyValue;
+  return defaultMatrixKeyValueShape(headDimQk, headDimV, caps);
 }
 
 /**

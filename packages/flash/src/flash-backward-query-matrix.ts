@@ -1,15 +1,9 @@
 import type { KernelSource } from '@webattn/tensor';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
-import { SHARED_EXTRA, firstFittingMatrixShape, type FlashCaps, type FlashTiles } from './flash-tiles';
+import { SHARED_EXTRA, firstFittingMatrixShape, matrixBackwardShapeValid, type FlashCaps, type FlashTiles, type MatrixQueryShape } from './flash-tiles';
 import { matrixQueryGradientBlocks } from './matrix-blocks';
 import { stageQueryRows } from './chunked-rows';
 import source from './flash-backward-query-matrix.wgsl?raw';
-
-/** The matrix dQ kernel's workgroup shape: subgroups (16 query rows each) and keys per tile. */
-export interface MatrixQueryShape {
-  readonly subgroups: number;
-  readonly keys: number;
-}
 
 /** Workgroup bytes of flash-backward-query-matrix.wgsl (its workgroup arrays). */
 export function matrixQueryStorage(shape: MatrixQueryShape, headDimQk: number, headDimV: number): number {
@@ -21,17 +15,35 @@ export function matrixQueryStorage(shape: MatrixQueryShape, headDimQk: number, h
 }
 
 /**
+ * The matrix dQ kernel's default shapes at these head dims (buckets), the first that fits runs: one subgroup × 16
+ * keys up to head dim 64 (tuneFlashBackward's choice at D16, D32 and D64 on an H200, 1.02× the 2 subgroups that entry
+ * 16 of the bench notes measured on an H100; bench notes, entry 32), one subgroup × 32 keys at 128.
+ */
+function defaultMatrixQueryShapes(headDimQk: number, headDimV: number): MatrixQueryShape[] {
+  return Math.max(headDimQk, headDimV) <= 64 ? [{ subgroups: 1, keys: 16 }] : [{ subgroups: 1, keys: 32 }, { subgroups: 1, keys: 16 }];
+}
+
+/** The first default matrix dQ shape that fits `caps` at these head dims (buckets), or null. */
+export function defaultMatrixQueryShape(headDimQk: number, headDimV: number, caps: FlashCaps): MatrixQueryShape | null {
+  return firstFittingMatrixShape(defaultMatrixQueryShapes(headDimQk, headDimV), (shape) => matrixQueryStorage(shape, headDimQk, headDimV), caps);
+}
+
+/** Whether `shape` runs as the matrix dQ at these head dims (buckets) on `caps`. */
+export function matrixQueryFits(shape: MatrixQueryShape, headDimQk: number, headDimV: number, caps: FlashCaps): boolean {
+  return matrixBackwardShapeValid(shape) && firstFittingMatrixShape([shape], (s) => matrixQueryStorage(s, headDimQk, headDimV), caps) !== null;
+}
+
+/**
  * The matrix dQ kernel's shape for these tiles, or null: only after the matrix forward's direct form (its padded k
- * and v copies; f16 with subgroup matrices) and only up to head dim 128. Measured on the H100 (bench notes, entry
- * 16): 2 subgroups × 16 keys up to head dim 64, one subgroup × 32 keys at 128; smaller ones where those do not fit.
+ * and v copies; f16 with subgroup matrices) and only up to head dim 128. The device's tuned shape
+ * (`tiles.matrixQuery`, tuneFlashBackward) where it fits, else the first default that fits
+ * (`defaultMatrixQueryShapes`).
  */
 export function matrixQueryShape(tiles: FlashTiles, caps: FlashCaps): MatrixQueryShape | null {
-  if (!tiles.directKeyValues || Math.max(tiles.headDimQk, tiles.headDimV) > 128) return null;
-  const shapes: MatrixQueryShape[] =
-    Math.max(tiles.headDimQk, tiles.headDimV) <= 64
-      ? [{ subgroups: 2, keys: 16 }, { subgroups: 1, keys: 16 }]
-      : [{ subgroups: 1, keys: 32 }, { subgroups: 1, keys: 16 }];
-  return firstFittingMatrixShape(shapes, (shape) => matrixQueryStorage(shape, tiles.headDimQk, tiles.headDimV), caps);
+  const { headDimQk, headDimV } = tiles;
+  if (!tiles.directKeyValues || Math.max(headDimQk, headDimV) > 128) return null;
+  if (tiles.matrixQuery && matrixQueryFits(tiles.matrixQuery, headDimQk, headDimV, caps)) return tiles.matrixQuery;
+  return defaultMatrixQueryShape(headDimQk, headDimV, caps);
 }
 
 /**

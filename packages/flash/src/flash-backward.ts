@@ -27,9 +27,9 @@ import {
   type KernelBindings,
   type PackedRows,
 } from './flash-chunks';
-import { tileLoads, recordingTiles, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
-import { matrixQueryKernel, matrixQueryShape, type MatrixQueryShape } from './flash-backward-query-matrix';
-import { matrixKeyValueKernel, matrixKeyValueShape, type MatrixKeyValueShape } from './flash-backward-key-value-matrix';
+import { tileLoads, recordingTiles, type FlashCaps, type FlashTiles, type MatrixBackwardShapes, type MatrixKeyValueShape, type MatrixQueryShape, type TiledShape } from './flash-tiles';
+import { matrixQueryKernel, matrixQueryShape } from './flash-backward-query-matrix';
+import { matrixKeyValueKernel, matrixKeyValueShape, preferredMatrixKeyValueShape } from './flash-backward-key-value-matrix';
 import { rowsOfEights } from './chunked-rows';
 import { vec4RowTensors, type Vec4Rows } from './vec4-loaders';
 import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
@@ -101,6 +101,16 @@ function gradientKernel(
  */
 export function keyValueQueryTile(tiles: FlashTiles): number {
   return tiles.tiledKeyValue ? 4 * tiles.tiledKeyValue.keyThreads : tiles.backwardRows;
+}
+
+/**
+ * The matrix dQ and dK/dV shapes a backward with these tiles takes (the device's tuned ones where they fit, else the
+ * defaults), where its padded copies fit; null where the backward does not run on subgroup matrices.
+ */
+export function matrixBackwardShapes(tiles: FlashTiles, caps: FlashCaps): MatrixBackwardShapes | null {
+  const query = matrixQueryShape(tiles, caps);
+  const keyValue = preferredMatrixKeyValueShape(tiles, caps);
+  return query && keyValue ? { query, keyValue } : null;
 }
 
 /**

@@ -76,7 +76,7 @@ describe.skipIf(!gpu)('flash kernel variants', () => {
   });
 
   it('keys pipelines by dtype, head-dim bucket, features and tiles only', () => {
-    const tiles = { headDimQk: 64, headDimV: 64, rows: 64, keys: 32, forward: { kernel: 'compact' as const, threads: 64, rowsPerThread: 2, keys: 32 }, directKeyValues: false, tiledQuery: null, tiledKeyValue: null, forwardThreads: 64, forwardRowsPerThread: 2, forwardKeys: 32, backwardKeys: 64, backwardRows: 16 };
+    const tiles = { headDimQk: 64, headDimV: 64, rows: 64, keys: 32, forward: { kernel: 'compact' as const, threads: 64, rowsPerThread: 2, keys: 32 }, directKeyValues: false, tiledQuery: null, tiledKeyValue: null, matrixQuery: null, matrixKeyValue: null, forwardThreads: 64, forwardRowsPerThread: 2, forwardKeys: 32, backwardKeys: 64, backwardRows: 16 };
     const kernel = flashKernel('flash-forward', forwardSource, { f16: true, mask: 'bool', keyLengths: true, varlen: false, dropout: true }, tiles, { THREADS: 64, BLOCK_N: 32 });
     expect(kernel.variant).toBe('f16|qk64|v64|mask=bool|key-lengths|dropout|THREADS=64|BLOCK_N=32|ROWS=2');
   });

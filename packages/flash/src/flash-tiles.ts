@@ -86,6 +86,12 @@ export interface FlashTiles {
   /** The tiled backward kernels' shapes (with a tiled forward; null: the compact kernels run). */
   readonly tiledQuery: TiledShape | null;
   readonly tiledKeyValue: TiledShape | null;
+  /**
+   * The matrix backward kernels' shapes tuned for the device (tuneFlashBackward; with the matrix forward's direct form
+   * only), tried before their defaults (matrixQueryShape, matrixKeyValueShape); null: the defaults.
+   */
+  readonly matrixQuery: MatrixQueryShape | null;
+  readonly matrixKeyValue: MatrixKeyValueShape | null;
   /** The compact row-per-thread shape (compact dQ's, and the compact forward's): threads, query rows per thread, keys per tile. */
   readonly forwardThreads: number;
   readonly forwardRowsPerThread: number;
@@ -417,10 +423,46 @@ function tiledBackwardShape(
   return candidates.find((shape) => tiledShapeFits(shape, headDims, costs, caps)) ?? null;
 }
 
-/** The tiled backward kernels' shapes tuned for one device (tuneFlashBackward), each where it was tuned. */
+/** The matrix dQ kernel's workgroup shape (flash-backward-query-matrix.wgsl): subgroups (16 query rows each) and keys per tile. */
+export interface MatrixQueryShape {
+  readonly subgroups: number;
+  readonly keys: number;
+}
+
+/** The matrix dK/dV kernel's workgroup shape (flash-backward-key-value-matrix.wgsl): subgroups (16 keys each) and query rows per tile. */
+export interface MatrixKeyValueShape {
+  readonly subgroups: number;
+  readonly rows: number;
+}
+
+/** The matrix dQ and dK/dV shapes of one backward (f16 after the matrix forward's direct form). */
+export interface MatrixBackwardShapes {
+  readonly query: MatrixQueryShape;
+  readonly keyValue: MatrixKeyValueShape;
+}
+
+/**
+ * The matrix backward kernels' subgroups per workgroup and keys (dQ) or query rows (dK/dV) per tile: the padded k and
+ * v copies hold whole 64-row tiles, so dQ's tiles and dK/dV's keys per workgroup (16 a subgroup) stay within 64.
+ */
+export const MATRIX_BACKWARD_SUBGROUPS = [1, 2, 4] as const;
+export const MATRIX_BACKWARD_TILES = [16, 32, 64] as const;
+
+/** Whether a matrix dQ or dK/dV shape is one the kernels compile (storage and threads aside: firstFittingMatrixShape). */
+export function matrixBackwardShapeValid(shape: MatrixQueryShape | MatrixKeyValueShape): boolean {
+  const tile = 'keys' in shape ? shape.keys : shape.rows;
+  return (MATRIX_BACKWARD_SUBGROUPS as readonly number[]).includes(shape.subgroups) && (MATRIX_BACKWARD_TILES as readonly number[]).includes(tile);
+}
+
+/**
+ * The backward kernels' shapes tuned for one device (tuneFlashBackward), each where it was tuned: the tiled dQ and
+ * dK/dV (`query`, `keyValue`) and the matrix ones (`matrixQuery`, `matrixKeyValue`).
+ */
 export interface TunedBackwardShapes {
   readonly query?: TiledShape;
   readonly keyValue?: TiledShape;
+  readonly matrixQuery?: MatrixQueryShape;
+  readonly matrixKeyValue?: MatrixKeyValueShape;
 }
 
 /** A device's table in `tables` (created empty on first use), keyed by forwardTuningKey. */
@@ -467,7 +509,8 @@ export function tunedForwardTiles(gpu: GPUDevice, dtype: string, headDimQk: numb
  * default kernel and workgroup shape when it fits. f16 problems take the subgroup-matrix forward by default where
  * the device has it (`matrixForwardUnavailable`): with `directKeyValues` (the problem allows padded k and v copies,
  * `paddedKeyValuesUnavailable`) at head dims up to 128, else up to 32; tuning may choose it for others. `backward`
- * (tuned shapes, see tuneFlashBackward) replaces the tiled dQ's and dK/dV's default shapes where they fit.
+ * (tuned shapes, see tuneFlashBackward) replaces the tiled dQ's and dK/dV's default shapes where they fit, and its
+ * matrix shapes pass to the matrix dQ and dK/dV (with the matrix forward's direct form).
  */
 export function chooseTiles(
   problem: Pick<AttentionProblem, 'headDimQk' | 'headDimV'> & { readonly dtype?: string; readonly directKeyValues?: boolean },
@@ -516,6 +559,8 @@ export function chooseTiles(
     directKeyValues: matrix !== null && direct,
     tiledQuery: family?.tiledQuery ?? null,
     tiledKeyValue: family?.tiledKeyValue ?? null,
+    matrixQuery: (matrix && direct && backward?.matrixQuery) || null,
+    matrixKeyValue: (matrix && direct && backward?.matrixKeyValue) || null,
     forwardThreads: compactTiles.threads,
     forwardRowsPerThread: compactTiles.rowsPerThread,
     forwardKeys: compactTiles.keys,

@@ -1,7 +1,11 @@
 import { bestTimingMethod, createCallSampler, median, randn, type CallSampler, type Device, type Tensor, type TimingMethod } from '@webattn/tensor';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
+import { defaultMatrixKeyValueShape, matrixKeyValueFits } from './flash-backward-key-value-matrix';
+import { defaultMatrixQueryShape, matrixQueryFits } from './flash-backward-query-matrix';
 import {
   FORWARD_ROWS_PER_THREAD,
+  MATRIX_BACKWARD_SUBGROUPS,
+  MATRIX_BACKWARD_TILES,
   MATRIX_KEYS,
   MATRIX_ROW_BLOCKS,
   MATRIX_SUBGROUP_SIZE,
@@ -16,6 +20,9 @@ import {
   tunedBackwardShapesOf,
   tunedForwardTilesOf,
   type ForwardTiles,
+  type MatrixBackwardShapes,
+  type MatrixKeyValueShape,
+  type MatrixQueryShape,
   type TiledBackwardKernel,
   type TiledShape,
 } from './flash-tiles';
@@ -196,21 +203,30 @@ export interface BackwardShapes {
   readonly keyValue: TiledShape;
 }
 
-/** One dtype and head-dim bucket's backward search: every candidate's backward time, the defaults and the choice. */
-export interface BackwardTuning {
+/** One kernel family's backward search over its dQ ('query') and dK/dV ('keyValue') shapes. */
+interface BackwardSearch<Shapes extends { readonly query: object; readonly keyValue: object }> {
   readonly dtype: 'f32' | 'f16';
   readonly headDim: number;
   readonly shape: readonly [number, number, number, number];
   /** dQ's shapes timed with dK/dV at its default, then dK/dV's with dQ at its choice (ms per backward call). */
-  readonly candidates: { readonly [K in TiledBackwardKernel]: readonly { readonly shape: TiledShape; readonly ms: number }[] };
+  readonly candidates: { readonly [K in keyof Shapes]: readonly { readonly shape: Shapes[K]; readonly ms: number }[] };
   readonly method: TimingMethod;
-  readonly defaultShapes: BackwardShapes;
-  readonly chosen: BackwardShapes;
+  readonly defaultShapes: Shapes;
+  readonly chosen: Shapes;
 }
 
+/**
+ * One dtype and head-dim bucket's backward search: every candidate's backward time, the defaults and the choice, for
+ * the tiled kernels (`kernel` 'tiled', after a tiled forward) or the subgroup-matrix ones ('matrix', f16 after the
+ * matrix forward's direct form).
+ */
+export type BackwardTuning = ({ readonly kernel: 'tiled' } & BackwardSearch<BackwardShapes>) | ({ readonly kernel: 'matrix' } & BackwardSearch<MatrixBackwardShapes>);
+
 export interface BackwardTuneOptions extends Omit<TuneOptions, 'candidates'> {
-  /** Shapes to time per kernel (default: backwardCandidates; the default shape is always timed too). */
+  /** Tiled shapes to time per kernel (default: backwardCandidates; the default shape is always timed too). */
   readonly candidates?: { readonly [K in TiledBackwardKernel]?: readonly TiledShape[] };
+  /** Matrix shapes to time per kernel (default: matrixBackwardCandidates; the default shape is always timed too). */
+  readonly matrixCandidates?: { readonly query?: readonly MatrixQueryShape[]; readonly keyValue?: readonly MatrixKeyValueShape[] };
 }
 
 /** Threads, rows (dQ) or keys (dK/dV) per thread and key threads the backward search tries. */
@@ -231,15 +247,64 @@ export function backwardCandidates(device: Device, kernel: TiledBackwardKernel, 
   return candidates;
 }
 
-const sameShape = (a: TiledShape, b: TiledShape) => a.threads === b.threads && a.rowsPerThread === b.rowsPerThread && a.keyThreads === b.keyThreads;
+/** Every matrix dQ and dK/dV shape (subgroups × keys or query rows per tile) that fits this device at this head dim. */
+export function matrixBackwardCandidates(device: Device, headDim: number): { query: MatrixQueryShape[]; keyValue: MatrixKeyValueShape[] } {
+  const bucket = headDimBucket(headDim);
+  const query: MatrixQueryShape[] = [];
+  const keyValue: MatrixKeyValueShape[] = [];
+  for (const subgroups of MATRIX_BACKWARD_SUBGROUPS) {
+    for (const tile of MATRIX_BACKWARD_TILES) {
+      if (matrixQueryFits({ subgroups, keys: tile }, bucket, bucket, device.caps)) query.push({ subgroups, keys: tile });
+      if (matrixKeyValueFits({ subgroups, rows: tile }, bucket, bucket, device.caps)) keyValue.push({ subgroups, rows: tile });
+    }
+  }
+  return { query, keyValue };
+}
+
+/** Whether two shapes have the same fields. */
+const sameShape = (a: object, b: object) => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
 
 /**
- * Autotuning of the tiled backward's workgroup shapes (chooseTiles' `tiledQuery` and `tiledKeyValue`, a table
- * measured on an H200 by default): for each dtype and head-dim bucket whose forward is tiled on this device (with its
- * tuned forward, if any), times the backward with every dQ shape (dK/dV at its default), then with every dK/dV shape
- * (dQ at the fastest), and keeps the fastest of each for the device; later backwards use them. Where the forward is
- * not tiled (the compact family, or f16 on subgroup matrices, whose backward is the matrix one) nothing is tuned
- * and no result is returned. Timing as in tuneFlashForward.
+ * Times one family's backward with every listed dQ shape (dK/dV at its default), then every dK/dV shape (dQ at the
+ * fastest), the default shapes always among them; `use` makes a pair of shapes the device's choice (what the timed
+ * calls run), `fits` says whether a shape runs as itself (others are not timed).
+ */
+async function searchBackwardShapes<Shapes extends { readonly query: object; readonly keyValue: object }>(
+  sampler: CallSampler,
+  call: () => Tensor[],
+  iterations: number,
+  search: {
+    readonly defaults: Shapes;
+    readonly listed: { readonly [K in keyof Shapes]: readonly Shapes[K][] };
+    readonly fits: (kernel: keyof Shapes, shape: object) => boolean;
+    readonly use: (shapes: Shapes) => void;
+  },
+): Promise<{ candidates: { [K in keyof Shapes]: { shape: Shapes[K]; ms: number }[] }; chosen: Shapes }> {
+  const { defaults, listed, fits, use } = search;
+  const candidates = { query: [], keyValue: [] } as unknown as { [K in keyof Shapes]: { shape: Shapes[K]; ms: number }[] };
+  const chosen: { -readonly [K in keyof Shapes]: Shapes[K] } = { ...defaults };
+  await warmUp(sampler, call);
+  for (const kernel of ['query', 'keyValue'] as const) {
+    const shapes = listed[kernel].some((shape) => sameShape(shape, defaults[kernel])) ? listed[kernel] : [defaults[kernel], ...listed[kernel]];
+    for (const shape of shapes) {
+      if (!fits(kernel, shape)) continue;
+      use({ ...chosen, [kernel]: shape });
+      candidates[kernel].push({ shape, ms: await timeCall(sampler, call, iterations) });
+    }
+    chosen[kernel] = candidates[kernel].reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+  }
+  use(chosen);
+  return { candidates, chosen };
+}
+
+/**
+ * Autotuning of the backward's workgroup shapes per device, dtype and head-dim bucket, for the family its forward
+ * (tuned or not) takes: after a tiled forward the tiled dQ and dK/dV (chooseTiles' `tiledQuery` and
+ * `tiledKeyValue`, a table measured on an H200 by default), after the f16 matrix forward's direct form the matrix
+ * dQ and dK/dV (matrixQueryShape, matrixKeyValueShape: shapes measured on an H100 by default). It times the backward
+ * with every dQ shape (dK/dV at its default), then with every dK/dV shape (dQ at the fastest), and keeps the fastest
+ * of each for the device; later backwards use them. After a compact forward nothing is tuned and no result is
+ * returned. Timing as in tuneFlashForward.
  */
 export async function tuneFlashBackward(device: Device, options: BackwardTuneOptions = {}): Promise<BackwardTuning[]> {
   if (!device.isGpu) return [];
@@ -255,11 +320,14 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
         // The timed problem's k and v allow the matrix forward's direct form (as in tuneFlashForward).
         const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
         const defaults = recordingTiles(device.gpu, problem, device.caps);
-        if (!defaults || defaults.forward.kernel !== 'tiled' || !defaults.tiledQuery || !defaults.tiledKeyValue) {
+        const bucket = headDimBucket(headDim);
+        const tiledDefaults = defaults?.forward.kernel === 'tiled' && defaults.tiledQuery && defaults.tiledKeyValue ? { query: defaults.tiledQuery, keyValue: defaults.tiledKeyValue } : null;
+        const matrixQuery = defaults?.forward.kernel === 'matrix' && defaults.directKeyValues ? defaultMatrixQueryShape(bucket, bucket, device.caps) : null;
+        const matrixKeyValue = matrixQuery && defaultMatrixKeyValueShape(bucket, bucket, device.caps);
+        if (!tiledDefaults && !(matrixQuery && matrixKeyValue)) {
           if (previous) tuned.set(key, previous);
           continue;
         }
-        const defaultShapes: BackwardShapes = { query: defaults.tiledQuery, keyValue: defaults.tiledKeyValue };
         const shape = [batch, heads, length, headDim] as const;
         const [q, k, v, gradOut] = [1, 2, 3, 4].map((seed) => randn(device, [...shape], { seed, dtype })) as [Tensor, Tensor, Tensor, Tensor];
         const { out, logsumexp } = flashAttention(q, k, v);
@@ -267,22 +335,24 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
           const { dq, dk, dv } = flashAttentionGrad(q, k, v, out, logsumexp, gradOut);
           return [dq, dk, dv];
         };
-        const candidates: { [K in TiledBackwardKernel]: { shape: TiledShape; ms: number }[] } = { query: [], keyValue: [] };
-        const chosen = { ...defaultShapes };
+        const found = { dtype, headDim: bucket, shape, method: sampler.method };
         try {
-          await warmUp(sampler, call);
-          for (const kernel of ['query', 'keyValue'] as const) {
-            const listed = options.candidates?.[kernel] ?? backwardCandidates(device, kernel, headDim);
-            const shapes = listed.some((shape) => sameShape(shape, defaultShapes[kernel])) ? listed : [defaultShapes[kernel], ...listed];
-            for (const shape of shapes) {
-              // The candidate must be what runs (chooseTiles takes a tuned shape only where it fits).
-              if (!tiledBackwardFits(kernel, shape, headDim, headDim, device.caps)) continue;
-              tuned.set(key, { ...chosen, [kernel]: shape });
-              candidates[kernel].push({ shape, ms: await timeCall(sampler, call, iterations) });
-            }
-            chosen[kernel] = candidates[kernel].reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+          if (tiledDefaults) {
+            const listed = { query: options.candidates?.query ?? backwardCandidates(device, 'query', headDim), keyValue: options.candidates?.keyValue ?? backwardCandidates(device, 'keyValue', headDim) };
+            const fits = (kernel: keyof BackwardShapes, shape: object) => tiledBackwardFits(kernel, shape as TiledShape, headDim, headDim, device.caps);
+            const use = (shapes: BackwardShapes) => tuned.set(key, { query: shapes.query, keyValue: shapes.keyValue });
+            const { candidates, chosen } = await searchBackwardShapes<BackwardShapes>(sampler, call, iterations, { defaults: tiledDefaults, listed, fits, use });
+            results.push({ kernel: 'tiled', ...found, candidates, defaultShapes: tiledDefaults, chosen });
+          } else {
+            const matrixDefaults = { query: matrixQuery!, keyValue: matrixKeyValue! };
+            const all = matrixBackwardCandidates(device, headDim);
+            const listed = { query: options.matrixCandidates?.query ?? all.query, keyValue: options.matrixCandidates?.keyValue ?? all.keyValue };
+            const fits = (kernel: keyof MatrixBackwardShapes, shape: object) =>
+              kernel === 'query' ? matrixQueryFits(shape as MatrixQueryShape, bucket, bucket, device.caps) : matrixKeyValueFits(shape as MatrixKeyValueShape, bucket, bucket, device.caps);
+            const use = (shapes: MatrixBackwardShapes) => tuned.set(key, { matrixQuery: shapes.query, matrixKeyValue: shapes.keyValue });
+            const { candidates, chosen } = await searchBackwardShapes<MatrixBackwardShapes>(sampler, call, iterations, { defaults: matrixDefaults, listed, fits, use });
+            results.push({ kernel: 'matrix', ...found, candidates, defaultShapes: matrixDefaults, chosen });
           }
-          tuned.set(key, chosen);
         } catch (error) {
           if (previous) tuned.set(key, previous);
           else tuned.delete(key);
@@ -290,7 +360,6 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
         } finally {
           for (const t of [q, k, v, gradOut, out, logsumexp]) t.dispose();
         }
-        results.push({ dtype, headDim: headDimBucket(headDim), shape, candidates, method: sampler.method, defaultShapes, chosen });
       }
     }
   } finally {
@@ -299,28 +368,39 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
   return results;
 }
 
-/** A backward tuning choice as saved by an app (BackwardTuning's dtype, headDim and chosen). */
-export interface SavedBackwardTuning {
-  readonly dtype: BackwardTuning['dtype'];
-  readonly headDim: number;
-  readonly chosen: BackwardShapes;
-}
+/**
+ * A backward tuning choice as saved by an app (BackwardTuning's kernel, dtype, headDim and chosen; choices saved
+ * before the matrix backward was tuned have no `kernel`: they are tiled shapes).
+ */
+export type SavedBackwardTuning =
+  | { readonly kernel?: 'tiled'; readonly dtype: BackwardTuning['dtype']; readonly headDim: number; readonly chosen: BackwardShapes }
+  | { readonly kernel: 'matrix'; readonly dtype: BackwardTuning['dtype']; readonly headDim: number; readonly chosen: MatrixBackwardShapes };
 
 /**
  * Restores choices `tuneFlashBackward` made earlier (on the same adapter). Choices whose shapes do not fit this
- * device are skipped; returns how many were applied.
+ * device are skipped, and matrix shapes for f32 (the matrix kernels are f16 only); returns how many were applied.
  */
 export function restoreFlashBackwardTuning(device: Device, saved: readonly SavedBackwardTuning[]): number {
   if (!device.isGpu) return 0;
   const tuned = tunedBackwardShapesOf(device.gpu);
   let applied = 0;
-  for (const { dtype, headDim, chosen } of saved) {
-    const query = { threads: chosen.query.threads, rowsPerThread: chosen.query.rowsPerThread, keyThreads: chosen.query.keyThreads };
-    const keyValue = { threads: chosen.keyValue.threads, rowsPerThread: chosen.keyValue.rowsPerThread, keyThreads: chosen.keyValue.keyThreads };
-    if (!tiledBackwardFits('query', query, headDim, headDim, device.caps) || !tiledBackwardFits('keyValue', keyValue, headDim, headDim, device.caps)) continue;
-    tuned.set(forwardTuningKey(dtype, headDim, headDim), { query, keyValue });
+  for (const choice of saved) {
+    const { dtype, headDim } = choice;
+    const key = forwardTuningKey(dtype, headDim, headDim);
+    if (choice.kernel === 'matrix') {
+      const bucket = headDimBucket(headDim);
+      const matrixQuery = { subgroups: choice.chosen.query.subgroups, keys: choice.chosen.query.keys };
+      const matrixKeyValue = { subgroups: choice.chosen.keyValue.subgroups, rows: choice.chosen.keyValue.rows };
+      if (dtype !== 'f16' || !matrixQueryFits(matrixQuery, bucket, bucket, device.caps) || !matrixKeyValueFits(matrixKeyValue, bucket, bucket, device.caps)) continue;
+      tuned.set(key, { ...tuned.get(key), matrixQuery, matrixKeyValue });
+    } else {
+      const { chosen } = choice;
+      const query = { threads: chosen.query.threads, rowsPerThread: chosen.query.rowsPerThread, keyThreads: chosen.query.keyThreads };
+      const keyValue = { threads: chosen.keyValue.threads, rowsPerThread: chosen.keyValue.rowsPerThread, keyThreads: chosen.keyValue.keyThreads };
+      if (!tiledBackwardFits('query', query, headDim, headDim, device.caps) || !tiledBackwardFits('keyValue', keyValue, headDim, headDim, device.caps)) continue;
+      tuned.set(key, { ...tuned.get(key), query, keyValue });
+    }
     applied++;
   }
   return applied;
 }
-

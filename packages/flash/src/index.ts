@@ -1,6 +1,6 @@
 export { checkFlash } from './check-flash';
 export { flashAttention, flashAttentionGrad } from './flash-attention';
-export { flashAttentionBackward, type FlashBackwardBuffers } from './flash-backward';
+export { flashAttentionBackward, matrixBackwardShapes, type FlashBackwardBuffers } from './flash-backward';
 export type { PackedRows } from './flash-chunks';
 export {
   flashAttentionForward,
@@ -16,6 +16,9 @@ export {
   type FlashCaps,
   type FlashTiles,
   type ForwardTiles,
+  type MatrixBackwardShapes,
+  type MatrixKeyValueShape,
+  type MatrixQueryShape,
   type TiledBackwardKernel,
   type TiledShape,
   type TunedBackwardShapes,
@@ -23,6 +26,7 @@ export {
 export {
   backwardCandidates,
   forwardCandidates,
+  matrixBackwardCandidates,
   restoreFlashBackwardTuning,
   restoreFlashTuning,
   tuneFlashBackward,

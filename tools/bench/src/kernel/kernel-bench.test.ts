@@ -1,7 +1,17 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chooseTiles, restoreFlashBackwardTuning, restoreFlashTuning, tunedForwardTiles, type BackwardTuning } from '@webattn/flash';
+import {
+  chooseTiles,
+  matrixBackwardShapes,
+  restoreFlashBackwardTuning,
+  restoreFlashTuning,
+  tunedForwardTiles,
+  type BackwardTuning,
+  type FlashCaps,
+  type MatrixBackwardShapes,
+  type TunedBackwardShapes,
+} from '@webattn/flash';
 import { cpuDevice } from '@webattn/tensor';
 import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -125,7 +135,7 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
     expect(restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: tuned }])).toBe(1);
     try {
       const result = await expectNoGpuErrors(device, () => runKernelBench(device, config));
-      expect(result.tiles).toEqual([{ dtype: 'f32', headDim: 16, tiles: chooseTiles(problem, device.caps, tuned) }]);
+      expect(result.tiles).toEqual([{ dtype: 'f32', headDim: 16, tiles: chooseTiles(problem, device.caps, tuned), matrixBackward: null }]);
       expect(formatTiles(result.tiles)).toEqual([`flash tiles f32 D16: compact; forward 64 threads × ${tuned.rowsPerThread} query rows per thread, 16 keys per tile; dQ 64 × ${tuned.rowsPerThread}, 16 keys; dK/dV 64 threads × ${tuned.rowsPerThread} keys per thread, ${result.tiles[0]!.tiles!.backwardRows} query rows per tile (head-dim buckets 16/16)`]);
       expect(result.records.every((record) => record.status === 'ok')).toBe(true);
     } finally {
@@ -154,6 +164,7 @@ describe.skipIf(!gpu)('tuned backward shapes in the benchmark', () => {
       restoreFlashBackwardTuning(device, [{ dtype: 'f32', headDim: 16, chosen: { query: defaults.tiledQuery!, keyValue: defaults.tiledKeyValue! } }]);
     }
     const tuning: BackwardTuning = {
+      kernel: 'tiled',
       dtype: 'f32',
       headDim: 16,
       shape: [32, 8, 500, 16],
@@ -177,6 +188,58 @@ describe.skipIf(!gpu)('tuned backward shapes in the benchmark', () => {
       `flash backward tuned f32 D16 on B32 H8 N500: dQ 64 threads × 1 rows, 16-wide tiles 1.000 ms (default ${q.threads} threads × ${q.rowsPerThread} rows, ` +
         `${4 * q.keyThreads}-wide tiles 2.000 ms, 2.00×; 2 candidates); dK/dV 64 threads × 1 keys, 32-wide tiles 0.500 ms (default ${kv.threads} threads × ` +
         `${kv.rowsPerThread} keys, ${4 * kv.keyThreads}-wide tiles 0.750 ms, 1.50×; 2 candidates); timestamp`,
+    ]);
+  });
+});
+
+describe('tuned matrix backward shapes in the benchmark', () => {
+  // Caps of a device with 16×16×16 f16→f32 subgroup matrices and 32-wide subgroups (the H100/H200's).
+  const caps = {
+    shaderF16: true,
+    subgroups: true,
+    subgroupMatrix: true,
+    subgroupMinSize: 32,
+    subgroupMaxSize: 32,
+    subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }],
+    maxComputeWorkgroupStorageSize: 49152,
+    maxComputeInvocationsPerWorkgroup: 1024,
+    maxComputeWorkgroupsPerDimension: 65535,
+    maxStorageBufferBindingSize: 2 ** 31,
+    maxStorageBuffersPerShaderStage: 16,
+  } as FlashCaps;
+  const problem = { dtype: 'f16', headDimQk: 64, headDimV: 64, directKeyValues: true } as const;
+  const tuned: MatrixBackwardShapes = { query: { subgroups: 4, keys: 32 }, keyValue: { subgroups: 2, rows: 64 } };
+
+  it('prints the matrix dQ and dK/dV shapes the backward takes, tuned ones included, and a matrix tuning against the default', () => {
+    const report = (backward?: TunedBackwardShapes) => {
+      const tiles = chooseTiles(problem, caps, undefined, backward)!;
+      return formatTiles([{ dtype: 'f16', headDim: 64, tiles, matrixBackward: matrixBackwardShapes(tiles, caps) }])[0]!;
+    };
+    expect(report()).toContain('backward on subgroup matrices, dQ 1 subgroups × 16-key tiles, dK/dV 1 subgroups × 16-row tiles (where their copies fit; else dQ 128 threads');
+    expect(report({ matrixQuery: tuned.query, matrixKeyValue: tuned.keyValue })).toContain('dQ 4 subgroups × 32-key tiles, dK/dV 2 subgroups × 64-row tiles');
+    const defaults = matrixBackwardShapes(chooseTiles(problem, caps)!, caps)!;
+    const tuning: BackwardTuning = {
+      kernel: 'matrix',
+      dtype: 'f16',
+      headDim: 64,
+      shape: [4, 16, 2048, 64],
+      method: 'timestamp',
+      defaultShapes: defaults,
+      chosen: tuned,
+      candidates: {
+        query: [
+          { shape: defaults.query, ms: 9.4 },
+          { shape: tuned.query, ms: 9.2 },
+        ],
+        keyValue: [
+          { shape: defaults.keyValue, ms: 9.5 },
+          { shape: tuned.keyValue, ms: 9.0 },
+        ],
+      },
+    };
+    expect(formatBackwardTunings([tuning])).toEqual([
+      'flash backward tuned f16 D64 on B4 H16 N2048: dQ matrix 4 subgroups × 32-key tiles 9.200 ms (default matrix 1 subgroups × 16-key tiles 9.400 ms, 1.02×; ' +
+        '2 candidates); dK/dV matrix 2 subgroups × 64-row tiles 9.000 ms (default matrix 1 subgroups × 16-row tiles 9.500 ms, 1.06×; 2 candidates); timestamp',
     ]);
   });
 });

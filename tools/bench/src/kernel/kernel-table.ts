@@ -6,7 +6,7 @@ import type { KernelRecord, TileReport } from './run-kernel-bench';
 export const formatShape = (shape: BenchShape) => `B${shape.batch} H${shape.heads} N${shape.length} D${shape.headDim}`;
 
 export function formatTiles(reports: readonly TileReport[]): string[] {
-  return reports.map(({ dtype, headDim, tiles }) => {
+  return reports.map(({ dtype, headDim, tiles, matrixBackward }) => {
     if (!tiles) return `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`;
     const buckets = `(head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`;
     const { forward, tiledQuery, tiledKeyValue } = tiles;
@@ -17,7 +17,11 @@ export function formatTiles(reports: readonly TileReport[]): string[] {
       return (
         `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices${tiles.directKeyValues ? ', k and v loaded directly' : ''}) ${forward.threads / 32} subgroups × ` +
         `${forward.rowsPerThread} blocks of 16 rows, ${forward.keys} keys per tile; backward ` +
-        `${tiles.directKeyValues ? 'dQ and dK/dV on subgroup matrices (where their copies fit; else ' : ''}${tiledBackward ?? 'compact'}${tiles.directKeyValues ? ')' : ''} ${buckets}`
+        (matrixBackward
+          ? `on subgroup matrices, dQ ${matrixBackward.query.subgroups} subgroups × ${matrixBackward.query.keys}-key tiles, dK/dV ` +
+            `${matrixBackward.keyValue.subgroups} subgroups × ${matrixBackward.keyValue.rows}-row tiles (where their copies fit; else ${tiledBackward ?? 'compact'})`
+          : (tiledBackward ?? 'compact')) +
+        ` ${buckets}`
       );
     }
     if (forward.kernel === 'tiled' && tiledBackward) {
@@ -97,17 +101,23 @@ export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
 
 const describeGrid = (shape: TiledShape, what: string) => `${shape.threads} threads × ${shape.rowsPerThread} ${what}, ${4 * shape.keyThreads}-wide tiles`;
 
-/** `--tune` results of the tiled backward: the chosen dQ and dK/dV shapes per dtype and head dim, against the defaults. */
+/** A backward kernel's shape in words: tiled (threads × rows or keys per thread) or matrix (subgroups × tile). */
+function describeBackwardShape(tuning: BackwardTuning, kernel: 'query' | 'keyValue', shape: object): string {
+  if (tuning.kernel === 'tiled') return describeGrid(shape as TiledShape, kernel === 'query' ? 'rows' : 'keys');
+  const matrix = shape as { subgroups: number; keys?: number; rows?: number };
+  return kernel === 'query' ? `matrix ${matrix.subgroups} subgroups × ${matrix.keys}-key tiles` : `matrix ${matrix.subgroups} subgroups × ${matrix.rows}-row tiles`;
+}
+
+/** `--tune` results of the backward: the chosen dQ and dK/dV shapes per dtype and head dim, against the defaults. */
 export function formatBackwardTunings(tunings: readonly BackwardTuning[]): string[] {
   return tunings.map((tuning) => {
     const parts = (['query', 'keyValue'] as const).map((kernel) => {
-      const times = tuning.candidates[kernel];
-      const timeOf = (shape: TiledShape) => times.find((candidate) => JSON.stringify(candidate.shape) === JSON.stringify(shape))!.ms;
+      const times: readonly { shape: object; ms: number }[] = tuning.candidates[kernel];
+      const timeOf = (shape: object) => times.find((candidate) => JSON.stringify(candidate.shape) === JSON.stringify(shape))!.ms;
       const [chosen, fallback] = [timeOf(tuning.chosen[kernel]), timeOf(tuning.defaultShapes[kernel])];
-      const what = kernel === 'query' ? 'rows' : 'keys';
       return (
-        `${kernel === 'query' ? 'dQ' : 'dK/dV'} ${describeGrid(tuning.chosen[kernel], what)} ${chosen.toFixed(3)} ms ` +
-        `(default ${describeGrid(tuning.defaultShapes[kernel], what)} ${fallback.toFixed(3)} ms, ${(fallback / chosen).toFixed(2)}×; ${times.length} candidates)`
+        `${kernel === 'query' ? 'dQ' : 'dK/dV'} ${describeBackwardShape(tuning, kernel, tuning.chosen[kernel])} ${chosen.toFixed(3)} ms ` +
+        `(default ${describeBackwardShape(tuning, kernel, tuning.defaultShapes[kernel])} ${fallback.toFixed(3)} ms, ${(fallback / chosen).toFixed(2)}×; ${times.length} candidates)`
       );
     });
     return `flash backward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ${parts.join('; ')}; ${tuning.method}`;

@@ -3,7 +3,7 @@
  * timed (see gpu-timer.ts) and turned into one record with its milliseconds and TFLOP/s, or the reason it did
  * not run ("refused: …" from the backend's own check or its ResourceLimitError; "error: …" for anything else).
  */
-import { chooseTiles, tunedBackwardShapes, tunedForwardTiles, type FlashTiles } from '@webattn/flash';
+import { chooseTiles, matrixBackwardShapes, tunedBackwardShapes, tunedForwardTiles, type FlashTiles, type MatrixBackwardShapes } from '@webattn/flash';
 import { InvalidArgumentError, ResourceLimitError, type Device } from '@webattn/tensor';
 import { maxAbsDiff } from '@webattn/tensor/testing';
 import { benchInputs, type BenchInputs } from './bench-inputs';
@@ -48,6 +48,8 @@ export interface TileReport {
   /** The tiles flash runs this head dim with on this device: chooseTiles' choice, with the device's tuned forward
    * and backward shapes where `--tune` (tuneFlashForward, tuneFlashBackward) made them (null: flash cannot run it). */
   readonly tiles: FlashTiles | null;
+  /** The matrix dQ and dK/dV shapes its backward takes (matrixBackwardShapes; null: not on subgroup matrices). */
+  readonly matrixBackward: MatrixBackwardShapes | null;
 }
 
 export interface KernelBenchResult {
@@ -195,7 +197,8 @@ export function flashTileReports(device: Device, config: Pick<KernelBenchConfig,
       // it only where flash can unpack their sequences into padded k and v copies; the report is the unpacked runs'.)
       const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
       const [forward, backward] = [tunedForwardTiles(device.gpu, dtype, headDim, headDim), tunedBackwardShapes(device.gpu, dtype, headDim, headDim)];
-      tiles.push({ dtype, headDim, tiles: chooseTiles(problem, device.caps, forward, backward) });
+      const chosen = chooseTiles(problem, device.caps, forward, backward);
+      tiles.push({ dtype, headDim, tiles: chosen, matrixBackward: chosen && matrixBackwardShapes(chosen, device.caps) });
     }
   }
   return tiles;
