@@ -41,7 +41,8 @@ export interface ForwardTuning {
   readonly dtype: 'f32' | 'f16';
   readonly headDim: number;
   readonly shape: readonly [number, number, number, number];
-  readonly candidates: readonly { readonly tiles: ForwardTiles; readonly ms: number }[];
+  /** Every candidate's unmasked and causal time per call (ms). */
+  readonly candidates: readonly ({ readonly tiles: ForwardTiles } & CandidateTimes)[];
   /** How the candidates were timed: GPU timestamps where the device has 'timestamp-query', else wall clock. */
   readonly method: TimingMethod;
   /** The default tiles' time, for comparison. */
@@ -60,6 +61,11 @@ export interface TuneOptions {
   readonly iterations?: number;
   /** Candidates to time (default: forwardCandidates, every shape that fits). */
   readonly candidates?: readonly ForwardTiles[];
+  /**
+   * Also time each candidate with a causal mask, and keep the fastest of the shapes whose causal calls hold
+   * CAUSAL_FRACTION_FLOOR of their unmasked speed (fastestKeepingCausal). Default true; false halves the search.
+   */
+  readonly causal?: boolean;
 }
 
 /**
@@ -97,6 +103,29 @@ export function forwardCandidates(device: Device, headDim: number, dtype: 'f32' 
   return candidates;
 }
 
+/** A candidate's time per call (ms) on the timed problem, unmasked and with a causal mask (null: not timed causal). */
+export interface CandidateTimes {
+  readonly ms: number;
+  readonly causalMs: number | null;
+}
+
+/** The issue's mask line: a causal call (half the FLOPs) keeps at least this fraction of the unmasked TFLOP/s. */
+export const CAUSAL_FRACTION_FLOOR = 0.85;
+
+/** A causal call's TFLOP/s as a fraction of the unmasked call's (it counts half the FLOPs); null where not timed. */
+export const causalFraction = (times: CandidateTimes): number | null => (times.causalMs === null ? null : times.ms / 2 / times.causalMs);
+
+/**
+ * The candidate a search keeps: the fastest unmasked one of those whose causal calls keep CAUSAL_FRACTION_FLOOR of its
+ * speed, else (none does) the fastest unmasked. A shape that is fast unmasked but spends its time on the masked half of
+ * a causal triangle (large row blocks at short sequences: bench notes, entry 31) is not taken over one that keeps both.
+ */
+export function fastestKeepingCausal<T extends CandidateTimes>(candidates: readonly T[]): T {
+  const fastest = (list: readonly T[]) => list.reduce((a, b) => (b.ms < a.ms ? b : a));
+  const keeping = candidates.filter((candidate) => (causalFraction(candidate) ?? 1) >= CAUSAL_FRACTION_FLOOR);
+  return fastest(keeping.length > 0 ? keeping : candidates);
+}
+
 /** GPU milliseconds of untimed calls before the first candidate is timed. */
 const WARM_UP_MS = 300;
 
@@ -108,12 +137,24 @@ async function warmUp(sampler: CallSampler, call: () => Tensor[]): Promise<void>
   for (let spent = 0, calls = 0; spent < WARM_UP_MS && calls < 256; calls += 4) spent += (await sampler.sample(call, 4)) * 4;
 }
 
-/** A candidate's time per call: one call that compiles its pipelines, then the median of three samples of `iterations` calls. */
+/** A call's time: one call that compiles its pipelines, then the median of three samples of `iterations` calls. */
 async function timeCall(sampler: CallSampler, call: () => Tensor[], iterations: number): Promise<number> {
   await sampler.sample(call, 1);
   const samples: number[] = [];
   for (let sample = 0; sample < 3; sample++) samples.push(await sampler.sample(call, iterations));
   return median(samples);
+}
+
+/** A candidate's unmasked (`calls.none`) and causal (`calls.causal`, where given) times. */
+async function timeCandidate(sampler: CallSampler, calls: TimedCalls, iterations: number): Promise<CandidateTimes> {
+  const ms = await timeCall(sampler, calls.none, iterations);
+  return { ms, causalMs: calls.causal ? await timeCall(sampler, calls.causal, iterations) : null };
+}
+
+/** The calls a search times per candidate: the timed problem unmasked and (TuneOptions.causal) with a causal mask. */
+interface TimedCalls {
+  readonly none: () => Tensor[];
+  readonly causal: (() => Tensor[]) | null;
 }
 
 /** A search's timed problem, calls per sample, dtypes (TuneOptions' defaults) and sampler (destroy it when done). */
@@ -141,16 +182,17 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
         const shape = [batch, heads, length, headDim] as const;
         const key = forwardTuningKey(dtype, headDim, headDim);
         const [q, k, v] = [1, 2, 3].map((seed) => randn(device, [...shape], { seed, dtype })) as [Tensor, Tensor, Tensor];
-        const call = () => {
-          const { out, logsumexp } = flashAttention(q, k, v);
+        const forward = (isCausal: boolean) => () => {
+          const { out, logsumexp } = flashAttention(q, k, v, { isCausal });
           return [out, logsumexp];
         };
-        const candidates: { tiles: ForwardTiles; ms: number }[] = [];
+        const calls = { none: forward(false), causal: options.causal === false ? null : forward(true) };
+        const candidates: ({ tiles: ForwardTiles } & CandidateTimes)[] = [];
         try {
-          await warmUp(sampler, call);
+          await warmUp(sampler, calls.none);
           for (const tiles of options.candidates ?? forwardCandidates(device, headDim, dtype)) {
             tuned.set(key, tiles);
-            candidates.push({ tiles, ms: await timeCall(sampler, call, iterations) });
+            candidates.push({ tiles, ...(await timeCandidate(sampler, calls, iterations)) });
           }
         } finally {
           tuned.delete(key);
@@ -158,7 +200,7 @@ export async function tuneFlashForward(device: Device, options: TuneOptions = {}
         }
         const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
         const defaultTiles = chooseTiles(problem, device.caps)!.forward;
-        const best = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
+        const best = fastestKeepingCausal(candidates);
         tuned.set(key, best.tiles);
         results.push({ dtype, headDim: headDimBucket(headDim), shape, candidates, method: sampler.method, defaultTiles, chosen: best.tiles });
       }
@@ -209,7 +251,7 @@ interface BackwardSearch<Shapes extends { readonly query: object; readonly keyVa
   readonly headDim: number;
   readonly shape: readonly [number, number, number, number];
   /** dQ's shapes timed with dK/dV at its default, then dK/dV's with dQ at its choice (ms per backward call). */
-  readonly candidates: { readonly [K in keyof Shapes]: readonly { readonly shape: Shapes[K]; readonly ms: number }[] };
+  readonly candidates: { readonly [K in keyof Shapes]: readonly ({ readonly shape: Shapes[K] } & CandidateTimes)[] };
   readonly method: TimingMethod;
   readonly defaultShapes: Shapes;
   readonly chosen: Shapes;
@@ -265,13 +307,13 @@ export function matrixBackwardCandidates(device: Device, headDim: number): { que
 const sameShape = (a: object, b: object) => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
 
 /**
- * Times one family's backward with every listed dQ shape (dK/dV at its default), then every dK/dV shape (dQ at the
- * fastest), the default shapes always among them; `use` makes a pair of shapes the device's choice (what the timed
+ * Times one family's backward with every listed dQ shape (dK/dV at its default), then every dK/dV shape (dQ at its
+ * choice: fastestKeepingCausal), the default shapes always among them; `use` makes a pair of shapes the device's choice (what the timed
  * calls run), `fits` says whether a shape runs as itself (others are not timed).
  */
 async function searchBackwardShapes<Shapes extends { readonly query: object; readonly keyValue: object }>(
   sampler: CallSampler,
-  call: () => Tensor[],
+  calls: TimedCalls,
   iterations: number,
   search: {
     readonly defaults: Shapes;
@@ -279,19 +321,19 @@ async function searchBackwardShapes<Shapes extends { readonly query: object; rea
     readonly fits: (kernel: keyof Shapes, shape: object) => boolean;
     readonly use: (shapes: Shapes) => void;
   },
-): Promise<{ candidates: { [K in keyof Shapes]: { shape: Shapes[K]; ms: number }[] }; chosen: Shapes }> {
+): Promise<{ candidates: { [K in keyof Shapes]: ({ shape: Shapes[K] } & CandidateTimes)[] }; chosen: Shapes }> {
   const { defaults, listed, fits, use } = search;
-  const candidates = { query: [], keyValue: [] } as unknown as { [K in keyof Shapes]: { shape: Shapes[K]; ms: number }[] };
+  const candidates = { query: [], keyValue: [] } as unknown as { [K in keyof Shapes]: ({ shape: Shapes[K] } & CandidateTimes)[] };
   const chosen: { -readonly [K in keyof Shapes]: Shapes[K] } = { ...defaults };
-  await warmUp(sampler, call);
+  await warmUp(sampler, calls.none);
   for (const kernel of ['query', 'keyValue'] as const) {
     const shapes = listed[kernel].some((shape) => sameShape(shape, defaults[kernel])) ? listed[kernel] : [defaults[kernel], ...listed[kernel]];
     for (const shape of shapes) {
       if (!fits(kernel, shape)) continue;
       use({ ...chosen, [kernel]: shape });
-      candidates[kernel].push({ shape, ms: await timeCall(sampler, call, iterations) });
+      candidates[kernel].push({ shape, ...(await timeCandidate(sampler, calls, iterations)) });
     }
-    chosen[kernel] = candidates[kernel].reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+    chosen[kernel] = fastestKeepingCausal(candidates[kernel]).shape;
   }
   use(chosen);
   return { candidates, chosen };
@@ -301,10 +343,10 @@ async function searchBackwardShapes<Shapes extends { readonly query: object; rea
  * Autotuning of the backward's workgroup shapes per device, dtype and head-dim bucket, for the family its forward
  * (tuned or not) takes: after a tiled forward the tiled dQ and dK/dV (chooseTiles' `tiledQuery` and
  * `tiledKeyValue`, a table measured on an H200 by default), after the f16 matrix forward's direct form the matrix
- * dQ and dK/dV (matrixQueryShape, matrixKeyValueShape: shapes measured on an H100 by default). It times the backward
- * with every dQ shape (dK/dV at its default), then with every dK/dV shape (dQ at the fastest), and keeps the fastest
- * of each for the device; later backwards use them. After a compact forward nothing is tuned and no result is
- * returned. Timing as in tuneFlashForward.
+ * dQ and dK/dV (matrixQueryShape, matrixKeyValueShape: defaults measured on an H200). It times the backward,
+ * unmasked and causal, with every dQ shape (dK/dV at its default), then with every dK/dV shape (dQ at its choice), and
+ * keeps for the device the fastest of each that holds the mask line (fastestKeepingCausal); later backwards use them.
+ * After a compact forward nothing is tuned and no result is returned. Timing as in tuneFlashForward.
  */
 export async function tuneFlashBackward(device: Device, options: BackwardTuneOptions = {}): Promise<BackwardTuning[]> {
   if (!device.isGpu) return [];
@@ -330,18 +372,20 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
         }
         const shape = [batch, heads, length, headDim] as const;
         const [q, k, v, gradOut] = [1, 2, 3, 4].map((seed) => randn(device, [...shape], { seed, dtype })) as [Tensor, Tensor, Tensor, Tensor];
-        const { out, logsumexp } = flashAttention(q, k, v);
-        const call = () => {
-          const { dq, dk, dv } = flashAttentionGrad(q, k, v, out, logsumexp, gradOut);
+        // The forwards the timed backwards follow, unmasked and causal.
+        const forwards = (options.causal === false ? [false] : [false, true]).map((isCausal) => ({ isCausal, ...flashAttention(q, k, v, { isCausal }) }));
+        const backward = ({ isCausal, out, logsumexp }: (typeof forwards)[number]) => () => {
+          const { dq, dk, dv } = flashAttentionGrad(q, k, v, out, logsumexp, gradOut, { isCausal });
           return [dq, dk, dv];
         };
+        const calls = { none: backward(forwards[0]!), causal: forwards[1] ? backward(forwards[1]) : null };
         const found = { dtype, headDim: bucket, shape, method: sampler.method };
         try {
           if (tiledDefaults) {
             const listed = { query: options.candidates?.query ?? backwardCandidates(device, 'query', headDim), keyValue: options.candidates?.keyValue ?? backwardCandidates(device, 'keyValue', headDim) };
             const fits = (kernel: keyof BackwardShapes, shape: object) => tiledBackwardFits(kernel, shape as TiledShape, headDim, headDim, device.caps);
             const use = (shapes: BackwardShapes) => tuned.set(key, { query: shapes.query, keyValue: shapes.keyValue });
-            const { candidates, chosen } = await searchBackwardShapes<BackwardShapes>(sampler, call, iterations, { defaults: tiledDefaults, listed, fits, use });
+            const { candidates, chosen } = await searchBackwardShapes<BackwardShapes>(sampler, calls, iterations, { defaults: tiledDefaults, listed, fits, use });
             results.push({ kernel: 'tiled', ...found, candidates, defaultShapes: tiledDefaults, chosen });
           } else {
             const matrixDefaults = { query: matrixQuery!, keyValue: matrixKeyValue! };
@@ -350,7 +394,7 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
             const fits = (kernel: keyof MatrixBackwardShapes, shape: object) =>
               kernel === 'query' ? matrixQueryFits(shape as MatrixQueryShape, bucket, bucket, device.caps) : matrixKeyValueFits(shape as MatrixKeyValueShape, bucket, bucket, device.caps);
             const use = (shapes: MatrixBackwardShapes) => tuned.set(key, { matrixQuery: shapes.query, matrixKeyValue: shapes.keyValue });
-            const { candidates, chosen } = await searchBackwardShapes<MatrixBackwardShapes>(sampler, call, iterations, { defaults: matrixDefaults, listed, fits, use });
+            const { candidates, chosen } = await searchBackwardShapes<MatrixBackwardShapes>(sampler, calls, iterations, { defaults: matrixDefaults, listed, fits, use });
             results.push({ kernel: 'matrix', ...found, candidates, defaultShapes: matrixDefaults, chosen });
           }
         } catch (error) {
@@ -358,7 +402,7 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
           else tuned.delete(key);
           throw error;
         } finally {
-          for (const t of [q, k, v, gradOut, out, logsumexp]) t.dispose();
+          for (const t of [q, k, v, gradOut, ...forwards.flatMap(({ out, logsumexp }) => [out, logsumexp])]) t.dispose();
         }
       }
     }

@@ -24,7 +24,10 @@ export {
   type TunedBackwardShapes,
 } from './flash-tiles';
 export {
+  CAUSAL_FRACTION_FLOOR,
   backwardCandidates,
+  causalFraction,
+  fastestKeepingCausal,
   forwardCandidates,
   matrixBackwardCandidates,
   restoreFlashBackwardTuning,
@@ -34,6 +37,7 @@ export {
   type BackwardShapes,
   type BackwardTuneOptions,
   type BackwardTuning,
+  type CandidateTimes,
   type ForwardTuning,
   type SavedBackwardTuning,
   type SavedForwardTuning,

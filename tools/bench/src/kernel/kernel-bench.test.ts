@@ -9,6 +9,7 @@ import {
   tunedForwardTiles,
   type BackwardTuning,
   type FlashCaps,
+  type ForwardTuning,
   type MatrixBackwardShapes,
   type TunedBackwardShapes,
 } from '@webattn/flash';
@@ -17,7 +18,7 @@ import { expectNoGpuErrors, openTestDevice } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelCommand } from '../commands/kernel';
 import { parseKernelArgs } from './kernel-args';
-import { formatBackwardTunings, formatRecord, formatTiles } from './kernel-table';
+import { formatBackwardTunings, formatRecord, formatTiles, formatTunings } from './kernel-table';
 import { setForwardTiles } from './kernel-tuning';
 import { BACKWARD_FLOP_FACTOR, forwardFlops, parseOptionSet } from './option-sets';
 import { flashTileReports, runKernelBench, type KernelRecord } from './run-kernel-bench';
@@ -173,21 +174,45 @@ describe.skipIf(!gpu)('tuned backward shapes in the benchmark', () => {
       chosen,
       candidates: {
         query: [
-          { shape: defaults.tiledQuery!, ms: 2 },
-          { shape: chosen.query, ms: 1 },
+          { shape: defaults.tiledQuery!, ms: 2, causalMs: 1.1 },
+          { shape: chosen.query, ms: 1, causalMs: 0.55 },
         ],
         keyValue: [
-          { shape: chosen.keyValue, ms: 0.5 },
-          { shape: defaults.tiledKeyValue!, ms: 0.75 },
+          { shape: chosen.keyValue, ms: 0.5, causalMs: 0.28 },
+          { shape: defaults.tiledKeyValue!, ms: 0.75, causalMs: 0.4 },
         ],
       },
     };
     const q = defaults.tiledQuery!;
     const kv = defaults.tiledKeyValue!;
     expect(formatBackwardTunings([tuning])).toEqual([
-      `flash backward tuned f32 D16 on B32 H8 N500: dQ 64 threads × 1 rows, 16-wide tiles 1.000 ms (default ${q.threads} threads × ${q.rowsPerThread} rows, ` +
-        `${4 * q.keyThreads}-wide tiles 2.000 ms, 2.00×; 2 candidates); dK/dV 64 threads × 1 keys, 32-wide tiles 0.500 ms (default ${kv.threads} threads × ` +
+      `flash backward tuned f32 D16 on B32 H8 N500: dQ 64 threads × 1 rows, 16-wide tiles 1.000 ms, causal at 0.91 of its speed (default ${q.threads} threads × ${q.rowsPerThread} rows, ` +
+        `${4 * q.keyThreads}-wide tiles 2.000 ms, 2.00×; 2 candidates); dK/dV 64 threads × 1 keys, 32-wide tiles 0.500 ms, causal at 0.89 of its speed (default ${kv.threads} threads × ` +
         `${kv.rowsPerThread} keys, ${4 * kv.keyThreads}-wide tiles 0.750 ms, 1.50×; 2 candidates); timestamp`,
+    ]);
+  });
+});
+
+describe('the forward tuning line', () => {
+  it('prints the choice with its causal speed, against the default, and the faster shape passed over for its causal speed', () => {
+    // Entry 31 of the bench notes (H200, f32 seed shape).
+    const tiled = (threads: number) => ({ kernel: 'tiled' as const, threads, rowsPerThread: 2, keys: 16 });
+    const tuning: ForwardTuning = {
+      dtype: 'f32',
+      headDim: 16,
+      shape: [32, 8, 500, 16],
+      method: 'timestamp',
+      defaultTiles: tiled(64),
+      chosen: tiled(128),
+      candidates: [
+        { tiles: tiled(64), ms: 0.29, causalMs: 0.154 },
+        { tiles: tiled(128), ms: 0.285, causalMs: 0.153 },
+        { tiles: tiled(256), ms: 0.261, causalMs: 0.164 },
+      ],
+    };
+    expect(formatTunings([tuning])).toEqual([
+      'flash forward tuned f32 D16 on B32 H8 N500: tiled 128 threads × 2 rows, 16 keys 0.285 ms, causal at 0.93 of its speed; default tiled 64 threads × 2 rows, ' +
+        '16 keys 0.290 ms (1.02×); passed over tiled 256 threads × 2 rows, 16 keys 0.261 ms, causal at 0.80 of its speed; 3 candidates (best tiled 0.261 ms; timestamp)',
     ]);
   });
 });
@@ -228,18 +253,21 @@ describe('tuned matrix backward shapes in the benchmark', () => {
       chosen: tuned,
       candidates: {
         query: [
-          { shape: defaults.query, ms: 9.4 },
-          { shape: tuned.query, ms: 9.2 },
+          { shape: defaults.query, ms: 9.4, causalMs: 5.0 },
+          { shape: tuned.query, ms: 9.2, causalMs: 4.9 },
         ],
         keyValue: [
-          { shape: defaults.keyValue, ms: 9.5 },
-          { shape: tuned.keyValue, ms: 9.0 },
+          { shape: defaults.keyValue, ms: 9.5, causalMs: 5.0 },
+          { shape: tuned.keyValue, ms: 9.0, causalMs: 4.8 },
+          // The fastest unmasked, passed over: its causal calls ran at 0.79 of its speed.
+          { shape: { subgroups: 4, rows: 16 }, ms: 8.8, causalMs: 5.6 },
         ],
       },
     };
     expect(formatBackwardTunings([tuning])).toEqual([
-      'flash backward tuned f16 D64 on B4 H16 N2048: dQ matrix 4 subgroups × 32-key tiles 9.200 ms (default matrix 1 subgroups × 16-key tiles 9.400 ms, 1.02×; ' +
-        '2 candidates); dK/dV matrix 2 subgroups × 64-row tiles 9.000 ms (default matrix 1 subgroups × 16-row tiles 9.500 ms, 1.06×; 2 candidates); timestamp',
+      'flash backward tuned f16 D64 on B4 H16 N2048: dQ matrix 4 subgroups × 32-key tiles 9.200 ms, causal at 0.94 of its speed (default matrix 1 subgroups × ' +
+        '16-key tiles 9.400 ms, 1.02×; 2 candidates); dK/dV matrix 2 subgroups × 64-row tiles 9.000 ms, causal at 0.94 of its speed (default matrix 1 subgroups × ' +
+        '16-row tiles 9.500 ms, 1.06×; passed over matrix 4 subgroups × 16-row tiles 8.800 ms, causal at 0.79 of its speed; 3 candidates); timestamp',
     ]);
   });
 });

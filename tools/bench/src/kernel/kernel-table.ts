@@ -1,5 +1,5 @@
 /** The kernel benchmark's lines for a terminal: tile choices, then one table row per record. */
-import type { BackwardTuning, ForwardTuning, TiledShape } from '@webattn/flash';
+import { causalFraction, type BackwardTuning, type CandidateTimes, type ForwardTuning, type TiledShape } from '@webattn/flash';
 import type { BenchShape } from './kernel-args';
 import type { KernelRecord, TileReport } from './run-kernel-bench';
 
@@ -84,17 +84,32 @@ function bestPerKernel(tuning: ForwardTuning): string {
   return [...best].map(([kernel, ms]) => `${kernel} ${ms.toFixed(3)} ms`).join(', ');
 }
 
+/** ", causal at 0.93 of its speed" (the causal calls' TFLOP/s as a fraction of the unmasked), or "" where not timed. */
+function causalText(times: CandidateTimes): string {
+  const fraction = causalFraction(times);
+  return fraction === null ? '' : `, causal at ${fraction.toFixed(2)} of its speed`;
+}
+
+/**
+ * "; passed over X 0.261 ms, causal at 0.80 of its speed" where the fastest unmasked candidate was not chosen (its
+ * causal calls fell under the mask line), else "".
+ */
+function passedOver<T extends CandidateTimes>(candidates: readonly T[], chosen: T, describe: (candidate: T) => string): string {
+  const fastest = candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
+  return fastest === chosen || fastest.ms === chosen.ms ? '' : `; passed over ${describe(fastest)} ${fastest.ms.toFixed(3)} ms${causalText(fastest)}`;
+}
+
 /** `--tune` results: the chosen forward workgroup shape per dtype and head dim, against the default. */
 export function formatTunings(tunings: readonly ForwardTuning[]): string[] {
   return tunings.map((tuning) => {
-    const timeOf = (tiles: ForwardTuning['chosen']) =>
-      tuning.candidates.find((candidate) => JSON.stringify(candidate.tiles) === JSON.stringify(tiles))?.ms;
-    const chosen = timeOf(tuning.chosen)!;
-    const fallback = timeOf(tuning.defaultTiles);
-    const versus = fallback === undefined ? '' : `; default ${describeTiles(tuning.defaultTiles)} ${fallback.toFixed(3)} ms (${(fallback / chosen).toFixed(2)}×)`;
+    const find = (tiles: ForwardTuning['chosen']) => tuning.candidates.find((candidate) => JSON.stringify(candidate.tiles) === JSON.stringify(tiles));
+    const chosen = find(tuning.chosen)!;
+    const fallback = find(tuning.defaultTiles);
+    const versus = fallback === undefined ? '' : `; default ${describeTiles(tuning.defaultTiles)} ${fallback.ms.toFixed(3)} ms (${(fallback.ms / chosen.ms).toFixed(2)}×)`;
+    const skipped = passedOver(tuning.candidates, chosen, (candidate) => describeTiles(candidate.tiles));
     return (
       `flash forward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ` +
-      `${describeTiles(tuning.chosen)} ${chosen.toFixed(3)} ms${versus}; ${tuning.candidates.length} candidates (best ${bestPerKernel(tuning)}; ${tuning.method})`
+      `${describeTiles(tuning.chosen)} ${chosen.ms.toFixed(3)} ms${causalText(chosen)}${versus}${skipped}; ${tuning.candidates.length} candidates (best ${bestPerKernel(tuning)}; ${tuning.method})`
     );
   });
 }
@@ -112,12 +127,13 @@ function describeBackwardShape(tuning: BackwardTuning, kernel: 'query' | 'keyVal
 export function formatBackwardTunings(tunings: readonly BackwardTuning[]): string[] {
   return tunings.map((tuning) => {
     const parts = (['query', 'keyValue'] as const).map((kernel) => {
-      const times: readonly { shape: object; ms: number }[] = tuning.candidates[kernel];
-      const timeOf = (shape: object) => times.find((candidate) => JSON.stringify(candidate.shape) === JSON.stringify(shape))!.ms;
-      const [chosen, fallback] = [timeOf(tuning.chosen[kernel]), timeOf(tuning.defaultShapes[kernel])];
+      const times: readonly ({ shape: object } & CandidateTimes)[] = tuning.candidates[kernel];
+      const find = (shape: object) => times.find((candidate) => JSON.stringify(candidate.shape) === JSON.stringify(shape))!;
+      const [chosen, fallback] = [find(tuning.chosen[kernel]), find(tuning.defaultShapes[kernel])];
+      const skipped = passedOver(times, chosen, (candidate) => describeBackwardShape(tuning, kernel, candidate.shape));
       return (
-        `${kernel === 'query' ? 'dQ' : 'dK/dV'} ${describeBackwardShape(tuning, kernel, tuning.chosen[kernel])} ${chosen.toFixed(3)} ms ` +
-        `(default ${describeBackwardShape(tuning, kernel, tuning.defaultShapes[kernel])} ${fallback.toFixed(3)} ms, ${(fallback / chosen).toFixed(2)}×; ${times.length} candidates)`
+        `${kernel === 'query' ? 'dQ' : 'dK/dV'} ${describeBackwardShape(tuning, kernel, tuning.chosen[kernel])} ${chosen.ms.toFixed(3)} ms${causalText(chosen)} ` +
+        `(default ${describeBackwardShape(tuning, kernel, tuning.defaultShapes[kernel])} ${fallback.ms.toFixed(3)} ms, ${(fallback.ms / chosen.ms).toFixed(2)}×${skipped}; ${times.length} candidates)`
       );
     });
     return `flash backward tuned ${tuning.dtype} D${tuning.headDim} on B${tuning.shape[0]} H${tuning.shape[1]} N${tuning.shape[2]}: ${parts.join('; ')}; ${tuning.method}`;
