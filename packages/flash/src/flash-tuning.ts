@@ -109,7 +109,7 @@ export interface CandidateTimes {
   readonly causalMs: number | null;
 }
 
-/** The mask line: a causal call (half the FLOPs) keeps at least this fraction of the unmasked TFLOP/s. */
+/** The mask line flash holds: a causal call (half the FLOPs) keeps at least this fraction of the unmasked TFLOP/s. */
 export const CAUSAL_FRACTION_FLOOR = 0.85;
 
 /** A causal call's TFLOP/s as a fraction of the unmasked call's (it counts half the FLOPs); null where not timed. */
