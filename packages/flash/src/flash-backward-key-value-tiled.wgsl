@@ -19,8 +19,9 @@
 // [group_first, group_first + group_count) of the group and a range of rows, in the unsplit order (heads, then
 // rows). A range may end inside a query tile: the tile's rows outside [row_base, row_end) are staged like rows
 // past the sequence (q and dO zero, logsumexp −∞) and take no part, so each row is summed by exactly one
-// dispatch. This source is then compiled
-// with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
+// dispatch. Compiled with STORE_SCORES (stored-scores.ts), it also writes each pair's dS · scale to stored_scores,
+// from which flash-backward-query-stored.wgsl computes dQ without recomputing S and dP. Split over query
+// rows, this source is compiled with ${GRADIENT_T} = f32: dk and dv are f32 scratch holding the running sums, loaded at the start when
 // params.kv_partial is 1 (so the sums continue exactly), and flash-backward-finish.wgsl writes them out.
 
 override THREADS: u32 = 128u;
@@ -52,6 +53,10 @@ const G_LOADS: u32 = ${G_LOADS}u;
 @group(0) @binding(10) var<storage, read> delta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dk: array<${GRADIENT_T}>;
 @group(0) @binding(12) var<storage, read_write> dv: array<${GRADIENT_T}>;
+#if STORE_SCORES
+// dS · scale of every pair visited, for dQ = dS K (flash-backward-query-stored.wgsl; layout: stored_score_slot).
+@group(0) @binding(13) var<storage, read_write> stored_scores: array<vec4<f32>>;
+#endif
 
 var<workgroup> k_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * K_STRIDE>;
 var<workgroup> v_tile: array<vec4<f32>, THREADS / KEY_THREADS * ROWS * V_STRIDE>;
@@ -355,6 +360,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       pt_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = weights[t];
       dst_tile[(ty * ROWS + t) * ROW_STRIDE + tx] = ds[t];
     }
+#if STORE_SCORES
+    // This thread's keys × rows 4·tx .. 4·tx + 3 (whole vec4s: the slot's rows are padded to whole query tiles).
+    let slot = stored_score_slot(b, h);
+    for (var t = 0u; t < ROWS; t++) {
+      stored_scores[stored_score_quad(slot, first_key + t, row0 + 4u * tx)] = ds[t];
+    }
+#endif
     workgroupBarrier();
 
     // dV += P̃ᵀ dO and dK += dSᵀ q for this thread's keys × dims tx + KEY_THREADS · m.

@@ -44,6 +44,7 @@ import finishSource from './flash-backward-finish.wgsl?raw';
 import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
 import tiledKeyValueSource from './flash-backward-key-value-tiled.wgsl?raw';
 import tiledQuerySource from './flash-backward-query-tiled.wgsl?raw';
+import { STORED_SCORES_BYTES, planStoredScores, storedQueryKernel, type StoredScoresPlan } from './stored-scores';
 
 /**
  * A gradient kernel's source: writing its gradients in the problem's dtype, or (partial) running f32 sums in
@@ -68,6 +69,7 @@ export function querySourceFor(partial: boolean, tiled = false): string {
  * (flash-backward-*-tiled.wgsl) with `shape` when the forward is tiled and it fits (chooseTiles), else the compact
  * one with `compactConstants` (THREADS threads × the compact rows per thread). `paired`: the tiled kernel takes its
  * blocks in mirrored pairs (PAIRED_BLOCKS; the compact kernels never do), so its dispatch runs pairedWorkgroups.
+ * `storeScores`: the tiled dK/dV kernel also writes dS (STORE_SCORES, stored-scores.ts).
  */
 function gradientKernel(
   name: string,
@@ -79,6 +81,7 @@ function gradientKernel(
   compactConstants: Readonly<Record<string, number>>,
   vec4Rows: Vec4Rows,
   paired = false,
+  storeScores = false,
 ): { source: KernelSource; perWorkgroup: number; paired: boolean } {
   const suffix = partial ? '-partial' : '';
   if (shape) {
@@ -86,7 +89,7 @@ function gradientKernel(
     // Each thread's share of the tiles (4 · key threads keys for dQ, rows for dK/dV) it reads ahead into registers.
     const [qkLoads, vLoads] = name === 'flash-backward-query' ? ['K_LOADS', 'V_LOADS'] : ['Q_LOADS', 'G_LOADS'];
     const loads = (headDim: number) => tileLoads(4 * shape.keyThreads, headDim, shape.threads);
-    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV) }, flags: { PAIRED_BLOCKS: paired } };
+    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV) }, flags: { PAIRED_BLOCKS: paired, STORE_SCORES: storeScores } };
     const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes, extras);
     return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread, paired };
   }
@@ -218,8 +221,14 @@ export function recordFlashBackward(
   const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
   // Causal blocks in pairs (balanced-blocks.ts) where the tiled kernels gain from it; never in the partial ones.
   const paired = tiledPairsBlocks(problem, tiles.headDimQk, tiles.headDimV);
-  const keyValueKernel = (partial: boolean) =>
-    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial);
+  const keyValueKernel = (partial: boolean, storeScores = false) =>
+    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial, storeScores);
+  const stored = storedScoresPlan(problem, tiles, caps, recorder.gpu, keyValuePlan, chunks.query);
+  if (stored) {
+    const queryKernel = storedQueryKernel(variant, tiles, stored.shape, vec4Rows);
+    recordStoredScores(run, stored, keyValueKernel(false, true), queryKernel, kernels);
+    return;
+  }
   // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
   let padded: PaddedKeyValues | undefined;
@@ -263,8 +272,63 @@ export function recordFlashBackward(
 }
 
 /**
+ * The stored-score backward's pieces (stored-scores.ts) where it runs: the tiled dK/dV kernel, the whole problem in
+ * one binding chunk for both dK/dV and dQ, and one kv head's slots within the budget (caps.storedScoresBytes, the
+ * device's largest buffer); else null (the recompute kernels).
+ */
+function storedScoresPlan(
+  problem: AttentionProblem,
+  tiles: FlashTiles,
+  caps: FlashCaps,
+  gpu: GPUDevice,
+  keyValuePlan: ReturnType<typeof planKeyValue>,
+  queryChunks: readonly Chunk[],
+): StoredScoresPlan | null {
+  const oneChunk = 'direct' in keyValuePlan && keyValuePlan.direct.length === 1 && queryChunks.length === 1;
+  if (!tiles.tiledKeyValue || !oneChunk || problem.queryLength === 0 || problem.keyLength === 0) return null;
+  const budget = Math.min(caps.storedScoresBytes ?? STORED_SCORES_BYTES, gpu.limits.maxBufferSize);
+  return planStoredScores(problem, tiles.headDimQk, tiles.tiledKeyValue, caps, budget);
+}
+
+/**
+ * The backward's dK/dV and dQ through stored score gradients (stored-scores.ts), piece by piece: zero the piece's
+ * slots, the tiled dK/dV kernel writing dS into them, then dQ = dS K (flash-backward-query-stored.wgsl, which binds
+ * only k, the logsumexp, dq and the scores).
+ */
+function recordStoredScores(
+  run: BackwardRun,
+  plan: StoredScoresPlan,
+  keyValue: { source: KernelSource; perWorkgroup: number; paired: boolean },
+  query: KernelSource,
+  bindings: { readonly keyValue: KernelBindings; readonly query: KernelBindings },
+): void {
+  const { recorder } = run;
+  const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'flash backward stored scores');
+  const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'k' || t.name === 'dq') };
+  const rowsPerWorkgroup = 4 * plan.shape.rowQuads;
+  for (const piece of plan.pieces) {
+    recorder.clear(scratch, piece.bytes);
+    const scores: [number, BoundBuffer] = [BINDING.first + 8, { buffer: scratch, offset: 0, size: piece.bytes }];
+    dispatchGradient(run, keyValue, bindings.keyValue, [piece.keyValue], 'kv', { whole: [scores], uniforms: piece.uniforms });
+    dispatchChunks(
+      recorder,
+      query,
+      run.problem,
+      queryBindings,
+      [piece.query],
+      run.tensors,
+      [...run.optional, scores],
+      (chunk) => run.uniforms({ ...chunk, ...piece.uniforms }),
+      (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+      run.rowStats('query', [piece.query]).slice(0, 1),
+    );
+  }
+}
+
+/**
  * A tiled or compact gradient kernel (gradientKernel) over `chunks`: one workgroup per `perWorkgroup` query rows
- * (dQ, `heads` 'query') or keys (dK/dV, 'kv') of a chunk, half as many when the kernel pairs its blocks.
+ * (dQ, `heads` 'query') or keys (dK/dV, 'kv') of a chunk, half as many when the kernel pairs its blocks; `extra`
+ * bindings bound whole and uniforms (the stored scores).
  */
 function dispatchGradient(
   run: BackwardRun,
@@ -272,6 +336,7 @@ function dispatchGradient(
   bindings: KernelBindings,
   chunks: readonly Chunk[],
   heads: ChunkHeads,
+  extra: { readonly whole?: readonly (readonly [number, BoundBuffer])[]; readonly uniforms?: Readonly<Record<string, number>> } = {},
 ): void {
   const { source, perWorkgroup, paired } = kernel;
   dispatchChunks(
@@ -281,8 +346,8 @@ function dispatchGradient(
     bindings,
     chunks,
     run.tensors,
-    run.optional,
-    (chunk) => run.uniforms({ ...chunk, paired_blocks: paired ? 1 : 0 }),
+    [...run.optional, ...(extra.whole ?? [])],
+    (chunk) => run.uniforms({ ...chunk, ...extra.uniforms, paired_blocks: paired ? 1 : 0 }),
     (chunk) => [pairedWorkgroups(Math.ceil((heads === 'query' ? chunk.rows : chunk.keys).count / perWorkgroup), paired), chunk.heads.count, chunk.batch.count],
     run.rowStats(heads, chunks),
   );

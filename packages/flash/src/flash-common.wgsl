@@ -121,6 +121,18 @@ fn mirrored_block(x: u32, span: u32, block: u32) -> u32 {
   return (span + block - 1u) / block - 1u - x;
 }
 
+// The stored score gradients (stored-scores.ts): per (batch, query head) of the piece, from its first batch entry
+// and query head, a slot of ds_keys keys × ds_rows rows, key-major. (Blocks of the dK/dV kernel's keys × rows, each
+// written by one of its steps in one piece, ran no faster: bench notes, entry 34.) The first vec4 of (b, h)'s slot:
+fn stored_score_slot(b: u32, h: u32) -> u32 {
+  return ((b - params.ds_batch_base) * params.ds_slot_heads + h - params.ds_head_base) * params.ds_keys * (params.ds_rows >> 2u);
+}
+
+// The vec4 of rows i .. i + 3 (i a multiple of 4) of key j in the slot starting at vec4 `slot`.
+fn stored_score_quad(slot: u32, j: u32, i: u32) -> u32 {
+  return slot + j * (params.ds_rows >> 2u) + (i >> 2u);
+}
+
 // Banded masks. Under a causal mask or a window bounded on the right, row i attends keys up to i (+ right), so the
 // later a row block lies the more key tiles it attends (with a window bounded on the left only, the earlier).
 fn later_rows_heavier() -> bool {

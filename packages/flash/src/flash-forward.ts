@@ -72,6 +72,12 @@ export interface FlashRecordOptions {
    * problems are split into more dispatches; tests lower it to split small problems.
    */
   readonly maxStorageBindingSize?: number;
+  /**
+   * Backward: the most bytes of scratch the tiled kernels may keep the score gradients dS in, so that dQ is one
+   * matrix product instead of recomputing them (default STORED_SCORES_BYTES, 512 MiB, within the device's limits;
+   * 0 always recomputes).
+   */
+  readonly storedScoresBytes?: number;
 }
 
 /** The device's caps, with the workgroup storage and binding size limited as `options` asks. */
@@ -83,6 +89,7 @@ export function recordingCaps(device: GPUDevice, options: FlashRecordOptions): F
     ...caps,
     ...(storage === undefined ? {} : { maxComputeWorkgroupStorageSize: Math.min(storage, caps.maxComputeWorkgroupStorageSize) }),
     ...(binding === undefined ? {} : { maxStorageBufferBindingSize: Math.min(binding, caps.maxStorageBufferBindingSize) }),
+    ...(options.storedScoresBytes === undefined ? {} : { storedScoresBytes: options.storedScoresBytes }),
   };
 }
 

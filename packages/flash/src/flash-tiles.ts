@@ -13,7 +13,13 @@ export type FlashCaps = Pick<
   | 'maxStorageBuffersPerShaderStage'
 > &
   // The subgroup-matrix forward's facts (absent: no subgroup matrices).
-  Partial<Pick<DeviceCaps, 'subgroups' | 'subgroupMatrix' | 'subgroupMinSize' | 'subgroupMaxSize' | 'subgroupMatrixConfigs'>>;
+  Partial<Pick<DeviceCaps, 'subgroups' | 'subgroupMatrix' | 'subgroupMinSize' | 'subgroupMaxSize' | 'subgroupMatrixConfigs'>> & {
+    /**
+     * The most bytes the tiled backward may keep its score gradients in (stored-scores.ts; default
+     * STORED_SCORES_BYTES; 0: dQ recomputes them).
+     */
+    readonly storedScoresBytes?: number;
+  };
 
 /** What a raw GPUDevice tells of its subgroups (`adapterInfo`, where the implementation has it). */
 interface SubgroupInfo {

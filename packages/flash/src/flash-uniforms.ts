@@ -63,6 +63,13 @@ export const FLASH_UNIFORMS = uniformLayout([
   ['dq_partial', 'u32'],
   // 1: workgroup x also takes the mirrored row or key block (balanced-blocks.ts, flash-common.wgsl's mirrored_block).
   ['paired_blocks', 'u32'],
+  // The stored score gradients of a piece (stored-scores.ts, flash-common.wgsl's stored_score_slot): its first batch
+  // entry and query head, query heads per batch entry, and a slot's keys and rows.
+  ['ds_batch_base', 'u32'],
+  ['ds_head_base', 'u32'],
+  ['ds_slot_heads', 'u32'],
+  ['ds_keys', 'u32'],
+  ['ds_rows', 'u32'],
   ...LAYOUT_FIELDS('q'),
   ...LAYOUT_FIELDS('k'),
   ...LAYOUT_FIELDS('v'),
@@ -153,6 +160,11 @@ export function packFlashUniforms(
     kv_partial: 0,
     dq_partial: 0,
     paired_blocks: 0,
+    ds_batch_base: 0,
+    ds_head_base: 0,
+    ds_slot_heads: 0,
+    ds_keys: 0,
+    ds_rows: 0,
     ...layoutValues('q', layout.q),
     ...layoutValues('k', layout.k),
     ...layoutValues('v', layout.v),

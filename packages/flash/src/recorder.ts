@@ -12,6 +12,8 @@ export interface KernelRecorder {
   readonly gpu: GPUDevice;
   temporary(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer;
   dispatch(source: KernelSource, bindings: readonly (readonly [number, BoundBuffer])[], uniforms: ArrayBuffer, workgroups: readonly [number, number, number]): void;
+  /** Records zeroing the first `bytes` (a multiple of 4) of `buffer` (made with COPY_DST), in order with the dispatches. */
+  clear(buffer: GPUBuffer, bytes: number): void;
   /** Gives the temporaries back (raw: destroys them — only after the commands were submitted). */
   finish(): void;
 }
@@ -54,6 +56,9 @@ export function rawRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelR
       pass.dispatchWorkgroups(...workgroups);
       pass.end();
     },
+    clear(buffer, bytes) {
+      encoder.clearBuffer(buffer, 0, bytes);
+    },
     finish() {
       for (const buffer of temporaries.splice(0)) buffer.destroy();
     },
@@ -76,6 +81,9 @@ export function deviceRecorder(device: Device): KernelRecorder {
       const uniformBuffer = temporary(uniforms.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, `${source.name} uniforms`);
       gpu.queue.writeBuffer(uniformBuffer, 0, uniforms);
       device.dispatch(source.name, pipeline, [bindGroup(gpu, pipeline, source.name, bindings, uniformBuffer, uniforms.byteLength)], workgroups);
+    },
+    clear(buffer, bytes) {
+      device.commandEncoder().clearBuffer(buffer, 0, bytes);
     },
     finish() {
       // The pool reuses a released buffer only after the next submit, so releasing right away is safe.

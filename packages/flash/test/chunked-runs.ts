@@ -27,6 +27,8 @@ export interface Outputs {
 export interface Limits {
   readonly forward?: number;
   readonly backward?: number;
+  /** The backward's stored-score scratch (FlashRecordOptions.storedScoresBytes; 0: dQ recomputes the scores). */
+  readonly storedScores?: number;
 }
 
 /** The same limit for forward and backward. */
@@ -81,7 +83,8 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
     flashAttentionForward(device.gpu, problem, buffers, options(limits.forward));
     if (gradOut) {
       const gradients = { gradOut: gradOut.buffer, dq: targets.dq.buffer, dk: targets.dk.buffer, dv: targets.dv.buffer, layouts: targets.layouts };
-      flashAttentionBackward(device.gpu, problem, { ...buffers, ...gradients }, options(limits.backward));
+      const stored = limits.storedScores === undefined ? {} : { storedScoresBytes: limits.storedScores };
+      flashAttentionBackward(device.gpu, problem, { ...buffers, ...gradients }, { ...options(limits.backward), ...stored });
     }
   });
   const rows = problem.batch * problem.queryHeads * problem.queryLength;

@@ -136,7 +136,7 @@ describe.skipIf(!gpu)('kernel benchmark on the GPU', () => {
     expect(restoreFlashTuning(device, [{ dtype: 'f32', headDim: 16, chosen: tuned }])).toBe(1);
     try {
       const result = await expectNoGpuErrors(device, () => runKernelBench(device, config));
-      expect(result.tiles).toEqual([{ dtype: 'f32', headDim: 16, tiles: chooseTiles(problem, device.caps, tuned), matrixBackward: null }]);
+      expect(result.tiles).toEqual([{ dtype: 'f32', headDim: 16, tiles: chooseTiles(problem, device.caps, tuned), matrixBackward: null, storedQuery: null }]);
       expect(formatTiles(result.tiles)).toEqual([`flash tiles f32 D16: compact; forward 64 threads × ${tuned.rowsPerThread} query rows per thread, 16 keys per tile; dQ 64 × ${tuned.rowsPerThread}, 16 keys; dK/dV 64 threads × ${tuned.rowsPerThread} keys per thread, ${result.tiles[0]!.tiles!.backwardRows} query rows per tile (head-dim buckets 16/16)`]);
       expect(result.records.every((record) => record.status === 'ok')).toBe(true);
     } finally {
@@ -160,6 +160,8 @@ describe.skipIf(!gpu)('tuned backward shapes in the benchmark', () => {
       const [report] = flashTileReports(device, config);
       expect({ query: report!.tiles!.tiledQuery, keyValue: report!.tiles!.tiledKeyValue }).toEqual(chosen);
       expect(formatTiles([report!])[0]).toContain('dQ 64 threads × 1 rows per thread, 16-wide tiles; dK/dV 64 threads × 1 keys per thread, 32-wide tiles');
+      expect(report!.storedQuery).toEqual({ dimThreads: 4, rowQuads: 16, blockN: 32 });
+      expect(formatTiles([report!])[0]).toContain("32-wide tiles; dK/dV storing dS and dQ = dS·K (64 threads, 32-key tiles) where one kv head's dS fits 512 MiB");
     } finally {
       // Back to the defaults' shapes.
       restoreFlashBackwardTuning(device, [{ dtype: 'f32', headDim: 16, chosen: { query: defaults.tiledQuery!, keyValue: defaults.tiledKeyValue! } }]);
@@ -238,7 +240,7 @@ describe('tuned matrix backward shapes in the benchmark', () => {
   it('prints the matrix dQ and dK/dV shapes the backward takes, tuned ones included, and a matrix tuning against the default', () => {
     const report = (backward?: TunedBackwardShapes) => {
       const tiles = chooseTiles(problem, caps, undefined, backward)!;
-      return formatTiles([{ dtype: 'f16', headDim: 64, tiles, matrixBackward: matrixBackwardShapes(tiles, caps) }])[0]!;
+      return formatTiles([{ dtype: 'f16', headDim: 64, tiles, matrixBackward: matrixBackwardShapes(tiles, caps), storedQuery: null }])[0]!;
     };
     expect(report()).toContain('backward on subgroup matrices, dQ 1 subgroups × 16-key tiles, dK/dV 1 subgroups × 16-row tiles (where their copies fit; else dQ 128 threads');
     expect(report({ matrixQuery: tuned.query, matrixKeyValue: tuned.keyValue })).toContain('dQ 4 subgroups × 32-key tiles, dK/dV 2 subgroups × 64-row tiles');

@@ -1,18 +1,22 @@
 /** The kernel benchmark's lines for a terminal: tile choices, then one table row per record. */
-import { causalFraction, type BackwardTuning, type CandidateTimes, type ForwardTuning, type TiledShape } from '@webattn/flash';
+import { STORED_SCORES_BYTES, causalFraction, type BackwardTuning, type CandidateTimes, type ForwardTuning, type TiledShape } from '@webattn/flash';
 import type { BenchShape } from './kernel-args';
 import type { KernelRecord, TileReport } from './run-kernel-bench';
 
 export const formatShape = (shape: BenchShape) => `B${shape.batch} H${shape.heads} N${shape.length} D${shape.headDim}`;
 
 export function formatTiles(reports: readonly TileReport[]): string[] {
-  return reports.map(({ dtype, headDim, tiles, matrixBackward }) => {
+  return reports.map(({ dtype, headDim, tiles, matrixBackward, storedQuery }) => {
     if (!tiles) return `flash tiles ${dtype} D${headDim}: none fit this device (flash refuses this head dim)`;
     const buckets = `(head-dim buckets ${tiles.headDimQk}/${tiles.headDimV})`;
     const { forward, tiledQuery, tiledKeyValue } = tiles;
     const shape = (s: { threads: number; rowsPerThread: number; keyThreads: number }, what: string) =>
       `${s.threads} threads × ${s.rowsPerThread} ${what} per thread, ${4 * s.keyThreads}-wide tiles`;
-    const tiledBackward = tiledQuery && tiledKeyValue ? `dQ ${shape(tiledQuery, 'rows')}; dK/dV ${shape(tiledKeyValue, 'keys')}` : null;
+    const stored = storedQuery
+      ? `; dK/dV storing dS and dQ = dS·K (${storedQuery.dimThreads * storedQuery.rowQuads} threads, ${storedQuery.blockN}-key tiles) ` +
+        `where one kv head's dS fits ${STORED_SCORES_BYTES / 2 ** 20} MiB`
+      : '';
+    const tiledBackward = tiledQuery && tiledKeyValue ? `dQ ${shape(tiledQuery, 'rows')}; dK/dV ${shape(tiledKeyValue, 'keys')}${stored}` : null;
     if (forward.kernel === 'matrix') {
       return (
         `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices${tiles.directKeyValues ? ', k and v loaded directly' : ''}) ${forward.threads / 32} subgroups × ` +

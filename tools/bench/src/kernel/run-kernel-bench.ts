@@ -3,7 +3,16 @@
  * timed (see gpu-timer.ts) and turned into one record with its milliseconds and TFLOP/s, or the reason it did
  * not run ("refused: …" from the backend's own check or its ResourceLimitError; "error: …" for anything else).
  */
-import { chooseTiles, matrixBackwardShapes, tunedBackwardShapes, tunedForwardTiles, type FlashTiles, type MatrixBackwardShapes } from '@webattn/flash';
+import {
+  chooseTiles,
+  matrixBackwardShapes,
+  storedQueryShape,
+  tunedBackwardShapes,
+  tunedForwardTiles,
+  type FlashTiles,
+  type MatrixBackwardShapes,
+  type StoredQueryShape,
+} from '@webattn/flash';
 import { InvalidArgumentError, ResourceLimitError, type Device } from '@webattn/tensor';
 import { maxAbsDiff } from '@webattn/tensor/testing';
 import { benchInputs, type BenchInputs } from './bench-inputs';
@@ -50,6 +59,8 @@ export interface TileReport {
   readonly tiles: FlashTiles | null;
   /** The matrix dQ and dK/dV shapes its backward takes (matrixBackwardShapes; null: not on subgroup matrices). */
   readonly matrixBackward: MatrixBackwardShapes | null;
+  /** The dQ kernel's shape where the tiled backward stores dS (storedQueryShape; null: no tiled dK/dV). */
+  readonly storedQuery: StoredQueryShape | null;
 }
 
 export interface KernelBenchResult {
@@ -198,7 +209,13 @@ export function flashTileReports(device: Device, config: Pick<KernelBenchConfig,
       const problem = { dtype, headDimQk: headDim, headDimV: headDim, directKeyValues: true };
       const [forward, backward] = [tunedForwardTiles(device.gpu, dtype, headDim, headDim), tunedBackwardShapes(device.gpu, dtype, headDim, headDim)];
       const chosen = chooseTiles(problem, device.caps, forward, backward);
-      tiles.push({ dtype, headDim, tiles: chosen, matrixBackward: chosen && matrixBackwardShapes(chosen, device.caps) });
+      tiles.push({
+        dtype,
+        headDim,
+        tiles: chosen,
+        matrixBackward: chosen && matrixBackwardShapes(chosen, device.caps),
+        storedQuery: chosen?.tiledKeyValue ? storedQueryShape(chosen.headDimQk, device.caps) : null,
+      });
     }
   }
   return tiles;

@@ -1,0 +1,108 @@
+/**
+ * The tiled backward with stored score gradients: the dK/dV kernel, which computes every pair's dS anyway, also
+ * writes dS · scale into a zeroed f32 scratch (STORE_SCORES in flash-backward-key-value-tiled.wgsl), and dQ = dS K
+ * becomes one plain matrix product (flash-backward-query-stored.wgsl) instead of a kernel that recomputes S and dP:
+ * five matrix products per backward instead of seven. The scratch holds one slot of keys × rows per (batch, query
+ * head); when the whole problem's slots exceed the budget, it runs in pieces (batch entries, or one batch entry's
+ * kv heads with their query heads), each zeroing its slots, then dK/dV, then dQ. Problems whose single kv head's slots
+ * exceed the budget keep the recompute kernel.
+ */
+import type { AttentionProblem, KernelSource } from '@webattn/tensor';
+import type { Chunk } from './binding-chunks';
+import { flashKernel, type FlashVariant } from './flash-kernels';
+import { SHARED_EXTRA, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
+import type { Vec4Rows } from './vec4-loaders';
+import storedQuerySource from './flash-backward-query-stored.wgsl?raw';
+
+/** The scratch the stored score gradients may take (the device's buffer and binding limits may lower it). */
+export const STORED_SCORES_BYTES = 512 * 1024 * 1024;
+
+/** The stored-score dQ kernel's shape: DIM_THREADS × ROW_QUADS threads, tiles of BLOCK_N keys. */
+export interface StoredQueryShape {
+  readonly dimThreads: number;
+  readonly rowQuads: number;
+  readonly blockN: number;
+}
+
+/** One piece: the dK/dV chunk (kv heads), the dQ chunk (their query heads) and its uniforms. */
+export interface StoredScoresPiece {
+  readonly keyValue: Chunk;
+  readonly query: Chunk;
+  readonly uniforms: Readonly<Record<string, number>>;
+  readonly bytes: number;
+}
+
+export interface StoredScoresPlan {
+  readonly shape: StoredQueryShape;
+  readonly pieces: readonly StoredScoresPiece[];
+  /** The largest piece's scratch. */
+  readonly bytes: number;
+}
+
+const ROW_QUADS = 16;
+
+/** The stored-score dQ kernel's shape at this head-dim bucket, or null where its tiles do not fit the workgroup. */
+export function storedQueryShape(headDimQk: number, caps: FlashCaps): StoredQueryShape | null {
+  const dimThreads = Math.min(16, headDimQk / 4);
+  if (dimThreads * ROW_QUADS > caps.maxComputeInvocationsPerWorkgroup) return null;
+  for (const blockN of [32, 16, 8]) {
+    const bytes = blockN * ROW_QUADS * 16 + blockN * headDimQk * 4 + SHARED_EXTRA;
+    if (bytes <= caps.maxComputeWorkgroupStorageSize) return { dimThreads, rowQuads: ROW_QUADS, blockN };
+  }
+  return null;
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
+const roundUp = (value: number, step: number) => Math.ceil(value / step) * step;
+
+/**
+ * The pieces of a backward whose dK/dV runs the tiled kernel with `keyValue` (its workgroups take
+ * threads / keyThreads · rowsPerThread keys, its query tiles 4 · keyThreads rows), under `budget` bytes; null where
+ * one kv head's slots do not fit it (or the kernel's tiles do not fit the device).
+ */
+export function planStoredScores(
+  problem: AttentionProblem,
+  headDimQk: number,
+  keyValue: TiledShape,
+  caps: FlashCaps,
+  budget: number,
+): StoredScoresPlan | null {
+  const shape = storedQueryShape(headDimQk, caps);
+  if (!shape || budget <= 0) return null;
+  const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
+  const group = queryHeads / kvHeads;
+  // Every row and key either kernel's tiles touch lies inside the slot.
+  const rows = roundUp(queryLength, lcm(4 * keyValue.keyThreads, 4 * shape.rowQuads));
+  const keys = roundUp(keyLength, lcm((keyValue.threads / keyValue.keyThreads) * keyValue.rowsPerThread, shape.blockN));
+  const slotBytes = rows * keys * 4;
+  const kvHeadBytes = slotBytes * group;
+  const limit = Math.min(budget, caps.maxStorageBufferBindingSize);
+  // The kernels index the scratch by u32 vec4s.
+  if (kvHeadBytes > limit || kvHeadBytes / 16 > 2 ** 32) return null;
+  const all = (count: number) => ({ start: 0, count });
+  const piece = (batchStart: number, batchCount: number, kvStart: number, kvCount: number): StoredScoresPiece => ({
+    keyValue: { batch: { start: batchStart, count: batchCount }, heads: { start: kvStart, count: kvCount }, rows: all(queryLength), keys: all(keyLength) },
+    query: { batch: { start: batchStart, count: batchCount }, heads: { start: kvStart * group, count: kvCount * group }, rows: all(queryLength), keys: all(keyLength) },
+    uniforms: { ds_batch_base: batchStart, ds_head_base: kvStart * group, ds_slot_heads: kvCount * group, ds_keys: keys, ds_rows: rows },
+    bytes: batchCount * kvCount * kvHeadBytes,
+  });
+  const pieces: StoredScoresPiece[] = [];
+  const batchBytes = kvHeads * kvHeadBytes;
+  if (batchBytes <= limit) {
+    const perPiece = Math.floor(limit / batchBytes);
+    for (let b = 0; b < batch; b += perPiece) pieces.push(piece(b, Math.min(perPiece, batch - b), 0, kvHeads));
+  } else {
+    const perPiece = Math.floor(limit / kvHeadBytes);
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < kvHeads; h += perPiece) pieces.push(piece(b, 1, h, Math.min(perPiece, kvHeads - h)));
+    }
+  }
+  return { shape, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
+}
+
+/** The stored-score dQ kernel (flash-backward-query-stored.wgsl) of this shape. */
+export function storedQueryKernel(variant: FlashVariant, tiles: FlashTiles, shape: StoredQueryShape, vec4Rows: Vec4Rows): KernelSource {
+  const sizes = { DIM_THREADS: shape.dimThreads, ROW_QUADS: shape.rowQuads, BLOCK_N: shape.blockN };
+  return flashKernel('flash-backward-query-stored', storedQuerySource, variant, tiles, {}, {}, { sizes, vec4Rows });
+}
