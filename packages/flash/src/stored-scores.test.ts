@@ -2,8 +2,8 @@
  * The tiled backward with stored score gradients (stored-scores.ts): dK/dV writes dS, dQ = dS K. Its pieces and
  * padding; then on the GPU, against the recompute kernels (storedScoresBytes 0) and the references: dK and dV keep
  * their bits (the dK/dV kernel only adds a store), dQ agrees with the float64 reference within the same-precision
- * tolerance, including runs in several pieces that reuse one zeroed scratch (a stale score from the previous piece
- * would show under the masks) and packed varlen.
+ * tolerance, with the scratch poisoned with NaN before it runs (each piece zeroes its slots: dQ reads pairs that
+ * dK/dV never visits), including runs in several pieces sharing one scratch, and packed varlen.
  */
 import { gpu } from '../test/test-device';
 import { describeAttention, tensor, type AttentionProblem } from '@webattn/tensor';
@@ -68,8 +68,7 @@ describe('planStoredScores', () => {
 
 /**
  * Key padding as a bool mask [B, 1, 1, S]: about a fifth of the keys removed, and in batch entries from 1 on the
- * first 128 keys: whole key blocks that dK/dV skips there but not in batch entry 0, so that the scores batch 0's
- * pieces stored there must be zeroed before batch 1's dQ reads them.
+ * first 128 keys: whole key blocks that dK/dV skips there (their zeroed scores stand) but not in batch entry 0.
  */
 function keyPaddingMask(batch: number, keys: number, seed: number): number[] {
   return Array.from(randomValues(batch * keys, seed, 0, 1), (x, index) => (x < 0.2 || (index >= keys && index % keys < 128) ? 0 : 1));
@@ -138,7 +137,7 @@ describe.skipIf(!gpu)('the backward with stored score gradients', { timeout: 600
       const gradValues = randomValues(batch * queryHeads * rows * dims, seed + 3, -1, 1);
       const gradOut = tensor(device, gradValues, [batch, queryHeads, rows, dims], { dtype });
       const before = storedKernels();
-      const stored = await runRaw(prepared, problem, gradOut, { storedScores: budget });
+      const stored = await runRaw(prepared, problem, gradOut, { storedScores: budget, poisonTemporaries: true });
       expect(storedKernels(), `the stored-score dQ kernel ran: ${context}`).toBeGreaterThan(before);
       const recomputed = await runRaw(prepared, problem, gradOut, { storedScores: 0 });
       await expectStoredMatches(stored, recomputed, () => expectCloseToReferences(stored, prepared, gradOut, gradValues, dtype, context), context);
@@ -156,7 +155,7 @@ describe.skipIf(!gpu)('the backward with stored score gradients', { timeout: 600
     const total = prepared.q.shape[0]!;
     const gradValues = randomValues(total * problem.queryHeads * problem.headDimV, seed + 3, -1, 1);
     const gradOut = tensor(device, gradValues, [total, problem.queryHeads, problem.headDimV]);
-    const stored = await runPacked(prepared, problem, gradOut, packedRows, { storedScores: budget });
+    const stored = await runPacked(prepared, problem, gradOut, packedRows, { storedScores: budget, poisonTemporaries: true });
     const recomputed = await runPacked(prepared, problem, gradOut, packedRows, { storedScores: 0 });
     await expectStoredMatches(stored, recomputed, () => expectCloseToReferences(stored, prepared, gradOut, gradValues, 'f32', context), context);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();

@@ -15,7 +15,7 @@ import type { Vec4Rows } from './vec4-loaders';
 import storedQuerySource from './flash-backward-query-stored.wgsl?raw';
 
 /** The scratch the stored score gradients may take (the device's buffer and binding limits may lower it). */
-export const STORED_SCORES_BYTES = 512 * 1024 * 1024;
+export const STORED_SCORES_BYTES = 1024 * 1024 * 1024;
 
 /** The stored-score dQ kernel's shape: DIM_THREADS × ROW_QUADS threads, tiles of BLOCK_N keys. */
 export interface StoredQueryShape {

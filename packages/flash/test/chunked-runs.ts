@@ -8,11 +8,11 @@ import { bhndLayout, describeAttention, full, type AttentionProblem, type Tensor
 import { expectNoGpuErrors } from '@webattn/tensor/testing';
 import { expect } from 'vitest';
 import { backwardReferences, compare, describeCase, forwardReferences, prepare, type FlashCase, type Prepared } from './flash-harness';
-import { flashAttentionBackward } from '../src/flash-backward';
+import { flashAttentionBackward, recordFlashBackward } from '../src/flash-backward';
 import type { PackedRows } from '../src/flash-chunks';
 import { flashAttentionForward, recordingCaps, type FlashForwardBuffers } from '../src/flash-forward';
 import type { GradientLayouts } from '../src/flash-uniforms';
-import { rawRecorder } from '../src/recorder';
+import { rawRecorder, type KernelRecorder } from '../src/recorder';
 import { recordSplitKvChunks } from '../src/split-kv-record';
 
 export interface Outputs {
@@ -29,6 +29,8 @@ export interface Limits {
   readonly backward?: number;
   /** The backward's stored-score scratch (FlashRecordOptions.storedScoresBytes; 0: dQ recomputes the scores). */
   readonly storedScores?: number;
+  /** Fill the backward's temporary buffers with NaN before it runs (what it reads of them, it must have written). */
+  readonly poisonTemporaries?: boolean;
 }
 
 /** The same limit for forward and backward. */
@@ -84,7 +86,16 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
     if (gradOut) {
       const gradients = { gradOut: gradOut.buffer, dq: targets.dq.buffer, dk: targets.dk.buffer, dv: targets.dv.buffer, layouts: targets.layouts };
       const stored = limits.storedScores === undefined ? {} : { storedScoresBytes: limits.storedScores };
-      flashAttentionBackward(device.gpu, problem, { ...buffers, ...gradients }, { ...options(limits.backward), ...stored });
+      const recordOptions = { ...options(limits.backward), ...stored };
+      if (limits.poisonTemporaries) {
+        const encoder = device.gpu.createCommandEncoder();
+        const recorder = poisoningRecorder(device.gpu, encoder);
+        recordFlashBackward(recorder, recordingCaps(device.gpu, recordOptions), problem, { ...buffers, ...gradients });
+        device.gpu.queue.submit([encoder.finish()]);
+        recorder.finish();
+      } else {
+        flashAttentionBackward(device.gpu, problem, { ...buffers, ...gradients }, recordOptions);
+      }
     }
   });
   const rows = problem.batch * problem.queryHeads * problem.queryLength;
@@ -93,6 +104,19 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
     out: await read(targets.out),
     logsumexp: (await read(targets.logsumexp)).slice(0, rows),
     ...(gradOut ? { dq: await read(targets.dq), dk: await read(targets.dk), dv: await read(targets.dv) } : {}),
+  };
+}
+
+/** A raw recorder whose temporary buffers start filled with NaN. */
+function poisoningRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
+  const raw = rawRecorder(gpu, encoder);
+  return {
+    ...raw,
+    temporary(bytes, usage, label) {
+      const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_DST, label);
+      gpu.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / 4).fill(Number.NaN));
+      return buffer;
+    },
   };
 }
 
