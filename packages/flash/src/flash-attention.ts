@@ -14,6 +14,7 @@ import {
 import { checkFlash } from './check-flash';
 import { recordFlashBackward } from './flash-backward';
 import { assertRunnable, recordFlashForward, type FlashForwardBuffers } from './flash-forward';
+import type { FlashCaps } from './flash-tiles';
 import { deviceRecorder, type KernelRecorder } from './recorder';
 
 export function requireGpu(device: Device, what: string): void {
@@ -122,6 +123,24 @@ export function flashAttentionGrad(
   gradOut: Tensor,
   options: AttentionOptions = {},
 ): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  requireGpu(q.device, 'flashAttentionGrad');
+  return flashGradients(q, k, v, out, logsumexp, gradOut, options, q.device.caps);
+}
+
+/**
+ * flashAttentionGrad recorded with these caps (the tuner's: `storedScoresBytes` 0 times the dQ kernel that
+ * recomputes the scores).
+ */
+export function flashGradients(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  logsumexp: Tensor,
+  gradOut: Tensor,
+  options: AttentionOptions,
+  caps: FlashCaps,
+): { dq: Tensor; dk: Tensor; dv: Tensor } {
   const problem = describeAttention(q, k, v, { ...options, requiresGrad: true });
   const device = q.device;
   requireGpu(device, 'flashAttentionGrad');
@@ -148,7 +167,7 @@ export function flashAttentionGrad(
   const varlen = problem.varlen;
   const withOut = { ...problem, layout: { ...problem.layout, out: layoutOfTensor(out, varlen) } };
   const recorder = deviceRecorder(device);
-  recordFlashBackward(recorder, device.caps, withOut, {
+  recordFlashBackward(recorder, caps, withOut, {
     q: q.buffer,
     k: k.buffer,
     v: v.buffer,

@@ -1,5 +1,5 @@
 import { bestTimingMethod, createCallSampler, median, randn, type CallSampler, type Device, type Tensor, type TimingMethod } from '@webattn/tensor';
-import { flashAttention, flashAttentionGrad } from './flash-attention';
+import { flashAttention, flashGradients } from './flash-attention';
 import { defaultMatrixKeyValueShape, matrixKeyValueFits } from './flash-backward-key-value-matrix';
 import { defaultMatrixQueryShape, matrixQueryFits } from './flash-backward-query-matrix';
 import {
@@ -19,6 +19,7 @@ import {
   tiledBackwardFits,
   tunedBackwardShapesOf,
   tunedForwardTilesOf,
+  type FlashCaps,
   type ForwardTiles,
   type MatrixBackwardShapes,
   type MatrixKeyValueShape,
@@ -313,7 +314,7 @@ const sameShape = (a: object, b: object) => JSON.stringify(Object.entries(a).sor
  */
 async function searchBackwardShapes<Shapes extends { readonly query: object; readonly keyValue: object }>(
   sampler: CallSampler,
-  calls: TimedCalls,
+  calls: { readonly query: TimedCalls; readonly keyValue: TimedCalls },
   iterations: number,
   search: {
     readonly defaults: Shapes;
@@ -325,13 +326,13 @@ async function searchBackwardShapes<Shapes extends { readonly query: object; rea
   const { defaults, listed, fits, use } = search;
   const candidates = { query: [], keyValue: [] } as unknown as { [K in keyof Shapes]: ({ shape: Shapes[K] } & CandidateTimes)[] };
   const chosen: { -readonly [K in keyof Shapes]: Shapes[K] } = { ...defaults };
-  await warmUp(sampler, calls.none);
   for (const kernel of ['query', 'keyValue'] as const) {
+    await warmUp(sampler, calls[kernel].none);
     const shapes = listed[kernel].some((shape) => sameShape(shape, defaults[kernel])) ? listed[kernel] : [defaults[kernel], ...listed[kernel]];
     for (const shape of shapes) {
       if (!fits(kernel, shape)) continue;
       use({ ...chosen, [kernel]: shape });
-      candidates[kernel].push({ shape, ...(await timeCandidate(sampler, calls, iterations)) });
+      candidates[kernel].push({ shape, ...(await timeCandidate(sampler, calls[kernel], iterations)) });
     }
     chosen[kernel] = fastestKeepingCausal(candidates[kernel]).shape;
   }
@@ -344,7 +345,8 @@ async function searchBackwardShapes<Shapes extends { readonly query: object; rea
  * (tuned or not) takes: after a tiled forward the tiled dQ and dK/dV (chooseTiles' `tiledQuery` and
  * `tiledKeyValue`, a table measured on an H200 by default), after the f16 matrix forward's direct form the matrix
  * dQ and dK/dV (matrixQueryShape, matrixKeyValueShape: defaults measured on an H200). It times the backward,
- * unmasked and causal, with every dQ shape (dK/dV at its default), then with every dK/dV shape (dQ at its choice), and
+ * unmasked and causal, with every dQ shape (dK/dV at its default; the tiled backward with no stored scores, as the
+ * problems whose scores do not fit run it), then with every dK/dV shape (dQ at its choice), and
  * keeps for the device the fastest of each that holds the mask line (fastestKeepingCausal); later backwards use them.
  * After a compact forward nothing is tuned and no result is returned. Timing as in tuneFlashForward.
  */
@@ -374,11 +376,14 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
         const [q, k, v, gradOut] = [1, 2, 3, 4].map((seed) => randn(device, [...shape], { seed, dtype })) as [Tensor, Tensor, Tensor, Tensor];
         // The forwards the timed backwards follow, unmasked and causal.
         const forwards = (options.causal === false ? [false] : [false, true]).map((isCausal) => ({ isCausal, ...flashAttention(q, k, v, { isCausal }) }));
-        const backward = ({ isCausal, out, logsumexp }: (typeof forwards)[number]) => () => {
-          const { dq, dk, dv } = flashAttentionGrad(q, k, v, out, logsumexp, gradOut, { isCausal });
+        const backward = (caps: FlashCaps) => ({ isCausal, out, logsumexp }: (typeof forwards)[number]) => () => {
+          const { dq, dk, dv } = flashGradients(q, k, v, out, logsumexp, gradOut, { isCausal }, caps);
           return [dq, dk, dv];
         };
-        const calls = { none: backward(forwards[0]!), causal: forwards[1] ? backward(forwards[1]) : null };
+        const timed = (caps: FlashCaps): TimedCalls => ({ none: backward(caps)(forwards[0]!), causal: forwards[1] ? backward(caps)(forwards[1]) : null });
+        // The tiled dQ shapes shape the kernel that recomputes the scores, which problems too large to store them
+        // take (stored-scores.ts): timed with none stored. dK/dV as it runs, storing them where they fit.
+        const calls = { query: timed(tiledDefaults ? { ...device.caps, storedScoresBytes: 0 } : device.caps), keyValue: timed(device.caps) };
         const found = { dtype, headDim: bucket, shape, method: sampler.method };
         try {
           if (tiledDefaults) {
