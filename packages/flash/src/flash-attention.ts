@@ -124,7 +124,7 @@ export function flashAttentionGrad(
   options: AttentionOptions = {},
 ): { dq: Tensor; dk: Tensor; dv: Tensor } {
   requireGpu(q.device, 'flashAttentionGrad');
-  return flashGradients(q, k, v, out, logsumexp, gradOut, options, q.device.caps);
+  return flashGradients({ q, k, v, out, logsumexp, gradOut }, options, q.device.caps);
 }
 
 /**
@@ -132,15 +132,11 @@ export function flashAttentionGrad(
  * recomputes the scores).
  */
 export function flashGradients(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  out: Tensor,
-  logsumexp: Tensor,
-  gradOut: Tensor,
+  tensors: { readonly [name in 'q' | 'k' | 'v' | 'out' | 'logsumexp' | 'gradOut']: Tensor },
   options: AttentionOptions,
   caps: FlashCaps,
 ): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  const { q, k, v, out, logsumexp, gradOut } = tensors;
   const problem = describeAttention(q, k, v, { ...options, requiresGrad: true });
   const device = q.device;
   requireGpu(device, 'flashAttentionGrad');

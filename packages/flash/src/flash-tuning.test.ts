@@ -184,6 +184,13 @@ describe.skipIf(!gpu)('backward autotuning', () => {
         expect(tuning!.chosen[kernel]).toEqual(fastestKeepingCausal(times).shape);
       }
       expect(tunedBackwardShapes(device.gpu, 'f32', 40, 40)).toEqual(tuning!.chosen);
+      // The dQ shapes were timed on the kernel they shape, the one that recomputes the scores (this small problem's
+      // backward stores them otherwise: stored-scores.ts).
+      const pipelines = [...device.pipelines.keys()].filter((key) => key.startsWith('flash-backward-query-tiled#f32|qk64|')).map((key) => key.split('|'));
+      for (const { threads, rowsPerThread, keyThreads } of [defaults.tiledQuery!, ...query]) {
+        const parts = [`THREADS=${threads}`, `ROWS=${rowsPerThread}`, `KEY_THREADS=${keyThreads}`];
+        expect(pipelines.some((key) => parts.every((part) => key.includes(part))), parts.join(' ')).toBe(true);
+      }
       const tiles = recordingTiles(device.gpu, problem, device.caps)!;
       expect({ query: tiles.tiledQuery, keyValue: tiles.tiledKeyValue }).toEqual(tuning!.chosen);
       expect(tunedBackwardShapes(device.gpu, 'f16', 40, 40)).toBeUndefined();

@@ -377,7 +377,7 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
         // The forwards the timed backwards follow, unmasked and causal.
         const forwards = (options.causal === false ? [false] : [false, true]).map((isCausal) => ({ isCausal, ...flashAttention(q, k, v, { isCausal }) }));
         const backward = (caps: FlashCaps) => ({ isCausal, out, logsumexp }: (typeof forwards)[number]) => () => {
-          const { dq, dk, dv } = flashGradients(q, k, v, out, logsumexp, gradOut, { isCausal }, caps);
+          const { dq, dk, dv } = flashGradients({ q, k, v, out, logsumexp, gradOut }, { isCausal }, caps);
           return [dq, dk, dv];
         };
         const timed = (caps: FlashCaps): TimedCalls => ({ none: backward(caps)(forwards[0]!), causal: forwards[1] ? backward(caps)(forwards[1]) : null });
