@@ -223,17 +223,17 @@ export function recordFlashBackward(
   const paired = tiledPairsBlocks(problem, tiles.headDimQk, tiles.headDimV);
   const keyValueKernel = (partial: boolean, storeScores = false) =>
     gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial, storeScores);
-  const stored = storedScoresPlan(problem, tiles, caps, recorder.gpu, keyValuePlan, chunks.query);
-  if (stored) {
-    const queryKernel = storedQueryKernel(variant, tiles, stored.shape, vec4Rows);
-    recordStoredScores(run, stored, keyValueKernel(false, true), queryKernel, kernels);
-    return;
-  }
   // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
   let padded: PaddedKeyValues | undefined;
   const paddedKeyValues = () => (padded ??= recordPaddedKeyValues(recorder, problem, buffers, 64, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' }));
   const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps, buffers) : null;
+  // The tiled kernels with stored scores where neither gradient runs on subgroup matrices.
+  const stored = keyValueMatrix || matrixQueryShape(tiles, caps) ? null : storedScoresPlan(problem, tiles, caps, recorder.gpu, keyValuePlan, chunks.query);
+  if (stored) {
+    recordStoredScores(run, stored, keyValueKernel(false, true), storedQueryKernel(variant, tiles, stored.shape, vec4Rows), kernels);
+    return;
+  }
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
     recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues());
   } else if (keyLength > 0 && 'direct' in keyValuePlan) {

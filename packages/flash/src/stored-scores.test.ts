@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { expectCloseToReferences, expectSameBits, preparePacked, runPacked, runRaw, type Outputs } from '../test/chunked-runs';
 import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
 import { recordingTiles, type FlashCaps } from './flash-tiles';
-import { planStoredScores, storedQueryShape } from './stored-scores';
+import { emulateSubgroupMatrices } from './subgroup-matrix-emulation';
+import { STORED_SCORES_BYTES, planStoredScores, storedQueryShape } from './stored-scores';
 
 afterAll(() => gpu?.destroy());
 
@@ -158,6 +159,27 @@ describe.skipIf(!gpu)('the backward with stored score gradients', { timeout: 600
     const stored = await runPacked(prepared, problem, gradOut, packedRows, { storedScores: budget, poisonTemporaries: true });
     const recomputed = await runPacked(prepared, problem, gradOut, packedRows, { storedScores: 0 });
     await expectStoredMatches(stored, recomputed, () => expectCloseToReferences(stored, prepared, gradOut, gradValues, 'f32', context), context);
+    for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
+  });
+  // Last: marks the device's subgroup matrices emulated for the rest of this file.
+  it('the f16 backward on subgroup matrices (emulated) stores no scores: the matrix dQ and dK/dV run', async () => {
+    const device = gpu!;
+    if (!device.caps.shaderF16) return;
+    emulateSubgroupMatrices(device.gpu);
+    const seed = freshSeed();
+    const spec: FlashCase = { batch: 1, queryHeads: 2, queryLength: 40, keyLength: 33, headDimQk: 16, dtype: 'f16', options: { isCausal: true } };
+    const prepared = prepare(device, spec, seed);
+    const context = describeCase(spec, seed);
+    const problem = describeAttention(prepared.q, prepared.k, prepared.v, { ...prepared.options, requiresGrad: true });
+    expect(recordingTiles(device.gpu, problem, device.caps)!.forward.kernel, context).toBe('matrix');
+    const count = (name: string) => [...device.pipelines.keys()].filter((key) => key.startsWith(`${name}#`)).length;
+    const before = { stored: count('flash-backward-query-stored'), query: count('flash-backward-query-matrix'), keyValue: count('flash-backward-key-value-matrix') };
+    const gradValues = randomValues(2 * 40 * 16, seed + 3, -1, 1);
+    const gradOut = tensor(device, gradValues, [1, 2, 40, 16], { dtype: 'f16' });
+    const outputs = await runRaw(prepared, problem, gradOut, { storedScores: STORED_SCORES_BYTES, poisonTemporaries: true });
+    expect(count('flash-backward-query-stored'), context).toBe(before.stored);
+    expect(count('flash-backward-query-matrix') + count('flash-backward-key-value-matrix'), context).toBeGreaterThan(before.query + before.keyValue);
+    await expectCloseToReferences(outputs, prepared, gradOut, gradValues, 'f16', context);
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
 });

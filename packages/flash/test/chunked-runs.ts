@@ -27,7 +27,10 @@ export interface Outputs {
 export interface Limits {
   readonly forward?: number;
   readonly backward?: number;
-  /** The backward's stored-score scratch (FlashRecordOptions.storedScoresBytes; 0: dQ recomputes the scores). */
+  /**
+   * The backward's stored-score scratch (FlashRecordOptions.storedScoresBytes). Default 0, dQ recomputing the scores:
+   * split runs recompute them, and the chunking tests compare them with whole runs bit for bit.
+   */
   readonly storedScores?: number;
   /** Fill the backward's temporary buffers with NaN before it runs (what it reads of them, it must have written). */
   readonly poisonTemporaries?: boolean;
@@ -85,8 +88,7 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
     flashAttentionForward(device.gpu, problem, buffers, options(limits.forward));
     if (gradOut) {
       const gradients = { gradOut: gradOut.buffer, dq: targets.dq.buffer, dk: targets.dk.buffer, dv: targets.dv.buffer, layouts: targets.layouts };
-      const stored = limits.storedScores === undefined ? {} : { storedScoresBytes: limits.storedScores };
-      const recordOptions = { ...options(limits.backward), ...stored };
+      const recordOptions = { ...options(limits.backward), storedScoresBytes: limits.storedScores ?? 0 };
       if (limits.poisonTemporaries) {
         const encoder = device.gpu.createCommandEncoder();
         const recorder = poisoningRecorder(device.gpu, encoder);
