@@ -1,18 +1,21 @@
 /**
  * Forward + backward allocate O(B·H·L) beyond their inputs and outputs (the logsumexp, its residual and the
- * backward's delta), never an N×N buffer: counted with the buffer pool's statistics at L = S = 1025, where
- * N² floats (4.2 MB) would dwarf everything else. Backward is deterministic: the same bits on every run.
+ * backward's delta) plus the tiled backward's stored score gradients, bounded by their budget (stored-scores.ts):
+ * counted with the buffer pool's statistics at L = S = 1025, where N² floats (4.2 MB per head) dwarf everything else.
+ * Backward is deterministic: the same bits on every run.
  */
 import { gpu } from '../test/test-device';
-import { tensor } from '@webattn/tensor';
+import { describeAttention, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
+import { recordingTiles } from './flash-tiles';
+import { STORED_SCORES_BYTES, planStoredScores } from './stored-scores';
 
 afterAll(() => gpu?.destroy());
 
 describe.skipIf(!gpu)('flash memory and determinism', () => {
-  it('needs O(B·H·L) extra memory for forward + backward at L = S = 1025', async () => {
+  it('needs O(B·H·L) extra memory for forward + backward at L = S = 1025, plus the stored score gradients', async () => {
     const device = gpu!;
     const [B, H, N, D] = [1, 2, 1025, 8];
     const seed = freshSeed();
@@ -31,10 +34,16 @@ describe.skipIf(!gpu)('flash memory and determinism', () => {
     const grown = device.pool.stats().liveBytes - before;
     const outputs = 4 * (4 * B * H * N * D) * 1.25; // out, dq, dk, dv (pool buckets round up by ≤ 25%)
     const rows = B * H * N * 4;
-    const allowed = outputs + 4 * rows * 1.25 + 16 * 1024; // logsumexp + residual + delta, plus uniform buffers
+    // The tiled backward's scores: one slot of (padded) keys × rows per head, within the budget.
+    const problem = describeAttention(q, k, v, { isCausal: true, requiresGrad: true });
+    const tiles = recordingTiles(device.gpu, problem, device.caps)!;
+    const stored = tiles.tiledKeyValue ? planStoredScores(problem, tiles.headDimQk, tiles.tiledKeyValue, device.caps, STORED_SCORES_BYTES) : null;
+    const scores = stored ? stored.bytes * 1.25 : 0;
+    expect(scores).toBeLessThanOrEqual(STORED_SCORES_BYTES * 1.25);
+    const allowed = outputs + 4 * rows * 1.25 + scores + 16 * 1024; // logsumexp + residual + delta, scores, uniform buffers
     expect(grown, 'the outputs themselves must show up in the count').toBeGreaterThanOrEqual(outputs / 1.25);
     expect(grown, `grew ${grown} B, allowed ${allowed} B`).toBeLessThanOrEqual(allowed);
-    expect(grown).toBeLessThan((B * H * N * N * 4) / 8);
+    if (!stored) expect(grown).toBeLessThan((B * H * N * N * 4) / 8);
     for (const t of [q, k, v, gradOut, out, logsumexp, dq, dk, dv]) t.dispose();
   });
 
