@@ -306,6 +306,8 @@ function recordStoredScores(
   const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'flash backward stored scores');
   const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'k' || t.name === 'dq') };
   const rowsPerWorkgroup = 4 * plan.shape.rowQuads;
+  // The logsumexp binding of every piece's dQ (bound per piece; made once: staged, it owns a scratch).
+  const logsumexp = run.rowStats('query', plan.pieces.map((piece) => piece.query)).slice(0, 1);
   for (const piece of plan.pieces) {
     recorder.clear(scratch, piece.bytes);
     const scores: [number, BoundBuffer] = [BINDING.first + 8, { buffer: scratch, offset: 0, size: piece.bytes }];
@@ -320,7 +322,7 @@ function recordStoredScores(
       [...run.optional, scores],
       (chunk) => run.uniforms({ ...chunk, ...piece.uniforms }),
       (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
-      run.rowStats('query', [piece.query]).slice(0, 1),
+      logsumexp,
     );
   }
 }
