@@ -1,8 +1,9 @@
 // FlashAttention backward, dQ from stored score gradients: dQ = dS K, one plain matrix product per (batch, query
 // head). The tiled dK/dV kernel compiled with STORE_SCORES (flash-backward-key-value-tiled.wgsl) has written dS · scale
-// of every (row, key) pair it visited into `stored_scores`, which was zeroed before it ran (stored-scores.ts), so
-// masked pairs and pairs it skipped hold 0. This kernel therefore neither recomputes S and dP (two of the recompute
-// kernel's three products, flash-backward-query-tiled.wgsl) nor reads q, v, dO, delta or any mask.
+// of every (row, key) pair it visited into `stored_scores`: every pair of each key tile that some row of this
+// kernel's row block may attend, masked ones as 0 (or the scratch was zeroed first: stored-scores.ts). This kernel
+// therefore neither recomputes S and dP (two of the recompute kernel's three products,
+// flash-backward-query-tiled.wgsl) nor reads q, v, dO, delta or any mask.
 //
 // Layout: flash-common.wgsl's stored_score_slot and stored_score_quad (blocks of the dK/dV kernel's keys × rows).
 // One workgroup per BLOCK_ROWS = 4 · ROW_QUADS query rows of one (batch, head); thread (rq, tx) owns the rows

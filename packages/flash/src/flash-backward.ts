@@ -69,7 +69,8 @@ export function querySourceFor(partial: boolean, tiled = false): string {
  * (flash-backward-*-tiled.wgsl) with `shape` when the forward is tiled and it fits (chooseTiles), else the compact
  * one with `compactConstants` (THREADS threads × the compact rows per thread). `paired`: the tiled kernel takes its
  * blocks in mirrored pairs (PAIRED_BLOCKS; the compact kernels never do), so its dispatch runs pairedWorkgroups.
- * `storeScores`: the tiled dK/dV kernel also writes dS (STORE_SCORES, stored-scores.ts).
+ * `storedRows`: the tiled dK/dV kernel also writes dS for a stored-score dQ of that many rows per workgroup
+ * (STORE_SCORES, stored-scores.ts); 0: it does not.
  */
 function gradientKernel(
   name: string,
@@ -81,7 +82,7 @@ function gradientKernel(
   compactConstants: Readonly<Record<string, number>>,
   vec4Rows: Vec4Rows,
   paired = false,
-  storeScores = false,
+  storedRows = 0,
 ): { source: KernelSource; perWorkgroup: number; paired: boolean } {
   const suffix = partial ? '-partial' : '';
   if (shape) {
@@ -89,7 +90,8 @@ function gradientKernel(
     // Each thread's share of the tiles (4 · key threads keys for dQ, rows for dK/dV) it reads ahead into registers.
     const [qkLoads, vLoads] = name === 'flash-backward-query' ? ['K_LOADS', 'V_LOADS'] : ['Q_LOADS', 'G_LOADS'];
     const loads = (headDim: number) => tileLoads(4 * shape.keyThreads, headDim, shape.threads);
-    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV) }, flags: { PAIRED_BLOCKS: paired, STORE_SCORES: storeScores } };
+    const stored: Record<string, number> = storedRows > 0 ? { STORED_ROWS: storedRows } : {};
+    const extras = { vec4Rows, sizes: { [qkLoads]: loads(tiles.headDimQk), [vLoads]: loads(tiles.headDimV), ...stored }, flags: { PAIRED_BLOCKS: paired, STORE_SCORES: storedRows > 0 } };
     const source = flashKernel(`${name}-tiled${suffix}`, sourceFor(partial, true), variant, tiles, { THREADS: shape.threads }, sizes, extras);
     return { source, perWorkgroup: (shape.threads / shape.keyThreads) * shape.rowsPerThread, paired };
   }
@@ -221,8 +223,8 @@ export function recordFlashBackward(
   const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
   // Causal blocks in pairs (balanced-blocks.ts) where the tiled kernels gain from it; never in the partial ones.
   const paired = tiledPairsBlocks(problem, tiles.headDimQk, tiles.headDimV);
-  const keyValueKernel = (partial: boolean, storeScores = false) =>
-    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial, storeScores);
+  const keyValueKernel = (partial: boolean, storedRows = 0) =>
+    gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial, storedRows);
   // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
   let padded: PaddedKeyValues | undefined;
@@ -231,7 +233,7 @@ export function recordFlashBackward(
   // The tiled kernels with stored scores where neither gradient runs on subgroup matrices.
   const stored = keyValueMatrix || matrixQueryShape(tiles, caps) ? null : storedScoresPlan(problem, tiles, caps, recorder.gpu, keyValuePlan, chunks.query);
   if (stored) {
-    recordStoredScores(run, stored, keyValueKernel(false, true), storedQueryKernel(variant, tiles, stored.shape, vec4Rows), kernels);
+    recordStoredScores(run, stored, keyValueKernel(false, 4 * stored.shape.rowQuads), storedQueryKernel(variant, tiles, stored.shape, vec4Rows), kernels);
     return;
   }
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
@@ -292,8 +294,8 @@ function storedScoresPlan(
 
 /**
  * The backward's dK/dV and dQ through stored score gradients (stored-scores.ts), piece by piece: zero the piece's
- * slots, the tiled dK/dV kernel writing dS into them, then dQ = dS K (flash-backward-query-stored.wgsl, which binds
- * only k, the logsumexp, dq and the scores).
+ * slots where the plan says so, the tiled dK/dV kernel writing dS into them, then dQ = dS K
+ * (flash-backward-query-stored.wgsl, which binds only k, the logsumexp, dq and the scores).
  */
 function recordStoredScores(
   run: BackwardRun,
@@ -309,7 +311,7 @@ function recordStoredScores(
   // The logsumexp binding of every piece's dQ (bound per piece; made once: staged, it owns a scratch).
   const logsumexp = run.rowStats('query', plan.pieces.map((piece) => piece.query)).slice(0, 1);
   for (const piece of plan.pieces) {
-    recorder.clear(scratch, piece.bytes);
+    if (plan.clears) recorder.clear(scratch, piece.bytes);
     const scores: [number, BoundBuffer] = [BINDING.first + 8, { buffer: scratch, offset: 0, size: piece.bytes }];
     dispatchGradient(run, keyValue, bindings.keyValue, [piece.keyValue], 'kv', { whole: [scores], uniforms: piece.uniforms });
     dispatchChunks(

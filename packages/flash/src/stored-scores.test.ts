@@ -2,8 +2,9 @@
  * The tiled backward with stored score gradients (stored-scores.ts): dK/dV writes dS, dQ = dS K. Its pieces and
  * padding; then on the GPU, against the recompute kernels (storedScoresBytes 0) and the references: dK and dV keep
  * their bits (the dK/dV kernel only adds a store), dQ agrees with the float64 reference within the same-precision
- * tolerance, with the scratch poisoned with NaN before it runs (each piece zeroes its slots: dQ reads pairs that
- * dK/dV never visits), including runs in several pieces sharing one scratch, and packed varlen.
+ * tolerance, with the scratch poisoned with NaN before it runs (dK/dV must write every pair dQ reads, or the piece
+ * zero its slots first where a bool mask lets dK/dV skip key blocks), including runs in several pieces sharing one
+ * scratch, banded masks whose diagonals fall inside the kernels' tiles, and packed varlen.
  */
 import { gpu } from '../test/test-device';
 import { describeAttention, tensor, type AttentionProblem } from '@webattn/tensor';
@@ -26,8 +27,8 @@ const CAPS: FlashCaps = {
   maxStorageBuffersPerShaderStage: 10,
 };
 
-const problemOf = (batch: number, queryHeads: number, kvHeads: number, queryLength: number, keyLength: number) =>
-  ({ batch, queryHeads, kvHeads, queryLength, keyLength }) as AttentionProblem;
+const problemOf = (batch: number, queryHeads: number, kvHeads: number, queryLength: number, keyLength: number, mask: 'none' | 'bool' = 'none') =>
+  ({ batch, queryHeads, kvHeads, queryLength, keyLength, mask: { kind: mask } }) as AttentionProblem;
 
 describe('planStoredScores', () => {
   const keyValue = { threads: 256, rowsPerThread: 2, keyThreads: 8 };
@@ -50,6 +51,16 @@ describe('planStoredScores', () => {
     expect(heads.pieces).toHaveLength(6);
     expect(heads.pieces[3]!.uniforms).toEqual({ ds_batch_base: 1, ds_head_base: 4, ds_slot_heads: 4, ds_keys: 128, ds_rows: 128 });
     expect([heads.pieces[3]!.keyValue.heads, heads.pieces[3]!.query.heads]).toEqual([{ start: 1, count: 1 }, { start: 4, count: 4 }]);
+  });
+
+  it('zeroes the slots only where dK/dV may not write every pair dQ reads', () => {
+    // Whole dQ row blocks (64 rows: 2 or 4 dK/dV query tiles), dQ key tiles (32) within dK/dV key blocks (64 or 32).
+    expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 64, keyValue, CAPS, 2 ** 30)!.clears).toBe(false);
+    expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 16, { threads: 128, rowsPerThread: 2, keyThreads: 4 }, CAPS, 2 ** 30)!.clears).toBe(false);
+    // A bool mask lets dK/dV skip whole key blocks.
+    expect(planStoredScores(problemOf(1, 2, 2, 100, 70, 'bool'), 64, keyValue, CAPS, 2 ** 30)!.clears).toBe(true);
+    // 16-key blocks: a 32-key dQ tile straddles two, one of which dK/dV may not visit for the block's rows.
+    expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 16, { threads: 64, rowsPerThread: 1, keyThreads: 4 }, CAPS, 2 ** 30)!.clears).toBe(true);
   });
 
   it('keeps the recompute kernels where one kv head does not fit, or the budget is 0', () => {
@@ -83,7 +94,7 @@ async function expectStoredMatches(stored: Outputs, recomputed: Outputs, check: 
 
 const storedKernels = () => [...gpu!.pipelines.keys()].filter((key) => key.startsWith('flash-backward-query-stored#')).length;
 
-const CASES: { readonly name: string; readonly spec: (seed: number) => FlashCase; readonly pieces: 'one' | 'kv heads' }[] = [
+const CASES: { readonly name: string; readonly spec: (seed: number) => FlashCase; readonly pieces: 'one' | 'kv heads'; readonly clears: boolean }[] = [
   {
     name: 'f32 GQA 4/2, L70 S150 D40, key padding bool mask, key lengths, causal bottom-right, dropout, one kv head per piece',
     spec: (seed) => ({
@@ -97,6 +108,7 @@ const CASES: { readonly name: string; readonly spec: (seed: number) => FlashCase
       options: { isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 3, keyLengths: [150, 101] },
     }),
     pieces: 'kv heads',
+    clears: true,
   },
   {
     name: 'f16 (the tiled path), L130 S97 D16, window [40, 10], additive f32 mask, whole',
@@ -111,11 +123,37 @@ const CASES: { readonly name: string; readonly spec: (seed: number) => FlashCase
       options: { window: [40, 10] },
     }),
     pieces: 'one',
+    clears: false,
+  },
+  {
+    name: 'f32 GQA 4/2, L150 S150 D16, causal, one kv head per piece',
+    spec: () => ({ batch: 2, queryHeads: 4, kvHeads: 2, queryLength: 150, keyLength: 150, headDimQk: 16, options: { isCausal: true } }),
+    pieces: 'kv heads',
+    clears: false,
+  },
+  {
+    name: 'f32 L100 S37 D32, causal bottom-right (the first 63 rows attend nothing), dropout, whole',
+    spec: (seed) => ({
+      batch: 2,
+      queryHeads: 2,
+      queryLength: 100,
+      keyLength: 37,
+      headDimQk: 32,
+      options: { isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.1, dropoutSeed: seed, dropoutOffset: 5 },
+    }),
+    pieces: 'one',
+    clears: false,
+  },
+  {
+    name: 'f32 L45 S170 D64, window [30, 7] bottom-right, key lengths (later rows attend nothing), whole',
+    spec: () => ({ batch: 2, queryHeads: 2, queryLength: 45, keyLength: 170, headDimQk: 64, options: { window: [30, 7], causalAlignment: 'bottom-right', keyLengths: [170, 120] } }),
+    pieces: 'one',
+    clears: false,
   },
 ];
 
 describe.skipIf(!gpu)('the backward with stored score gradients', { timeout: 600_000 }, () => {
-  for (const { name, spec: specOf, pieces } of CASES) {
+  for (const { name, spec: specOf, pieces, clears } of CASES) {
     it(`${name}: dK and dV bits of the recompute run, dQ within the references' tolerance`, async () => {
       const device = gpu!;
       const seed = freshSeed();
@@ -128,6 +166,7 @@ describe.skipIf(!gpu)('the backward with stored score gradients', { timeout: 600
       const tiles = recordingTiles(device.gpu, problem, device.caps)!;
       expect(tiles.tiledKeyValue, `the tiled dK/dV runs: ${context}`).not.toBeNull();
       const whole = planStoredScores(problem, tiles.headDimQk, tiles.tiledKeyValue!, device.caps, 2 ** 30)!;
+      expect(whole.clears, `the slots are zeroed first: ${context}`).toBe(clears);
       const kvHeadBytes = whole.bytes / (problem.batch * problem.kvHeads);
       const budget = pieces === 'one' ? whole.bytes : kvHeadBytes;
       expect(planStoredScores(problem, tiles.headDimQk, tiles.tiledKeyValue!, device.caps, budget)!.pieces, context).toHaveLength(

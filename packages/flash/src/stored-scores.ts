@@ -1,11 +1,16 @@
 /**
  * The tiled backward with stored score gradients: the dK/dV kernel, which computes every pair's dS anyway, also
- * writes dS · scale into a zeroed f32 scratch (STORE_SCORES in flash-backward-key-value-tiled.wgsl), and dQ = dS K
+ * writes dS · scale into an f32 scratch (STORE_SCORES in flash-backward-key-value-tiled.wgsl), and dQ = dS K
  * becomes one plain matrix product (flash-backward-query-stored.wgsl) instead of a kernel that recomputes S and dP:
  * five matrix products per backward instead of seven. The scratch holds one slot of keys × rows per (batch, query
  * head); when the whole problem's slots exceed the budget, it runs in pieces (batch entries, or one batch entry's
- * kv heads with their query heads), each zeroing its slots, then dK/dV, then dQ. Problems whose single kv head's slots
- * exceed the budget keep the recompute kernel.
+ * kv heads with their query heads), each dK/dV then dQ. Problems whose single kv head's slots exceed the budget keep
+ * the recompute kernel.
+ *
+ * dQ reads, per block of its rows, every pair of each key tile that some row of the block may attend; dK/dV visits
+ * whole such row blocks of each key block it runs (STORED_ROWS), so it writes every pair dQ reads (0 where masked)
+ * and the scratch needs no zeroing — unless a bool mask lets dK/dV skip whole key blocks, or dQ's key tiles straddle
+ * dK/dV's key blocks: then each piece zeroes its slots first (`clears`).
  */
 import type { AttentionProblem, KernelSource } from '@webattn/tensor';
 import type { Chunk } from './binding-chunks';
@@ -34,6 +39,8 @@ export interface StoredScoresPiece {
 
 export interface StoredScoresPlan {
   readonly shape: StoredQueryShape;
+  /** Whether each piece zeroes its slots before dK/dV runs (see the header). */
+  readonly clears: boolean;
   readonly pieces: readonly StoredScoresPiece[];
   /** The largest piece's scratch. */
   readonly bytes: number;
@@ -72,9 +79,12 @@ export function planStoredScores(
   if (!shape || budget <= 0) return null;
   const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
   const group = queryHeads / kvHeads;
+  const [queryTile, keyBlock, rowBlock] = [4 * keyValue.keyThreads, (keyValue.threads / keyValue.keyThreads) * keyValue.rowsPerThread, 4 * shape.rowQuads];
   // Every row and key either kernel's tiles touch lies inside the slot.
-  const rows = roundUp(queryLength, lcm(4 * keyValue.keyThreads, 4 * shape.rowQuads));
-  const keys = roundUp(keyLength, lcm((keyValue.threads / keyValue.keyThreads) * keyValue.rowsPerThread, shape.blockN));
+  const rows = roundUp(queryLength, lcm(queryTile, rowBlock));
+  const keys = roundUp(keyLength, lcm(keyBlock, shape.blockN));
+  const wholeRowBlocks = rowBlock % queryTile === 0 || queryTile % rowBlock === 0;
+  const clears = problem.mask.kind === 'bool' || keyBlock % shape.blockN !== 0 || !wholeRowBlocks;
   const slotBytes = rows * keys * 4;
   const kvHeadBytes = slotBytes * group;
   const limit = Math.min(budget, caps.maxStorageBufferBindingSize);
@@ -98,7 +108,7 @@ export function planStoredScores(
       for (let h = 0; h < kvHeads; h += perPiece) pieces.push(piece(b, 1, h, Math.min(perPiece, kvHeads - h)));
     }
   }
-  return { shape, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
+  return { shape, clears, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
 }
 
 /** The stored-score dQ kernel (flash-backward-query-stored.wgsl) of this shape. */
