@@ -289,18 +289,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       fetch_rows(kv_head * group + params.group_first + following / tiles, tile_begin + following % tiles, lid, b, sequence, row_limit, &q_next, &g_next, &stats_next, &bounds_next);
     }
 
-    // Whether some row of the tile may attend one of this thread's keys (the threads of a key group agree). Where none
-    // may (a diagonal step of a causal mask, say), the thread's dS and P̃ are 0 and it adds nothing to dK and dV, so
-    // it skips the products (bit for bit the same sums; its idle warps leave the SM to other workgroups).
-    var tile_lo = lo_tile[0];
-    var tile_hi = hi_tile[0];
-    for (var r4 = 1u; r4 < KEY_THREADS; r4++) {
-      tile_lo = min(tile_lo, lo_tile[r4]);
-      tile_hi = max(tile_hi, hi_tile[r4]);
-    }
-    let keys_live = i32(first_key) <= max(max(tile_hi.x, tile_hi.y), max(tile_hi.z, tile_hi.w)) &&
-      i32(first_key + ROWS - 1u) >= min(min(tile_lo.x, tile_lo.y), min(tile_lo.z, tile_lo.w));
-
     // Sᵀ = k qᵀ and dPᵀ = v dOᵀ for this thread's keys × rows row0 + 4·tx .. + 3 (the forward's order).
     var s: array<vec4<f32>, ROWS>;
     var dp: array<vec4<f32>, ROWS>;
@@ -308,29 +296,27 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       s[t] = vec4<f32>(0.0);
       dp[t] = vec4<f32>(0.0);
     }
-    if (keys_live) {
-      for (var d4 = 0u; d4 < QK4; d4++) {
-        var k4: array<vec4<f32>, ROWS>;
+    for (var d4 = 0u; d4 < QK4; d4++) {
+      var k4: array<vec4<f32>, ROWS>;
+      for (var t = 0u; t < ROWS; t++) {
+        k4[t] = k_tile[(ty * ROWS + t) * K_STRIDE + d4];
+      }
+      for (var dd = 0u; dd < 4u; dd++) {
+        let queries = qt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
         for (var t = 0u; t < ROWS; t++) {
-          k4[t] = k_tile[(ty * ROWS + t) * K_STRIDE + d4];
-        }
-        for (var dd = 0u; dd < 4u; dd++) {
-          let queries = qt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
-          for (var t = 0u; t < ROWS; t++) {
-            s[t] += queries * k4[t][dd];
-          }
+          s[t] += queries * k4[t][dd];
         }
       }
-      for (var d4 = 0u; d4 < V4; d4++) {
-        var v4: array<vec4<f32>, ROWS>;
+    }
+    for (var d4 = 0u; d4 < V4; d4++) {
+      var v4: array<vec4<f32>, ROWS>;
+      for (var t = 0u; t < ROWS; t++) {
+        v4[t] = v_tile[(ty * ROWS + t) * V_STRIDE + d4];
+      }
+      for (var dd = 0u; dd < 4u; dd++) {
+        let gradients = gt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
         for (var t = 0u; t < ROWS; t++) {
-          v4[t] = v_tile[(ty * ROWS + t) * V_STRIDE + d4];
-        }
-        for (var dd = 0u; dd < 4u; dd++) {
-          let gradients = gt_tile[(d4 * 4u + dd) * ROW_STRIDE + tx];
-          for (var t = 0u; t < ROWS; t++) {
-            dp[t] += gradients * v4[t][dd];
-          }
+          dp[t] += gradients * v4[t][dd];
         }
       }
     }
@@ -396,25 +382,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
 
     // dV += P̃ᵀ dO and dK += dSᵀ q for this thread's keys × dims tx + KEY_THREADS · m.
-    if (keys_live) {
-      for (var r4 = 0u; r4 < KEY_THREADS; r4++) {
-        var p4: array<vec4<f32>, ROWS>;
-        var ds4: array<vec4<f32>, ROWS>;
+    for (var r4 = 0u; r4 < KEY_THREADS; r4++) {
+      var p4: array<vec4<f32>, ROWS>;
+      var ds4: array<vec4<f32>, ROWS>;
+      for (var t = 0u; t < ROWS; t++) {
+        p4[t] = pt_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+        ds4[t] = dst_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+      }
+      for (var m = 0u; m < DV_DIMS; m++) {
+        let gradients = gt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
         for (var t = 0u; t < ROWS; t++) {
-          p4[t] = pt_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
-          ds4[t] = dst_tile[(ty * ROWS + t) * ROW_STRIDE + r4];
+          dv_acc[t * DV_DIMS + m] += dot(p4[t], gradients);
         }
-        for (var m = 0u; m < DV_DIMS; m++) {
-          let gradients = gt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
-          for (var t = 0u; t < ROWS; t++) {
-            dv_acc[t * DV_DIMS + m] += dot(p4[t], gradients);
-          }
-        }
-        for (var m = 0u; m < DK_DIMS; m++) {
-          let queries = qt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
-          for (var t = 0u; t < ROWS; t++) {
-            dk_acc[t * DK_DIMS + m] += dot(ds4[t], queries);
-          }
+      }
+      for (var m = 0u; m < DK_DIMS; m++) {
+        let queries = qt_tile[(tx + m * KEY_THREADS) * ROW_STRIDE + r4];
+        for (var t = 0u; t < ROWS; t++) {
+          dk_acc[t * DK_DIMS + m] += dot(ds4[t], queries);
         }
       }
     }

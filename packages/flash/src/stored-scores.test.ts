@@ -54,13 +54,13 @@ describe('planStoredScores', () => {
   });
 
   it('zeroes the slots only where dK/dV may not write every pair dQ reads', () => {
-    // Whole dQ row blocks (64 rows: 2 or 4 dK/dV query tiles), dQ key tiles (32) within dK/dV key blocks (64 or 32).
+    // Whole dQ row blocks (64 rows: 2 or 4 dK/dV query tiles), dQ key tiles (16) within dK/dV key blocks (64 or 32).
     expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 64, keyValue, CAPS, 2 ** 30)!.clears).toBe(false);
     expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 16, { threads: 128, rowsPerThread: 2, keyThreads: 4 }, CAPS, 2 ** 30)!.clears).toBe(false);
     // A bool mask lets dK/dV skip whole key blocks.
     expect(planStoredScores(problemOf(1, 2, 2, 100, 70, 'bool'), 64, keyValue, CAPS, 2 ** 30)!.clears).toBe(true);
-    // 16-key blocks: a 32-key dQ tile straddles two, one of which dK/dV may not visit for the block's rows.
-    expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 16, { threads: 64, rowsPerThread: 1, keyThreads: 4 }, CAPS, 2 ** 30)!.clears).toBe(true);
+    // 8-key blocks: a 16-key dQ tile straddles two, one of which dK/dV may not visit for the block's rows.
+    expect(planStoredScores(problemOf(1, 2, 2, 100, 70), 16, { threads: 32, rowsPerThread: 1, keyThreads: 4 }, CAPS, 2 ** 30)!.clears).toBe(true);
   });
 
   it('keeps the recompute kernels where one kv head does not fit, or the budget is 0', () => {
@@ -71,8 +71,8 @@ describe('planStoredScores', () => {
   });
 
   it('shrinks its key tile to the workgroup storage', () => {
-    expect(storedQueryShape(64, CAPS)).toEqual({ dimThreads: 16, rowQuads: 16, blockN: 32 });
-    expect(storedQueryShape(16, CAPS)).toEqual({ dimThreads: 4, rowQuads: 16, blockN: 32 });
+    expect(storedQueryShape(64, CAPS)).toEqual({ dimThreads: 16, rowQuads: 16, blockN: 16 });
+    expect(storedQueryShape(16, CAPS)).toEqual({ dimThreads: 4, rowQuads: 16, blockN: 16 });
     expect(storedQueryShape(256, CAPS)).toEqual({ dimThreads: 16, rowQuads: 16, blockN: 16 });
     expect(storedQueryShape(256, { ...CAPS, maxComputeWorkgroupStorageSize: 16384 })).toEqual({ dimThreads: 16, rowQuads: 16, blockN: 8 });
   });

@@ -48,11 +48,14 @@ export interface StoredScoresPlan {
 
 const ROW_QUADS = 16;
 
-/** The stored-score dQ kernel's shape at this head-dim bucket, or null where its tiles do not fit the workgroup. */
+/**
+ * The stored-score dQ kernel's shape at this head-dim bucket, or null where its tiles do not fit the workgroup:
+ * 16-key tiles (32-key ones ran the f32 backward 1–2% slower at D16, D32 and D64 on an H200: bench notes, entry 35).
+ */
 export function storedQueryShape(headDimQk: number, caps: FlashCaps): StoredQueryShape | null {
   const dimThreads = Math.min(16, headDimQk / 4);
   if (dimThreads * ROW_QUADS > caps.maxComputeInvocationsPerWorkgroup) return null;
-  for (const blockN of [32, 16, 8]) {
+  for (const blockN of [16, 8]) {
     const bytes = blockN * ROW_QUADS * 16 + blockN * headDimQk * 4 + SHARED_EXTRA;
     if (bytes <= caps.maxComputeWorkgroupStorageSize) return { dimThreads, rowQuads: ROW_QUADS, blockN };
   }

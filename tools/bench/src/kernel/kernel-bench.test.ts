@@ -160,8 +160,8 @@ describe.skipIf(!gpu)('tuned backward shapes in the benchmark', () => {
       const [report] = flashTileReports(device, config);
       expect({ query: report!.tiles!.tiledQuery, keyValue: report!.tiles!.tiledKeyValue }).toEqual(chosen);
       expect(formatTiles([report!])[0]).toContain('dQ 64 threads × 1 rows per thread, 16-wide tiles; dK/dV 64 threads × 1 keys per thread, 32-wide tiles');
-      expect(report!.storedQuery).toEqual({ dimThreads: 4, rowQuads: 16, blockN: 32 });
-      expect(formatTiles([report!])[0]).toContain("32-wide tiles; dK/dV storing dS and dQ = dS·K (64 threads, 32-key tiles) where one kv head's dS fits 1024 MiB");
+      expect(report!.storedQuery).toEqual({ dimThreads: 4, rowQuads: 16, blockN: 16 });
+      expect(formatTiles([report!])[0]).toContain("32-wide tiles; dK/dV storing dS and dQ = dS·K (64 threads, 16-key tiles) where one kv head's dS fits 1024 MiB");
     } finally {
       // Back to the defaults' shapes.
       restoreFlashBackwardTuning(device, [{ dtype: 'f32', headDim: 16, chosen: { query: defaults.tiledQuery!, keyValue: defaults.tiledKeyValue! } }]);
