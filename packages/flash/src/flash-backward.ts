@@ -205,10 +205,11 @@ export function recordFlashBackward(
       deltaBinding(problem, heads, { buffer: delta, limit, binding: BINDING.first + 5 }),
     ],
   };
+  const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
   if (queryLength > 0) {
     dispatchChunks(
       recorder,
-      flashKernel('flash-backward-delta', deltaSource, variant, tiles, { BLOCK_M: tiles.rows }),
+      flashKernel('flash-backward-delta', deltaSource, variant, tiles, { BLOCK_M: tiles.rows }, {}, { vec4Rows }),
       problem,
       kernels.delta,
       chunks.delta,
@@ -220,7 +221,6 @@ export function recordFlashBackward(
     );
   }
   const keyValueConstants = { BLOCK_M: tiles.backwardRows, THREADS: tiles.backwardKeys };
-  const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
   // Causal blocks in pairs (balanced-blocks.ts) where the tiled kernels gain from it; never in the partial ones.
   const paired = tiledPairsBlocks(problem, tiles.headDimQk, tiles.headDimV);
   const keyValueKernel = (partial: boolean, storedRows = 0) =>

@@ -28,8 +28,8 @@ export function rowElements(kernelSource: string, vec4Rows: Vec4Rows, dtype: 'f3
 }
 
 /**
- * The row buffers the tiled and compact kernels may read as vec4s (16 bytes of f32, 8 of f16): those whose rows
- * `rowsOfFours` allows (grad_out by its own layout, when the backward passes it).
+ * The row buffers the tiled and compact kernels (and the backward's delta) may read as vec4s (16 bytes of f32, 8 of
+ * f16): those whose rows `rowsOfFours` allows (grad_out by its own layout, when the backward passes it).
  */
 export function vec4RowTensors(problem: AttentionProblem, gradOut?: AttentionLayout): Vec4Rows {
   const { layout, headDimQk, headDimV } = problem;
@@ -38,6 +38,7 @@ export function vec4RowTensors(problem: AttentionProblem, gradOut?: AttentionLay
     ['k', layout.k, headDimQk],
     ['v', layout.v, headDimV],
     ['grad_out', gradOut, headDimV],
+    ['out', layout.out, headDimV],
   ];
   return new Set(rows.filter(([, rowLayout, dims]) => rowLayout && rowsOfFours(rowLayout, dims)).map(([name]) => name));
 }

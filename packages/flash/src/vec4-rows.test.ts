@@ -1,7 +1,7 @@
 /**
  * Rows read as vec4 (vec4-loaders.ts), f32 and f16: the tiled and compact kernels give the same bits whether they
- * read q, k, v and dO one vec4 at a time (rows at multiples of 4 elements) or element by element (the same values
- * one element further into each buffer), and match the float64 reference.
+ * read q, k, v, dO and out (the delta) one vec4 at a time (rows at multiples of 4 elements) or element by element
+ * (the same values one element further into each buffer), and match the float64 reference.
  */
 import { expectSameBits } from '../test/chunked-runs';
 import { gpu } from '../test/test-device';
@@ -90,15 +90,15 @@ async function run(inputs: readonly Float32Array[], offset: number, storage: num
 describe('vec4RowTensors', () => {
   it('reads rows at multiples of 4 contiguous elements as vec4, f32 and f16, nothing else', () => {
     const problem = problemAt(0);
-    expect([...vec4RowTensors(problem, problem.layout.out)].sort()).toEqual(['grad_out', 'k', 'q', 'v']);
-    expect([...vec4RowTensors(problem)].sort()).toEqual(['k', 'q', 'v']);
+    expect([...vec4RowTensors(problem, problem.layout.out)].sort()).toEqual(['grad_out', 'k', 'out', 'q', 'v']);
+    expect([...vec4RowTensors(problem)].sort()).toEqual(['k', 'out', 'q', 'v']);
     expect(vec4RowTensors(problemAt(1), problemAt(1).layout.out).size).toBe(0);
-    expect([...vec4RowTensors(problemAt(0, 'f16'), problem.layout.out)].sort()).toEqual(['grad_out', 'k', 'q', 'v']);
+    expect([...vec4RowTensors(problemAt(0, 'f16'), problem.layout.out)].sort()).toEqual(['grad_out', 'k', 'out', 'q', 'v']);
     expect(vec4RowTensors(problemAt(2, 'f16'), problemAt(2).layout.out).size).toBe(0);
     const odd = { ...problem, headDimV: 22, layout: { ...problem.layout, v: bhndLayout(H, S, 22) } };
     expect([...vec4RowTensors(odd, bhndLayout(H, L, 22))].sort()).toEqual(['k', 'q']);
     const strided = { ...problem, layout: { ...problem.layout, k: { ...problem.layout.k, dim: 2 } } };
-    expect([...vec4RowTensors(strided)].sort()).toEqual(['q', 'v']);
+    expect([...vec4RowTensors(strided)].sort()).toEqual(['out', 'q', 'v']);
   });
 });
 
