@@ -16,6 +16,7 @@ import { recordFlashBackward } from './flash-backward';
 import { assertRunnable, recordFlashForward, type FlashForwardBuffers } from './flash-forward';
 import type { FlashCaps } from './flash-tiles';
 import { deviceRecorder, type KernelRecorder } from './recorder';
+import { storedScoresBudget } from './stored-scores';
 
 export function requireGpu(device: Device, what: string): void {
   if (!device.isGpu) {
@@ -129,7 +130,7 @@ export function flashAttentionGrad(
 
 /**
  * flashAttentionGrad recorded with these caps (the tuner's: `storedScoresBytes` 0 times the dQ kernel that
- * recomputes the scores).
+ * recomputes the scores; where they leave it unset, the device's setStoredScoresBudget applies).
  */
 export function flashGradients(
   tensors: { readonly [name in 'q' | 'k' | 'v' | 'out' | 'logsumexp' | 'gradOut']: Tensor },
@@ -163,7 +164,9 @@ export function flashGradients(
   const varlen = problem.varlen;
   const withOut = { ...problem, layout: { ...problem.layout, out: layoutOfTensor(out, varlen) } };
   const recorder = deviceRecorder(device);
-  recordFlashBackward(recorder, caps, withOut, {
+  const budget = storedScoresBudget(device.gpu);
+  const recordCaps = caps.storedScoresBytes === undefined && budget !== undefined ? { ...caps, storedScoresBytes: budget } : caps;
+  recordFlashBackward(recorder, recordCaps, withOut, {
     q: q.buffer,
     k: k.buffer,
     v: v.buffer,

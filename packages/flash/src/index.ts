@@ -44,5 +44,5 @@ export {
   type TuneOptions,
 } from './flash-tuning';
 export type { GradientLayouts } from './flash-uniforms';
-export { STORED_SCORES_BYTES, storedQueryShape, type StoredQueryShape } from './stored-scores';
+export { STORED_SCORES_BYTES, setStoredScoresBudget, storedQueryShape, type StoredQueryShape } from './stored-scores';
 export { checkSplitKv, splitKvAttention, splitKvAttentionForward } from './split-kv';

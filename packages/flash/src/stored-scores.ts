@@ -12,7 +12,7 @@
  * and the scratch needs no zeroing — unless a bool mask lets dK/dV skip whole key blocks, or dQ's key tiles straddle
  * dK/dV's key blocks: then each piece zeroes its slots first (`clears`).
  */
-import type { AttentionProblem, KernelSource } from '@webattn/tensor';
+import { InvalidArgumentError, type AttentionProblem, type Device, type KernelSource } from '@webattn/tensor';
 import type { Chunk } from './binding-chunks';
 import { flashKernel, type FlashVariant } from './flash-kernels';
 import { SHARED_EXTRA, type FlashCaps, type FlashTiles, type TiledShape } from './flash-tiles';
@@ -21,6 +21,29 @@ import storedQuerySource from './flash-backward-query-stored.wgsl?raw';
 
 /** The scratch the stored score gradients may take (the device's buffer and binding limits may lower it). */
 export const STORED_SCORES_BYTES = 1024 * 1024 * 1024;
+
+/** Budgets set per device (setStoredScoresBudget). */
+const BUDGETS = new WeakMap<GPUDevice, number>();
+
+/**
+ * Sets how many bytes the tiled backward of `flashAttentionGrad` (and so sdpa's and nn's flash backward) may keep
+ * its score gradients in on this device, for every later call: 0 stores none (dQ recomputes them: no N×N scratch,
+ * as FlashAttention-2); `undefined` restores the default, STORED_SCORES_BYTES. The raw-buffer API takes
+ * `FlashRecordOptions.storedScoresBytes` per call instead.
+ */
+export function setStoredScoresBudget(device: Device, bytes: number | undefined): void {
+  if (bytes !== undefined && !(Number.isSafeInteger(bytes) && bytes >= 0)) {
+    throw new InvalidArgumentError(`setStoredScoresBudget: bytes must be a whole number ≥ 0 (0 stores no score gradients), got ${bytes}`);
+  }
+  if (!device.isGpu) return;
+  if (bytes === undefined) BUDGETS.delete(device.gpu);
+  else BUDGETS.set(device.gpu, bytes);
+}
+
+/** The budget set for this device (setStoredScoresBudget), or undefined: the default. */
+export function storedScoresBudget(gpu: GPUDevice): number | undefined {
+  return BUDGETS.get(gpu);
+}
 
 /** The stored-score dQ kernel's shape: DIM_THREADS × ROW_QUADS threads, tiles of BLOCK_N keys. */
 export interface StoredQueryShape {
