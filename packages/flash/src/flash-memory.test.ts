@@ -6,19 +6,17 @@
  * on every run.
  */
 import { gpu } from '../test/test-device';
-import { describeAttention, tensor } from '@webattn/tensor';
+import { InvalidArgumentError, createDevice, describeAttention, tensor } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { flashAttention, flashAttentionGrad } from './flash-attention';
 import { recordingTiles } from './flash-tiles';
 import { STORED_SCORES_BYTES, planStoredScores, setStoredScoresBudget } from './stored-scores';
-import { InvalidArgumentError } from '@webattn/tensor';
 
 afterAll(() => gpu?.destroy());
 
 describe('setStoredScoresBudget', () => {
   it('takes a whole number of bytes ≥ 0, or undefined for the default, and names a bad value', async () => {
-    const { createDevice } = await import('@webattn/tensor');
     const cpu = await createDevice({ prefer: 'cpu' });
     for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
       expect(() => setStoredScoresBudget(cpu, bad)).toThrow(InvalidArgumentError);
