@@ -164,9 +164,8 @@ export function flashGradients(
   const varlen = problem.varlen;
   const withOut = { ...problem, layout: { ...problem.layout, out: layoutOfTensor(out, varlen) } };
   const recorder = deviceRecorder(device);
-  const budget = storedScoresBudget(device.gpu);
-  const recordCaps = caps.storedScoresBytes === undefined && budget !== undefined ? { ...caps, storedScoresBytes: budget } : caps;
-  recordFlashBackward(recorder, recordCaps, withOut, {
+  const storedScoresBytes = caps.storedScoresBytes ?? storedScoresBudget(device.gpu);
+  recordFlashBackward(recorder, { ...caps, storedScoresBytes }, withOut, {
     q: q.buffer,
     k: k.buffer,
     v: v.buffer,

@@ -44,7 +44,7 @@ import finishSource from './flash-backward-finish.wgsl?raw';
 import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
 import tiledKeyValueSource from './flash-backward-key-value-tiled.wgsl?raw';
 import tiledQuerySource from './flash-backward-query-tiled.wgsl?raw';
-import { STORED_SCORES_BYTES, planStoredScores, storedQueryKernel, type StoredScoresPlan } from './stored-scores';
+import { STORED_SCORES_BYTES, planStoredScores, storedQueryKernel, storedQueryRows, type StoredScoresPlan } from './stored-scores';
 
 /**
  * A gradient kernel's source: writing its gradients in the problem's dtype, or (partial) running f32 sums in
@@ -233,7 +233,7 @@ export function recordFlashBackward(
   // The tiled kernels with stored scores where neither gradient runs on subgroup matrices.
   const stored = keyValueMatrix || matrixQueryShape(tiles, caps) ? null : storedScoresPlan(problem, tiles, caps, recorder.gpu, keyValuePlan, chunks.query);
   if (stored) {
-    recordStoredScores(run, stored, keyValueKernel(false, 4 * stored.shape.rowQuads), storedQueryKernel(variant, tiles, stored.shape, vec4Rows), kernels);
+    recordStoredScores(run, stored, keyValueKernel(false, storedQueryRows(stored.shape)), storedQueryKernel(variant, tiles, stored.shape, vec4Rows), kernels);
     return;
   }
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
@@ -307,7 +307,7 @@ function recordStoredScores(
   const { recorder } = run;
   const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'flash backward stored scores');
   const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'k' || t.name === 'dq') };
-  const rowsPerWorkgroup = 4 * plan.shape.rowQuads;
+  const rowsPerWorkgroup = storedQueryRows(plan.shape);
   // The logsumexp binding of every piece's dQ (bound per piece; made once: staged, it owns a scratch).
   const logsumexp = run.rowStats('query', plan.pieces.map((piece) => piece.query)).slice(0, 1);
   for (const piece of plan.pieces) {

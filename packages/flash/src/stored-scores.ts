@@ -71,6 +71,9 @@ export interface StoredScoresPlan {
 
 const ROW_QUADS = 16;
 
+/** Query rows one workgroup of the stored-score dQ kernel takes (its BLOCK_ROWS). */
+export const storedQueryRows = (shape: StoredQueryShape) => 4 * shape.rowQuads;
+
 /**
  * The stored-score dQ kernel's shape at this head-dim bucket, or null where its tiles do not fit the workgroup:
  * 16-key tiles (32-key ones ran the f32 backward 1–2% slower at D16, D32 and D64 on an H200: bench notes, entry 35).
@@ -105,7 +108,7 @@ export function planStoredScores(
   if (!shape || budget <= 0) return null;
   const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
   const group = queryHeads / kvHeads;
-  const [queryTile, keyBlock, rowBlock] = [4 * keyValue.keyThreads, (keyValue.threads / keyValue.keyThreads) * keyValue.rowsPerThread, 4 * shape.rowQuads];
+  const [queryTile, keyBlock, rowBlock] = [4 * keyValue.keyThreads, (keyValue.threads / keyValue.keyThreads) * keyValue.rowsPerThread, storedQueryRows(shape)];
   // Every row and key either kernel's tiles touch lies inside the slot.
   const rows = roundUp(queryLength, lcm(queryTile, rowBlock));
   const keys = roundUp(keyLength, lcm(keyBlock, shape.blockN));
