@@ -12,6 +12,9 @@
 //      (flash-backward-key-value-tiled.wgsl's formulas), both as f16 into the subgroup's scratches (0 where the
 //      pair is not allowed);
 //   3. dV += P̃ᵀ dO and dK += dSᵀ Q on the matrices.
+// Compiled with STORE_SCORES (matrix-stored-scores.ts), step 2 also writes each pair's dS · scale as f16 to
+// stored_scores (every pair of every query tile it visits, 0 where not allowed), from which
+// flash-backward-query-matrix-stored.wgsl computes dQ without recomputing S and dP.
 // NaN inputs as the tiled kernel: a key that a row with a NaN logsumexp may attend gets NaN dK and dV (NaN query
 // rows are zero in the q copy, so that the zero dS of a masked pair cannot spread them). Only unsplit (every key of
 // a kv head in one dispatch, all its query rows): the recording falls back to the tiled kernel otherwise.
@@ -47,6 +50,11 @@ const PAIRS: u32 = BLOCK_M * 2u / SUBGROUP_SIZE;
 @group(0) @binding(12) var<storage, read_write> dv: array<vec4<u32>>;
 #else
 @group(0) @binding(12) var<storage, read_write> dv: array<f16>;
+#endif
+
+#if STORE_SCORES
+// dS · scale of every pair visited, 8 keys of one row per element (layout: stored_half_slot).
+@group(0) @binding(13) var<storage, read_write> stored_scores: array<vec4<u32>>;
 #endif
 
 var<workgroup> score_scratch: array<f32, SUBGROUPS * 16u * S_STRIDE>;
@@ -194,10 +202,16 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, seq
             }
           }
         }
+        var ds_halves: array<f16, 8>;
         for (var t = 0u; t < 8u; t++) {
+          ds_halves[t] = f16(ds[t]);
           weight_scratch[p_base + (c0 + t) * P_STRIDE + r] = f16(weights[t]);
-          gradient_scratch[p_base + (c0 + t) * P_STRIDE + r] = f16(ds[t]);
+          gradient_scratch[p_base + (c0 + t) * P_STRIDE + r] = ds_halves[t];
         }
+#if STORE_SCORES
+        // (Every row of the tile: the slot's rows are padded to whole tiles, its keys to whole blocks.)
+        stored_scores[(stored_half_slot(b, h) + i * params.ds_keys + subgroup_key0 + c0) / 8u] = pack_chunk(ds_halves);
+#endif
       }
       workgroupBarrier();
 

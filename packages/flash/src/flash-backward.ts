@@ -45,6 +45,7 @@ import queryFinishSource from './flash-backward-query-finish.wgsl?raw';
 import tiledKeyValueSource from './flash-backward-key-value-tiled.wgsl?raw';
 import tiledQuerySource from './flash-backward-query-tiled.wgsl?raw';
 import { STORED_SCORES_BYTES, planStoredScores, storedQueryKernel, storedQueryRows, type StoredScoresPlan } from './stored-scores';
+import { matrixStoredQueryKernel, planMatrixStoredScores, type MatrixStoredScoresPlan } from './matrix-stored-scores';
 
 /**
  * A gradient kernel's source: writing its gradients in the problem's dtype, or (partial) running f32 sums in
@@ -230,10 +231,18 @@ export function recordFlashBackward(
   let padded: PaddedKeyValues | undefined;
   const paddedKeyValues = () => (padded ??= recordPaddedKeyValues(recorder, problem, buffers, 64, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' }));
   const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps, buffers) : null;
-  // The tiled kernels with stored scores where neither gradient runs on subgroup matrices.
-  const stored = keyValueMatrix || matrixQueryShape(tiles, caps) ? null : storedScoresPlan(problem, tiles, caps, recorder.gpu, keyValuePlan, chunks.query);
+  const matrixQuery = matrixQueryShape(tiles, caps);
+  // Stored scores: the tiled kernels where neither gradient runs on subgroup matrices, the matrix ones where both do.
+  const oneChunk = 'direct' in keyValuePlan && keyValuePlan.direct.length === 1 && chunks.query.length === 1 && queryLength > 0 && keyLength > 0;
+  const budget = Math.min(caps.storedScoresBytes ?? STORED_SCORES_BYTES, recorder.gpu.limits.maxBufferSize);
+  const stored = keyValueMatrix || matrixQuery || !oneChunk || !tiles.tiledKeyValue ? null : planStoredScores(problem, tiles.headDimQk, tiles.tiledKeyValue, caps, budget);
   if (stored) {
     recordStoredScores(run, stored, keyValueKernel(false, storedQueryRows(stored.shape)), storedQueryKernel(variant, tiles, stored.shape, vec4Rows), kernels);
+    return;
+  }
+  const matrixStored = keyValueMatrix && matrixQuery && oneChunk ? planMatrixStoredScores(problem, tiles.headDimQk, keyValueMatrix, caps, budget) : null;
+  if (keyValueMatrix && matrixStored) {
+    recordMatrixStoredScores(run, matrixStored, kernels, tiles, keyValueMatrix, buffers, paddedKeyValues());
     return;
   }
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
@@ -256,9 +265,8 @@ export function recordFlashBackward(
       gradientKernel('flash-backward-query', querySourceFor, partial, variant, tiles, tiles.tiledQuery, queryConstants, vec4Rows, paired && !partial);
     const workgroupsOf = (perWorkgroup: number) => (chunk: Chunk) => [Math.ceil(chunk.rows.count / perWorkgroup), chunk.heads.count, chunk.batch.count] as const;
     const wholeKeys = chunks.query.every((chunk) => chunk.keys.count === keyLength);
-    const matrixShape = matrixQueryShape(tiles, caps);
-    if (wholeKeys && matrixShape) {
-      recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixShape, paddedKeyValues());
+    if (wholeKeys && matrixQuery) {
+      recordMatrixQuery(run, chunks.query, kernels.query, tiles, matrixQuery, paddedKeyValues());
     } else if (wholeKeys) {
       dispatchGradient(run, queryKernel(false), kernels.query, chunks.query, 'query');
     } else {
@@ -271,25 +279,6 @@ export function recordFlashBackward(
       });
     }
   }
-}
-
-/**
- * The stored-score backward's pieces (stored-scores.ts) where it runs: the tiled dK/dV kernel, the whole problem in
- * one binding chunk for both dK/dV and dQ, and one kv head's slots within the budget (caps.storedScoresBytes, the
- * device's largest buffer); else null (the recompute kernels).
- */
-function storedScoresPlan(
-  problem: AttentionProblem,
-  tiles: FlashTiles,
-  caps: FlashCaps,
-  gpu: GPUDevice,
-  keyValuePlan: ReturnType<typeof planKeyValue>,
-  queryChunks: readonly Chunk[],
-): StoredScoresPlan | null {
-  const oneChunk = 'direct' in keyValuePlan && keyValuePlan.direct.length === 1 && queryChunks.length === 1;
-  if (!tiles.tiledKeyValue || !oneChunk || problem.queryLength === 0 || problem.keyLength === 0) return null;
-  const budget = Math.min(caps.storedScoresBytes ?? STORED_SCORES_BYTES, gpu.limits.maxBufferSize);
-  return planStoredScores(problem, tiles.headDimQk, tiles.tiledKeyValue, caps, budget);
 }
 
 /**
@@ -393,8 +382,8 @@ function recordMatrixQuery(
 
 /**
  * dK/dV on subgroup matrices after the matrix forward's direct form (flash-backward-key-value-matrix.wgsl): k and v
- * through the padded copies, q and dO through padded copies of their own (q's NaN values as 0), all bound whole, dk and dv in the planned chunks (kv heads
- * × keys, every query row).
+ * through the padded copies, q and dO through padded copies of their own (q's NaN values as 0), all bound whole, dk
+ * and dv in the planned chunks (kv heads × keys, every query row).
  */
 function recordMatrixKeyValue(
   run: BackwardRun,
@@ -405,6 +394,22 @@ function recordMatrixKeyValue(
   buffers: FlashBackwardBuffers,
   padded: PaddedKeyValues,
 ): void {
+  matrixKeyValueRecording(run, bindings, tiles, shape, buffers, padded)(chunks);
+}
+
+/**
+ * Records the padded q and dO copies of the matrix dK/dV kernel and returns its dispatch over chunks, with `extra`
+ * bindings bound whole and uniforms (`storesScores`: the kernel that also writes dS, matrix-stored-scores.ts).
+ */
+function matrixKeyValueRecording(
+  run: BackwardRun,
+  bindings: KernelBindings,
+  tiles: FlashTiles,
+  shape: MatrixKeyValueShape,
+  buffers: FlashBackwardBuffers,
+  padded: PaddedKeyValues,
+  storesScores = false,
+): (chunks: readonly Chunk[], extra?: { readonly whole?: readonly (readonly [number, BoundBuffer])[]; readonly uniforms?: Readonly<Record<string, number>> }) => void {
   const { recorder, problem } = run;
   const keysPerWorkgroup = shape.subgroups * 16;
   const rows = Math.ceil(problem.queryLength / shape.rows) * shape.rows;
@@ -414,23 +419,69 @@ function recordMatrixKeyValue(
   const kernelProblem = { ...padded.problem, layout: { ...padded.problem.layout, q: q.layout } };
   const gradients = { ...run.gradients, gradOut: gradOut.layout };
   const copied = new Set(['q', 'k', 'v', 'gradOut']);
+  const source = matrixKeyValueKernel(
+    recorder.gpu,
+    variantOf(problem),
+    tiles,
+    shape,
+    { dk: rowsOfEights(run.gradients.dk, problem.headDimQk), dv: rowsOfEights(run.gradients.dv, problem.headDimV) },
+    storesScores,
+  );
   // Causal key blocks in pairs (balanced-blocks.ts).
   const paired = pairsMirroredBlocks(problem);
-  dispatchChunks(
-    recorder,
-    matrixKeyValueKernel(recorder.gpu, variantOf(problem), tiles, shape, {
-      dk: rowsOfEights(run.gradients.dk, problem.headDimQk),
-      dv: rowsOfEights(run.gradients.dv, problem.headDimV),
-    }),
-    kernelProblem,
-    { ...bindings, tensors: bindings.tensors.filter((t) => !copied.has(t.name)) },
-    chunks,
-    run.tensors,
-    [...run.optional, [BINDING.first, q.buffer], [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v], [BINDING.first + 3, gradOut.buffer]],
-    (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, { ...chunk, paired_blocks: paired ? 1 : 0 }),
-    (chunk) => [pairedWorkgroups(Math.ceil(chunk.keys.count / keysPerWorkgroup), paired), chunk.heads.count, chunk.batch.count],
-    run.rowStats('kv', chunks),
-  );
+  return (chunks, extra = {}) =>
+    dispatchChunks(
+      recorder,
+      source,
+      kernelProblem,
+      { ...bindings, tensors: bindings.tensors.filter((t) => !copied.has(t.name)) },
+      chunks,
+      run.tensors,
+      [...run.optional, [BINDING.first, q.buffer], [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v], [BINDING.first + 3, gradOut.buffer], ...(extra.whole ?? [])],
+      (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, { ...chunk, ...extra.uniforms, paired_blocks: paired ? 1 : 0 }),
+      (chunk) => [pairedWorkgroups(Math.ceil(chunk.keys.count / keysPerWorkgroup), paired), chunk.heads.count, chunk.batch.count],
+      run.rowStats('kv', chunks),
+    );
+}
+
+/**
+ * The matrix backward's dK/dV and dQ through stored score gradients (matrix-stored-scores.ts), piece by piece: the
+ * matrix dK/dV kernel writing dS into the piece's slots, then dQ = dS K (flash-backward-query-matrix-stored.wgsl,
+ * which binds only the padded k copy, the logsumexp, dq and the scores). No piece is zeroed.
+ */
+function recordMatrixStoredScores(
+  run: BackwardRun,
+  plan: MatrixStoredScoresPlan,
+  bindings: { readonly keyValue: KernelBindings; readonly query: KernelBindings },
+  tiles: FlashTiles,
+  keyValueShape: MatrixKeyValueShape,
+  buffers: FlashBackwardBuffers,
+  padded: PaddedKeyValues,
+): void {
+  const { recorder, problem } = run;
+  const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE, 'flash backward stored scores');
+  const keyValue = matrixKeyValueRecording(run, bindings.keyValue, tiles, keyValueShape, buffers, padded, true);
+  const query = matrixStoredQueryKernel(recorder.gpu, variantOf(problem), tiles, plan.query, rowsOfEights(run.gradients.dq, problem.headDimQk));
+  const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'dq') };
+  const rowsPerWorkgroup = plan.query.subgroups * 16;
+  // The logsumexp binding of every piece's dQ (bound per piece; made once: staged, it owns a scratch).
+  const logsumexp = run.rowStats('query', plan.pieces.map((piece) => piece.query)).slice(0, 1);
+  for (const piece of plan.pieces) {
+    const scores: [number, BoundBuffer] = [BINDING.first + 8, { buffer: scratch, offset: 0, size: piece.bytes }];
+    keyValue([piece.keyValue], { whole: [scores], uniforms: piece.uniforms });
+    dispatchChunks(
+      recorder,
+      query,
+      padded.problem,
+      queryBindings,
+      [piece.query],
+      run.tensors,
+      [...run.optional, [BINDING.first + 1, padded.k], scores],
+      (chunk) => packFlashUniforms(padded.problem, run.gradients, undefined, run.residual, { ...chunk, ...piece.uniforms }),
+      (chunk) => [Math.ceil(chunk.rows.count / rowsPerWorkgroup), chunk.heads.count, chunk.batch.count],
+      logsumexp,
+    );
+  }
 }
 
 /** A scratch buffer bound from its start over `bytes`. */

@@ -128,6 +128,12 @@ fn stored_score_slot(b: u32, h: u32) -> u32 {
   return ((b - params.ds_batch_base) * params.ds_slot_heads + h - params.ds_head_base) * params.ds_keys * (params.ds_rows >> 2u);
 }
 
+// The matrix backward's stored score gradients (matrix-stored-scores.ts): f16, per (batch, query head) of the piece a
+// slot of ds_rows rows × ds_keys keys, row-major. The first element of (b, h)'s slot:
+fn stored_half_slot(b: u32, h: u32) -> u32 {
+  return ((b - params.ds_batch_base) * params.ds_slot_heads + h - params.ds_head_base) * params.ds_keys * params.ds_rows;
+}
+
 // The vec4 of rows i .. i + 3 (i a multiple of 4) of key j in the slot starting at vec4 `slot`.
 fn stored_score_quad(slot: u32, j: u32, i: u32) -> u32 {
   return slot + j * (params.ds_rows >> 2u) + (i >> 2u);

@@ -160,3 +160,18 @@ export function matrixKeyValueGradientBlocks(shape: { readonly qk16: number; rea
     MATRIX_STORE_VALUE_GRADIENT: store('dv_m', v16, 24),
   };
 }
+
+/**
+ * `${NAME}` replacements of flash-backward-query-matrix-stored.wgsl (one 16-row block per subgroup) for q·k head
+ * dims in blocks of 16: dS straight from the stored scores (ds_row: the subgroup's first row; key0: the tile's first
+ * key), k from the padded copy (k_row: the tile's first key row).
+ */
+export function matrixStoredQueryBlocks(qk16: number): Record<string, string> {
+  return {
+    MATRIX_DECLARATIONS: [`var dq_m: array<${RESULT}, ${qk16}>;`, block(qk16, 'e', `dq_m[e] = ${RESULT}();`)].join('\n  '),
+    MATRIX_QUERY_GRADIENT:
+      `let gradients = subgroupMatrixLoad<${LEFT}, row_major>(&stored_scores, ds_row + key0, params.ds_keys); ` +
+      block(qk16, 'n', `let keys = subgroupMatrixLoad<${RIGHT}, row_major>(&k, k_row + n * 16u, HEAD_DIM_QK); dq_m[n] = subgroupMatrixMultiplyAccumulate(gradients, keys, dq_m[n]);`),
+    MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&dq_scratch, s_base + n * 16u, dq_m[n], S_STRIDE);`),
+  };
+}

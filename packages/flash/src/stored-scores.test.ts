@@ -201,7 +201,7 @@ describe.skipIf(!gpu)('the backward with stored score gradients', { timeout: 600
     for (const t of [gradOut, prepared.q, prepared.k, prepared.v]) t.dispose();
   });
   // Last: marks the device's subgroup matrices emulated for the rest of this file.
-  it('the f16 backward on subgroup matrices (emulated) stores no scores: the matrix dQ and dK/dV run', async () => {
+  it('the f16 backward on subgroup matrices (emulated) takes the matrix kernels, not the tiled stored-score dQ', async () => {
     const device = gpu!;
     if (!device.caps.shaderF16) return;
     emulateSubgroupMatrices(device.gpu);

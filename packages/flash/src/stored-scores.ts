@@ -90,7 +90,7 @@ export function storedQueryShape(headDimQk: number, caps: FlashCaps): StoredQuer
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 const lcm = (a: number, b: number) => (a / gcd(a, b)) * b;
-const roundUp = (value: number, step: number) => Math.ceil(value / step) * step;
+export const roundUp = (value: number, step: number) => Math.ceil(value / step) * step;
 
 /**
  * The pieces of a backward whose dK/dV runs the tiled kernel with `keyValue` (its workgroups take
@@ -106,24 +106,41 @@ export function planStoredScores(
 ): StoredScoresPlan | null {
   const shape = storedQueryShape(headDimQk, caps);
   if (!shape || budget <= 0) return null;
-  const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
-  const group = queryHeads / kvHeads;
+  const { queryLength, keyLength } = problem;
   const [queryTile, keyBlock, rowBlock] = [4 * keyValue.keyThreads, (keyValue.threads / keyValue.keyThreads) * keyValue.rowsPerThread, storedQueryRows(shape)];
   // Every row and key either kernel's tiles touch lies inside the slot.
   const rows = roundUp(queryLength, lcm(queryTile, rowBlock));
   const keys = roundUp(keyLength, lcm(keyBlock, shape.blockN));
   const wholeRowBlocks = rowBlock % queryTile === 0 || queryTile % rowBlock === 0;
   const clears = problem.mask.kind === 'bool' || keyBlock % shape.blockN !== 0 || !wholeRowBlocks;
-  const slotBytes = rows * keys * 4;
-  const kvHeadBytes = slotBytes * group;
-  const limit = Math.min(budget, caps.maxStorageBufferBindingSize);
-  // The kernels index the scratch by u32 vec4s.
-  if (kvHeadBytes > limit || kvHeadBytes / 16 > 2 ** 32) return null;
+  const pieces = storedScorePieces(problem, { rows, keys, elementBytes: 4, indexBytes: 16 }, Math.min(budget, caps.maxStorageBufferBindingSize));
+  if (!pieces) return null;
+  return { shape, clears, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
+}
+
+/** A stored-score slot: rows × keys of `elementBytes` each, indexed by the kernels in u32 units of `indexBytes`. */
+export interface ScoreSlot {
+  readonly rows: number;
+  readonly keys: number;
+  readonly elementBytes: number;
+  readonly indexBytes: number;
+}
+
+/**
+ * The pieces of a stored-score backward with one slot per (batch, query head), each piece's slots within `limit`
+ * bytes: batch entries, or one batch entry's kv heads with their query heads; null where one kv head's slots do not
+ * fit (or could not be indexed).
+ */
+export function storedScorePieces(problem: AttentionProblem, slot: ScoreSlot, limit: number): StoredScoresPiece[] | null {
+  const { batch, queryHeads, kvHeads, queryLength, keyLength } = problem;
+  const group = queryHeads / kvHeads;
+  const kvHeadBytes = slot.rows * slot.keys * slot.elementBytes * group;
+  if (kvHeadBytes > limit || kvHeadBytes / slot.indexBytes > 2 ** 32) return null;
   const all = (count: number) => ({ start: 0, count });
   const piece = (batchStart: number, batchCount: number, kvStart: number, kvCount: number): StoredScoresPiece => ({
     keyValue: { batch: { start: batchStart, count: batchCount }, heads: { start: kvStart, count: kvCount }, rows: all(queryLength), keys: all(keyLength) },
     query: { batch: { start: batchStart, count: batchCount }, heads: { start: kvStart * group, count: kvCount * group }, rows: all(queryLength), keys: all(keyLength) },
-    uniforms: { ds_batch_base: batchStart, ds_head_base: kvStart * group, ds_slot_heads: kvCount * group, ds_keys: keys, ds_rows: rows },
+    uniforms: { ds_batch_base: batchStart, ds_head_base: kvStart * group, ds_slot_heads: kvCount * group, ds_keys: slot.keys, ds_rows: slot.rows },
     bytes: batchCount * kvCount * kvHeadBytes,
   });
   const pieces: StoredScoresPiece[] = [];
@@ -137,7 +154,7 @@ export function planStoredScores(
       for (let h = 0; h < kvHeads; h += perPiece) pieces.push(piece(b, 1, h, Math.min(perPiece, kvHeads - h)));
     }
   }
-  return { shape, clears, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
+  return pieces;
 }
 
 /** The stored-score dQ kernel (flash-backward-query-stored.wgsl) of this shape. */
