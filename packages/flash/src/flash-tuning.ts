@@ -345,8 +345,8 @@ async function searchBackwardShapes<Shapes extends { readonly query: object; rea
  * (tuned or not) takes: after a tiled forward the tiled dQ and dK/dV (chooseTiles' `tiledQuery` and
  * `tiledKeyValue`, a table measured on an H200 by default), after the f16 matrix forward's direct form the matrix
  * dQ and dK/dV (matrixQueryShape, matrixKeyValueShape: defaults measured on an H200). It times the backward,
- * unmasked and causal, with every dQ shape (dK/dV at its default; the tiled backward with no stored scores, as the
- * problems whose scores do not fit run it), then with every dK/dV shape (dQ at its choice), and
+ * unmasked and causal, with every dQ shape (dK/dV at its default; with no stored scores, as the problems whose
+ * scores do not fit run it), then with every dK/dV shape (dQ at its choice), and
  * keeps for the device the fastest of each that holds the mask line (fastestKeepingCausal); later backwards use them.
  * After a compact forward nothing is tuned and no result is returned. Timing as in tuneFlashForward.
  */
@@ -381,9 +381,10 @@ export async function tuneFlashBackward(device: Device, options: BackwardTuneOpt
           return [dq, dk, dv];
         };
         const timed = (caps: FlashCaps): TimedCalls => ({ none: backward(caps)(forwards[0]!), causal: forwards[1] ? backward(caps)(forwards[1]) : null });
-        // The tiled dQ shapes shape the kernel that recomputes the scores, which problems too large to store them
-        // take (stored-scores.ts): timed with none stored. dK/dV as it runs, storing them where they fit.
-        const calls = { query: timed(tiledDefaults ? { ...device.caps, storedScoresBytes: 0 } : device.caps), keyValue: timed(device.caps) };
+        // The dQ shapes (tiled or matrix) shape the kernel that recomputes the scores, which problems too large to
+        // store them take (stored-scores.ts, matrix-stored-scores.ts): timed with none stored. dK/dV as it runs,
+        // storing them where they fit.
+        const calls = { query: timed({ ...device.caps, storedScoresBytes: 0 }), keyValue: timed(device.caps) };
         const found = { dtype, headDim: bucket, shape, method: sampler.method };
         try {
           if (tiledDefaults) {

@@ -33,12 +33,17 @@ export function matrixStoredQueryStorage(shape: MatrixStoredQueryShape, headDimQ
   return shape.subgroups * 16 * (headDimQk + 1) * 4 + SHARED_EXTRA;
 }
 
-const DEFAULT_SUBGROUPS = [4, 2, 1];
+/**
+ * The stored-score matrix dQ's shape: one subgroup per workgroup (on an H200, bench notes entry 36: 1, 2 and 4
+ * subgroups ran B4 H16 N4096 D64's dQ in 3.75, 3.91 and 3.85 ms, causal 2.04, 1.87 and 1.95; D16 and D32 alike
+ * within 2%). Its 16 rows × the head dim of f32 fit every device's workgroup storage up to head dim 128.
+ */
+const QUERY_SHAPE: MatrixStoredQueryShape = { subgroups: 1 };
 
 /**
  * The pieces of a matrix backward whose dK/dV runs with `keyValue` (16 · subgroups keys per workgroup, query tiles of
  * `rows` rows) under `budget` bytes; null where one kv head's slots do not fit it, or the dQ kernel does not fit the
- * device.
+ * device's workgroup storage.
  */
 export function planMatrixStoredScores(
   problem: AttentionProblem,
@@ -47,11 +52,7 @@ export function planMatrixStoredScores(
   caps: FlashCaps,
   budget: number,
 ): MatrixStoredScoresPlan | null {
-  const query = firstFittingMatrixShape(
-    DEFAULT_SUBGROUPS.map((subgroups) => ({ subgroups })),
-    (shape) => matrixStoredQueryStorage(shape, headDimQk),
-    caps,
-  );
+  const query = firstFittingMatrixShape([QUERY_SHAPE], (shape) => matrixStoredQueryStorage(shape, headDimQk), caps);
   if (!query || budget <= 0) return null;
   // Every row and key dK/dV's tiles touch lies inside the slot (dQ's rows and key tiles lie inside dK/dV's).
   const slot = { rows: roundUp(problem.queryLength, keyValue.rows), keys: roundUp(problem.keyLength, keyValue.subgroups * 16), elementBytes: 2, indexBytes: 2 };

@@ -247,7 +247,7 @@ export function expectSameBits(name: string, split: Float32Array | undefined, wh
  * A packed varlen case (GQA 4/2, head dim 40, causal bottom-right, dropout 0.2) with these offsets: its tensors,
  * problem (with gradients), host offsets and description for messages.
  */
-export function preparePacked(device: NonNullable<typeof gpu>, seed: number, cuSeqlensQ: number[], cuSeqlensK: number[], dtype: 'f32' | 'f16' = 'f32') {
+export function preparePacked(device: NonNullable<typeof gpu>, seed: number, cuSeqlensQ: number[], cuSeqlensK: number[], { dtype = 'f32', headDim = 40 }: { dtype?: 'f32' | 'f16'; headDim?: number } = {}) {
   const lengths = (cu: number[]) => Math.max(...cu.slice(1).map((end, b) => end - cu[b]!));
   const spec: FlashCase = {
     batch: cuSeqlensQ.length - 1,
@@ -255,7 +255,7 @@ export function preparePacked(device: NonNullable<typeof gpu>, seed: number, cuS
     kvHeads: 2,
     queryLength: lengths(cuSeqlensQ),
     keyLength: lengths(cuSeqlensK),
-    headDimQk: 40,
+    headDimQk: headDim,
     dtype,
     options: { cuSeqlensQ, cuSeqlensK, isCausal: true, causalAlignment: 'bottom-right', dropoutP: 0.2, dropoutSeed: seed, dropoutOffset: 5 },
   };
