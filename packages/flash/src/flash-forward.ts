@@ -73,8 +73,8 @@ export interface FlashRecordOptions {
    */
   readonly maxStorageBindingSize?: number;
   /**
-   * Backward: the most bytes of scratch the tiled kernels may keep the score gradients dS in, so that dQ is one
-   * matrix product instead of recomputing them (default STORED_SCORES_BYTES, 1 GiB, within the device's limits;
+   * Backward: the most bytes of scratch the kernels (tiled, or on subgroup matrices) may keep the score gradients
+   * dS in, so that dQ is one matrix product instead of recomputing them (default STORED_SCORES_BYTES, 1 GiB, within the device's limits;
    * 0 always recomputes).
    */
   readonly storedScoresBytes?: number;

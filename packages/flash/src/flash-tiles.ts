@@ -15,7 +15,7 @@ export type FlashCaps = Pick<
   // The subgroup-matrix forward's facts (absent: no subgroup matrices).
   Partial<Pick<DeviceCaps, 'subgroups' | 'subgroupMatrix' | 'subgroupMinSize' | 'subgroupMaxSize' | 'subgroupMatrixConfigs'>> & {
     /**
-     * The most bytes the tiled backward may keep its score gradients in (stored-scores.ts; default
+     * The most bytes the backward may keep its score gradients in (stored-scores.ts, matrix-stored-scores.ts; default
      * STORED_SCORES_BYTES; 0: dQ recomputes them).
      */
     readonly storedScoresBytes?: number;

@@ -10,7 +10,7 @@ import { gpu } from '../test/test-device';
 import { describeAttention, tensor, type AttentionProblem } from '@webattn/tensor';
 import { freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectCloseToReferences, expectSameBits, preparePacked, runPacked, runRaw, type Outputs } from '../test/chunked-runs';
+import { STORED_SCORE_TEST_CAPS, expectCloseToReferences, expectStoredMatches, preparePacked, runPacked, runRaw } from '../test/chunked-runs';
 import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
 import { recordingTiles, type FlashCaps } from './flash-tiles';
 import { emulateSubgroupMatrices } from './subgroup-matrix-emulation';
@@ -19,14 +19,7 @@ import { planMatrixStoredScores } from './matrix-stored-scores';
 
 afterAll(() => gpu?.destroy());
 
-const CAPS: FlashCaps = {
-  shaderF16: true,
-  maxComputeWorkgroupStorageSize: 32768,
-  maxComputeInvocationsPerWorkgroup: 256,
-  maxComputeWorkgroupsPerDimension: 65535,
-  maxStorageBufferBindingSize: 2 ** 30,
-  maxStorageBuffersPerShaderStage: 10,
-};
+const CAPS: FlashCaps = STORED_SCORE_TEST_CAPS;
 
 const problemOf = (batch: number, queryHeads: number, kvHeads: number, queryLength: number, keyLength: number) =>
   ({ batch, queryHeads, kvHeads, queryLength, keyLength, mask: { kind: 'none' } }) as AttentionProblem;
@@ -58,12 +51,6 @@ describe('planMatrixStoredScores', () => {
     expect(planMatrixStoredScores(problem, 128, keyValue, { ...CAPS, maxComputeWorkgroupStorageSize: 16384 }, 2 ** 30)).not.toBeNull();
   });
 });
-
-/** dK and dV of the two runs bit for bit; dQ of the stored run against the references with the rest. */
-async function expectStoredMatches(stored: Outputs, recomputed: Outputs, check: () => Promise<void>, context: string) {
-  for (const name of ['out', 'logsumexp', 'dk', 'dv'] as const) expectSameBits(name, stored[name], recomputed[name], context);
-  await check();
-}
 
 const pipelines = (name: string) => [...gpu!.pipelines.keys()].filter((key) => key.startsWith(`${name}#`)).length;
 const kernelCounts = () => ({ stored: pipelines('flash-backward-query-matrix-stored'), recompute: pipelines('flash-backward-query-matrix'), tiled: pipelines('flash-backward-query-stored') });

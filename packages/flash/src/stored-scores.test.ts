@@ -10,7 +10,7 @@ import { gpu } from '../test/test-device';
 import { describeAttention, tensor, type AttentionProblem } from '@webattn/tensor';
 import { freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { expectCloseToReferences, expectSameBits, preparePacked, runPacked, runRaw, type Outputs } from '../test/chunked-runs';
+import { STORED_SCORE_TEST_CAPS, expectCloseToReferences, expectStoredMatches, preparePacked, runPacked, runRaw } from '../test/chunked-runs';
 import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
 import { recordingTiles, type FlashCaps } from './flash-tiles';
 import { emulateSubgroupMatrices } from './subgroup-matrix-emulation';
@@ -18,14 +18,7 @@ import { STORED_SCORES_BYTES, planStoredScores, storedQueryShape } from './store
 
 afterAll(() => gpu?.destroy());
 
-const CAPS: FlashCaps = {
-  shaderF16: true,
-  maxComputeWorkgroupStorageSize: 32768,
-  maxComputeInvocationsPerWorkgroup: 256,
-  maxComputeWorkgroupsPerDimension: 65535,
-  maxStorageBufferBindingSize: 2 ** 30,
-  maxStorageBuffersPerShaderStage: 10,
-};
+const CAPS: FlashCaps = STORED_SCORE_TEST_CAPS;
 
 const problemOf = (batch: number, queryHeads: number, kvHeads: number, queryLength: number, keyLength: number, mask: 'none' | 'bool' = 'none') =>
   ({ batch, queryHeads, kvHeads, queryLength, keyLength, mask: { kind: mask } }) as AttentionProblem;
@@ -84,12 +77,6 @@ describe('planStoredScores', () => {
  */
 function keyPaddingMask(batch: number, keys: number, seed: number): number[] {
   return Array.from(randomValues(batch * keys, seed, 0, 1), (x, index) => (x < 0.2 || (index >= keys && index % keys < 128) ? 0 : 1));
-}
-
-/** dK and dV of the two runs bit for bit; dQ of the stored run against the references with the rest. */
-async function expectStoredMatches(stored: Outputs, recomputed: Outputs, check: () => Promise<void>, context: string) {
-  for (const name of ['out', 'logsumexp', 'dk', 'dv'] as const) expectSameBits(name, stored[name], recomputed[name], context);
-  await check();
 }
 
 const storedKernels = () => [...gpu!.pipelines.keys()].filter((key) => key.startsWith('flash-backward-query-stored#')).length;

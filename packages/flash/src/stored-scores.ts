@@ -26,9 +26,9 @@ export const STORED_SCORES_BYTES = 1024 * 1024 * 1024;
 const BUDGETS = new WeakMap<GPUDevice, number>();
 
 /**
- * Sets how many bytes the tiled backward of `flashAttentionGrad` (and so sdpa's and nn's flash backward) may keep
- * its score gradients in on this device, for every later call: 0 stores none (dQ recomputes them: no N×N scratch,
- * as FlashAttention-2); `undefined` restores the default, STORED_SCORES_BYTES. The raw-buffer API takes
+ * Sets how many bytes the backward of `flashAttentionGrad` (and so sdpa's and nn's flash backward; tiled or on
+ * subgroup matrices, matrix-stored-scores.ts) may keep its score gradients in on this device, for every later call:
+ * 0 stores none (dQ recomputes them: no N×N scratch, as FlashAttention-2); `undefined` restores the default, STORED_SCORES_BYTES. The raw-buffer API takes
  * `FlashRecordOptions.storedScoresBytes` per call instead.
  */
 export function setStoredScoresBudget(device: Device, bytes: number | undefined): void {

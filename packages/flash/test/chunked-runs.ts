@@ -244,6 +244,25 @@ export function expectSameBits(name: string, split: Float32Array | undefined, wh
 }
 
 /**
+ * The stored-score tests' comparison (stored-scores.ts, matrix-stored-scores.ts): out, logsumexp, dK and dV of the
+ * stored run and the recompute run bit for bit (dK/dV only adds a store), then `check` (dQ against the references).
+ */
+export async function expectStoredMatches(stored: Outputs, recomputed: Outputs, check: () => Promise<void>, context: string) {
+  for (const name of ['out', 'logsumexp', 'dk', 'dv'] as const) expectSameBits(name, stored[name], recomputed[name], context);
+  await check();
+}
+
+/** Device limits for planning tests of the stored scores (1 GiB bindings, 32 KiB of workgroup storage). */
+export const STORED_SCORE_TEST_CAPS = {
+  shaderF16: true,
+  maxComputeWorkgroupStorageSize: 32768,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBufferBindingSize: 2 ** 30,
+  maxStorageBuffersPerShaderStage: 10,
+} as const;
+
+/**
  * A packed varlen case (GQA 4/2, head dim 40, causal bottom-right, dropout 0.2) with these offsets: its tensors,
  * problem (with gradients), host offsets and description for messages.
  */

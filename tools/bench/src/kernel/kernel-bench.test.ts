@@ -242,8 +242,13 @@ describe('tuned matrix backward shapes in the benchmark', () => {
       const tiles = chooseTiles(problem, caps, undefined, backward)!;
       return formatTiles([{ dtype: 'f16', headDim: 64, tiles, matrixBackward: matrixBackwardShapes(tiles, caps), storedQuery: null }])[0]!;
     };
-    expect(report()).toContain('backward on subgroup matrices, dQ 1 subgroups × 16-key tiles, dK/dV 1 subgroups × 16-row tiles (where their copies fit; else dQ 128 threads');
-    expect(report({ matrixQuery: tuned.query, matrixKeyValue: tuned.keyValue })).toContain('dQ 4 subgroups × 32-key tiles, dK/dV 2 subgroups × 64-row tiles');
+    expect(report()).toContain(
+      "backward on subgroup matrices, dK/dV 1 subgroups × 16-row tiles storing dS (f16) and dQ = dS·K (a subgroup per 16 rows) where one kv head's dS fits 1024 MiB, " +
+        'else dQ 1 subgroups × 16-key tiles (where their copies fit; else dQ 128 threads',
+    );
+    const tunedReport = report({ matrixQuery: tuned.query, matrixKeyValue: tuned.keyValue });
+    expect(tunedReport).toContain('dK/dV 2 subgroups × 64-row tiles storing dS');
+    expect(tunedReport).toContain('else dQ 4 subgroups × 32-key tiles');
     const defaults = matrixBackwardShapes(chooseTiles(problem, caps)!, caps)!;
     const tuning: BackwardTuning = {
       kernel: 'matrix',

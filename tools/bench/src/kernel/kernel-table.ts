@@ -22,8 +22,9 @@ export function formatTiles(reports: readonly TileReport[]): string[] {
         `flash tiles ${dtype} D${headDim}: matrix forward (subgroup matrices${tiles.directKeyValues ? ', k and v loaded directly' : ''}) ${forward.threads / 32} subgroups × ` +
         `${forward.rowsPerThread} blocks of 16 rows, ${forward.keys} keys per tile; backward ` +
         (matrixBackward
-          ? `on subgroup matrices, dQ ${matrixBackward.query.subgroups} subgroups × ${matrixBackward.query.keys}-key tiles, dK/dV ` +
-            `${matrixBackward.keyValue.subgroups} subgroups × ${matrixBackward.keyValue.rows}-row tiles (where their copies fit; else ${tiledBackward ?? 'compact'})`
+          ? `on subgroup matrices, dK/dV ${matrixBackward.keyValue.subgroups} subgroups × ${matrixBackward.keyValue.rows}-row tiles storing dS (f16) and dQ = dS·K ` +
+            `(a subgroup per 16 rows) where one kv head's dS fits ${STORED_SCORES_BYTES / 2 ** 20} MiB, else dQ ${matrixBackward.query.subgroups} subgroups × ` +
+            `${matrixBackward.query.keys}-key tiles (where their copies fit; else ${tiledBackward ?? 'compact'})`
           : (tiledBackward ?? 'compact')) +
         ` ${buckets}`
       );
