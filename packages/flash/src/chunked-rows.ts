@@ -73,14 +73,22 @@ export function stageQueryRows(source: KernelRows, rows: string): string {
   }`;
 }
 
+/** The names a kernel gives one gradient row (storeGradientRow): a key row of dK/dV, or a query row of dQ. */
+const GRADIENT_ROWS = {
+  key: { index: 'j', limit: 'key_end', head: 'kv_head', start: 'k_start', scratchRow: 'c' },
+  query: { index: 'i', limit: 'row_limit', head: 'h', start: 'q_start', scratchRow: 'local_row' },
+} as const;
+
 /**
- * Writes key j's half `part` of `target`'s dims from the score scratch (NaN where `poisoned`). The kernel provides
- * j, key_end, part, c, b, kv_head, sequence, score_scratch, s_base, S_STRIDE and poisoned.
+ * Writes a gradient row's half `part` of `target`'s dims from the f32 scratch `scratch` (NaN where `poisoned`): key
+ * j of dK or dV (`side` 'key': the kernel provides j, key_end, c — the key's scratch row — and kv_head) or query row
+ * i of dQ ('query': i, row_limit, local_row and h). Both provide part, b, sequence, s_base, S_STRIDE and poisoned.
  */
-export function storeKeyRow(target: KernelRows): string {
+export function storeGradientRow(target: KernelRows, side: keyof typeof GRADIENT_ROWS, scratch = 'score_scratch'): string {
+  const { index, limit, head, start, scratchRow } = GRADIENT_ROWS[side];
   const u = (name: string) => `params.${target.uniforms}_${name}`;
   const half = `${target.dims} / 2u`;
-  const value = (d: string) => `select(f16(score_scratch[s_base + c * S_STRIDE + ${d}]), nan_stored(), poisoned)`;
+  const value = (d: string) => `select(f16(${scratch}[s_base + ${scratchRow} * S_STRIDE + ${d}]), nan_stored(), poisoned)`;
   const store = target.chunked
     ? `for (var d = part * (${half}); d < (part + 1u) * (${half}) && d < ${target.valid}; d += 8u) {
       var values: array<f16, 8>;
@@ -94,8 +102,8 @@ export function storeKeyRow(target: KernelRows): string {
         ${target.tensor}[address + d * ${u('dim')}] = ${value('d')};
       }
     }`;
-  return `if (j < key_end) {
-    let address = ${u('offset')} + b * ${u('batch')} + kv_head * ${u('head')} + (sequence.k_start + j) * ${u('seq')};
+  return `if (${index} < ${limit}) {
+    let address = ${u('offset')} + b * ${u('batch')} + ${head} * ${u('head')} + (sequence.${start} + ${index}) * ${u('seq')};
     ${store}
   }`;
 }

@@ -3,7 +3,7 @@ import { paddedCopyUnavailable } from './padded-key-values';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { firstFittingMatrixShape, matrixBackwardShapeValid, type FlashCaps, type FlashTiles, type MatrixKeyValueShape } from './flash-tiles';
 import { matrixKeyValueGradientBlocks } from './matrix-blocks';
-import { storeKeyRow } from './chunked-rows';
+import { storeGradientRow } from './chunked-rows';
 import source from './flash-backward-key-value-matrix.wgsl?raw';
 
 /** Workgroup bytes of flash-backward-key-value-matrix.wgsl (its workgroup arrays). */
@@ -91,8 +91,8 @@ export function matrixKeyValueKernel(
     flags: { DK_VEC8: chunks.dk, DV_VEC8: chunks.dv, STORE_SCORES: storesScores },
     snippets: {
       ...matrixKeyValueGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, rows16: shape.rows / 16 }),
-      STORE_DK: storeKeyRow({ tensor: 'dk', uniforms: 'dk', dims: 'HEAD_DIM_QK', valid: 'params.head_dim_qk', chunked: chunks.dk }),
-      STORE_DV: storeKeyRow({ tensor: 'dv', uniforms: 'dv', dims: 'HEAD_DIM_V', valid: 'params.head_dim_v', chunked: chunks.dv }),
+      STORE_DK: storeGradientRow({ tensor: 'dk', uniforms: 'dk', dims: 'HEAD_DIM_QK', valid: 'params.head_dim_qk', chunked: chunks.dk }, 'key'),
+      STORE_DV: storeGradientRow({ tensor: 'dv', uniforms: 'dv', dims: 'HEAD_DIM_V', valid: 'params.head_dim_v', chunked: chunks.dv }, 'key'),
     },
   });
 }

@@ -16,8 +16,6 @@ const SUBGROUP_SIZE: u32 = 32u;
 const SUBGROUPS: u32 = ${SUBGROUPS}u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
-// Each lane writes half of one row's dQ dims at the end.
-const DIMS_PER_LANE: u32 = HEAD_DIM_QK / 2u;
 const S_STRIDE: u32 = HEAD_DIM_QK + 1u;
 
 @group(0) @binding(6) var<storage, read> k: array<f16>;
@@ -29,8 +27,8 @@ const S_STRIDE: u32 = HEAD_DIM_QK + 1u;
 #endif
 @group(0) @binding(13) var<storage, read> stored_scores: array<f16>;
 
-// dQ of each subgroup's rows on their way out.
-var<workgroup> dq_scratch: array<f32, SUBGROUPS * 16u * S_STRIDE>;
+// dQ of each subgroup's rows on their way out (storeGradientRow reads it by this name).
+var<workgroup> score_scratch: array<f32, SUBGROUPS * 16u * S_STRIDE>;
 var<workgroup> sequence_shared: Sequence;
 
 @compute @workgroup_size(THREADS)
@@ -79,28 +77,7 @@ fn main(
   let local_row = lane / 2u;
   let part = lane % 2u;
   let i = subgroup_row0 + local_row;
-  if (i < row_limit) {
-    // A NaN logsumexp (the forward found a NaN this row may attend) makes the row's dQ NaN.
-    let poisoned = is_nan(logsumexp[(b * params.q_heads + h) * params.query_length + i - params.lse_base]);
-    let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
-#if DQ_VEC8
-    for (var d8 = 0u; d8 < DIMS_PER_LANE; d8 += 8u) {
-      let dim0 = part * DIMS_PER_LANE + d8;
-      if (dim0 < params.head_dim_qk) {
-        var values: array<f16, 8>;
-        for (var t = 0u; t < 8u; t++) {
-          values[t] = select(f16(dq_scratch[s_base + local_row * S_STRIDE + dim0 + t]), nan_stored(), poisoned);
-        }
-        dq[(dq_address + dim0) / 8u] = pack_chunk(values);
-      }
-    }
-#else
-    for (var d = 0u; d < DIMS_PER_LANE; d++) {
-      let dim = part * DIMS_PER_LANE + d;
-      if (dim < params.head_dim_qk) {
-        dq[dq_address + dim * params.dq_dim] = select(f16(dq_scratch[s_base + local_row * S_STRIDE + dim]), nan_stored(), poisoned);
-      }
-    }
-#endif
-  }
+  // A NaN logsumexp (the forward found a NaN this row may attend) makes the row's dQ NaN.
+  let poisoned = i < row_limit && is_nan(logsumexp[(b * params.q_heads + h) * params.query_length + i - params.lse_base]);
+  ${STORE_DQ}
 }

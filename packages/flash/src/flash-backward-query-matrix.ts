@@ -2,7 +2,7 @@ import type { KernelSource } from '@webattn/tensor';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
 import { SHARED_EXTRA, firstFittingMatrixShape, matrixBackwardShapeValid, type FlashCaps, type FlashTiles, type MatrixQueryShape } from './flash-tiles';
 import { matrixQueryGradientBlocks } from './matrix-blocks';
-import { stageQueryRows } from './chunked-rows';
+import { stageQueryRows, storeGradientRow } from './chunked-rows';
 import source from './flash-backward-query-matrix.wgsl?raw';
 
 /** Workgroup bytes of flash-backward-query-matrix.wgsl (its workgroup arrays). */
@@ -64,6 +64,7 @@ export function matrixQueryKernel(
       ...matrixQueryGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, keys16: shape.keys / 16 }),
       STAGE_Q: stageQueryRows({ tensor: 'q', uniforms: 'q', dims: 'HEAD_DIM_QK', valid: 'dqk', chunked: chunks.q }, '16u'),
       STAGE_GRAD_OUT: stageQueryRows({ tensor: 'grad_out', uniforms: 'g', dims: 'HEAD_DIM_V', valid: 'dvd', chunked: chunks.gradOut }, '16u'),
+      STORE_DQ: storeGradientRow({ tensor: 'dq', uniforms: 'dq', dims: 'HEAD_DIM_QK', valid: 'dqk', chunked: chunks.dq }, 'query'),
     },
   });
 }

@@ -21,9 +21,8 @@ const BLOCK_N: u32 = ${BLOCK_N}u;
 const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
-// Each lane: half of one row's keys per tile and half of its dQ dims at the end.
+// Each lane: half of one row's keys per tile (and half of its dQ dims at the end: storeGradientRow).
 const COLUMNS_PER_LANE: u32 = BLOCK_N / 2u;
-const DIMS_PER_LANE: u32 = HEAD_DIM_QK / 2u;
 // Row strides (elements). The score scratch also carries dQ at the end; the probability scratch stages the q and
 // dO rows before the loop and holds dS in it.
 const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + 1u;
@@ -203,29 +202,8 @@ fn gradient_row_block(lid: u32, b: u32, h: u32, block: u32, turn: u32, sequence:
     workgroupBarrier();
   }
 
-  // dQ through the score scratch; each lane writes half of its row's dims.
+  // dQ through the score scratch; each lane writes half of its row's dims (chunked-rows.ts).
   ${MATRIX_STORE_GRADIENT}
   workgroupBarrier();
-  if (i < row_limit) {
-    let dq_address = params.dq_offset + b * params.dq_batch + h * params.dq_head + (sequence.q_start + i) * params.dq_seq;
-#if DQ_VEC8
-    for (var d8 = 0u; d8 < DIMS_PER_LANE; d8 += 8u) {
-      let dim0 = part * DIMS_PER_LANE + d8;
-      if (dim0 < dqk) {
-        var values: array<f16, 8>;
-        for (var t = 0u; t < 8u; t++) {
-          values[t] = select(f16(score_scratch[s_base + local_row * S_STRIDE + dim0 + t]), nan_stored(), poisoned);
-        }
-        dq[(dq_address + dim0) / 8u] = pack_chunk(values);
-      }
-    }
-#else
-    for (var d = 0u; d < DIMS_PER_LANE; d++) {
-      let dim = part * DIMS_PER_LANE + d;
-      if (dim < dqk) {
-        dq[dq_address + dim * params.dq_dim] = select(f16(score_scratch[s_base + local_row * S_STRIDE + dim]), nan_stored(), poisoned);
-      }
-    }
-#endif
-  }
+  ${STORE_DQ}
 }

@@ -172,6 +172,6 @@ export function matrixStoredQueryBlocks(qk16: number): Record<string, string> {
     MATRIX_QUERY_GRADIENT:
       `let gradients = subgroupMatrixLoad<${LEFT}, row_major>(&stored_scores, ds_row + key0, params.ds_keys); ` +
       block(qk16, 'n', `let keys = subgroupMatrixLoad<${RIGHT}, row_major>(&k, k_row + n * 16u, HEAD_DIM_QK); dq_m[n] = subgroupMatrixMultiplyAccumulate(gradients, keys, dq_m[n]);`),
-    MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&dq_scratch, s_base + n * 16u, dq_m[n], S_STRIDE);`),
+    MATRIX_STORE_GRADIENT: block(qk16, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u, dq_m[n], S_STRIDE);`),
   };
 }

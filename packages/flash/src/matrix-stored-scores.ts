@@ -11,7 +11,8 @@
  */
 import type { AttentionProblem, KernelSource } from '@webattn/tensor';
 import { flashMatrixKernel, type FlashVariant } from './flash-kernels';
-import { SHARED_EXTRA, firstFittingMatrixShape, type FlashCaps, type FlashTiles, type MatrixKeyValueShape } from './flash-tiles';
+import { storeGradientRow } from './chunked-rows';
+import { SHARED_EXTRA, type FlashCaps, type FlashTiles, type MatrixKeyValueShape } from './flash-tiles';
 import { matrixStoredQueryBlocks } from './matrix-blocks';
 import { roundUp, storedScorePieces, type StoredScoresPiece } from './stored-scores';
 import source from './flash-backward-query-matrix-stored.wgsl?raw';
@@ -52,13 +53,12 @@ export function planMatrixStoredScores(
   caps: FlashCaps,
   budget: number,
 ): MatrixStoredScoresPlan | null {
-  const query = firstFittingMatrixShape([QUERY_SHAPE], (shape) => matrixStoredQueryStorage(shape, headDimQk), caps);
-  if (!query || budget <= 0) return null;
+  if (matrixStoredQueryStorage(QUERY_SHAPE, headDimQk) > caps.maxComputeWorkgroupStorageSize || budget <= 0) return null;
   // Every row and key dK/dV's tiles touch lies inside the slot (dQ's rows and key tiles lie inside dK/dV's).
   const slot = { rows: roundUp(problem.queryLength, keyValue.rows), keys: roundUp(problem.keyLength, keyValue.subgroups * 16), elementBytes: 2, indexBytes: 2 };
   const pieces = storedScorePieces(problem, slot, Math.min(budget, caps.maxStorageBufferBindingSize));
   if (!pieces) return null;
-  return { query, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
+  return { query: QUERY_SHAPE, pieces, bytes: Math.max(16, ...pieces.map((p) => p.bytes)) };
 }
 
 /** The stored-score matrix dQ kernel; `chunked`: it writes dq in chunks of 8 f16 (its rows allow it: rowsOfEights). */
@@ -66,6 +66,9 @@ export function matrixStoredQueryKernel(gpu: GPUDevice, variant: FlashVariant, t
   return flashMatrixKernel(gpu, 'flash-backward-query-matrix-stored', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups },
     flags: { DQ_VEC8: chunked },
-    snippets: matrixStoredQueryBlocks(tiles.headDimQk / 16),
+    snippets: {
+      ...matrixStoredQueryBlocks(tiles.headDimQk / 16),
+      STORE_DQ: storeGradientRow({ tensor: 'dq', uniforms: 'dq', dims: 'HEAD_DIM_QK', valid: 'params.head_dim_qk', chunked }, 'query'),
+    },
   });
 }
