@@ -32,7 +32,8 @@ import { matrixQueryKernel, matrixQueryShape } from './flash-backward-query-matr
 import { matrixKeyValueKernel, matrixKeyValueShape, preferredMatrixKeyValueShape } from './flash-backward-key-value-matrix';
 import { rowsOfEights } from './chunked-rows';
 import { vec4RowTensors, type Vec4Rows } from './vec4-loaders';
-import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type PaddedKeyValues } from './padded-key-values';
+import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type KeyValueCopies } from './padded-key-values';
+import { backwardPrologueUnavailable, recordBackwardPrologue, type PrologueCopies } from './backward-prologue';
 import { pairedWorkgroups, pairsMirroredBlocks, tiledPairsBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
@@ -157,8 +158,9 @@ interface BackwardRun {
 }
 
 /**
- * Records the three backward kernels (no checks): delta = rowsum(dO ∘ O) into a temporary [B, Hq, L] f32 buffer,
- * then dK/dV over key tiles and dQ over query tiles, both recomputing P from q, k and the logsumexp (no atomics: the
+ * Records the three backward kernels (no checks): delta = rowsum(dO ∘ O) into a temporary [B, Hq, L] f32 buffer
+ * (on subgroup matrices with the padded copies the matrix kernels read, in one prologue dispatch where it serves:
+ * backward-prologue.ts), then dK/dV over key tiles and dQ over query tiles, both recomputing P from q, k and the logsumexp (no atomics: the
  * same bits on every run) — or, where the score gradients fit the budget, dK/dV storing them and dQ = dS K from them
  * (stored-scores.ts for the tiled kernels, matrix-stored-scores.ts for those on subgroup matrices). Chunked
  * (binding-chunks.ts) when a binding would exceed the limit: over keys too, where dQ and dK/dV continue f32 sums
@@ -208,7 +210,15 @@ export function recordFlashBackward(
     ],
   };
   const vec4Rows = vec4RowTensors(problem, gradients.gradOut);
-  if (queryLength > 0) {
+  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps, buffers) : null;
+  // The matrix dK/dV's padded copies and delta in one dispatch where the prologue serves (backward-prologue.ts).
+  const prologueSources = { ...buffers, gradOutLayout: gradients.gradOut };
+  const prologueShape = keyValueMatrix && { queryRows: Math.ceil(queryLength / keyValueMatrix.rows) * keyValueMatrix.rows, headDimQk: tiles.headDimQk, headDimV: tiles.headDimV };
+  const prologue =
+    prologueShape && queryLength > 0 && keyLength > 0 && chunks.delta.length === 1 && backwardPrologueUnavailable(problem, prologueSources, prologueShape, limit) === null
+      ? recordBackwardPrologue(recorder, problem, prologueSources, prologueShape, delta)
+      : undefined;
+  if (queryLength > 0 && !prologue) {
     dispatchChunks(
       recorder,
       flashKernel('flash-backward-delta', deltaSource, variant, tiles, { BLOCK_M: tiles.rows }, {}, { vec4Rows }),
@@ -229,9 +239,8 @@ export function recordFlashBackward(
     gradientKernel('flash-backward-key-value', keyValueSourceFor, partial, variant, tiles, tiles.tiledKeyValue, keyValueConstants, vec4Rows, paired && !partial, storedRows);
   // The matrix kernels' k and v: one padded copy for both (rows padded to 64, the largest tile either takes; k's NaN
   // values as 0, which dQ needs and dK/dV does not mind: a NaN key's rows have a NaN logsumexp either way).
-  let padded: PaddedKeyValues | undefined;
-  const paddedKeyValues = () => (padded ??= recordPaddedKeyValues(recorder, problem, buffers, 64, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' }));
-  const keyValueMatrix = 'direct' in keyValuePlan && keyValuePlan.direct.every((chunk) => chunk.rows.count === queryLength) ? matrixKeyValueShape(problem, gradients.gradOut, tiles, caps, buffers) : null;
+  let padded: KeyValueCopies | undefined;
+  const paddedKeyValues = () => (padded ??= prologue?.keyValues ?? recordPaddedKeyValues(recorder, problem, buffers, 64, tiles.headDimQk, tiles.headDimV, { k: 'zero-nan', v: 'plain' }));
   const matrixQuery = matrixQueryShape(tiles, caps);
   // Stored scores: the tiled kernels where neither gradient runs on subgroup matrices, the matrix ones where both do.
   const oneChunk = 'direct' in keyValuePlan && keyValuePlan.direct.length === 1 && chunks.query.length === 1 && queryLength > 0 && keyLength > 0;
@@ -243,11 +252,11 @@ export function recordFlashBackward(
   }
   const matrixStored = keyValueMatrix && matrixQuery && oneChunk ? planMatrixStoredScores(problem, tiles.headDimQk, keyValueMatrix, caps, budget) : null;
   if (keyValueMatrix && matrixStored) {
-    recordMatrixStoredScores(run, matrixStored, kernels, tiles, keyValueMatrix, buffers, paddedKeyValues());
+    recordMatrixStoredScores(run, matrixStored, kernels, tiles, keyValueMatrix, buffers, paddedKeyValues(), prologue);
     return;
   }
   if (keyLength > 0 && 'direct' in keyValuePlan && keyValueMatrix) {
-    recordMatrixKeyValue(run, keyValuePlan.direct, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues());
+    matrixKeyValueRecording(run, kernels.keyValue, tiles, keyValueMatrix, buffers, paddedKeyValues(), prologue)(keyValuePlan.direct);
   } else if (keyLength > 0 && 'direct' in keyValuePlan) {
     dispatchGradient(run, keyValueKernel(false), kernels.keyValue, keyValuePlan.direct, 'kv');
   }
@@ -357,7 +366,7 @@ function recordMatrixQuery(
   bindings: KernelBindings,
   tiles: FlashTiles,
   shape: MatrixQueryShape,
-  padded: PaddedKeyValues,
+  padded: KeyValueCopies,
 ): void {
   const { recorder, problem } = run;
   const rowsPerWorkgroup = shape.subgroups * 16;
@@ -383,24 +392,10 @@ function recordMatrixQuery(
 
 /**
  * dK/dV on subgroup matrices after the matrix forward's direct form (flash-backward-key-value-matrix.wgsl): k and v
- * through the padded copies, q and dO through padded copies of their own (q's NaN values as 0), all bound whole, dk
- * and dv in the planned chunks (kv heads × keys, every query row).
- */
-function recordMatrixKeyValue(
-  run: BackwardRun,
-  chunks: readonly Chunk[],
-  bindings: KernelBindings,
-  tiles: FlashTiles,
-  shape: MatrixKeyValueShape,
-  buffers: FlashBackwardBuffers,
-  padded: PaddedKeyValues,
-): void {
-  matrixKeyValueRecording(run, bindings, tiles, shape, buffers, padded)(chunks);
-}
-
-/**
- * Records the padded q and dO copies of the matrix dK/dV kernel and returns its dispatch over chunks, with `extra`
- * bindings bound whole and uniforms (`storesScores`: the kernel that also writes dS, matrix-stored-scores.ts).
+ * through the padded copies, q and dO through padded copies of their own (q's NaN values as 0: the prologue's, or
+ * recorded here), all bound whole, dk and dv in the planned chunks (kv heads × keys, every query row). Returns its
+ * dispatch over chunks, with `extra` bindings bound whole and uniforms (`storesScores`: the kernel that also writes
+ * dS, matrix-stored-scores.ts).
  */
 function matrixKeyValueRecording(
   run: BackwardRun,
@@ -408,15 +403,16 @@ function matrixKeyValueRecording(
   tiles: FlashTiles,
   shape: MatrixKeyValueShape,
   buffers: FlashBackwardBuffers,
-  padded: PaddedKeyValues,
+  padded: KeyValueCopies,
+  prologue: PrologueCopies | undefined,
   storesScores = false,
 ): (chunks: readonly Chunk[], extra?: { readonly whole?: readonly (readonly [number, BoundBuffer])[]; readonly uniforms?: Readonly<Record<string, number>> }) => void {
   const { recorder, problem } = run;
   const keysPerWorkgroup = shape.subgroups * 16;
   const rows = Math.ceil(problem.queryLength / shape.rows) * shape.rows;
   const querySide = { batches: problem.batch, heads: problem.queryHeads, length: problem.queryLength, cuSeqlens: varlenOffsets(problem, buffers.cuSeqlensQ, 'cuSeqlensQ') };
-  const q = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.q, layout: problem.layout.q, dims: problem.headDimQk }, rows, tiles.headDimQk, 'zero-nan', 'flash padded q');
-  const gradOut = recordPaddedCopy(recorder, { ...querySide, buffer: buffers.gradOut, layout: run.gradients.gradOut, dims: problem.headDimV }, rows, tiles.headDimV, 'plain', 'flash padded dO');
+  const q = prologue?.q ?? recordPaddedCopy(recorder, { ...querySide, buffer: buffers.q, layout: problem.layout.q, dims: problem.headDimQk }, rows, tiles.headDimQk, 'zero-nan', 'flash padded q');
+  const gradOut = prologue?.gradOut ?? recordPaddedCopy(recorder, { ...querySide, buffer: buffers.gradOut, layout: run.gradients.gradOut, dims: problem.headDimV }, rows, tiles.headDimV, 'plain', 'flash padded dO');
   const kernelProblem = { ...padded.problem, layout: { ...padded.problem.layout, q: q.layout } };
   const gradients = { ...run.gradients, gradOut: gradOut.layout };
   const copied = new Set(['q', 'k', 'v', 'gradOut']);
@@ -457,11 +453,12 @@ function recordMatrixStoredScores(
   tiles: FlashTiles,
   keyValueShape: MatrixKeyValueShape,
   buffers: FlashBackwardBuffers,
-  padded: PaddedKeyValues,
+  padded: KeyValueCopies,
+  prologue: PrologueCopies | undefined,
 ): void {
   const { recorder, problem } = run;
   const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE, 'flash backward stored scores');
-  const keyValue = matrixKeyValueRecording(run, bindings.keyValue, tiles, keyValueShape, buffers, padded, true);
+  const keyValue = matrixKeyValueRecording(run, bindings.keyValue, tiles, keyValueShape, buffers, padded, prologue, true);
   const query = matrixStoredQueryKernel(recorder.gpu, variantOf(problem), tiles, plan.query, rowsOfEights(run.gradients.dq, problem.headDimQk));
   const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'dq') };
   const rowsPerWorkgroup = plan.query.subgroups * 16;

@@ -5,15 +5,14 @@
  * the record start poisoned, so a row, dim or record word the kernel skips fails the test.
  */
 import { gpu } from '../test/test-device';
-import { toHalfBits, type AttentionLayout } from '@webattn/tensor';
-import { expectNoGpuErrors, freshSeed, randomValues } from '@webattn/tensor/testing';
+import type { AttentionLayout } from '@webattn/tensor';
+import { expectNoGpuErrors, freshSeed } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recordPaddedCopy, type PaddedCopyMode } from './padded-key-values';
-import { rawRecorder, type KernelRecorder } from './recorder';
+import { poisoningRecorder, readBack, sourceBits } from '../test/padded-copies';
 
 afterAll(() => gpu?.destroy());
 
-const POISON = 0xabcd;
 const GROUP_ROWS = 32;
 
 interface CopyCase {
@@ -42,14 +41,6 @@ const cases: readonly CopyCase[] = [
   { name: '[B, H, S, D] D64, 768 rows', batches: 1, heads: 3, length: 200, dims: 64, paddedRows: 256, paddedDims: 64, layout: { batch: 3 * 200 * 64, head: 200 * 64, sequence: 64, dim: 1, offset: 0 }, elements: 3 * 200 * 64 },
   { name: 'packed varlen [total, H, D] D16 (sequences of 5, 0 and 29 keys)', batches: 3, heads: 2, length: 29, dims: 16, paddedRows: 32, paddedDims: 16, layout: { batch: 0, head: 16, sequence: 2 * 16, dim: 1, offset: 0 }, elements: 34 * 2 * 16, cuSeqlens: [0, 5, 5, 34] },
 ];
-
-/** Random f16 bits with NaN (several payloads), ±∞, −0 and subnormals sprinkled in. */
-function sourceBits(count: number, seed: number): Uint16Array {
-  const uniform = randomValues(count, seed, 0, 1);
-  const values = randomValues(count, seed + 1, -4, 4);
-  const specials = [0x7e00, 0x7c01, 0xfe37, 0x7c00, 0xfc00, 0x8000, 0x0001];
-  return Uint16Array.from(values, (value, i) => (uniform[i]! < 0.03 ? specials[i % specials.length]! : toHalfBits(value)));
-}
 
 /**
  * What the kernel should write: the copy's f16 bits and, for 'record', the NaN record's words, with the words it must
@@ -86,30 +77,6 @@ function expectedCopy(kase: CopyCase, bits: Uint16Array, mode: PaddedCopyMode): 
     }
   }
   return { copy, record, written };
-}
-
-/** A raw recorder whose temporaries start filled with POISON. */
-function poisoningRecorder(device: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
-  const raw = rawRecorder(device, encoder);
-  return {
-    ...raw,
-    temporary(bytes, usage, label) {
-      const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label);
-      device.queue.writeBuffer(buffer, 0, new Uint16Array(buffer.size / 2).fill(POISON));
-      return buffer;
-    },
-  };
-}
-
-async function readBack(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
-  const staging = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  encoder.copyBufferToBuffer(buffer, 0, staging, 0, staging.size);
-  device.queue.submit([encoder.finish()]);
-  await staging.mapAsync(GPUMapMode.READ);
-  const data = staging.getMappedRange().slice(0, bytes);
-  staging.destroy();
-  return data;
 }
 
 describe.skipIf(!gpu)('padded copies (padded-key-values.wgsl)', () => {

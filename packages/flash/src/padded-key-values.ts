@@ -1,6 +1,6 @@
 import { InvalidArgumentError, bytesPerElement, composeWgsl, uniformLayout, type AttentionLayout, type AttentionProblem, type KernelSource } from '@webattn/tensor';
 import { layoutSpan, storageBuffersNeeded } from './check-flash';
-import type { KernelRecorder } from './recorder';
+import type { BoundBuffer, KernelRecorder } from './recorder';
 import { headDimBucket, type FlashCaps } from './flash-tiles';
 import { rowsOfEights } from './chunked-rows';
 import source from './padded-key-values.wgsl?raw';
@@ -54,14 +54,20 @@ const copyKernel = (mode: PaddedCopyMode, varlen: boolean, vec8: boolean): Kerne
     }),
 });
 
+/** Padded copies of k and v as the matrix kernels bind them (whole buffers or ranges), and the problem with their layouts. */
+export interface KeyValueCopies {
+  readonly k: BoundBuffer;
+  readonly v: BoundBuffer;
+  /** `problem` with v's layout in its padded copy, and k's in its copy (or k's own, read in place). */
+  readonly problem: AttentionProblem;
+}
+
 /** k and v as the direct form reads them, and the problem with their layouts. */
-export interface PaddedKeyValues {
+export interface PaddedKeyValues extends KeyValueCopies {
   readonly k: GPUBuffer;
   readonly v: GPUBuffer;
   /** v's NaN record (see the header). */
   readonly nanFlags: GPUBuffer;
-  /** `problem` with v's layout in its padded copy, and k's in its copy (or k's own, read in place). */
-  readonly problem: AttentionProblem;
 }
 
 /** Rows per head of the padded copies: the keys, rounded up to whole tiles of `blockKeys`. */
