@@ -168,7 +168,7 @@ describe.skipIf(!gpu)('the backward prologue (backward-prologue.wgsl)', () => {
     for (const buffer of [sources.q, sources.k, sources.v, sources.gradOut, sources.out, delta]) buffer.destroy();
   });
 
-  it('is refused for packed varlen, rows not of eights and bindings beyond the limit', () => {
+  it('is refused for packed varlen, rows not of eights, bindings beyond the limit and padded dims not a power of two', () => {
     const { problem, gradOut, shape } = CASES[0]!;
     const none = { q: {}, k: {}, v: {}, out: {}, gradOut: {} } as unknown as Record<'q' | 'k' | 'v' | 'out' | 'gradOut', GPUBuffer>;
     const sources = { ...none, gradOutLayout: gradOut };
@@ -177,6 +177,7 @@ describe.skipIf(!gpu)('the backward prologue (backward-prologue.wgsl)', () => {
     expect(backwardPrologueUnavailable(problem, { ...sources, gradOutLayout: { ...gradOut, offset: 4 } }, shape, 2 ** 30)).toMatch(/gradOut is not in rows of eights/);
     expect(backwardPrologueUnavailable({ ...problem, layout: { ...problem.layout, out: { ...problem.layout.out, dim: 2 } } }, sources, shape, 2 ** 30)).toMatch(/out is not in rows of eights/);
     expect(backwardPrologueUnavailable(problem, sources, shape, 4096)).toMatch(/beyond the 4096 B limit/);
+    expect(backwardPrologueUnavailable(problem, sources, { ...shape, headDimV: 48 }, 2 ** 30)).toMatch(/padded head dim 48 is not a power of two/);
   });
 });
 

@@ -13,8 +13,8 @@ import source from './backward-prologue.wgsl?raw';
  * fits (`backwardPrologueUnavailable`); elsewhere the backward records the copies and the delta kernel one by one.
  */
 
-/** The copies in the order the kernel takes them (its `copies` uniform array and bindings 1–4). */
-const COPIES = ['q', 'k', 'v', 'gradOut'] as const;
+/** The copies in the order the kernel takes them (its `copies` uniform array: dO first, see the kernel). */
+const COPIES = ['gradOut', 'q', 'k', 'v'] as const;
 type CopyName = (typeof COPIES)[number];
 
 /** One copy's fields, in the order of the kernel's `Copy` struct. */
@@ -91,6 +91,8 @@ export function backwardPrologueUnavailable(problem: AttentionProblem, sources: 
   const rows = [...COPIES.map((name) => [name, plans[name].layout, plans[name].dims] as const), ['out', problem.layout.out, problem.headDimV] as const];
   const scattered = rows.find(([, layout, dims]) => !rowsOfEights(layout, dims));
   if (scattered) return `${scattered[0]} is not in rows of eights (contiguous dims, offset and strides multiples of 8 elements)`;
+  const padded = [shape.headDimQk, shape.headDimV].find((dims) => dims < 8 || (dims & (dims - 1)) !== 0);
+  if (padded !== undefined) return `padded head dim ${padded} is not a power of two ≥ 8`;
   const spans = [
     ...COPIES.map((name) => layoutSpan(plans[name].layout, problem.batch, plans[name].heads, plans[name].rows, plans[name].dims) * 2),
     layoutSpan(problem.layout.out, problem.batch, problem.queryHeads, problem.queryLength, problem.headDimV) * 2,

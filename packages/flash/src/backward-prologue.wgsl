@@ -4,10 +4,11 @@
 // Each copy is what padded-key-values.wgsl writes for rows of eights ([B, heads, padded_rows, padded_dims] f16,
 // rows past the source's and dims past its dims zero; q's and k's NaN values as 0: `zero_nan`), into one buffer
 // (`padded`, each copy from its `destination` chunk on). Sources are read in 16-byte chunks of 8 f16 (rows of
-// eights only: every offset and stride a multiple of 8 elements, dims contiguous). The workgroups step through
-// blocks of 1024 chunks (four per thread, consecutive threads taking consecutive chunks, all four loaded before any
-// is stored), the copies' blocks one after another (q, k, v, dO; `first_block`). A block of dO also reads the
-// same chunks of O and sums each whole row's products (a block holds 1024 / chunks-per-row whole rows) in the
+// eights only: every offset and stride a multiple of 8 elements, dims contiguous; padded dims a power of two, so a
+// row's chunks are a shift away). The workgroups step through blocks of 1024 chunks (four per thread, consecutive
+// threads taking consecutive chunks, all four loaded before any is stored), the copies' blocks one after another
+// (dO first: its blocks, which also read O, take longest; then q, k, v; `first_block`). A block of dO also reads
+// the same chunks of O and sums each whole row's products (a block holds 1024 / chunks-per-row whole rows) in the
 // delta kernel's order (flash-backward-delta.wgsl: four dims at a time from dim 0, padded dims adding 0).
 
 struct Copy {
@@ -56,7 +57,7 @@ const THREADS: u32 = 256u;
 const THREAD_CHUNKS: u32 = 4u;
 const BLOCK_CHUNKS: u32 = THREADS * THREAD_CHUNKS;
 const CHUNK_DIMS: u32 = 8u;
-const GRAD_OUT_COPY: u32 = 3u;
+const GRAD_OUT_COPY: u32 = 0u;
 
 // Per chunk of a dO block: its two four-dim products with O (dims 0–3, 4–7).
 var<workgroup> chunk_products: array<vec2<f32>, BLOCK_CHUNKS>;
@@ -64,16 +65,16 @@ var<workgroup> chunk_products: array<vec2<f32>, BLOCK_CHUNKS>;
 fn load_source(copy: u32, index: u32) -> vec4<u32> {
   switch copy {
     case 0u: {
-      return q[index];
+      return grad_out[index];
     }
     case 1u: {
-      return k[index];
+      return q[index];
     }
     case 2u: {
-      return v[index];
+      return k[index];
     }
     default: {
-      return grad_out[index];
+      return v[index];
     }
   }
 }
@@ -101,6 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let copy = params.copies[c];
     let chunks = copy.padded_dims / CHUNK_DIMS;
+    let chunk_shift = countTrailingZeros(chunks);
     let total_chunks = params.batches * copy.heads * copy.padded_rows * chunks;
     let first = (block - copy.first_block) * BLOCK_CHUNKS;
     var values: array<vec4<u32>, THREAD_CHUNKS>;
@@ -109,8 +111,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       let e = first + t * THREADS + lid;
       values[t] = vec4<u32>(0u);
       products[t] = vec2<f32>(0.0);
-      let row = e / chunks;
-      let d = (e % chunks) * CHUNK_DIMS;
+      let row = e >> chunk_shift;
+      let d = (e & (chunks - 1u)) * CHUNK_DIMS;
       let batch_head = row / copy.padded_rows;
       let i = row % copy.padded_rows;
       let b = batch_head / copy.heads;
@@ -136,8 +138,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
       workgroupBarrier();
       // A thread per row of the block sums its chunks' products in dim order.
-      for (var r = lid; r < BLOCK_CHUNKS / chunks; r += THREADS) {
-        let row = first / chunks + r;
+      for (var r = lid; r < (BLOCK_CHUNKS >> chunk_shift); r += THREADS) {
+        let row = (first >> chunk_shift) + r;
         let batch_head = row / copy.padded_rows;
         let i = row % copy.padded_rows;
         if (batch_head < params.batches * copy.heads && i < copy.rows) {
