@@ -160,8 +160,8 @@ interface BackwardRun {
 /**
  * Records the three backward kernels (no checks): delta = rowsum(dO ∘ O) into a temporary [B, Hq, L] f32 buffer
  * (on subgroup matrices with the padded copies the matrix kernels read, in one prologue dispatch where it serves:
- * backward-prologue.ts), then dK/dV over key tiles and dQ over query tiles, both recomputing P from q, k and the logsumexp (no atomics: the
- * same bits on every run) — or, where the score gradients fit the budget, dK/dV storing them and dQ = dS K from them
+ * backward-prologue.ts), then dK/dV over key tiles and dQ over query tiles, both recomputing P from q, k and the
+ * logsumexp (no atomics: the same bits on every run) — or, where the score gradients fit the budget, dK/dV storing them and dQ = dS K from them
  * (stored-scores.ts for the tiled kernels, matrix-stored-scores.ts for those on subgroup matrices). Chunked
  * (binding-chunks.ts) when a binding would exceed the limit: over keys too, where dQ and dK/dV continue f32 sums
  * in scratch in the unsplit order, so the results keep their bits (except row chunks that end inside a dK/dV
