@@ -31,14 +31,8 @@ interface PrologueCase {
   readonly shape: PrologueShape;
 }
 
-interface Sizes {
-  readonly batch: number;
-  readonly queryHeads: number;
-  readonly kvHeads: number;
-  readonly queryLength: number;
-  readonly keyLength: number;
-  readonly headDim: number;
-}
+/** A problem's sizes, one head dim for q, k and v. */
+type Sizes = Pick<AttentionProblem, 'batch' | 'queryHeads' | 'kvHeads' | 'queryLength' | 'keyLength'> & { readonly headDim: number };
 
 /** An f16 problem with gradients, [B, H, S, D] tensors unless `layout` says otherwise. */
 function f16Problem(sizes: Sizes, layout: Partial<AttentionProblem['layout']> = {}): AttentionProblem {
