@@ -52,7 +52,7 @@ export function matrixKeyValueShape(
   const limit = caps.maxStorageBufferBindingSize;
   const q = { buffer: buffers.q, layout: layout.q, heads: queryHeads, length: queryLength, dims: problem.headDimQk };
   const dO = { buffer: buffers.gradOut, layout: gradOut, heads: queryHeads, length: queryLength, dims: problem.headDimV };
-  // The q and dO copies hold whole query tiles (recordMatrixKeyValue).
+  // The q and dO copies hold whole query tiles (matrixKeyValueRecording in flash-backward.ts, or its prologue).
   const copiesFit = (shape: MatrixKeyValueShape) => {
     const rows = Math.ceil(queryLength / shape.rows) * shape.rows;
     return !paddedCopyUnavailable(problem, q, rows, headDimQk, limit) && !paddedCopyUnavailable(problem, dO, rows, headDimV, limit);
