@@ -32,40 +32,51 @@ export function withEmulatedMatrices(caps: FlashCaps): FlashCaps {
  * Rewrites a flash kernel that uses chromium_experimental_subgroup_matrix (16×16 matrices only) into plain WGSL in which
  * every invocation holds whole matrices: loads read all 256 elements, stores write them all (every lane of a
  * subgroup the same values), multiply-accumulate runs the 16×16×16 product in f32.
+ *
+ * The builtins' calls become calls on pointers (`let x = load(..)` → `var x: EmulatedMatrix; load(&x, ..)`,
+ * `c = multiplyAccumulate(a, b, c)` → `multiply_accumulate(&c, &a, &b)`, stores take `&m`): passed by value, each
+ * call copied 256-element arrays in and out, and lavapipe spent most of a cold compile on those copies.
  */
 export function emulatedMatrixCode(code: string): string {
   const names = (pattern: RegExp) => [...new Set([...code.matchAll(pattern)].map((match) => match[1]!))];
   const loads = names(/subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, \w+>\(&(\w+),/g);
   const stores = names(/subgroupMatrixStore<\w+>\(&(\w+),/g);
+  const matrix = String.raw`\w+(?:\[[^\];]*\])?`;
   const rewritten = code
     .replace(/^enable chromium_experimental_subgroup_matrix;$/m, '')
     .replace(/^diagnostic\(off, chromium\.subgroup_matrix_uniformity\);$/m, '')
-    .replace(/subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, (row_major|col_major)>\(&(\w+), /g, 'emulated_load_$2_$1(')
-    .replace(/subgroupMatrixStore<(row_major|col_major)>\(&(\w+), /g, 'emulated_store_$2_$1(')
-    .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'emulated_multiply_accumulate(')
+    .replace(
+      new RegExp(String.raw`(?:let (\w+)|(${matrix})) = subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, (row_major|col_major)>\(&(\w+), ([^;]*)\);`, 'g'),
+      (_, name: string | undefined, target: string | undefined, major: string, buffer: string, args: string) =>
+        name ? `var ${name}: EmulatedMatrix; emulated_load_${buffer}_${major}(&${name}, ${args});` : `emulated_load_${buffer}_${major}(&${target}, ${args});`,
+    )
+    .replace(new RegExp(String.raw`subgroupMatrixStore<(row_major|col_major)>\(&(\w+), ([^;]*?), (${matrix}), (\w+)\);`, 'g'), 'emulated_store_$2_$1($3, &$4, $5);')
+    .replace(new RegExp(String.raw`(${matrix}) = subgroupMatrixMultiplyAccumulate\((${matrix}), (${matrix}), (${matrix})\);`, 'g'), (statement, target: string, a: string, b: string, c: string) => {
+      if (c !== target) throw new Error(`emulatedMatrixCode: the result of ${statement} is not its accumulator`);
+      return `emulated_multiply_accumulate(&${target}, &${a}, &${b});`;
+    })
     .replace(/subgroup_matrix_(left|right|result)<[^>]*>/g, 'EmulatedMatrix');
+  const unconverted = rewritten.match(/subgroupMatrix\w+/);
+  if (unconverted) throw new Error(`emulatedMatrixCode: a ${unconverted[0]} call in a form it does not rewrite`);
   const index = (major: string) => (major === 'row_major' ? 'offset + r * stride + c' : 'offset + c * stride + r');
   const loop = (variable: string, body: string) => `for (var ${variable} = 0u; ${variable} < 16u; ${variable}++) {\n${body}\n}`;
+  const pointer = 'ptr<function, EmulatedMatrix>';
   const functions = [
     'struct EmulatedMatrix { e: array<f32, 256> }',
-    `fn emulated_multiply_accumulate(a: EmulatedMatrix, b: EmulatedMatrix, c: EmulatedMatrix) -> EmulatedMatrix {
-  var result = c;
-  ${loop('r', loop('col', `var sum = 0.0;\n${loop('k', 'sum += a.e[r * 16u + k] * b.e[k * 16u + col];')}\nresult.e[r * 16u + col] += sum;`))}
-  return result;
+    `fn emulated_multiply_accumulate(c: ${pointer}, a: ${pointer}, b: ${pointer}) {
+  ${loop('r', loop('col', `var sum = 0.0;\n${loop('k', 'sum += (*a).e[r * 16u + k] * (*b).e[k * 16u + col];')}\n(*c).e[r * 16u + col] += sum;`))}
 }`,
     ...loads.flatMap((name) =>
       ['row_major', 'col_major'].map(
-        (major) => `fn emulated_load_${name}_${major}(offset: u32, stride: u32) -> EmulatedMatrix {
-  var m: EmulatedMatrix;
-  ${loop('r', loop('c', `m.e[r * 16u + c] = f32(${name}[${index(major)}]);`))}
-  return m;
+        (major) => `fn emulated_load_${name}_${major}(m: ${pointer}, offset: u32, stride: u32) {
+  ${loop('r', loop('c', `(*m).e[r * 16u + c] = f32(${name}[${index(major)}]);`))}
 }`,
       ),
     ),
     ...stores.flatMap((name) =>
       ['row_major', 'col_major'].map(
-        (major) => `fn emulated_store_${name}_${major}(offset: u32, m: EmulatedMatrix, stride: u32) {
-  ${loop('r', loop('c', `${name}[${index(major)}] = m.e[r * 16u + c];`))}
+        (major) => `fn emulated_store_${name}_${major}(offset: u32, m: ${pointer}, stride: u32) {
+  ${loop('r', loop('c', `${name}[${index(major)}] = (*m).e[r * 16u + c];`))}
 }`,
       ),
     ),
