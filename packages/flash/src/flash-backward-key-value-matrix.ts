@@ -76,7 +76,8 @@ export function preferredMatrixKeyValueShape(tiles: FlashTiles, caps: FlashCaps)
 /**
  * The matrix dK/dV kernel for a variant and shape (with the builtins emulated on a device marked for tests); `chunks`:
  * whether it writes dk and dv in chunks of 8 f16 (their rows allow it: rowsOfEights); `storesScores`: it also writes
- * dS for the stored-score dQ (matrix-stored-scores.ts).
+ * dS for the stored-score dQ (matrix-stored-scores.ts); `heaviestFirst`: its grid runs the heaviest key blocks first,
+ * for banded masks (balanced-blocks.ts).
  */
 export function matrixKeyValueKernel(
   gpu: GPUDevice,
@@ -85,10 +86,11 @@ export function matrixKeyValueKernel(
   shape: MatrixKeyValueShape,
   chunks: { readonly dk: boolean; readonly dv: boolean },
   storesScores = false,
+  heaviestFirst = false,
 ): KernelSource {
   return flashMatrixKernel(gpu, 'flash-backward-key-value-matrix', source, variant, tiles, {
     sizes: { SUBGROUPS: shape.subgroups, BLOCK_M: shape.rows },
-    flags: { DK_VEC8: chunks.dk, DV_VEC8: chunks.dv, STORE_SCORES: storesScores },
+    flags: { DK_VEC8: chunks.dk, DV_VEC8: chunks.dv, STORE_SCORES: storesScores, HEAVIEST_FIRST: heaviestFirst },
     snippets: {
       ...matrixKeyValueGradientBlocks({ qk16: tiles.headDimQk / 16, v16: tiles.headDimV / 16, rows16: shape.rows / 16 }),
       STORE_DK: storeGradientRow({ tensor: 'dk', uniforms: 'dk', dims: 'HEAD_DIM_QK', valid: 'params.head_dim_qk', chunked: chunks.dk }, 'key'),

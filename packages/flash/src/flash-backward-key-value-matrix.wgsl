@@ -66,31 +66,36 @@ var<workgroup> key_poisoned: array<atomic<u32>, SUBGROUPS * 16u>;
 var<workgroup> sequence_shared: Sequence;
 
 @compute @workgroup_size(THREADS)
+#if HEAVIEST_FIRST
+fn main(
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) grid_id: vec3<u32>,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
+  // Compiled for banded masks (balanced-blocks.ts): the heaviest key blocks first (flash-common.wgsl's plane-chunked
+  // order; earlier keys are attended by more rows where later rows attend more keys).
+  let wid = plane_chunked_workgroup(grid_id, groups, !later_rows_heavier());
+#else
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+#endif
   let b = params.batch_base + wid.z;
   let kv_head = params.head_base + wid.y;
   if (lid == 0u) {
     sequence_shared = load_sequence(b);
   }
   let sequence = workgroupUniformLoad(&sequence_shared);
-  gradient_key_block(lid, b, kv_head, wid.x, 0u, sequence);
-  // Causal balance (flash-common.wgsl's mirrored_block): the key block whose row range complements this one's.
-  let mirrored = mirrored_block(wid.x, params.key_end - params.key_base, SUBGROUPS * 16u);
-  if (mirrored != wid.x) {
-    gradient_key_block(lid, b, kv_head, mirrored, 1u, sequence);
-  }
+  gradient_key_block(lid, b, kv_head, wid.x, sequence);
 }
 
-// dK and dV of keys key_base + block · SUBGROUPS · 16 onwards of (b, kv_head); `turn` (0 or 1: this workgroup's
-// first or second block) is kept in every salt so that no matrix access of the second block can be merged with the
-// first's.
-fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, turn: u32, sequence: Sequence) {
+// dK and dV of keys key_base + block · SUBGROUPS · 16 onwards of (b, kv_head).
+fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequence) {
   let block_keys = SUBGROUPS * 16u;
   let subgroup = lid / SUBGROUP_SIZE;
   let lane = lid % SUBGROUP_SIZE;
   let key0 = params.key_base + block * block_keys;
   let subgroup_key0 = key0 + subgroup * 16u;
-  let block_site = turn << 30u;
+  // The first salt site of the block's matrix accesses (matrix-blocks.ts adds its own offsets to it).
+  let block_site = 0u;
   let key_end = min(sequence.k_len, params.key_end);
   let valid_end = min(sequence.k_valid, params.key_end);
   if (key0 >= key_end) {

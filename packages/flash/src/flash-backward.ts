@@ -34,7 +34,7 @@ import { rowsOfEights } from './chunked-rows';
 import { vec4RowTensors, type Vec4Rows } from './vec4-loaders';
 import { directKeyValuesAllowed, recordPaddedCopy, recordPaddedKeyValues, varlenOffsets, type KeyValueCopies } from './padded-key-values';
 import { backwardPrologueUnavailable, recordBackwardPrologue, type PrologueCopies } from './backward-prologue';
-import { pairedWorkgroups, pairsMirroredBlocks, tiledPairsBlocks } from './balanced-blocks';
+import { heaviestKeysFirst, pairedWorkgroups, pairsMirroredBlocks, tiledPairsBlocks } from './balanced-blocks';
 import { packFlashUniforms, type ChunkUniforms, type GradientLayouts } from './flash-uniforms';
 import { rawRecorder, type BoundBuffer, type KernelRecorder } from './recorder';
 import { deltaBinding, logsumexpBinding, type ChunkBinding, type ChunkHeads } from './row-stats';
@@ -423,9 +423,8 @@ function matrixKeyValueRecording(
     shape,
     { dk: rowsOfEights(run.gradients.dk, problem.headDimQk), dv: rowsOfEights(run.gradients.dv, problem.headDimV) },
     storesScores,
+    heaviestKeysFirst(problem),
   );
-  // Causal key blocks in pairs (balanced-blocks.ts).
-  const paired = pairsMirroredBlocks(problem);
   return (chunks, extra = {}) =>
     dispatchChunks(
       recorder,
@@ -435,8 +434,8 @@ function matrixKeyValueRecording(
       chunks,
       run.tensors,
       [...run.optional, [BINDING.first, q.buffer], [BINDING.first + 1, padded.k], [BINDING.first + 2, padded.v], [BINDING.first + 3, gradOut.buffer], ...(extra.whole ?? [])],
-      (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, { ...chunk, ...extra.uniforms, paired_blocks: paired ? 1 : 0 }),
-      (chunk) => [pairedWorkgroups(Math.ceil(chunk.keys.count / keysPerWorkgroup), paired), chunk.heads.count, chunk.batch.count],
+      (chunk) => packFlashUniforms(kernelProblem, gradients, undefined, run.residual, { ...chunk, ...extra.uniforms }),
+      (chunk) => [Math.ceil(chunk.keys.count / keysPerWorkgroup), chunk.heads.count, chunk.batch.count],
       run.rowStats('kv', chunks),
     );
 }

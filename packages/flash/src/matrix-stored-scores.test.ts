@@ -14,6 +14,7 @@ import { STORED_SCORE_TEST_CAPS, expectCloseToReferences, expectStoredMatches, p
 import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
 import { recordingTiles, type FlashCaps } from './flash-tiles';
 import { emulateSubgroupMatrices } from './subgroup-matrix-emulation';
+import { heaviestKeysFirst } from './balanced-blocks';
 import { preferredMatrixKeyValueShape } from './flash-backward-key-value-matrix';
 import { planMatrixStoredScores } from './matrix-stored-scores';
 
@@ -121,6 +122,9 @@ describe.skipIf(!gpu)('the matrix backward with stored score gradients (emulated
       const stored = await runRaw(prepared, problem, gradOut, { storedScores: budget, poisonTemporaries: true });
       const between = kernelCounts();
       expect(between.stored, `the stored-score matrix dQ ran: ${context}`).toBeGreaterThan(before.stored);
+      // Every case is banded: the dK/dV grid takes its heaviest key blocks first (balanced-blocks.ts).
+      expect(heaviestKeysFirst(problem), context).toBe(true);
+      expect([...device.pipelines.keys()].some((key) => key.startsWith('flash-backward-key-value-matrix#') && key.split('|').includes('HEAVIEST_FIRST')), context).toBe(true);
       expect([between.recompute, between.tiled], `no other dQ ran: ${context}`).toEqual([before.recompute, before.tiled]);
       const recomputed = await runRaw(prepared, problem, gradOut, { storedScores: 0 });
       expect(kernelCounts().recompute, `the budget 0 ran the recompute matrix dQ: ${context}`).toBeGreaterThan(before.recompute);

@@ -11,7 +11,7 @@ import { freshSeed, randomValues } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectCloseToReferences, expectSameBits, runRaw } from '../test/chunked-runs';
 import { describeCase, prepare, type FlashCase } from '../test/flash-harness';
-import { tiledPairsBlocks } from './balanced-blocks';
+import { heaviestKeysFirst, tiledPairsBlocks } from './balanced-blocks';
 import type { Chunk } from './binding-chunks';
 import { backwardBindings, planKernelChunks, planKeyValue } from './flash-chunks';
 
@@ -27,6 +27,17 @@ describe('tiledPairsBlocks', () => {
     expect(tiledPairsBlocks({ causal: false, window: { left: 8, right: -1 } }, 16, 16)).toBe(true);
     expect(tiledPairsBlocks({ causal: false, window: { left: 8, right: 8 } }, 16, 16)).toBe(false);
     expect(tiledPairsBlocks({ causal: false, window: null }, 16, 16)).toBe(false);
+  });
+});
+
+describe('heaviestKeysFirst', () => {
+  it('orders the matrix dK/dV heaviest first under every banded mask, and only there', () => {
+    expect(heaviestKeysFirst({ causal: true, window: null })).toBe(true);
+    expect(heaviestKeysFirst({ causal: false, window: { left: 8, right: -1 } })).toBe(true);
+    expect(heaviestKeysFirst({ causal: false, window: { left: -1, right: 0 } })).toBe(true);
+    expect(heaviestKeysFirst({ causal: false, window: { left: 8, right: 8 } })).toBe(true);
+    expect(heaviestKeysFirst({ causal: false, window: { left: -1, right: -1 } })).toBe(false);
+    expect(heaviestKeysFirst({ causal: false, window: null })).toBe(false);
   });
 });
 
