@@ -81,6 +81,34 @@ describe.skipIf(!gpu)('call samplers', () => {
     });
   });
 
+  it('timestamp: the first heater run on a device stays short until its own timestamps measured its rate', async () => {
+    // A device of its own: the heater's rate is kept per device, and earlier tests have measured the shared one's.
+    const device = (await openTestDevice())!;
+    const sampler = device.caps.timestampQuery ? createCallSampler(device, 'timestamp') : null;
+    const seed = freshSeed();
+    const [a, b] = [randn(device, [32, 32], { seed }), randn(device, [32, 32], { seed: seed + 1 })];
+    try {
+      if (!sampler) return;
+      const slowToRecord = () => {
+        const until = performance.now() + 30;
+        while (performance.now() < until);
+        return [matmul(a, b)];
+      };
+      await sampler.sample(slowToRecord, 1);
+      // Heated from here on: at an assumed 1 ns per iteration lavapipe (~420 ns) ran this first heater for ~13 s.
+      for (let heated = 0; heated < 2; heated++) {
+        const start = performance.now();
+        await sampler.sample(slowToRecord, 1);
+        expect(performance.now() - start).toBeLessThan(2000);
+      }
+    } finally {
+      sampler?.destroy();
+      a.dispose();
+      b.dispose();
+      device.destroy();
+    }
+  });
+
   for (const method of ['timestamp', 'wall-clock'] as TimingMethod[]) {
     it(`${method}: times the calls, longer for more work, and disposes what they return`, async () => {
       const device = gpu!;

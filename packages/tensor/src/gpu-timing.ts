@@ -77,6 +77,14 @@ const heaterKernel: KernelSource = {
 };
 /** The longest heater run: a host recording for longer leaves the GPU idle for the rest. */
 const MAX_HEATER_MS = 100;
+/**
+ * The heater's GPU time per iteration until its own timestamps have measured it on the device: a slow device's
+ * (lavapipe takes ~420 ns; an H200 a few), so that the first run stays short. Assuming 1 ns, the first heater of
+ * every sampler ran 100 ms of recording as 10⁸ iterations: 42 s each on lavapipe.
+ */
+const UNMEASURED_HEATER_NS = 1000;
+/** The heater's measured GPU time per iteration, per device (kept across samplers). */
+const heaterNsPerIteration = new WeakMap<Device, number>();
 
 function timestampSampler(device: Device): CallSampler {
   const gpu = device.gpu;
@@ -86,9 +94,8 @@ function timestampSampler(device: Device): CallSampler {
   const readback = gpu.createBuffer({ size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'timing timestamps readback' });
   const heaterSink = gpu.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE, label: 'gpu heater sink' });
   let quantized = true;
-  // The host's recording time of the last sample, and the heater's GPU time per iteration (from its timestamps).
+  // The host's recording time of the last sample.
   let recordMs = 0;
-  let heaterNsPerIteration = 1;
   const mark = (index: number) =>
     device.commandEncoder().beginComputePass({ label: 'timestamp', timestampWrites: { querySet, beginningOfPassWriteIndex: index } }).end();
   // The GPU would idle while the host records a sample's calls (the host needs ~4× the GPU's time per call at B32
@@ -96,7 +103,7 @@ function timestampSampler(device: Device): CallSampler {
   // and not in others, so short kernels read up to 1.5× slow in some runs (bench notes, entry 22). A heater submitted
   // first keeps the GPU busy for about the last sample's recording time; the calls queue behind it.
   const heat = (): number => {
-    const iterations = Math.floor(Math.min(recordMs, MAX_HEATER_MS) * 1e6 / heaterNsPerIteration);
+    const iterations = Math.floor((Math.min(recordMs, MAX_HEATER_MS) * 1e6) / (heaterNsPerIteration.get(device) ?? UNMEASURED_HEATER_NS));
     if (iterations <= 0) return 0;
     mark(2);
     runKernel(device, heaterKernel, { buffers: [heaterSink], uniforms: heaterUniforms.pack({ iterations }), workgroups: [1] });
@@ -129,7 +136,7 @@ function timestampSampler(device: Device): CallSampler {
       const [start, end, heaterStart, heaterEnd] = new BigUint64Array(readback.getMappedRange().slice(0));
       readback.unmap();
       if (start! % QUANTUM_NS !== 0n || end! % QUANTUM_NS !== 0n) quantized = false;
-      if (heaterIterations > 0 && heaterEnd! > heaterStart!) heaterNsPerIteration = Number(heaterEnd! - heaterStart!) / heaterIterations;
+      if (heaterIterations > 0 && heaterEnd! > heaterStart!) heaterNsPerIteration.set(device, Number(heaterEnd! - heaterStart!) / heaterIterations);
       return Number(end! - start!) / 1e6 / repeats;
     },
     destroy() {
