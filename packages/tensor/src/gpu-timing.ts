@@ -79,8 +79,9 @@ const heaterKernel: KernelSource = {
 const MAX_HEATER_MS = 100;
 /**
  * The heater's GPU time per iteration until its own timestamps have measured it on the device: a slow device's
- * (lavapipe takes ~420 ns; an H200 a few), so that the first run stays short. Assuming 1 ns, the first heater of
- * every sampler ran 100 ms of recording as 10⁸ iterations: 42 s each on lavapipe.
+ * (lavapipe took ~420 ns on 2 cores), so that the first run stays short anywhere (on a fast GPU too short to heat;
+ * the timed samples come after warm-up ones, which measure it). Assuming 1 ns, the first heater of every sampler ran
+ * 100 ms of recording as 10⁸ iterations: 42 s each on lavapipe.
  */
 const UNMEASURED_HEATER_NS = 1000;
 /** The heater's measured GPU time per iteration, per device (kept across samplers). */
