@@ -94,8 +94,6 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequ
   let lane = lid % SUBGROUP_SIZE;
   let key0 = params.key_base + block * block_keys;
   let subgroup_key0 = key0 + subgroup * 16u;
-  // The first salt site of the block's matrix accesses (matrix-blocks.ts adds its own offsets to it).
-  let block_site = 0u;
   let key_end = min(sequence.k_len, params.key_end);
   let valid_end = min(sequence.k_valid, params.key_end);
   if (key0 >= key_end) {
@@ -129,7 +127,7 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequ
     for (var tile = tile_begin; tile < tile_end; tile++) {
       let row0 = tile * BLOCK_M;
       // Differs per head and tile (see salt).
-      let tile_site = block_site + (tile + 1u + head_in_group * 65536u) * 256u;
+      let tile_site = (tile + 1u + head_in_group * 65536u) * 256u;
       let q_row = q_base + row0 * HEAD_DIM_QK;
       let g_row = g_base + row0 * HEAD_DIM_V;
 

@@ -128,7 +128,7 @@ export function matrixQueryGradientBlocks(shape: Omit<MatrixBlockShape, 'rowBloc
 export function matrixKeyValueGradientBlocks(shape: { readonly qk16: number; readonly v16: number; readonly rows16: number }): Record<string, string> {
   const { qk16, v16, rows16 } = shape;
   const store = (matrices: string, count: number, site: number) =>
-    block(count, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(block_site + ${site}u + n), ${matrices}[n], S_STRIDE);`);
+    block(count, 'n', `subgroupMatrixStore<row_major>(&score_scratch, s_base + n * 16u + salt(${site}u + n), ${matrices}[n], S_STRIDE);`);
   return {
     MATRIX_DECLARATIONS: [
       `var k_m: array<${LEFT}, ${qk16}>;`,

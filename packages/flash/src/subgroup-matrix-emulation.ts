@@ -38,19 +38,27 @@ export function withEmulatedMatrices(caps: FlashCaps): FlashCaps {
  * call copied 256-element arrays in and out, and lavapipe spent most of a cold compile on those copies.
  */
 export function emulatedMatrixCode(code: string): string {
-  const names = (pattern: RegExp) => [...new Set([...code.matchAll(pattern)].map((match) => match[1]!))];
-  const loads = names(/subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, \w+>\(&(\w+),/g);
-  const stores = names(/subgroupMatrixStore<\w+>\(&(\w+),/g);
+  // The buffers loaded from and stored to, as the rewrite meets them: each gets its own emulated functions.
+  const loads = new Set<string>();
+  const stores = new Set<string>();
   const matrix = String.raw`\w+(?:\[[^\];]*\])?`;
   const rewritten = code
     .replace(/^enable chromium_experimental_subgroup_matrix;$/m, '')
     .replace(/^diagnostic\(off, chromium\.subgroup_matrix_uniformity\);$/m, '')
     .replace(
       new RegExp(String.raw`(?:let (\w+)|(${matrix})) = subgroupMatrixLoad<subgroup_matrix_\w+<[^>]*>, (row_major|col_major)>\(&(\w+), ([^;]*)\);`, 'g'),
-      (_, name: string | undefined, target: string | undefined, major: string, buffer: string, args: string) =>
-        name ? `var ${name}: EmulatedMatrix; emulated_load_${buffer}_${major}(&${name}, ${args});` : `emulated_load_${buffer}_${major}(&${target}, ${args});`,
+      (_, name: string | undefined, target: string | undefined, major: string, buffer: string, args: string) => {
+        loads.add(buffer);
+        return name ? `var ${name}: EmulatedMatrix; emulated_load_${buffer}_${major}(&${name}, ${args});` : `emulated_load_${buffer}_${major}(&${target}, ${args});`;
+      },
     )
-    .replace(new RegExp(String.raw`subgroupMatrixStore<(row_major|col_major)>\(&(\w+), ([^;]*?), (${matrix}), (\w+)\);`, 'g'), 'emulated_store_$2_$1($3, &$4, $5);')
+    .replace(
+      new RegExp(String.raw`subgroupMatrixStore<(row_major|col_major)>\(&(\w+), ([^;]*?), (${matrix}), (\w+)\);`, 'g'),
+      (_, major: string, buffer: string, offset: string, source: string, stride: string) => {
+        stores.add(buffer);
+        return `emulated_store_${buffer}_${major}(${offset}, &${source}, ${stride});`;
+      },
+    )
     .replace(new RegExp(String.raw`(${matrix}) = subgroupMatrixMultiplyAccumulate\((${matrix}), (${matrix}), (${matrix})\);`, 'g'), (statement, target: string, a: string, b: string, c: string) => {
       if (c !== target) throw new Error(`emulatedMatrixCode: the result of ${statement} is not its accumulator`);
       return `emulated_multiply_accumulate(&${target}, &${a}, &${b});`;
@@ -66,14 +74,14 @@ export function emulatedMatrixCode(code: string): string {
     `fn emulated_multiply_accumulate(c: ${pointer}, a: ${pointer}, b: ${pointer}) {
   ${loop('r', loop('col', `var sum = 0.0;\n${loop('k', 'sum += (*a).e[r * 16u + k] * (*b).e[k * 16u + col];')}\n(*c).e[r * 16u + col] += sum;`))}
 }`,
-    ...loads.flatMap((name) =>
+    ...[...loads].flatMap((name) =>
       ['row_major', 'col_major'].map(
         (major) => `fn emulated_load_${name}_${major}(m: ${pointer}, offset: u32, stride: u32) {
   ${loop('r', loop('c', `(*m).e[r * 16u + c] = f32(${name}[${index(major)}]);`))}
 }`,
       ),
     ),
-    ...stores.flatMap((name) =>
+    ...[...stores].flatMap((name) =>
       ['row_major', 'col_major'].map(
         (major) => `fn emulated_store_${name}_${major}(offset: u32, m: ${pointer}, stride: u32) {
   ${loop('r', loop('c', `${name}[${index(major)}] = (*m).e[r * 16u + c];`))}
