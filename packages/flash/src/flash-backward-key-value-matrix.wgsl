@@ -168,9 +168,14 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequ
         let row_delta = delta_of[n];
         var weights: array<f32, 8>;
         var ds: array<f32, 8>;
+        // The pairs' scores and dP read up front, all loads in flight at once.
+        var scores: array<f32, 8>;
+        var products: array<f32, 8>;
         for (var t = 0u; t < 8u; t++) {
           weights[t] = 0.0;
           ds[t] = 0.0;
+          scores[t] = score_scratch[s_base + (c0 + t) * S_STRIDE + r];
+          products[t] = dp_scratch[dp_base + (c0 + t) * DP_STRIDE + r];
         }
         // Rows without any allowed key (logsumexp −∞, also past the sequence) take no part. (Bits: a NaN logsumexp
         // must pass, and WGSL leaves comparisons with NaN to the implementation.)
@@ -188,7 +193,7 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequ
             if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
               continue;
             }
-            let capped = capped_score(score_scratch[s_base + c * S_STRIDE + r]);
+            let capped = capped_score(scores[t]);
             let score = masked_score(capped.x, b, h, i, j);
             // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
             if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
@@ -201,7 +206,7 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequ
               let keep = 1.0;
 #endif
               weights[t] = p * keep;
-              ds[t] = p * (dp_scratch[dp_base + c * DP_STRIDE + r] * keep - row_delta) * capped.y * params.scale;
+              ds[t] = p * (products[t] * keep - row_delta) * capped.y * params.scale;
             }
           }
         }

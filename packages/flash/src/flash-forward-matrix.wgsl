@@ -296,11 +296,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) grid_i
       // An inactive subgroup skips the scores but its lanes meet at the shuffle (subgroup-uniform flow: the if
       // reconverges, a loop that a lane leaves early would not).
       if (subgroup_active) {
+        // The lane's scores read up front, all loads in flight at once.
+        var raw: array<f32, COLUMNS_PER_LANE>;
+        for (var c = 0u; c < COLUMNS_PER_LANE; c++) {
+          raw[c] = score_scratch[lane_scores + c];
+        }
         for (var c4 = 0u; c4 < COLUMNS_PER_LANE / 4u; c4++) {
           let j4 = column0 + c4 * 4u;
           var capped: vec4<f32>;
           for (var t = 0u; t < 4u; t++) {
-            capped[t] = capped_score(score_scratch[lane_scores + c4 * 4u + t]).x;
+            capped[t] = capped_score(raw[c4 * 4u + t]).x;
           }
           // Four keys' masks at once where all four exist (the others are out of every row's bounds).
           var masked = capped;
