@@ -11,7 +11,7 @@ export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: num
   const keys = shape.subgroups * 16;
   const scores = keys * (Math.max(shape.rows, headDimQk, headDimV) + 1) * 4;
   const products = keys * (shape.rows + 1) * 4;
-  const weights = 2 * keys * (shape.rows + 8) * 2;
+  const weights = 2 * keys * (shape.rows + 2) * 2;
   return scores + products + weights + keys * 4 + 32;
 }
 

@@ -26,10 +26,12 @@ const HEAD_DIM_QK: u32 = ${HEAD_DIM_QK}u;
 const HEAD_DIM_V: u32 = ${HEAD_DIM_V}u;
 const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
 // Row strides (elements): scores and dP (keys × rows, f32; the score scratch also carries dK and dV at the end),
-// P̃ and dS (keys × rows, f16).
+// P̃ and dS (keys × rows, f16). Step 2's f16 stores put the two lanes of a row 8 keys apart: at BLOCK_M + 8 those
+// land in the same banks (8 · P_STRIDE / 2 words ≡ 0 mod 32), at BLOCK_M + 2 in disjoint ones (bench notes, entry
+// 40: the seed's backward 1.07× faster; other pads measured there).
 const S_STRIDE: u32 = max(BLOCK_M, max(HEAD_DIM_QK, HEAD_DIM_V)) + 1u;
 const DP_STRIDE: u32 = BLOCK_M + 1u;
-const P_STRIDE: u32 = BLOCK_M + 8u;
+const P_STRIDE: u32 = BLOCK_M + 2u;
 // (row, 8-key group) pairs per lane and query tile (step 2).
 const PAIRS: u32 = BLOCK_M * 2u / SUBGROUP_SIZE;
 

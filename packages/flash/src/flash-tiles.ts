@@ -193,7 +193,8 @@ export function matrixForwardStorage(forward: Omit<ForwardTiles, 'kernel'>, head
   const rows = (forward.threads / MATRIX_SUBGROUP_SIZE) * forward.rowsPerThread * 16;
   // Key and value tiles, two buffers each (the next tile is staged during this one), and their NaN flags.
   const tiles = direct ? 0 : 2 * (forward.keys * (qk + 8) * 2 + forward.keys * (v + 8) * 2) + 2 * forward.keys * 4 + 8;
-  const scratch = rows * (Math.max(forward.keys, v) + 1) * 4 + rows * (Math.max(forward.keys, qk) + 8) * 2;
+  const width = Math.max(forward.keys, qk);
+  const scratch = rows * (Math.max(forward.keys, v) + 1) * 4 + rows * (width + (width === 16 ? 2 : 8)) * 2;
   return tiles + scratch + 4 + SHARED_EXTRA;
 }
 
