@@ -74,7 +74,7 @@ export function querySourceFor(partial: boolean, tiled = false): string {
  * `storedRows`: the tiled dK/dV kernel also writes dS for a stored-score dQ of that many rows per workgroup
  * (STORE_SCORES, stored-scores.ts); 0: it does not.
  */
-function gradientKernel(
+export function gradientKernel(
   name: string,
   sourceFor: (partial: boolean, tiled: boolean) => string,
   partial: boolean,

@@ -170,7 +170,7 @@ function assertPackedRows(name: string, cu: ArrayLike<number>, batch: number, lo
 }
 
 /** The forward kernel `tiles.forward` names, for this problem's variant. */
-function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles, caps: FlashCaps): KernelSource {
+export function forwardKernel(gpu: GPUDevice, problem: AttentionProblem, tiles: FlashTiles, caps: FlashCaps): KernelSource {
   const forward = tiles.forward;
   const variant = variantOf(problem);
   if (forward.kernel === 'matrix') {
