@@ -46,8 +46,8 @@ const K_STRIDE: u32 = HEAD_DIM_QK + 8u;
 const V_STRIDE: u32 = HEAD_DIM_V + 8u;
 const S_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_V) + 1u;
 // The probability scratch also stages the q rows before the loop. Rows 16 wide take 2 elements of padding (the f16
-// stores of step 2 meet 2-way bank conflicts instead of 4-way), wider ones 8 (their matrix loads ran 1–3% slower
-// at 2: bench notes, entry 40).
+// stores of step 2 meet 2-way bank conflicts instead of 4-way), wider ones keep 8 (at 2 the D32 and D64 forwards ran
+// 1–3% slower: bench notes, entry 40).
 const P_STRIDE: u32 = max(BLOCK_N, HEAD_DIM_QK) + select(8u, 2u, max(BLOCK_N, HEAD_DIM_QK) == 16u);
 const RESCALE_MARGIN: f32 = 8.0;
 
