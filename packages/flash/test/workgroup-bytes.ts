@@ -2,34 +2,27 @@
 // workgroup variable's size rounded up to 16 bytes), so that tests can hold the hand-written estimates of
 // flash-tiles.ts and the matrix kernels' files to the shaders they describe.
 import type { KernelSource } from '@webattn/tensor';
+import { roundUp } from '../src/stored-scores';
 
 /** Size and alignment of the element types the flash kernels put in workgroup memory. */
 const TYPES: Readonly<Record<string, { readonly size: number; readonly align: number }>> = {
   f16: { size: 2, align: 2 },
   f32: { size: 4, align: 4 },
   u32: { size: 4, align: 4 },
-  i32: { size: 4, align: 4 },
   'atomic<u32>': { size: 4, align: 4 },
-  'atomic<i32>': { size: 4, align: 4 },
-  'vec2<f16>': { size: 4, align: 4 },
-  'vec4<f16>': { size: 8, align: 8 },
   'vec2<f32>': { size: 8, align: 8 },
   'vec4<f32>': { size: 16, align: 16 },
-  'vec4<u32>': { size: 16, align: 16 },
   'vec4<i32>': { size: 16, align: 16 },
   // flash-common.wgsl: five u32.
   Sequence: { size: 20, align: 4 },
 };
 
-const roundUp = (multiple: number, value: number) => Math.ceil(value / multiple) * multiple;
-
 /** Bytes of the workgroup variables `kernel`'s code declares (pipeline-overridable sizes from its constants). */
 export function workgroupBytes(kernel: KernelSource): number {
   const code = kernel.code();
   const values = new Map<string, number>();
-  const evaluate = (expression: string): number => evaluateU32(expression, values);
   for (const [, kind, name, expression] of code.matchAll(/^(const|override) (\w+): (?:u32|i32) = (.+);$/gm)) {
-    values.set(name!, kind === 'override' && kernel.constants?.[name!] !== undefined ? kernel.constants[name!]! : evaluate(expression!));
+    values.set(name!, (kind === 'override' ? kernel.constants?.[name!] : undefined) ?? evaluateU32(expression!, values));
   }
   const layout = (type: string): { size: number; align: number } => {
     const array = /^array<(.+), ([^,]+)>$/.exec(type);
@@ -39,10 +32,10 @@ export function workgroupBytes(kernel: KernelSource): number {
       return known;
     }
     const element = layout(array[1]!);
-    return { size: roundUp(element.align, element.size) * evaluate(array[2]!), align: element.align };
+    return { size: roundUp(element.size, element.align) * evaluateU32(array[2]!, values), align: element.align };
   };
   let bytes = 0;
-  for (const [, type] of code.matchAll(/^var<workgroup> \w+: (.+);$/gm)) bytes += roundUp(16, layout(type!).size);
+  for (const [, type] of code.matchAll(/^var<workgroup> \w+: (.+);$/gm)) bytes += roundUp(layout(type!).size, 16);
   return bytes;
 }
 
