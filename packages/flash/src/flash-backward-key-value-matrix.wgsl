@@ -10,7 +10,8 @@
 //      products hide the loads): P = exp(S − logsumexp) where the pair is allowed (scale,
 //      softcap, masks, bounds: flash-common.wgsl), P̃ = P · dropout keep, dS = P ∘ (dP̃ − delta) · softcap′ · scale
 //      (flash-backward-key-value-tiled.wgsl's formulas), both as f16 into the subgroup's scratches (0 where the
-//      pair is not allowed);
+//      pair is not allowed); a pair whose eight keys all lie inside its row's bounds skips the bound tests
+//      (pair_gradients compiled twice through inlining: bench notes, entry 41);
 //   3. dV += P̃ᵀ dO and dK += dSᵀ Q on the matrices.
 // Compiled with STORE_SCORES (matrix-stored-scores.ts), step 2 also writes each pair's dS · scale as f16 to
 // stored_scores (every pair of every query tile it visits, 0 where not allowed), from which
@@ -28,9 +29,10 @@ const THREADS: u32 = SUBGROUPS * SUBGROUP_SIZE;
 // Row strides (elements): scores and dP (keys × rows, f32; the score scratch also carries dK and dV at the end),
 // P̃ and dS (keys × rows, f16). Step 2's f16 stores put the two lanes of a row 8 keys apart: at BLOCK_M + 8 those
 // land in the same banks (8 · P_STRIDE / 2 words ≡ 0 mod 32), at BLOCK_M + 2 in disjoint ones (bench notes, entry
-// 40: the seed's backward 1.07× faster; other pads measured there).
+// 40: the seed's backward 1.07× faster; other pads measured there). dP rows take 2 elements of padding at head dim
+// 32 (its backward 1.025× faster), 1 elsewhere (at 64, 2 ran 1.03× slower: entry 41).
 const S_STRIDE: u32 = max(BLOCK_M, max(HEAD_DIM_QK, HEAD_DIM_V)) + 1u;
-const DP_STRIDE: u32 = BLOCK_M + 1u;
+const DP_STRIDE: u32 = BLOCK_M + select(1u, 2u, max(HEAD_DIM_QK, HEAD_DIM_V) == 32u);
 const P_STRIDE: u32 = BLOCK_M + 2u;
 // (row, 8-key group) pairs per lane and query tile (step 2).
 const PAIRS: u32 = BLOCK_M * 2u / SUBGROUP_SIZE;
@@ -66,6 +68,59 @@ var<workgroup> gradient_scratch: array<f16, SUBGROUPS * 16u * P_STRIDE>;
 // 1: some row with a NaN logsumexp may attend the key.
 var<workgroup> key_poisoned: array<atomic<u32>, SUBGROUPS * 16u>;
 var<workgroup> sequence_shared: Sequence;
+
+// What step 2 knows of one (row, 8 keys) pair: the row's logsumexp, its rounding residual and delta, whether the
+// logsumexp is NaN, its key bounds; batch, query head, row, the first key and its index in the workgroup's keys.
+struct PairInputs {
+  lse: f32,
+  residual: f32,
+  row_delta: f32,
+  row_nan: bool,
+  bounds: vec2<i32>,
+  b: u32,
+  h: u32,
+  i: u32,
+  j0: u32,
+  local_key0: u32,
+  valid_end: u32,
+}
+
+// P̃ and dS of one pair's eight keys (weights and ds: 0 where the pair is not allowed) from their scores and dP;
+// keep_words: the eight keys' dropout words (with DROPOUT). With `bounded` false the caller knows every key inside
+// the row's bounds and the valid keys and the row's logsumexp not NaN, and those tests fold away once the driver
+// inlines the call.
+fn pair_gradients(
+  pair: PairInputs,
+  bounded: bool,
+  scores: ptr<function, array<f32, 8>>,
+  products: ptr<function, array<f32, 8>>,
+  keep_words: array<vec4<u32>, 2>,
+  weights: ptr<function, array<f32, 8>>,
+  ds: ptr<function, array<f32, 8>>,
+) {
+  let negative_infinity = params.negative_infinity;
+  for (var t = 0u; t < 8u; t++) {
+    let j = pair.j0 + t;
+    if (bounded && (j >= pair.valid_end || i32(j) < pair.bounds.x || i32(j) > pair.bounds.y)) {
+      continue;
+    }
+    let capped = capped_score((*scores)[t]);
+    let score = masked_score(capped.x, pair.b, pair.h, pair.i, j);
+    // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
+    if (bounded && pair.row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
+      atomicStore(&key_poisoned[pair.local_key0 + t], 1u);
+    } else if (score > negative_infinity) {
+      let p = exp((score - pair.lse) - pair.residual);
+#if DROPOUT
+      let keep = dropout_factor(keep_words[t / 4u][t % 4u]);
+#else
+      let keep = 1.0;
+#endif
+      (*weights)[t] = p * keep;
+      (*ds)[t] = p * ((*products)[t] * keep - pair.row_delta) * capped.y * params.scale;
+    }
+  }
+}
 
 @compute @workgroup_size(THREADS)
 #if HEAVIEST_FIRST
@@ -184,32 +239,22 @@ fn gradient_key_block(lid: u32, b: u32, kv_head: u32, block: u32, sequence: Sequ
         if (bitcast<u32>(lse) != bitcast<u32>(negative_infinity)) {
           let row_nan = is_nan(lse);
           let bounds = key_bounds(i32(i), sequence);
+          let j0 = subgroup_key0 + c0;
 #if DROPOUT
           // One draw serves the eight keys (subgroup_key0 + c0 is a multiple of 8).
-          let draw = attention_dropout_draw(dropout_stream(), batch_head, i, (subgroup_key0 + c0) >> 3u);
-          let values = array<vec4<u32>, 2>(attention_dropout_values(draw, 0u), attention_dropout_values(draw, 1u));
-#endif
-          for (var t = 0u; t < 8u; t++) {
-            let c = c0 + t;
-            let j = subgroup_key0 + c;
-            if (j >= valid_end || i32(j) < bounds.x || i32(j) > bounds.y) {
-              continue;
-            }
-            let capped = capped_score(scores[t]);
-            let score = masked_score(capped.x, b, h, i, j);
-            // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
-            if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
-              atomicStore(&key_poisoned[subgroup * 16u + c], 1u);
-            } else if (score > negative_infinity) {
-              let p = exp((score - lse) - residual);
-#if DROPOUT
-              let keep = dropout_factor(values[t / 4u][t % 4u]);
+          let draw = attention_dropout_draw(dropout_stream(), batch_head, i, j0 >> 3u);
+          let keep_words = array<vec4<u32>, 2>(attention_dropout_values(draw, 0u), attention_dropout_values(draw, 1u));
 #else
-              let keep = 1.0;
+          let keep_words = array<vec4<u32>, 2>();
 #endif
-              weights[t] = p * keep;
-              ds[t] = p * (products[t] * keep - row_delta) * capped.y * params.scale;
-            }
+          // Pairs whose eight keys all lie inside the row's bounds and the valid keys take the form without bound
+          // tests; a NaN row takes the general one.
+          let inside = !row_nan && j0 + 8u <= valid_end && i32(j0) >= bounds.x && i32(j0 + 7u) <= bounds.y;
+          let inputs = PairInputs(lse, residual, row_delta, row_nan, bounds, b, h, i, j0, subgroup * 16u + c0, valid_end);
+          if (inside) {
+            pair_gradients(inputs, false, &scores, &products, keep_words, &weights, &ds);
+          } else {
+            pair_gradients(inputs, true, &scores, &products, keep_words, &weights, &ds);
           }
         }
         var ds_halves: array<f16, 8>;

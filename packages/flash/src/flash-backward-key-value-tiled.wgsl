@@ -5,7 +5,9 @@
 // (others are skipped), staging qᵀ, dOᵀ (transposed, 4 rows per vec4), logsumexp and delta (the next tile's q, dO
 // and row statistics are read into registers while this one is computed). Thread (ty, tx)
 // computes Sᵀ = k qᵀ and dPᵀ = v dOᵀ for its ROWS keys × rows 4·tx .. 4·tx + 3 (the forward's summation order,
-// so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory, then dV += P̃ᵀ dO and
+// so P = exp(S − logsumexp) is exact), P̃ᵀ and dSᵀ · scale into workgroup memory (a thread whose keys lie inside
+// the bounds of all four rows skips the bound tests: quad_gradients compiled twice through inlining, bench notes
+// entry 41), then dV += P̃ᵀ dO and
 // dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... With dropout, the workgroup draws each (row, 8 keys)
 // once per query tile into keep bits (a thread's keys share their draws with 8 / ROWS threads; bench notes entry 19).
 // Each gradient element is summed by one thread in a fixed order: deterministic. A key that a row with a NaN
@@ -332,37 +334,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let delta4 = delta_tile[tx];
     let lo4 = lo_tile[tx];
     let hi4 = hi_tile[tx];
+    // Threads whose keys all lie inside the bounds of their four rows, each row with a finite logsumexp, take the form
+    // without those tests.
+    var inside = true;
     for (var u = 0u; u < 4u; u++) {
-      let i = row0 + 4u * tx + u;
-      let lse = lse4[u];
-      let row_nan = is_nan(lse);
-      // Rows without any allowed key (logsumexp −∞, also past the sequence or outside the dispatch's rows) take
-      // no part.
-      if (lse == negative_infinity) {
-        continue;
-      }
-      for (var t = 0u; t < ROWS; t++) {
-        let j = i32(first_key + t);
-        if (j < lo4[u] || j > hi4[u]) {
-          continue;
-        }
-        let capped = capped_score(s[t][u]);
-        let score = masked_score(capped.x, b, h, i, u32(j));
-        // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
-        if (row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
-          atomicStore(&key_poisoned[ty * ROWS + t], 1u);
-        } else if (score > negative_infinity) {
-          let p = exp((score - lse) - residual4[u]);
+      inside = inside && !is_nan(lse4[u]) && lse4[u] != negative_infinity && lo4[u] <= i32(first_key) && hi4[u] >= i32(first_key + ROWS - 1u);
+    }
 #if DROPOUT
-          let keep_bits = u32(dst_tile[((u32(j) >> 3u) - octet_first) * KEY_THREADS + tx][u]);
-          let keep = select(0.0, params.dropout_scale, ((keep_bits >> (u32(j) & 7u)) & 1u) == 1u);
+    let rows = RowQuad(lse4, residual4, delta4, lo4, hi4, row0 + 4u * tx, first_key, b, h, tx, ty, octet_first);
 #else
-          let keep = 1.0;
+    let rows = RowQuad(lse4, residual4, delta4, lo4, hi4, row0 + 4u * tx, first_key, b, h, tx, ty, 0u);
 #endif
-          weights[t][u] = p * keep;
-          ds[t][u] = p * (dp[t][u] * keep - delta4[u]) * capped.y * params.scale;
-        }
-      }
+    if (inside) {
+      quad_gradients(rows, false, &s, &dp, &weights, &ds);
+    } else {
+      quad_gradients(rows, true, &s, &dp, &weights, &ds);
     }
 #if DROPOUT
     // Every thread has read its keep bits before dst_tile takes dS.
@@ -431,6 +417,69 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 // values as 0), and the logsumexp, residual and delta of the tile's row lid (−∞, 0, 0 outside the dispatch's rows:
 // such rows take no part) with the keys of this dispatch it may attend. Read a step ahead, so that no step waits
 // for them.
+// What step 2 knows of a thread's four rows (row0 onwards): their logsumexp, residual, delta and key bounds; the
+// thread's first key, batch, query head, its place in the workgroup (tx, ty) and the workgroup's first key octet.
+struct RowQuad {
+  lse: vec4<f32>,
+  residual: vec4<f32>,
+  delta: vec4<f32>,
+  lo: vec4<i32>,
+  hi: vec4<i32>,
+  row0: u32,
+  first_key: u32,
+  b: u32,
+  h: u32,
+  tx: u32,
+  ty: u32,
+  octet_first: u32,
+}
+
+// P̃ᵀ and dSᵀ · scale of a thread's keys × four rows from Sᵀ and dPᵀ (weights and ds: 0 where the pair takes no
+// part). With `bounded` false the caller knows every key inside every row's bounds and each row's logsumexp finite,
+// and those tests fold away once the driver inlines the call.
+fn quad_gradients(
+  rows: RowQuad,
+  bounded: bool,
+  s: ptr<function, array<vec4<f32>, ROWS>>,
+  dp: ptr<function, array<vec4<f32>, ROWS>>,
+  weights: ptr<function, array<vec4<f32>, ROWS>>,
+  ds: ptr<function, array<vec4<f32>, ROWS>>,
+) {
+  let negative_infinity = params.negative_infinity;
+  for (var u = 0u; u < 4u; u++) {
+    let i = rows.row0 + u;
+    let lse = rows.lse[u];
+    let row_nan = is_nan(lse);
+    // Rows without any allowed key (logsumexp −∞, also past the sequence or outside the dispatch's rows) take
+    // no part.
+    if (bounded && lse == negative_infinity) {
+      continue;
+    }
+    for (var t = 0u; t < ROWS; t++) {
+      let j = i32(rows.first_key + t);
+      if (bounded && (j < rows.lo[u] || j > rows.hi[u])) {
+        continue;
+      }
+      let capped = capped_score((*s)[t][u]);
+      let score = masked_score(capped.x, rows.b, rows.h, i, u32(j));
+      // Bits, not ==: the score of a NaN row may itself be NaN (only a removed pair is exactly −∞).
+      if (bounded && row_nan && bitcast<u32>(score) != bitcast<u32>(negative_infinity)) {
+        atomicStore(&key_poisoned[rows.ty * ROWS + t], 1u);
+      } else if (score > negative_infinity) {
+        let p = exp((score - lse) - rows.residual[u]);
+#if DROPOUT
+        let keep_bits = u32(dst_tile[((u32(j) >> 3u) - rows.octet_first) * KEY_THREADS + rows.tx][u]);
+        let keep = select(0.0, params.dropout_scale, ((keep_bits >> (u32(j) & 7u)) & 1u) == 1u);
+#else
+        let keep = 1.0;
+#endif
+        (*weights)[t][u] = p * keep;
+        (*ds)[t][u] = p * ((*dp)[t][u] * keep - rows.delta[u]) * capped.y * params.scale;
+      }
+    }
+  }
+}
+
 fn fetch_rows(h: u32, tile: u32, lid: u32, b: u32, sequence: Sequence, row_limit: u32, q_next: ptr<function, array<vec4<f32>, Q_LOADS>>, g_next: ptr<function, array<vec4<f32>, G_LOADS>>, stats_next: ptr<function, vec3<f32>>, bounds_next: ptr<function, vec2<i32>>) {
   let row0 = tile * BLOCK_M;
   var stats = vec3<f32>(params.negative_infinity, 0.0, 0.0);
