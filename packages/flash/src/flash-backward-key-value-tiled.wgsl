@@ -9,7 +9,8 @@
 // the bounds of all four rows skips the bound tests: quad_gradients compiled twice through inlining, bench notes
 // entry 41), then dV += P̃ᵀ dO and
 // dK += dSᵀ q for its keys × head dims tx, tx + KEY_THREADS, ... With dropout, the workgroup draws each (row, 8 keys)
-// once per query tile into keep bits (a thread's keys share their draws with 8 / ROWS threads; bench notes entry 19).
+// once per query tile into keep bits (a thread's keys share their draws with 8 / ROWS threads; bench notes entry 19),
+// which each thread reads once per key for its four rows.
 // Each gradient element is summed by one thread in a fixed order: deterministic. A key that a row with a NaN
 // logsumexp may attend gets NaN dK and dV; NaN query rows are kept out of the q tile (they are such rows), so that
 // the zero dS of a masked pair cannot spread them. Compiled with PAIRED_BLOCKS (causal or one-sided windows at small
@@ -446,6 +447,13 @@ fn quad_gradients(
   ds: ptr<function, array<vec4<f32>, ROWS>>,
 ) {
   let negative_infinity = params.negative_infinity;
+#if DROPOUT
+  // The keep bits of each key's octet for the four rows, one vec4 read per key.
+  var keep_quads: array<vec4<f32>, ROWS>;
+  for (var t = 0u; t < ROWS; t++) {
+    keep_quads[t] = dst_tile[(((rows.first_key + t) >> 3u) - rows.octet_first) * KEY_THREADS + rows.tx];
+  }
+#endif
   for (var u = 0u; u < 4u; u++) {
     let i = rows.row0 + u;
     let lse = rows.lse[u];
@@ -468,7 +476,7 @@ fn quad_gradients(
       } else if (score > negative_infinity) {
         let p = exp((score - lse) - rows.residual[u]);
 #if DROPOUT
-        let keep_bits = u32(dst_tile[((u32(j) >> 3u) - rows.octet_first) * KEY_THREADS + rows.tx][u]);
+        let keep_bits = u32(keep_quads[t][u]);
         let keep = select(0.0, params.dropout_scale, ((keep_bits >> (u32(j) & 7u)) & 1u) == 1u);
 #else
         let keep = 1.0;

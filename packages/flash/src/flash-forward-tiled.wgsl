@@ -11,7 +11,9 @@
 // sum l stays split over them until the end. With SHUFFLE_P (subgroups of at least KEY_THREADS lanes, small head
 // dims: bench notes, entry 26) the maximum and P go through subgroup shuffles instead, two barriers fewer per tile.
 // Online softmax (running max m, sum l, unnormalised output) in f32.
-// Key tiles that no row of the workgroup may attend (causal, window, key padding, varlen bounds) are never loaded.
+// Key tiles that no row of the workgroup may attend (causal, window, key padding, varlen bounds) are never loaded;
+// a row whose bounds hold all four of a thread's keys skips the bound tests (quad_scores compiled twice through
+// inlining: bench notes, entry 41).
 // Writes out and logsumexp = m + log l (−∞ and out = 0 for a row without any allowed key). When the logsumexp
 // buffer has room for 2·B·Hq·L floats (params.lse_residual), the second half receives each row's rounding residual
 // (m − lse) + log l.
@@ -210,21 +212,16 @@ fn main(
     // Scores (−∞ where masked) and each row's maximum over this thread's keys.
     let key_first = key0 + 4u * tx;
     for (var r = 0u; r < ROWS; r++) {
-      var row_max = negative_infinity;
-      for (var t = 0u; t < 4u; t++) {
-        let j = key_first + t;
-        var score = negative_infinity;
-        if (i32(j) >= lo[r] && i32(j) <= hi[r]) {
-          score = masked_score(capped_score(s[r][t]).x, b, h, first_row + r, j);
-          if (is_nan(score)) {
-            poisoned[r] = true;
-            score = negative_infinity;
-          }
-        }
-        s[r][t] = score;
-        row_max = max(row_max, score);
+      // A row whose bounds hold all four keys takes the form without bound tests.
+      let inside = i32(key_first) >= lo[r] && i32(key_first + 3u) <= hi[r];
+      var row_poisoned = poisoned[r];
+      if (inside) {
+        s[r] = quad_scores(false, s[r], lo[r], hi[r], b, h, first_row + r, key_first, &row_poisoned);
+      } else {
+        s[r] = quad_scores(true, s[r], lo[r], hi[r], b, h, first_row + r, key_first, &row_poisoned);
       }
-      tile_maxima[r] = row_max;
+      poisoned[r] = row_poisoned;
+      tile_maxima[r] = max(max(s[r].x, s[r].y), max(s[r].z, s[r].w));
     }
 #if SHUFFLE_P
     // The row's KEY_THREADS threads are adjacent lanes of one subgroup.
@@ -373,6 +370,26 @@ fn main(
 }
 
 // This thread's share of tile `tile`'s k and v rows (zero past the sequence's keys).
+// The scores of keys key_first .. + 3 for row i from their dot products: scale and softcap, the masks, −∞ outside
+// the row's bounds [lo, hi] and for NaN scores (which set *poisoned). With `bounded` false the caller knows the four
+// keys inside the bounds, and the tests fold away once the driver inlines the call.
+fn quad_scores(bounded: bool, dots: vec4<f32>, lo: i32, hi: i32, b: u32, h: u32, i: u32, key_first: u32, poisoned: ptr<function, bool>) -> vec4<f32> {
+  let negative_infinity = params.negative_infinity;
+  var scores = vec4<f32>(negative_infinity);
+  for (var t = 0u; t < 4u; t++) {
+    let j = key_first + t;
+    if (!bounded || (i32(j) >= lo && i32(j) <= hi)) {
+      var score = masked_score(capped_score(dots[t]).x, b, h, i, j);
+      if (is_nan(score)) {
+        *poisoned = true;
+        score = negative_infinity;
+      }
+      scores[t] = score;
+    }
+  }
+  return scores;
+}
+
 fn fetch_tile(tile: u32, lid: u32, k_base: u32, v_base: u32, sequence: Sequence, k_next: ptr<function, array<vec4<f32>, K_LOADS>>, v_next: ptr<function, array<vec4<f32>, V_LOADS>>) {
   let key0 = tile * BLOCK_N;
   for (var n = 0u; n < K_LOADS; n++) {
