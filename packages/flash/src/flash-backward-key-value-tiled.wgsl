@@ -414,10 +414,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
 }
 
-// This thread's share of query tile `tile`'s q and dO rows of head h (zero outside the dispatch's rows; q's NaN
-// values as 0), and the logsumexp, residual and delta of the tile's row lid (−∞, 0, 0 outside the dispatch's rows:
-// such rows take no part) with the keys of this dispatch it may attend. Read a step ahead, so that no step waits
-// for them.
 // What step 2 knows of a thread's four rows (row0 onwards): their logsumexp, residual, delta and key bounds; the
 // thread's first key, batch, query head, its place in the workgroup (tx, ty) and the workgroup's first key octet.
 struct RowQuad {
@@ -488,6 +484,10 @@ fn quad_gradients(
   }
 }
 
+// This thread's share of query tile `tile`'s q and dO rows of head h (zero outside the dispatch's rows; q's NaN
+// values as 0), and the logsumexp, residual and delta of the tile's row lid (−∞, 0, 0 outside the dispatch's rows:
+// such rows take no part) with the keys of this dispatch it may attend. Read a step ahead, so that no step waits
+// for them.
 fn fetch_rows(h: u32, tile: u32, lid: u32, b: u32, sequence: Sequence, row_limit: u32, q_next: ptr<function, array<vec4<f32>, Q_LOADS>>, g_next: ptr<function, array<vec4<f32>, G_LOADS>>, stats_next: ptr<function, vec3<f32>>, bounds_next: ptr<function, vec2<i32>>) {
   let row0 = tile * BLOCK_M;
   var stats = vec3<f32>(params.negative_infinity, 0.0, 0.0);

@@ -369,7 +369,6 @@ fn main(
   }
 }
 
-// This thread's share of tile `tile`'s k and v rows (zero past the sequence's keys).
 // The scores of keys key_first .. + 3 for row i from their dot products: scale and softcap, the masks, −∞ outside
 // the row's bounds [lo, hi] and for NaN scores (which set *poisoned). With `bounded` false the caller knows the four
 // keys inside the bounds, and the tests fold away once the driver inlines the call.
@@ -390,6 +389,7 @@ fn quad_scores(bounded: bool, dots: vec4<f32>, lo: i32, hi: i32, b: u32, h: u32,
   return scores;
 }
 
+// This thread's share of tile `tile`'s k and v rows (zero past the sequence's keys).
 fn fetch_tile(tile: u32, lid: u32, k_base: u32, v_base: u32, sequence: Sequence, k_next: ptr<function, array<vec4<f32>, K_LOADS>>, v_next: ptr<function, array<vec4<f32>, V_LOADS>>) {
   let key0 = tile * BLOCK_N;
   for (var n = 0u; n < K_LOADS; n++) {
