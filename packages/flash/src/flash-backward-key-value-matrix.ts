@@ -10,7 +10,9 @@ import source from './flash-backward-key-value-matrix.wgsl?raw';
 export function matrixKeyValueStorage(shape: MatrixKeyValueShape, headDimQk: number, headDimV: number): number {
   const keys = shape.subgroups * 16;
   const scores = keys * (Math.max(shape.rows, headDimQk, headDimV) + 1) * 4;
-  const products = keys * (shape.rows + (Math.max(headDimQk, headDimV) === 32 ? 2 : 1)) * 4;
+  // dP rows: 2 elements of padding at head dim 32, 1 elsewhere (DP_STRIDE).
+  const productsPad = Math.max(headDimQk, headDimV) === 32 ? 2 : 1;
+  const products = keys * (shape.rows + productsPad) * 4;
   const weights = 2 * keys * (shape.rows + 2) * 2;
   return scores + products + weights + keys * 4 + 32;
 }

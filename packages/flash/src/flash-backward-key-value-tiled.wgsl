@@ -134,11 +134,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let negative_infinity = params.negative_infinity;
   let group = params.q_heads / params.kv_heads;
 
-#if DROPOUT
   // The key octets (8 aligned keys: one dropout draw per row) that this workgroup's keys touch: at most
   // BLOCK_M · octets ≤ 4 · KEY_THREADS · (block_keys / 8 + 1) keep words, well within dst_tile's
   // 4 · block_keys · ROW_STRIDE floats.
   let octet_first = key0 >> 3u;
+#if DROPOUT
   let octets = ((key0 + block_keys - 1u) >> 3u) - octet_first + 1u;
 #endif
   // Rows that may attend some key of this workgroup.
@@ -330,22 +330,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       weights[t] = vec4<f32>(0.0);
       ds[t] = vec4<f32>(0.0);
     }
-    let lse4 = lse_tile[tx];
-    let residual4 = residual_tile[tx];
-    let delta4 = delta_tile[tx];
-    let lo4 = lo_tile[tx];
-    let hi4 = hi_tile[tx];
+    let rows = RowQuad(lse_tile[tx], residual_tile[tx], delta_tile[tx], lo_tile[tx], hi_tile[tx], row0 + 4u * tx, first_key, b, h, tx, ty, octet_first);
     // Threads whose keys all lie inside the bounds of their four rows, each row with a finite logsumexp, take the form
     // without those tests.
     var inside = true;
     for (var u = 0u; u < 4u; u++) {
-      inside = inside && !is_nan(lse4[u]) && lse4[u] != negative_infinity && lo4[u] <= i32(first_key) && hi4[u] >= i32(first_key + ROWS - 1u);
+      inside = inside && !is_nan(rows.lse[u]) && rows.lse[u] != negative_infinity && rows.lo[u] <= i32(first_key) && rows.hi[u] >= i32(first_key + ROWS - 1u);
     }
-#if DROPOUT
-    let rows = RowQuad(lse4, residual4, delta4, lo4, hi4, row0 + 4u * tx, first_key, b, h, tx, ty, octet_first);
-#else
-    let rows = RowQuad(lse4, residual4, delta4, lo4, hi4, row0 + 4u * tx, first_key, b, h, tx, ty, 0u);
-#endif
     if (inside) {
       quad_gradients(rows, false, &s, &dp, &weights, &ds);
     } else {
