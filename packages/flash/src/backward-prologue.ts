@@ -149,7 +149,7 @@ export function recordBackwardPrologue(
     bytes += aligned(size);
     blocks += Math.ceil(size / 16 / BLOCK_CHUNKS);
   }
-  const buffer = recorder.temporary(Math.max(16, bytes), GPUBufferUsage.STORAGE, 'flash backward padded copies');
+  const buffer = recorder.scratch(Math.max(16, bytes), GPUBufferUsage.STORAGE, 'flash backward padded copies');
   const out = problem.layout.out;
   const uniforms = PROLOGUE_UNIFORMS.pack({
     ...values,

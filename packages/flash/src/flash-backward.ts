@@ -193,7 +193,7 @@ export function recordFlashBackward(
   if ('overflow' in keyValuePlan) {
     throw new InvalidArgumentError(`flash backward cannot run this problem:\n  - ${overflowMessage(keyValuePlan.overflow, limit)}`);
   }
-  const delta = recorder.temporary(Math.max(4, batch * queryHeads * queryLength * 4), GPUBufferUsage.STORAGE, 'flash backward delta');
+  const delta = recorder.scratch(Math.max(4, batch * queryHeads * queryLength * 4), GPUBufferUsage.STORAGE, 'flash backward delta');
   const run: BackwardRun = {
     recorder,
     problem,
@@ -304,7 +304,7 @@ function recordStoredScores(
   bindings: { readonly keyValue: KernelBindings; readonly query: KernelBindings },
 ): void {
   const { recorder } = run;
-  const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'flash backward stored scores');
+  const scratch = recorder.scratch(plan.bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'flash backward stored scores');
   const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'k' || t.name === 'dq') };
   const rowsPerWorkgroup = storedQueryRows(plan.shape);
   // The logsumexp binding of every piece's dQ (bound per piece; made once: staged, it owns a scratch).
@@ -456,7 +456,7 @@ function recordMatrixStoredScores(
   prologue: PrologueCopies | undefined,
 ): void {
   const { recorder, problem } = run;
-  const scratch = recorder.temporary(plan.bytes, GPUBufferUsage.STORAGE, 'flash backward stored scores');
+  const scratch = recorder.scratch(plan.bytes, GPUBufferUsage.STORAGE, 'flash backward stored scores');
   const keyValue = matrixKeyValueRecording(run, bindings.keyValue, tiles, keyValueShape, buffers, padded, prologue, true);
   const query = matrixStoredQueryKernel(recorder.gpu, variantOf(problem), tiles, plan.query, rowsOfEights(run.gradients.dq, problem.headDimQk));
   const queryBindings = { ...bindings.query, tensors: bindings.query.tensors.filter((t) => t.name === 'dq') };
@@ -499,7 +499,7 @@ function recordPartialQuery(
   const groups = rowGroups(chunks);
   const scratchOf = (chunk: Chunk) => queryScratch(problem, chunk, packing);
   const most = largest(groups.map((group) => scratchOf(group[0]!).elements));
-  const scratch = recorder.temporary(most * 4, GPUBufferUsage.STORAGE, 'flash backward dq scratch');
+  const scratch = recorder.scratch(most * 4, GPUBufferUsage.STORAGE, 'flash backward dq scratch');
   const rowStats = run.rowStats('query', chunks);
   for (const group of groups) {
     const { layout, elements } = scratchOf(group[0]!);
@@ -549,8 +549,8 @@ function recordPartialKeyValue(
   const bindings = keyValuePartialBindings(problem, run.gradients, run.residual, packing);
   const group = problem.queryHeads / problem.kvHeads;
   const most = largest(plan.map((chunks) => chunks[0]!.keys.count));
-  const scratchK = recorder.temporary(most * headDimQk * 4, GPUBufferUsage.STORAGE, 'flash backward dk scratch');
-  const scratchV = recorder.temporary(most * headDimV * 4, GPUBufferUsage.STORAGE, 'flash backward dv scratch');
+  const scratchK = recorder.scratch(most * headDimQk * 4, GPUBufferUsage.STORAGE, 'flash backward dk scratch');
+  const scratchV = recorder.scratch(most * headDimV * 4, GPUBufferUsage.STORAGE, 'flash backward dv scratch');
   const rowStats = run.rowStats('query', plan.flat());
   // dk and dv point at the scratch: contiguous f32 [keys, D] from the chunk's first key (packed varlen: also
   // shifted back by the sequence's first key, as the kernel adds it; u32 arithmetic wraps).

@@ -3,7 +3,8 @@
  * backward's delta) plus the tiled backward's stored score gradients, bounded by their budget (stored-scores.ts),
  * none with the device's budget set to 0 (setStoredScoresBudget): counted with the buffer pool's statistics at
  * L = S = 1025, where N² floats (4.2 MB per head) dwarf everything else. Backward is deterministic: the same bits
- * on every run.
+ * on every run. Calls recorded back to back before a submit share the backward's scratch (the pool's stream-ordered
+ * scratch, buffer-pool.ts) and each still gets its own gradients.
  */
 import { gpu } from '../test/test-device';
 import { InvalidArgumentError, createDevice, describeAttention, tensor } from '@webattn/tensor';
@@ -88,4 +89,52 @@ describe.skipIf(!gpu)('flash memory and determinism', () => {
     }
     for (const t of [q, k, v, gradOut, out, logsumexp]) t.dispose();
   });
+
+  for (const maxFreeBytes of [undefined, 0]) {
+    it(`backward calls recorded back to back share their scratch and keep their own gradients (maxFreeBytes ${maxFreeBytes ?? 'default'})`, async () => {
+      const device = gpu!;
+      const [B, H, N, D] = [1, 2, 301, 16];
+      const options = { isCausal: true };
+      const problems = [freshSeed(), freshSeed() + 100].map((seed) => {
+        const [q, k, v, gradOut] = [0, 1, 2, 3].map((i) => tensor(device, randomValues(B * H * N * D, seed + i), [B, H, N, D]));
+        const { out, logsumexp } = flashAttention(q!, k!, v!, options);
+        return { q: q!, k: k!, v: v!, gradOut: gradOut!, out, logsumexp };
+      });
+      const gradients = async (grads: ReturnType<typeof flashAttentionGrad>) => {
+        const arrays = await Promise.all([grads.dq.toArray(), grads.dk.toArray(), grads.dv.toArray()]);
+        for (const t of [grads.dq, grads.dk, grads.dv]) t.dispose();
+        return arrays.map((array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength));
+      };
+      // Each alone (read back, so submitted, before the next).
+      const alone = [];
+      for (const p of problems) alone.push(await gradients(flashAttentionGrad(p.q, p.k, p.v, p.out, p.logsumexp, p.gradOut, options)));
+      const savedCap = device.pool.maxFreeBytes;
+      if (maxFreeBytes !== undefined) device.pool.maxFreeBytes = maxFreeBytes;
+      try {
+        await device.sync();
+        // Both recorded before anything is read back: the second call may take the first one's scratch at once
+        // (or, with no free bytes allowed, must not destroy it before the submit).
+        const [first, second, grown] = await expectNoGpuErrors(device, () => {
+          const a = problems[0]!;
+          const b = problems[1]!;
+          const first = flashAttentionGrad(a.q, a.k, a.v, a.out, a.logsumexp, a.gradOut, options);
+          const before = device.pool.stats().liveBytes;
+          const second = flashAttentionGrad(b.q, b.k, b.v, b.out, b.logsumexp, b.gradOut, options);
+          return [first, second, device.pool.stats().liveBytes - before] as const;
+        });
+        const together = [await gradients(first), await gradients(second)];
+        for (let p = 0; p < 2; p++) {
+          for (let g = 0; g < 3; g++) expect(together[p]![g]!.equals(alone[p]![g]!), `problem ${p}, gradient ${g}`).toBe(true);
+        }
+        if (maxFreeBytes === undefined) {
+          // The second call creates its outputs (dq, dk, dv; buckets round up by ≤ 25%) and little else.
+          const outputs = 3 * B * H * N * D * 4 * 1.25;
+          expect(grown, `the second call grew the pool by ${grown} B`).toBeLessThanOrEqual(outputs + 16 * 1024);
+        }
+      } finally {
+        device.pool.maxFreeBytes = savedCap;
+        for (const p of problems) for (const t of Object.values(p)) t.dispose();
+      }
+    });
+  }
 });

@@ -173,7 +173,7 @@ export function recordPaddedCopy(
   nanFlags?: GPUBuffer,
 ): { readonly buffer: GPUBuffer; readonly layout: AttentionLayout } {
   const rowCount = source.batches * source.heads * rows;
-  const buffer = recorder.temporary(rowCount * paddedDims * 2, GPUBufferUsage.STORAGE, label);
+  const buffer = recorder.scratch(rowCount * paddedDims * 2, GPUBufferUsage.STORAGE, label);
   const groups = Math.ceil((rowCount * paddedDims) / 8 / BLOCK_CHUNKS);
   if (groups > 0) {
     const { layout } = source;
@@ -220,7 +220,7 @@ export function recordPaddedKeyValues(
 ): PaddedKeyValues {
   const rows = paddedKeyRows(problem.keyLength, blockKeys);
   const rowCount = problem.batch * problem.kvHeads * rows;
-  const nanFlags = recorder.temporary(modes.v === 'record' ? nanFlagWords(rowCount, headDimV) * 4 : 4, GPUBufferUsage.STORAGE, 'flash v NaN record');
+  const nanFlags = recorder.scratch(modes.v === 'record' ? nanFlagWords(rowCount, headDimV) * 4 : 4, GPUBufferUsage.STORAGE, 'flash v NaN record');
   const source = (name: 'k' | 'v', dims: number): PaddedSource => ({
     buffer: buffers[name],
     layout: problem.layout[name],

@@ -11,6 +11,11 @@ export type BoundBuffer = GPUBuffer | GPUBufferBinding;
 export interface KernelRecorder {
   readonly gpu: GPUDevice;
   temporary(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer;
+  /**
+   * A temporary that only the recorded commands write and read (never `writeBuffer`): on a webattn `Device` the
+   * pool's scratch, which the next call recorded may reuse at once (stream order; buffer-pool.ts).
+   */
+  scratch(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer;
   dispatch(source: KernelSource, bindings: readonly (readonly [number, BoundBuffer])[], uniforms: ArrayBuffer, workgroups: readonly [number, number, number]): void;
   /** Records zeroing the first `bytes` (a multiple of 4) of `buffer` (made with COPY_DST), in order with the dispatches. */
   clear(buffer: GPUBuffer, bytes: number): void;
@@ -46,6 +51,7 @@ export function rawRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelR
   return {
     gpu,
     temporary,
+    scratch: temporary,
     dispatch(source, bindings, uniforms, workgroups) {
       const pipeline = pipelineCacheFor(gpu).get(source);
       const uniformBuffer = temporary(uniforms.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, `${source.name} uniforms`);
@@ -67,6 +73,7 @@ export function rawRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelR
 
 export function deviceRecorder(device: Device): KernelRecorder {
   const temporaries: GPUBuffer[] = [];
+  const scratches: GPUBuffer[] = [];
   const gpu = device.gpu;
   const temporary = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
     const buffer = device.pool.acquire(bytes, usage, label);
@@ -76,6 +83,11 @@ export function deviceRecorder(device: Device): KernelRecorder {
   return {
     gpu,
     temporary,
+    scratch(bytes, usage, label) {
+      const buffer = device.pool.acquireScratch(bytes, usage, label);
+      scratches.push(buffer);
+      return buffer;
+    },
     dispatch(source, bindings, uniforms, workgroups) {
       const pipeline = device.pipelines.get(source);
       const uniformBuffer = temporary(uniforms.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, `${source.name} uniforms`);
@@ -88,6 +100,8 @@ export function deviceRecorder(device: Device): KernelRecorder {
     finish() {
       // The pool reuses a released buffer only after the next submit, so releasing right away is safe.
       for (const buffer of temporaries.splice(0)) device.pool.release(buffer);
+      // Scratch is reused at once: whatever takes it next is recorded after every command that used it here.
+      for (const buffer of scratches.splice(0)) device.pool.releaseScratch(buffer);
     },
   };
 }

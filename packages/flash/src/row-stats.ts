@@ -95,7 +95,7 @@ export function logsumexpBinding(
     };
   }
   const most = Math.max(1, largest(run.chunks.map((chunk) => chunkRows(problem, heads, chunk).count)));
-  const scratch = recorder.temporary(most * 2 * 4, GPUBufferUsage.STORAGE, 'flash logsumexp rows');
+  const scratch = recorder.scratch(most * 2 * 4, GPUBufferUsage.STORAGE, 'flash logsumexp rows');
   // Values at [0, count), residuals at [count, 2·count) of the scratch; at [start, …) and [total + start, …) of the buffer.
   const halves = (rows: IndexRange) => [
     { stored: { buffer, index: rows.start }, staged: { buffer: scratch, index: 0 } },

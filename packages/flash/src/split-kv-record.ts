@@ -68,8 +68,8 @@ export function recordSplitKvChunks(
   const rowChunks = groups.map((group) => ({ ...group[0]!, keys: { start: 0, count: keyLength } }));
   const partialsOf = (chunk: Chunk) => chunk.batch.count * chunk.heads.count * chunk.rows.count * split.count;
   const most = largest(rowChunks.map(partialsOf));
-  const stats = recorder.temporary(most * 2 * 4, GPUBufferUsage.STORAGE, 'split-kv partial stats');
-  const partialOut = recorder.temporary(most * headDimV * 4, GPUBufferUsage.STORAGE, 'split-kv partial out');
+  const stats = recorder.scratch(most * 2 * 4, GPUBufferUsage.STORAGE, 'split-kv partial stats');
+  const partialOut = recorder.scratch(most * headDimV * 4, GPUBufferUsage.STORAGE, 'split-kv partial out');
   const logsumexp = logsumexpBinding(recorder, problem, 'query', {
     buffer: buffers.logsumexp,
     residual,
