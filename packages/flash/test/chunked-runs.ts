@@ -109,17 +109,15 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
   };
 }
 
-/** A raw recorder whose temporary buffers start filled with NaN. */
+/** A raw recorder whose temporary buffers (scratch too) start filled with NaN. */
 function poisoningRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
   const raw = rawRecorder(gpu, encoder);
-  return {
-    ...raw,
-    temporary(bytes, usage, label) {
-      const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_DST, label);
-      gpu.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / 4).fill(Number.NaN));
-      return buffer;
-    },
+  const poisoned = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
+    const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_DST, label);
+    gpu.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / 4).fill(Number.NaN));
+    return buffer;
   };
+  return { ...raw, temporary: poisoned, scratch: poisoned };
 }
 
 const contiguousLayouts = (problem: AttentionProblem): GradientLayouts => {

@@ -15,17 +15,15 @@ export function sourceBits(count: number, seed: number): Uint16Array {
   return Uint16Array.from(values, (value, i) => (uniform[i]! < 0.03 ? specials[i % specials.length]! : toHalfBits(value)));
 }
 
-/** A raw recorder whose temporaries start filled with POISON. */
+/** A raw recorder whose temporaries (scratch too) start filled with POISON. */
 export function poisoningRecorder(device: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
   const raw = rawRecorder(device, encoder);
-  return {
-    ...raw,
-    temporary(bytes, usage, label) {
-      const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label);
-      device.queue.writeBuffer(buffer, 0, new Uint16Array(buffer.size / 2).fill(POISON));
-      return buffer;
-    },
+  const poisoned = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
+    const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label);
+    device.queue.writeBuffer(buffer, 0, new Uint16Array(buffer.size / 2).fill(POISON));
+    return buffer;
   };
+  return { ...raw, temporary: poisoned, scratch: poisoned };
 }
 
 export async function readBack(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
