@@ -52,23 +52,7 @@ export class BufferPool {
 
   acquire(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
     const size = bucketSize(bytes);
-    const key = `${size}:${usage}`;
-    const list = this.free.get(key);
-    const buffer = list?.pop();
-    if (buffer) {
-      this.counters.reused++;
-      this.counters.freeBytes -= size;
-      this.counters.inUseBytes += size;
-      buffer.label = label;
-      return buffer;
-    }
-    const created = this.device.createBuffer({ size, usage, label });
-    this.sizes.set(created, size);
-    this.counters.created++;
-    this.counters.liveBuffers++;
-    this.counters.liveBytes += size;
-    this.counters.inUseBytes += size;
-    return created;
+    return this.reuse(this.free, size, usage, label) ?? this.create(size, usage, label);
   }
 
   /**
@@ -77,9 +61,33 @@ export class BufferPool {
    */
   acquireScratch(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
     const size = bucketSize(bytes);
-    const buffer = this.freeScratch.get(`${size}:${usage}`)?.pop();
-    if (!buffer) return this.acquire(bytes, usage, label);
+    const buffer = this.reuse(this.freeScratch, size, usage, label);
+    if (!buffer) return this.create(size, usage, label);
     this.freeScratchBytes -= size;
+    return buffer;
+  }
+
+  /** Gives back a buffer from `acquireScratch`; the next `acquireScratch` of its size and usage may take it at once. */
+  releaseScratch(buffer: GPUBuffer): void {
+    const size = this.sizes.get(buffer);
+    if (size === undefined || this.freeScratchBytes + size > this.maxFreeBytes) {
+      // Past the cap: as any released buffer, after the next submit (destroyed, or parked for `acquire`: safe once
+      // the commands that used it are submitted), never destroyed before that submit.
+      this.release(buffer);
+      return;
+    }
+    this.counters.inUseBytes -= size;
+    this.counters.freeBytes += size;
+    this.freeScratchBytes += size;
+    const key = `${size}:${buffer.usage}`;
+    let list = this.freeScratch.get(key);
+    if (!list) this.freeScratch.set(key, (list = []));
+    list.push(buffer);
+  }
+
+  private reuse(lists: Map<string, GPUBuffer[]>, size: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer | undefined {
+    const buffer = lists.get(`${size}:${usage}`)?.pop();
+    if (!buffer) return undefined;
     this.counters.reused++;
     this.counters.freeBytes -= size;
     this.counters.inUseBytes += size;
@@ -87,26 +95,14 @@ export class BufferPool {
     return buffer;
   }
 
-  /** Gives back a buffer from `acquireScratch`; the next `acquireScratch` of its size and usage may take it at once. */
-  releaseScratch(buffer: GPUBuffer): void {
-    const size = this.sizes.get(buffer);
-    if (size === undefined) {
-      buffer.destroy();
-      return;
-    }
-    this.counters.inUseBytes -= size;
-    this.counters.freeBytes += size;
-    const key = `${size}:${buffer.usage}`;
-    if (this.freeScratchBytes + size > this.maxFreeBytes) {
-      // Past the cap: handled after the next submit like any released buffer (destroyed, or parked for `acquire`,
-      // safe once the commands that used it are submitted), never destroyed before that submit.
-      this.pending.push({ key, buffer });
-      return;
-    }
-    this.freeScratchBytes += size;
-    let list = this.freeScratch.get(key);
-    if (!list) this.freeScratch.set(key, (list = []));
-    list.push(buffer);
+  private create(size: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
+    const created = this.device.createBuffer({ size, usage, label });
+    this.sizes.set(created, size);
+    this.counters.created++;
+    this.counters.liveBuffers++;
+    this.counters.liveBytes += size;
+    this.counters.inUseBytes += size;
+    return created;
   }
 
   /** Gives a buffer back; it becomes reusable after the next submit. */
