@@ -23,6 +23,8 @@ export interface BufferPoolStats {
   readonly reused: number;
   /** Acquisitions that created a buffer. */
   readonly created: number;
+  /** Bytes of the buffers those created (Dawn clears each new storage buffer on its first use). */
+  readonly createdBytes: number;
 }
 
 /** Sizes are rounded up to one of 2^k · {1, 1.25, 1.5, 1.75} (at least 256 bytes): ≤ 25% waste, good reuse. */
@@ -43,7 +45,7 @@ export class BufferPool {
   private freeScratchBytes = 0;
   private pending: { key: string; buffer: GPUBuffer }[] = [];
   private readonly sizes = new WeakMap<GPUBuffer, number>();
-  private counters = { liveBuffers: 0, liveBytes: 0, inUseBytes: 0, freeBytes: 0, reused: 0, created: 0 };
+  private counters = { liveBuffers: 0, liveBytes: 0, inUseBytes: 0, freeBytes: 0, reused: 0, created: 0, createdBytes: 0 };
 
   /** Free bytes kept above this are destroyed instead of parked (plain buffers and scratch each). */
   maxFreeBytes = 512 * 1024 * 1024;
@@ -99,6 +101,7 @@ export class BufferPool {
     const created = this.device.createBuffer({ size, usage, label });
     this.sizes.set(created, size);
     this.counters.created++;
+    this.counters.createdBytes += size;
     this.counters.liveBuffers++;
     this.counters.liveBytes += size;
     this.counters.inUseBytes += size;
@@ -158,7 +161,7 @@ export class BufferPool {
     this.freeScratch.clear();
     this.freeScratchBytes = 0;
     this.pending = [];
-    this.counters = { liveBuffers: 0, liveBytes: 0, inUseBytes: 0, freeBytes: 0, reused: 0, created: 0 };
+    this.counters = { liveBuffers: 0, liveBytes: 0, inUseBytes: 0, freeBytes: 0, reused: 0, created: 0, createdBytes: 0 };
   }
 
   stats(): BufferPoolStats {

@@ -25,9 +25,17 @@ describe('formatKernelShares', () => {
       { kernel: 'flash-backward-delta', ms: 0.0123, dispatches: 1 },
       { kernel: 'flash-backward-query-tiled', ms: 0.5, dispatches: 2.5 },
     ];
-    expect(formatKernelShares({ kernels, untimedDispatches: 0 }, 1)).toBe(
+    const none = { createdBuffers: 0, createdBytes: 0 };
+    expect(formatKernelShares({ kernels, untimedDispatches: 0, ...none }, 1)).toBe(
       '    kernels: flash-backward-delta 0.012 ms (1%), flash-backward-query-tiled 0.500 ms (50%, 2.5 dispatches)',
     );
-    expect(formatKernelShares({ kernels: kernels.slice(0, 1), untimedDispatches: 3 }, 0.0123)).toBe('    kernels: flash-backward-delta 0.012 ms (100%); 3 more dispatches untimed');
+    expect(formatKernelShares({ kernels: kernels.slice(0, 1), untimedDispatches: 3, ...none }, 0.0123)).toBe('    kernels: flash-backward-delta 0.012 ms (100%); 3 more dispatches untimed');
+  });
+
+  it('adds the buffers per call the pool created while the calls were recorded', () => {
+    const kernels = [{ kernel: 'flash-backward-delta', ms: 0.0123, dispatches: 1 }];
+    expect(formatKernelShares({ kernels, untimedDispatches: 0, createdBuffers: 1.5, createdBytes: 3 * 2 ** 20 }, 0.0123)).toBe(
+      '    kernels: flash-backward-delta 0.012 ms (100%); 1.5 new buffers (3.0 MiB) per call',
+    );
   });
 });

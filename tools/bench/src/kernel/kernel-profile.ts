@@ -23,10 +23,16 @@ export function kernelShares(dispatches: readonly DispatchTime[], calls: number)
   return [...totals].map(([kernel, total]) => ({ kernel, ms: total.ms / calls, dispatches: total.dispatches / calls }));
 }
 
-/** A pass's kernels per call, and the dispatches per call that came after the profile's capacity (untimed). */
+/**
+ * A pass's kernels per call, the dispatches per call that came after the profile's capacity (untimed), and the
+ * buffers per call the device's pool created while the profiled calls were recorded before one submit, as the timed
+ * samples are (each new storage buffer costs Dawn a clear of its whole size on first use: bench notes, entry 42).
+ */
 export interface PassProfile {
   readonly kernels: readonly KernelShare[];
   readonly untimedDispatches: number;
+  readonly createdBuffers: number;
+  readonly createdBytes: number;
 }
 
 /**
@@ -35,23 +41,32 @@ export interface PassProfile {
  */
 export async function profileCalls(device: Device, call: TimedCall, wanted: number): Promise<PassProfile> {
   const run = async (calls: number) => {
+    const before = device.pool.stats();
     const { result, dispatches, untimed } = await device.profileDispatches(() => Array.from({ length: calls }, () => call()));
+    const after = device.pool.stats();
     for (const outputs of result) for (const output of outputs) output.dispose();
-    return { dispatches, untimed };
+    return { dispatches, untimed, createdBuffers: after.created - before.created, createdBytes: after.createdBytes - before.createdBytes };
   };
   const first = await run(1);
   const perCall = first.dispatches.length + first.untimed;
   const calls = Math.max(1, Math.min(wanted, Math.floor(MAX_PROFILED_DISPATCHES / Math.max(1, perCall))));
   const profiled = calls === 1 ? first : await run(calls);
-  return { kernels: kernelShares(profiled.dispatches, calls), untimedDispatches: profiled.untimed / calls };
+  return {
+    kernels: kernelShares(profiled.dispatches, calls),
+    untimedDispatches: profiled.untimed / calls,
+    createdBuffers: profiled.createdBuffers / calls,
+    createdBytes: profiled.createdBytes / calls,
+  };
 }
 
-/** "    kernels: flash-backward-key-value-tiled 0.612 ms (49%), flash-backward-query-tiled 0.598 ms (48%), …" */
+/** "    kernels: flash-backward-key-value-tiled 0.612 ms (49%), flash-backward-query-tiled 0.598 ms (48%), …; 3 new buffers (24.0 MiB) per call" */
 export function formatKernelShares(profile: PassProfile, passMs: number): string {
   const parts = profile.kernels.map(({ kernel, ms, dispatches }) => {
     const count = dispatches === 1 ? '' : `, ${Number(dispatches.toFixed(2))} dispatches`;
     return `${kernel} ${ms.toFixed(ms >= 100 ? 1 : 3)} ms (${((100 * ms) / passMs).toFixed(0)}%${count})`;
   });
   const untimed = profile.untimedDispatches > 0 ? `; ${Number(profile.untimedDispatches.toFixed(2))} more dispatches untimed` : '';
-  return `    kernels: ${parts.join(', ')}${untimed}`;
+  const created =
+    profile.createdBuffers > 0 ? `; ${Number(profile.createdBuffers.toFixed(2))} new buffers (${(profile.createdBytes / 2 ** 20).toFixed(1)} MiB) per call` : '';
+  return `    kernels: ${parts.join(', ')}${untimed}${created}`;
 }
