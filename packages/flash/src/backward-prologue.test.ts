@@ -16,7 +16,8 @@ import { paddedKeyRows } from './padded-key-values';
 import { rawRecorder, type KernelRecorder } from './recorder';
 import { emulateSubgroupMatrices } from './subgroup-matrix-emulation';
 import { testProblem } from '../test/test-problem';
-import { POISON, poisoningRecorder, readBack, sourceBits } from '../test/padded-copies';
+import { POISON, poisonHalves, readBack, sourceBits } from '../test/padded-copies';
+import { poisoningRecorder } from '../test/poisoning-recorder';
 
 afterAll(() => gpu?.destroy());
 
@@ -116,7 +117,7 @@ describe.skipIf(!gpu)('the backward prologue (backward-prologue.wgsl)', () => {
     const deltaPoison = new Float32Array(batch * hq * L).fill(-12345.5);
     const delta = upload(device, deltaPoison);
     const encoder = device.createCommandEncoder();
-    const recorder = poisoningRecorder(device, encoder);
+    const recorder = poisoningRecorder(device, encoder, poisonHalves);
     const copies = await expectNoGpuErrors(gpu!, () => recordBackwardPrologue(recorder, problem, sources, shape, delta));
     device.queue.submit([encoder.finish()]);
     const context = `seed ${seed}`;

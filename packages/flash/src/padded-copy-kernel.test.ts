@@ -9,7 +9,8 @@ import type { AttentionLayout } from '@webattn/tensor';
 import { expectNoGpuErrors, freshSeed } from '@webattn/tensor/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recordPaddedCopy, type PaddedCopyMode } from './padded-key-values';
-import { poisoningRecorder, readBack, sourceBits } from '../test/padded-copies';
+import { poisonHalves, readBack, sourceBits } from '../test/padded-copies';
+import { poisoningRecorder } from '../test/poisoning-recorder';
 
 afterAll(() => gpu?.destroy());
 
@@ -94,7 +95,7 @@ describe.skipIf(!gpu)('padded copies (padded-key-values.wgsl)', () => {
     const offsets = kase.cuSeqlens ? upload(Uint32Array.from(kase.cuSeqlens), kase.cuSeqlens.length * 4) : undefined;
     const expected = expectedCopy(kase, bits, mode);
     const encoder = device.createCommandEncoder();
-    const recorder = poisoningRecorder(device, encoder);
+    const recorder = poisoningRecorder(device, encoder, poisonHalves);
     const record = mode === 'record' ? recorder.temporary(expected.record.byteLength, GPUBufferUsage.STORAGE, 'test NaN record') : undefined;
     const { buffer } = await expectNoGpuErrors(gpu!, () =>
       recordPaddedCopy(

@@ -12,8 +12,9 @@ import { flashAttentionBackward, recordFlashBackward } from '../src/flash-backwa
 import type { PackedRows } from '../src/flash-chunks';
 import { flashAttentionForward, recordingCaps, type FlashForwardBuffers } from '../src/flash-forward';
 import type { GradientLayouts } from '../src/flash-uniforms';
-import { rawRecorder, type KernelRecorder } from '../src/recorder';
+import { rawRecorder } from '../src/recorder';
 import { recordSplitKvChunks } from '../src/split-kv-record';
+import { poisoningRecorder } from './poisoning-recorder';
 
 export interface Outputs {
   readonly out: Float32Array;
@@ -91,7 +92,7 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
       const recordOptions = { ...options(limits.backward), storedScoresBytes: limits.storedScores ?? 0 };
       if (limits.poisonTemporaries) {
         const encoder = device.gpu.createCommandEncoder();
-        const recorder = poisoningRecorder(device.gpu, encoder);
+        const recorder = poisoningRecorder(device.gpu, encoder, (bytes) => new Float32Array(bytes / 4).fill(Number.NaN));
         recordFlashBackward(recorder, recordingCaps(device.gpu, recordOptions), problem, { ...buffers, ...gradients });
         device.gpu.queue.submit([encoder.finish()]);
         recorder.finish();
@@ -107,17 +108,6 @@ async function recordAndRead(problem: AttentionProblem, buffers: FlashForwardBuf
     logsumexp: (await read(targets.logsumexp)).slice(0, rows),
     ...(gradOut ? { dq: await read(targets.dq), dk: await read(targets.dk), dv: await read(targets.dv) } : {}),
   };
-}
-
-/** A raw recorder whose temporary buffers (scratch too) start filled with NaN. */
-function poisoningRecorder(gpu: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
-  const raw = rawRecorder(gpu, encoder);
-  const poisoned = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
-    const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_DST, label);
-    gpu.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / 4).fill(Number.NaN));
-    return buffer;
-  };
-  return { ...raw, temporary: poisoned, scratch: poisoned };
 }
 
 const contiguousLayouts = (problem: AttentionProblem): GradientLayouts => {

@@ -1,8 +1,7 @@
 // What the padded-copy kernel tests share (padded-copy-kernel.test.ts, backward-prologue.test.ts): f16 source bits
-// with special values, a recorder whose temporaries start poisoned, and reading a buffer back.
+// with special values, the poison their temporaries start with (poisoning-recorder.ts), and reading a buffer back.
 import { toHalfBits } from '@webattn/tensor';
 import { randomValues } from '@webattn/tensor/testing';
-import { rawRecorder, type KernelRecorder } from '../src/recorder';
 
 /** The f16 bits temporaries start with: a value no copy writes where the source is finite. */
 export const POISON = 0xabcd;
@@ -15,16 +14,8 @@ export function sourceBits(count: number, seed: number): Uint16Array {
   return Uint16Array.from(values, (value, i) => (uniform[i]! < 0.03 ? specials[i % specials.length]! : toHalfBits(value)));
 }
 
-/** A raw recorder whose temporaries (scratch too) start filled with POISON. */
-export function poisoningRecorder(device: GPUDevice, encoder: GPUCommandEncoder): KernelRecorder {
-  const raw = rawRecorder(device, encoder);
-  const poisoned = (bytes: number, usage: GPUBufferUsageFlags, label: string) => {
-    const buffer = raw.temporary(bytes, usage | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label);
-    device.queue.writeBuffer(buffer, 0, new Uint16Array(buffer.size / 2).fill(POISON));
-    return buffer;
-  };
-  return { ...raw, temporary: poisoned, scratch: poisoned };
-}
+/** Temporaries' contents for poisoning-recorder.ts: every f16 element POISON. */
+export const poisonHalves = (bytes: number) => new Uint16Array(bytes / 2).fill(POISON);
 
 export async function readBack(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
   const staging = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
